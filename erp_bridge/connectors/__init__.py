@@ -1,0 +1,1 @@
+"""Connectors: one module per system; the only code that does I/O with a system."""

@@ -1,0 +1,1 @@
+"""Lease -> route -> connector -> ack / retry / dead-letter; rate limits."""

@@ -1,0 +1,178 @@
+"""Events, keys and quantities: pure, no I/O.
+
+Every event names the item and location in the *originating* system's terms (SKU, location code),
+as strings. Quantities are Decimal. An event's ``idempotency_key`` is what makes it count once.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from decimal import ROUND_FLOOR, Decimal
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, model_validator
+
+Text = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+Qty = Annotated[Decimal, Field(allow_inf_nan=False)]
+PositiveQty = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
+
+BRIDGE_ORIGIN_PREFIX = "bridge:"
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def floor_to_int(quantity: Decimal) -> int:
+    """Round down: never show stock that is not there."""
+    return int(quantity.to_integral_value(rounding=ROUND_FLOOR))
+
+
+def bridge_origin(system: str) -> str:
+    """The origin stamped on changes the bridge itself causes in ``system`` (echo-loop guard)."""
+    return f"{BRIDGE_ORIGIN_PREFIX}{system}"
+
+
+def caused_by_bridge_in(origin: str | None, system: str) -> bool:
+    """True when ``origin`` says the bridge caused this change in ``system`` itself."""
+    return origin == bridge_origin(system)
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
+
+    @property
+    def ordering_key(self) -> tuple[str, str]:
+        return (self.item, self.location)  # type: ignore[attr-defined]
+
+
+class AvailabilityChanged(_Event):
+    """The SoR says ``(item, location)`` changed. Carries no quantity: it is read at dispatch time."""
+
+    kind: Literal["availability"] = "availability"
+    system: Text
+    item: Text
+    location: Text
+    origin: str | None = None
+    sequence: int | None = None
+    occurred_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def idempotency_key(self) -> str:
+        seq = "" if self.sequence is None else f":{self.sequence}"
+        return f"{self.system}:availability:{self.item}@{self.location}{seq}"
+
+
+class StockMove(_Event):
+    """A done move in the SoR, for mirrors. Never coalesced; ``move_id`` is its idempotency key."""
+
+    kind: Literal["move"] = "move"
+    system: Text
+    move_id: Text
+    item: Text
+    quantity: PositiveQty
+    uom: str | None = None
+    from_location: Text
+    to_location: Text
+    #: the synced location this move enters (+) or leaves (-), as the journal recorded it
+    location: Text
+    direction: Literal["in", "out"]
+    origin: str | None = None
+    occurred_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"{self.system}:move:{self.move_id}"
+
+    @property
+    def signed_quantity(self) -> Decimal:
+        return self.quantity if self.direction == "in" else -self.quantity
+
+
+class _ChannelChange(_Event):
+    channel: Text
+    order: Text
+    line: Text
+    item: Text
+    location: Text
+    quantity: PositiveQty
+    occurred_at: datetime = Field(default_factory=utcnow)
+    idempotency_key: Text = ""
+
+    @model_validator(mode="after")
+    def _default_key(self):
+        if not self.idempotency_key:
+            object.__setattr__(self, "idempotency_key", self.default_key())
+        return self
+
+    def default_key(self) -> str:
+        return f"{self.channel}:{self.order}:{self.line}"
+
+
+class Decrement(_ChannelChange):
+    """A channel sold ``quantity``: the SoR must lose it exactly once."""
+
+    kind: Literal["decrement"] = "decrement"
+
+    @property
+    def signed_quantity(self) -> Decimal:
+        return -self.quantity
+
+
+class Increment(_ChannelChange):
+    """A channel cancelled or took back ``quantity``: the SoR must regain it exactly once."""
+
+    kind: Literal["increment"] = "increment"
+    reason: Literal["cancel", "refund", "return"] = "cancel"
+
+    def default_key(self) -> str:
+        return f"{self.channel}:{self.order}:{self.line}:{self.reason}"
+
+    @property
+    def signed_quantity(self) -> Decimal:
+        return self.quantity
+
+
+class Count(_Event):
+    """An absolute quantity a POS reports (a physical count), not a delta."""
+
+    kind: Literal["count"] = "count"
+    system: Text
+    item: Text
+    location: Text
+    quantity: Qty
+    reference: Text
+    occurred_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"{self.system}:count:{self.reference}"
+
+
+Event = Annotated[
+    Union[AvailabilityChanged, StockMove, Decrement, Increment, Count], Field(discriminator="kind")
+]
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+def parse_event(data: dict | str | bytes) -> Event:
+    """Validate a dict or JSON document into the right event class, by its ``kind``."""
+    if isinstance(data, (str, bytes)):
+        return EVENT_ADAPTER.validate_json(data)
+    return EVENT_ADAPTER.validate_python(data)
+
+
+class Availability(BaseModel):
+    """What a system of record says about one ``(item, location)`` right now."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    item: Text
+    location: Text
+    on_hand: Qty
+    reserved: Qty = Decimal(0)
+    free: Qty
+    forecast: Qty | None = None
+    uom: str | None = None
+    #: expected restock time, when the SoR knows one
+    restock_at: datetime | None = None
+    read_at: datetime = Field(default_factory=utcnow)

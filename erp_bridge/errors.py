@@ -1,0 +1,59 @@
+"""Errors split by what the caller must do (DESIGN.md, "Errors split by what the caller must do").
+
+- ConfigError / MappingError: an operator or integrator must fix a file; never retried.
+- RetryableError(after=...): network, 429, 5xx, lock conflicts; try again later, honouring ``after``.
+- RejectedError: the target refused the data; dead-letter with its reason.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong in a file, located precisely enough to fix without guessing."""
+
+    file: str
+    line: int | None
+    column: int | None
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        key = f" {self.path}:" if self.path else ":"
+        return f"{where}{key} {self.message}"
+
+
+class BridgeError(Exception):
+    """Base of every error the bridge raises on purpose."""
+
+
+class ConfigError(BridgeError):
+    """The configuration is wrong; the operator must fix it. Carries every problem found at once."""
+
+    def __init__(self, problems: list[Problem] | str):
+        if isinstance(problems, str):
+            problems = [Problem(file="", line=None, column=None, path="", message=problems)]
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class MappingError(ConfigError):
+    """A mapping file is wrong; the integrator must fix it."""
+
+
+class RetryableError(BridgeError):
+    """Worth trying again; ``after`` is the delay the target asked for (seconds), if it said."""
+
+    def __init__(self, message: str, after: float | None = None):
+        super().__init__(message)
+        self.after = after
+
+
+class RejectedError(BridgeError):
+    """The target refused this data for good; it goes to the dead-letter state with this reason."""

@@ -1,0 +1,1 @@
+"""HTTP service: webhooks, pull endpoints, admin API, health, metrics."""

@@ -1,0 +1,1 @@
+"""Mapping files: schema, loader, pure engine, named transforms."""

@@ -1,0 +1,1 @@
+"""Durable queue: SQLite (embedded default) and PostgreSQL."""

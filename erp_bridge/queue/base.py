@@ -1,0 +1,154 @@
+"""The durable queue's contract. SQLite (embedded) and PostgreSQL implement it; one test suite
+(tests/unit/queue_contract.py) runs against both.
+
+An entry is one event for one target. Its ordering key is ``(target, item, location)``: for one
+key at most one entry is leased at a time, and entries are delivered in the order they were
+enqueued. An entry's ``idempotency_key`` is unique: enqueuing it again returns the stored entry.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, Callable, Collection, Protocol, Sequence
+
+
+class State(StrEnum):
+    PENDING = "pending"
+    LEASED = "leased"
+    DONE = "done"
+    DEAD = "dead"
+
+
+class Outcome(StrEnum):
+    """What one delivery attempt came to (recorded per attempt)."""
+
+    DELIVERED = "delivered"
+    RETRY = "retry"
+    DEAD = "dead"
+    RELEASED = "released"
+
+
+@dataclass(frozen=True)
+class NewEntry:
+    target: str
+    kind: str
+    item: str
+    location: str
+    idempotency_key: str
+    payload: dict[str, Any]
+    #: signed quantity this entry will change the target by, when it is a stock change
+    quantity: Decimal | None = None
+    #: True for availability markers: a pending (not leased) entry with the same ordering key and
+    #: kind is replaced by this one instead of queued behind it
+    coalesce: bool = False
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: int
+    target: str
+    kind: str
+    item: str
+    location: str
+    idempotency_key: str
+    payload: dict[str, Any]
+    quantity: Decimal | None
+    state: State
+    attempts: int
+    available_at: datetime
+    created_at: datetime
+    updated_at: datetime
+    lease_owner: str | None = None
+    lease_until: datetime | None = None
+    last_error: str | None = None
+
+    @property
+    def ordering_key(self) -> tuple[str, str, str]:
+        return (self.target, self.item, self.location)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    entry_id: int
+    number: int
+    worker: str
+    outcome: Outcome
+    started_at: datetime
+    duration_s: float
+    error: str | None
+
+
+@dataclass(frozen=True)
+class TargetStats:
+    target: str
+    depth: dict[State, int]
+    oldest_pending_age_s: float | None
+
+
+@dataclass
+class RetryPolicy:
+    """Exponential backoff with full jitter, never sooner than the target asked (Retry-After)."""
+
+    max_attempts: int = 10
+    base_s: float = 1.0
+    cap_s: float = 600.0
+    jitter: float = 0.5
+    rng: Callable[[], float] = field(default=random.random, repr=False)
+
+    def delay(self, attempts: int, retry_after: float | None = None) -> float:
+        """Seconds to wait after the ``attempts``-th failed attempt (1-based)."""
+        backoff = min(self.cap_s, self.base_s * (2 ** max(0, attempts - 1)))
+        backoff *= 1 - self.jitter * self.rng()
+        if retry_after is not None:
+            backoff = max(backoff, retry_after)
+        return backoff
+
+    def exhausted(self, attempts: int) -> bool:
+        return attempts >= self.max_attempts
+
+
+class Queue(Protocol):
+    """Durable queue. Every method commits before it returns."""
+
+    def enqueue(self, entries: Sequence[NewEntry]) -> list[Entry]:
+        """Store entries (one transaction). A duplicate idempotency key returns the stored entry
+        unchanged; a coalescing entry replaces a pending one with the same key and kind."""
+
+    def lease(self, worker: str, limit: int, lease_s: float,
+              targets: Collection[str] | None = None) -> list[Entry]:
+        """Take up to ``limit`` due entries, at most one per ordering key and only the oldest
+        unfinished entry of each key, for ``lease_s`` seconds. Expired leases count as pending."""
+
+    def ack(self, entry_ids: Sequence[int], worker: str, duration_s: float = 0.0) -> None:
+        """Mark leased entries done (only if ``worker`` still holds the lease)."""
+
+    def fail(self, entry_id: int, worker: str, error: str, *, retryable: bool,
+             retry_after: float | None = None, duration_s: float = 0.0) -> Entry:
+        """Record a failed attempt: back to pending after the policy's delay, or dead when not
+        retryable or the attempts are exhausted. Returns the entry as stored now."""
+
+    def release(self, entry_ids: Sequence[int], worker: str) -> None:
+        """Give leased entries back untouched (shutdown), without counting an attempt."""
+
+    def get(self, entry_id: int) -> Entry | None: ...
+
+    def attempts(self, entry_id: int) -> list[Attempt]: ...
+
+    def dead_letters(self, target: str | None = None, limit: int = 100, offset: int = 0) -> list[Entry]: ...
+
+    def replay(self, entry_id: int) -> Entry:
+        """A dead entry goes back to pending with its attempts reset. KeyError if unknown,
+        ValueError if it is not dead."""
+
+    def stats(self) -> list[TargetStats]: ...
+
+    def pending_quantity(self, target: str, item: str, location: str) -> Decimal:
+        """Sum of ``quantity`` of unfinished (pending or leased) entries for the key."""
+
+    def ping(self) -> None:
+        """Raise if the store cannot be reached."""
+
+    def close(self) -> None: ...
