@@ -148,7 +148,7 @@ def error_message(err: dict) -> str:
     if kind == "missing":
         return "required key is missing"
     if kind == "extra_forbidden":
-        return "unknown key (check the spelling; see mappings/schema.json for the allowed keys)"
+        return "unknown key (check the spelling)"
     if kind in _EXPECTED:
         hint = "; quote it to keep it as text" if kind == "string_type" and isinstance(value, (int, Decimal, bool)) else ""
         return f"expected {_EXPECTED[kind]}, got {describe(value)}{hint}"
