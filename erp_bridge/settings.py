@@ -118,7 +118,13 @@ class YamlFileSource(PydanticBaseSettingsSource):
 
 
 class CredentialsSource(PydanticBaseSettingsSource):
-    """systemd ``LoadCredential=``: ``admin_token`` and one file per named secret."""
+    """systemd credentials: ``admin_token`` and one file per named secret.
+
+    The unit loads a whole folder with ``LoadCredential=secret:/etc/erp-bridge/credentials``,
+    which systemd names ``secret_<file>``; a credential loaded one by one keeps its own name.
+    """
+
+    PREFIX = "secret_"
 
     def get_field_value(self, field, field_name):
         return None, field_name, False
@@ -129,12 +135,14 @@ class CredentialsSource(PydanticBaseSettingsSource):
             return {}
         values: dict[str, Any] = {"secrets": {}}
         for entry in sorted(Path(directory).iterdir()):
-            if entry.is_file():
-                text = entry.read_text(encoding="utf-8").strip()
-                if entry.name == "admin_token":
-                    values["admin_token"] = text
-                else:
-                    values["secrets"][entry.name] = text
+            if not entry.is_file():
+                continue
+            name = entry.name.removeprefix(self.PREFIX)
+            text = entry.read_text(encoding="utf-8").strip()
+            if name == "admin_token":
+                values["admin_token"] = text
+            else:
+                values["secrets"][name] = text
         return values
 
 
@@ -145,7 +153,8 @@ def load_settings(config: Path | str | None = None, **overrides: Any) -> Setting
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
-        raise ConfigError([_locate(doc, err) for err in exc.errors(include_url=False)]) from None
+        problems = [_locate(doc, err) for err in exc.errors(include_url=False)]
+        raise ConfigError(sorted(problems, key=lambda p: (p.file, p.line or 0, p.column or 0))) from None
     finally:
         _CONFIG_DOC.reset(token)
 
@@ -159,7 +168,7 @@ def _locate(doc: YamlDoc | None, err: dict) -> Problem:
         if env in {k.upper() for k in os.environ}:
             return Problem(env, None, None, format_path(loc), message)
     if doc is not None and isinstance(doc.data, dict) and loc and loc[0] in doc.data:
-        return doc.problem(loc, message)
+        return doc.problem(loc, message, at_key=err["type"] == "extra_forbidden")
     return Problem(doc.file if doc else "settings", None, None, format_path(loc), message)
 
 

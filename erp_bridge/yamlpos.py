@@ -31,25 +31,27 @@ class YamlDoc:
     data: Any
     _tree: Any
 
-    def position(self, path: Iterable[PathPart]) -> tuple[int | None, int | None]:
-        """1-based (line, column) of the deepest node of ``path`` that exists."""
+    def position(self, path: Iterable[PathPart], at_key: bool = False) -> tuple[int | None, int | None]:
+        """1-based (line, column) of the deepest node of ``path`` that exists: of its value, or of
+        its key with ``at_key`` (for errors about the key itself, such as an unknown key)."""
+        parts = list(path)
         node, pos = self._tree, (1, 1)
-        for part in path:
-            found = _child_position(node, part)
+        for i, part in enumerate(parts):
+            found = _child_position(node, part, at_key and i == len(parts) - 1)
             if found is None:
                 break
             pos, node = found
         return pos
 
-    def problem(self, path: Iterable[PathPart], message: str) -> Problem:
+    def problem(self, path: Iterable[PathPart], message: str, at_key: bool = False) -> Problem:
         parts = list(path)
-        line, col = self.position(parts)
+        line, col = self.position(parts, at_key)
         return Problem(self.file, line, col, format_path(parts), message)
 
 
-def _child_position(node: Any, part: PathPart):
+def _child_position(node: Any, part: PathPart, at_key: bool = False):
     if isinstance(node, CommentedMap) and part in node:
-        line, col = node.lc.value(part) if _is_scalar(node[part]) else node.lc.key(part)
+        line, col = node.lc.value(part) if _is_scalar(node[part]) and not at_key else node.lc.key(part)
         return (line + 1, col + 1), node[part]
     if isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
         line, col = node.lc.item(part)
@@ -162,7 +164,7 @@ def problems_from_validation(doc: YamlDoc, exc: ValidationError, prefix: Iterabl
     problems = []
     for err in exc.errors(include_url=False):
         loc = [*prefix, *(p for p in err["loc"] if not _is_union_tag(p))]
-        problems.append(doc.problem(loc, error_message(err)))
+        problems.append(doc.problem(loc, error_message(err), at_key=err["type"] == "extra_forbidden"))
     return problems
 
 

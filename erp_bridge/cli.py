@@ -1,0 +1,253 @@
+"""The ``erp-bridge`` command. Exit codes: 0 ok, 1 failure, 2 configuration or usage error."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Callable
+
+from .errors import ConfigError
+
+CONFIG_HELP = "config file (YAML); default: $ERP_BRIDGE_CONFIG, else built-in defaults"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = getattr(args, "handler", None) or cmd_serve
+    try:
+        return handler(args)
+    except ConfigError as exc:
+        print(f"erp-bridge: the configuration is not valid, nothing was started:\n{_indent(exc)}",
+              file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _indent(exc: Exception) -> str:
+    return "\n".join(f"  {line}" for line in str(exc).splitlines())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="erp-bridge", description="Real-time stock sync bridge.")
+    parser.add_argument("--config", type=Path, default=_default_config(), help=CONFIG_HELP)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="HTTP service and workers in one process (the default)")
+    serve.add_argument("--host", help="listen address (overrides http.host)")
+    serve.add_argument("--port", type=int, help="listen port (overrides http.port)")
+    serve.set_defaults(handler=cmd_serve)
+
+    sub.add_parser("worker", help="workers only, no HTTP").set_defaults(handler=cmd_worker)
+
+    status = sub.add_parser("status", help="queue depth, oldest pending age, dead letters per target")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.set_defaults(handler=cmd_status)
+
+    _add_dlq(sub)
+    _add_config(sub)
+    _add_mappings(sub)
+    for p in sub.choices.values():  # --config is accepted after the command too
+        p.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=CONFIG_HELP)
+    return parser
+
+
+def _default_config() -> Path | None:
+    value = os.environ.get("ERP_BRIDGE_CONFIG")
+    return Path(value) if value else None
+
+
+def _add_dlq(sub) -> None:
+    dlq = sub.add_parser("dlq", help="dead letters: list, show, replay").add_subparsers(
+        dest="dlq_command", metavar="ACTION", required=True)
+    lst = dlq.add_parser("list", help="list dead letters")
+    lst.add_argument("--target")
+    lst.add_argument("--limit", type=int, default=50)
+    lst.add_argument("--offset", type=int, default=0)
+    lst.set_defaults(handler=cmd_dlq_list)
+    show = dlq.add_parser("show", help="one entry with every attempt")
+    show.add_argument("entry_id", type=int)
+    show.set_defaults(handler=cmd_dlq_show)
+    replay = dlq.add_parser("replay", help="put dead letters back in the queue")
+    replay.add_argument("entry_ids", type=int, nargs="*")
+    replay.add_argument("--all", action="store_true", help="every dead letter (of --target, if given)")
+    replay.add_argument("--target")
+    replay.set_defaults(handler=cmd_dlq_replay)
+
+
+def _add_config(sub) -> None:
+    config = sub.add_parser("config", help="configuration").add_subparsers(
+        dest="config_command", metavar="ACTION", required=True)
+    config.add_parser("check", help="validate and print the effective configuration, secrets masked"
+                      ).set_defaults(handler=cmd_config_check)
+
+
+def _add_mappings(sub) -> None:
+    mappings = sub.add_parser("mappings", help="mapping files").add_subparsers(
+        dest="mappings_command", metavar="ACTION", required=True)
+    check = mappings.add_parser("check", help="validate mapping files (all of mappings_dir by default)")
+    check.add_argument("files", type=Path, nargs="*")
+    check.set_defaults(handler=cmd_mappings_check)
+    schema = mappings.add_parser("schema", help="write the JSON Schema editors validate against")
+    schema.add_argument("--output", type=Path, help="default: <mappings_dir>/schema.json")
+    schema.set_defaults(handler=cmd_mappings_schema)
+    preview = mappings.add_parser("preview", help="print the HTTP request(s) an event becomes; sends nothing")
+    preview.add_argument("system")
+    preview.add_argument("--event", type=Path, required=True, help="event as a JSON file")
+    preview.set_defaults(handler=cmd_mappings_preview)
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+def _settings(args, **overrides):
+    from .logs import setup_logging
+    from .settings import load_settings
+
+    settings = load_settings(args.config, **overrides)
+    setup_logging(settings.log_level, settings.secret_values(), stream=sys.stderr)
+    return settings
+
+
+def cmd_serve(args) -> int:
+    from .http.server import serve
+
+    http = {"host": getattr(args, "host", None), "port": getattr(args, "port", None)}
+    overrides = {"http": {k: v for k, v in http.items() if v is not None}} if any(http.values()) else {}
+    settings = _settings(args, **overrides)
+    return serve(settings)
+
+
+def cmd_worker(args) -> int:
+    from .runtime import run_workers
+
+    return run_workers(_settings(args))
+
+
+def cmd_status(args) -> int:
+    from .runtime import open_queue_for
+
+    with open_queue_for(_settings(args)) as queue:
+        rows = [{"target": s.target, **{str(k): v for k, v in s.depth.items()},
+                 "oldest_pending_age_s": s.oldest_pending_age_s} for s in queue.stats()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif not rows:
+        print("queue is empty")
+    else:
+        print(f"{'target':<20} {'pending':>8} {'leased':>8} {'done':>10} {'dead':>6}  oldest pending")
+        for r in rows:
+            age = "-" if r["oldest_pending_age_s"] is None else f"{r['oldest_pending_age_s']:.1f}s"
+            print(f"{r['target']:<20} {r.get('pending', 0):>8} {r.get('leased', 0):>8} "
+                  f"{r.get('done', 0):>10} {r.get('dead', 0):>6}  {age}")
+    return 0
+
+
+def cmd_dlq_list(args) -> int:
+    from .runtime import open_queue_for
+
+    with open_queue_for(_settings(args)) as queue:
+        entries = queue.dead_letters(target=args.target, limit=args.limit, offset=args.offset)
+    if not entries:
+        print("no dead letters")
+    for e in entries:
+        print(f"{e.id:>8}  {e.target:<16} {e.kind:<12} {e.item}@{e.location}  "
+              f"attempts={e.attempts}  {e.updated_at:%Y-%m-%d %H:%M:%S}  {e.last_error or ''}")
+    return 0
+
+
+def cmd_dlq_show(args) -> int:
+    from .http.admin import entry_json
+    from .runtime import open_queue_for
+
+    with open_queue_for(_settings(args)) as queue:
+        entry = queue.get(args.entry_id)
+        if entry is None:
+            print(f"erp-bridge: no queue entry {args.entry_id}", file=sys.stderr)
+            return 1
+        attempts = queue.attempts(args.entry_id)
+    print(json.dumps(entry_json(entry), indent=2))
+    for a in attempts:
+        print(f"attempt {a.number}: {a.outcome} by {a.worker} at {a.started_at:%Y-%m-%d %H:%M:%S} "
+              f"in {a.duration_s * 1000:.0f} ms {a.error or ''}")
+    return 0
+
+
+def cmd_dlq_replay(args) -> int:
+    from .runtime import open_queue_for
+
+    if not args.entry_ids and not args.all:
+        print("erp-bridge: name entry ids, or use --all", file=sys.stderr)
+        return 2
+    with open_queue_for(_settings(args)) as queue:
+        ids = args.entry_ids or _all_dead_ids(queue, args.target)
+        failed = 0
+        for n, entry_id in enumerate(ids, 1):
+            try:
+                queue.replay(entry_id)
+            except (KeyError, ValueError) as exc:
+                failed += 1
+                print(f"entry {entry_id}: not replayed: {exc}", file=sys.stderr)
+            _progress(n, len(ids))
+    print(f"replayed {len(ids) - failed} of {len(ids)}")
+    return 1 if failed else 0
+
+
+def _all_dead_ids(queue, target: str | None) -> list[int]:
+    ids, offset = [], 0
+    while batch := queue.dead_letters(target=target, limit=500, offset=offset):
+        ids += [e.id for e in batch]
+        offset += len(batch)
+    return ids
+
+
+def _progress(done: int, total: int) -> None:
+    if sys.stderr.isatty() and (done == total or done % 100 == 0):
+        print(f"\r{done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True)
+
+
+def cmd_config_check(args) -> int:
+    from .settings import masked_dump
+
+    settings = _settings(args)
+    print(json.dumps(masked_dump(settings), indent=2))
+    from .runtime import check_mappings
+
+    for line in check_mappings(settings):
+        print(line)
+    print("configuration is valid")
+    return 0
+
+
+def cmd_mappings_check(args) -> int:
+    from .mapping import cli_support
+
+    settings = _settings(args)
+    files = args.files or sorted(Path(settings.mappings_dir).glob("*.yaml"))
+    for line in cli_support.check(files, secret_names=set(settings.secrets)):
+        print(line)
+    return 0
+
+
+def cmd_mappings_schema(args) -> int:
+    from .mapping import cli_support
+
+    settings = _settings(args)
+    output = args.output or Path(settings.mappings_dir) / "schema.json"
+    cli_support.write_schema(output)
+    print(f"wrote {output}")
+    return 0
+
+
+def cmd_mappings_preview(args) -> int:
+    from .mapping import cli_support
+
+    settings = _settings(args)
+    print(cli_support.preview(args.system, args.event, Path(settings.mappings_dir)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""Run the HTTP service and the workers in one process, under systemd or not."""
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from ..runtime import build_runtime
+from ..settings import Settings
+from ..systemd import Watchdog, notify, watchdog_interval_s
+from .app import create_app
+
+log = logging.getLogger(__name__)
+
+
+class NotifyingServer(uvicorn.Server):
+    """Tells systemd READY=1 once the socket is bound and the workers run, STOPPING=1 on exit."""
+
+    async def startup(self, sockets=None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            notify("READY=1")
+
+    async def shutdown(self, sockets=None) -> None:
+        notify("STOPPING=1")
+        await super().shutdown(sockets)
+
+
+def serve(settings: Settings) -> int:
+    runtime = build_runtime(settings)
+    app = create_app(runtime)
+    config = uvicorn.Config(app, host=settings.http.host, port=settings.http.port,
+                            log_config=None, access_log=False, lifespan="on",
+                            timeout_graceful_shutdown=settings.workers.shutdown_deadline_s)
+    server = NotifyingServer(config)
+    interval = watchdog_interval_s()
+    watchdog = Watchdog(runtime.healthy, interval).start() if interval else None
+    log.info("erp-bridge listening", extra={"host": settings.http.host, "port": settings.http.port})
+    try:
+        server.run()
+    finally:
+        if watchdog:
+            watchdog.stop()
+    return 0 if server.started else 1
