@@ -1,0 +1,44 @@
+# Copyright 2025 Stock Sync contributors
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+from odoo import models
+
+
+class StockMove(models.Model):
+    """Stock moves raise markers with their own origin (the order or document).
+
+    The quant hook already marks every quant change; marking again here, after the
+    operation, stamps the marker with the move's origin and also covers changes of
+    the forecast alone (confirmation and cancellation move no quant).
+    """
+
+    _inherit = "stock.move"
+
+    def _stock_sync_mark(self):
+        self.env["stock.sync.outbox"].sudo()._mark_moves(self.exists())
+
+    def _action_confirm(self, merge=True, merge_into=False):
+        moves = super()._action_confirm(merge=merge, merge_into=merge_into)
+        moves._stock_sync_mark()
+        return moves
+
+    def _action_assign(self, force_qty=False):
+        res = super()._action_assign(force_qty=force_qty)
+        self._stock_sync_mark()
+        return res
+
+    def _do_unreserve(self):
+        res = super()._do_unreserve()
+        self._stock_sync_mark()
+        return res
+
+    def _action_cancel(self):
+        res = super()._action_cancel()
+        self._stock_sync_mark()
+        return res
+
+    def _action_done(self, cancel_backorder=False):
+        moves = super()._action_done(cancel_backorder=cancel_backorder)
+        # journal first: a mirror needs the move itself, channels only the marker
+        self.env["stock.sync.outbox"].sudo()._journal_moves(moves)
+        moves._stock_sync_mark()
+        return moves
