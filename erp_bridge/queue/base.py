@@ -3,7 +3,9 @@
 
 An entry is one event for one target. Its ordering key is ``(target, item, location)``: for one
 key at most one entry is leased at a time, and entries are delivered in the order they were
-enqueued. An entry's ``idempotency_key`` is unique: enqueuing it again returns the stored entry.
+enqueued. An entry's ``idempotency_key`` is unique per target (one event fans out to several
+targets under its own key): enqueuing it again for that target returns the stored entry.
+Timestamps come from an injected clock returning epoch seconds (``time.time`` by default).
 """
 from __future__ import annotations
 
@@ -64,6 +66,8 @@ class Entry:
     lease_owner: str | None = None
     lease_until: datetime | None = None
     last_error: str | None = None
+    #: set when a newer coalescing entry replaced this pending one (it is then DONE, never sent)
+    superseded_by: int | None = None
 
     @property
     def ordering_key(self) -> tuple[str, str, str]:
@@ -145,8 +149,10 @@ class Queue(Protocol):
 
     def stats(self) -> list[TargetStats]: ...
 
-    def pending_quantity(self, target: str, item: str, location: str) -> Decimal:
-        """Sum of ``quantity`` of unfinished (pending or leased) entries for the key."""
+    def pending_quantity(self, target: str, item: str, location: str,
+                         kinds: Collection[str] | None = None) -> Decimal:
+        """Sum of ``quantity`` of unfinished (pending or leased) entries for the key, optionally
+        only of the given kinds (e.g. ``{"decrement"}``)."""
 
     def ping(self) -> None:
         """Raise if the store cannot be reached."""

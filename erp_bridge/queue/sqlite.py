@@ -1,0 +1,331 @@
+"""The queue on SQLite (standard library), the embedded default.
+
+Durability: WAL with ``synchronous=FULL``. Every commit fsyncs the WAL before it returns, so an
+entry whose enqueue returned survives a power cut, not only a process crash (``NORMAL`` in WAL
+mode may lose the last commits on power loss, and the bridge answers a webhook 2xx as soon as
+``enqueue`` returns).
+
+Ordering: the oldest unfinished entry of each ordering key carries ``head = 1`` and only heads are
+leased. Every transition that finishes an entry promotes the next one in the same transaction, so
+leasing never scans entries queued behind a busy or backing-off key.
+
+Threads share one connection behind a lock; other processes (a CLI, a second worker) wait for the
+write lock through ``busy_timeout``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Callable, Collection, Iterator, Sequence
+
+from .base import Attempt, Entry, NewEntry, Outcome, RetryPolicy, State, TargetStats
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+OPEN = ("pending", "leased")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    target TEXT NOT NULL, kind TEXT NOT NULL, item TEXT NOT NULL, location TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL, payload TEXT NOT NULL, quantity TEXT,
+    coalescing INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL, head INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0,
+    available_at REAL NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL,
+    leased_at REAL, lease_owner TEXT, lease_until REAL, last_error TEXT, superseded_by INTEGER,
+    UNIQUE (target, idempotency_key)
+);
+CREATE INDEX IF NOT EXISTS entries_open ON entries (target, item, location, id)
+    WHERE state IN ('pending', 'leased');
+CREATE INDEX IF NOT EXISTS entries_due ON entries (available_at)
+    WHERE head = 1 AND state = 'pending';
+CREATE INDEX IF NOT EXISTS entries_lease ON entries (lease_until) WHERE state = 'leased';
+CREATE INDEX IF NOT EXISTS entries_state ON entries (target, state);
+CREATE TABLE IF NOT EXISTS attempts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    entry_id INTEGER NOT NULL REFERENCES entries (id), number INTEGER NOT NULL,
+    worker TEXT NOT NULL, outcome TEXT NOT NULL, started_at REAL NOT NULL,
+    duration_s REAL NOT NULL, error TEXT
+);
+CREATE INDEX IF NOT EXISTS attempts_entry ON attempts (entry_id, id);
+"""
+
+
+def _dt(epoch: float | None) -> datetime | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, timezone.utc)
+
+
+def _entry(row: sqlite3.Row) -> Entry:
+    quantity = row["quantity"]
+    return Entry(
+        id=row["id"], target=row["target"], kind=row["kind"], item=row["item"],
+        location=row["location"], idempotency_key=row["idempotency_key"],
+        payload=json.loads(row["payload"]), quantity=None if quantity is None else Decimal(quantity),
+        state=State(row["state"]), attempts=row["attempts"], available_at=_dt(row["available_at"]),
+        created_at=_dt(row["created_at"]), updated_at=_dt(row["updated_at"]),
+        lease_owner=row["lease_owner"], lease_until=_dt(row["lease_until"]),
+        last_error=row["last_error"], superseded_by=row["superseded_by"])
+
+
+class SQLiteQueue:
+    """``Queue`` on one SQLite file. ``clock`` returns epoch seconds (inject a fake in tests)."""
+
+    def __init__(self, path: str | Path, policy: RetryPolicy | None = None,
+                 clock: Clock = time.time, busy_timeout_s: float = 30.0):
+        self.path = str(path)
+        self.policy = policy or RetryPolicy()
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None,
+                                   check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)  # idempotent; runs in its own transaction
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        # IMMEDIATE takes the write lock up front: two processes leasing at once must not both
+        # read the same heads and then fail to upgrade their read lock.
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _read(self, sql: str, args: Sequence = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    # -- enqueue ------------------------------------------------------------------------------
+
+    def enqueue(self, entries: Sequence[NewEntry]) -> list[Entry]:
+        with self._tx() as db:
+            now = self._clock()
+            ids = [self._enqueue_one(db, new, now) for new in entries]
+            return [_entry(self._row(db, i)) for i in ids]
+
+    def _enqueue_one(self, db: sqlite3.Connection, new: NewEntry, now: float) -> int:
+        found = db.execute("SELECT id FROM entries WHERE target = ? AND idempotency_key = ?",
+                           (new.target, new.idempotency_key)).fetchone()
+        if found:
+            return found["id"]
+        replaced = self._coalescable(db, new) if new.coalesce else None
+        # a replacement keeps the older entry's backoff: a newer marker must not dodge Retry-After
+        available_at = max(now, replaced["available_at"]) if replaced else now
+        new_id = db.execute(
+            "INSERT INTO entries (target, kind, item, location, idempotency_key, payload, quantity,"
+            " coalescing, state, available_at, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+            (new.target, new.kind, new.item, new.location, new.idempotency_key,
+             json.dumps(new.payload, default=str), None if new.quantity is None else str(new.quantity),
+             int(new.coalesce), available_at, now, now)).lastrowid
+        if replaced:
+            db.execute("UPDATE entries SET state = 'done', head = 0, superseded_by = ?, updated_at = ?"
+                       " WHERE id = ?", (new_id, now, replaced["id"]))
+        self._promote(db, new.target, new.item, new.location)
+        return new_id
+
+    def _coalescable(self, db: sqlite3.Connection, new: NewEntry) -> sqlite3.Row | None:
+        return db.execute(
+            "SELECT id, available_at FROM entries WHERE target = ? AND item = ? AND location = ?"
+            " AND state = 'pending' AND kind = ? AND coalescing = 1 ORDER BY id DESC LIMIT 1",
+            (new.target, new.item, new.location, new.kind)).fetchone()
+
+    def _promote(self, db: sqlite3.Connection, target: str, item: str, location: str) -> None:
+        """Make the oldest unfinished entry of the key its head, unless the key has one."""
+        db.execute(
+            "UPDATE entries SET head = 1 WHERE id = (SELECT min(id) FROM entries WHERE target = ?1"
+            " AND item = ?2 AND location = ?3 AND state IN ('pending', 'leased'))"
+            " AND NOT EXISTS (SELECT 1 FROM entries WHERE target = ?1 AND item = ?2"
+            " AND location = ?3 AND state IN ('pending', 'leased') AND head = 1)",
+            (target, item, location))
+
+    def _row(self, db: sqlite3.Connection, entry_id: int) -> sqlite3.Row | None:
+        return db.execute("SELECT * FROM entries WHERE id = ?", (entry_id,)).fetchone()
+
+    # -- lease --------------------------------------------------------------------------------
+
+    def lease(self, worker: str, limit: int, lease_s: float,
+              targets: Collection[str] | None = None) -> list[Entry]:
+        with self._tx() as db:
+            now = self._clock()
+            leased = []
+            for row in self._due(db, now, limit, targets):
+                if row["state"] == "leased" and not self._expire(db, row, now):
+                    continue
+                db.execute("UPDATE entries SET state = 'leased', lease_owner = ?, lease_until = ?,"
+                           " leased_at = ?, updated_at = ? WHERE id = ?",
+                           (worker, now + lease_s, now, now, row["id"]))
+                leased.append(row["id"])
+            return [_entry(self._row(db, i)) for i in leased]
+
+    def _due(self, db: sqlite3.Connection, now: float, limit: int,
+             targets: Collection[str] | None) -> list[sqlite3.Row]:
+        where, args = "", []
+        if targets is not None:
+            targets = list(targets)
+            if not targets:
+                return []
+            where = f" AND target IN ({', '.join('?' * len(targets))})"
+        sql = (f"SELECT * FROM entries WHERE head = 1 AND state = 'pending' AND available_at <= ?{where}"
+               f" UNION ALL SELECT * FROM entries WHERE state = 'leased' AND lease_until <= ?{where}"
+               " ORDER BY available_at, id LIMIT ?")
+        args = [now, *(targets or ()), now, *(targets or ()), limit]
+        return db.execute(sql, args).fetchall()
+
+    def _expire(self, db: sqlite3.Connection, row: sqlite3.Row, now: float) -> bool:
+        """A lease ran out (its worker died or hung): count the lost attempt, so an entry that
+        kills every worker that touches it ends in the dead letters. True if it may be leased."""
+        attempts = row["attempts"] + 1
+        error = f"lease expired: worker {row['lease_owner']} did not finish"
+        dead = self.policy.exhausted(attempts)
+        self._record(db, row["id"], attempts, row["lease_owner"],
+                     Outcome.DEAD if dead else Outcome.RETRY, row["leased_at"] or now,
+                     now - (row["leased_at"] or now), error)
+        db.execute("UPDATE entries SET attempts = ?, last_error = ? WHERE id = ?",
+                   (attempts, error, row["id"]))
+        if dead:
+            self._finish(db, row, "dead", now)
+        return not dead
+
+    # -- outcomes -----------------------------------------------------------------------------
+
+    def ack(self, entry_ids: Sequence[int], worker: str, duration_s: float = 0.0) -> None:
+        with self._tx() as db:
+            now = self._clock()
+            for entry_id in entry_ids:
+                row = self._held(db, entry_id, worker)
+                if row is None:
+                    continue
+                attempts = row["attempts"] + 1
+                db.execute("UPDATE entries SET attempts = ? WHERE id = ?", (attempts, entry_id))
+                self._record(db, entry_id, attempts, worker, Outcome.DELIVERED, now - duration_s,
+                             duration_s, None)
+                self._finish(db, row, "done", now)
+
+    def fail(self, entry_id: int, worker: str, error: str, *, retryable: bool,
+             retry_after: float | None = None, duration_s: float = 0.0) -> Entry:
+        with self._tx() as db:
+            now = self._clock()
+            row = self._held(db, entry_id, worker)
+            if row is None:
+                return self._stored(db, entry_id)
+            attempts = row["attempts"] + 1
+            dead = not retryable or self.policy.exhausted(attempts)
+            self._record(db, entry_id, attempts, worker, Outcome.DEAD if dead else Outcome.RETRY,
+                         now - duration_s, duration_s, error)
+            db.execute("UPDATE entries SET attempts = ?, last_error = ? WHERE id = ?",
+                       (attempts, error, entry_id))
+            if dead:
+                self._finish(db, row, "dead", now)
+            else:
+                due = now + self.policy.delay(attempts, retry_after)
+                db.execute("UPDATE entries SET state = 'pending', available_at = ?, updated_at = ?,"
+                           " lease_owner = NULL, lease_until = NULL WHERE id = ?", (due, now, entry_id))
+            return _entry(self._row(db, entry_id))
+
+    def release(self, entry_ids: Sequence[int], worker: str) -> None:
+        with self._tx() as db:
+            now = self._clock()
+            for entry_id in entry_ids:
+                row = self._held(db, entry_id, worker)
+                if row is None:
+                    continue
+                self._record(db, entry_id, row["attempts"] + 1, worker, Outcome.RELEASED,
+                             row["leased_at"] or now, now - (row["leased_at"] or now), None)
+                db.execute("UPDATE entries SET state = 'pending', updated_at = ?, lease_owner = NULL,"
+                           " lease_until = NULL WHERE id = ?", (now, entry_id))
+
+    def _held(self, db: sqlite3.Connection, entry_id: int, worker: str) -> sqlite3.Row | None:
+        row = db.execute("SELECT * FROM entries WHERE id = ? AND state = 'leased' AND lease_owner = ?",
+                         (entry_id, worker)).fetchone()
+        if row is None:
+            # the lease expired and someone else took the entry, or it was finished already
+            log.warning("entry %s is not leased by %s; outcome ignored", entry_id, worker)
+        return row
+
+    def _stored(self, db: sqlite3.Connection, entry_id: int) -> Entry:
+        row = self._row(db, entry_id)
+        if row is None:
+            raise KeyError(entry_id)
+        return _entry(row)
+
+    def _finish(self, db: sqlite3.Connection, row: sqlite3.Row, state: str, now: float) -> None:
+        db.execute("UPDATE entries SET state = ?, head = 0, updated_at = ?, lease_owner = NULL,"
+                   " lease_until = NULL WHERE id = ?", (state, now, row["id"]))
+        self._promote(db, row["target"], row["item"], row["location"])
+
+    def _record(self, db: sqlite3.Connection, entry_id: int, number: int, worker: str,
+                outcome: Outcome, started_at: float, duration_s: float, error: str | None) -> None:
+        db.execute("INSERT INTO attempts (entry_id, number, worker, outcome, started_at, duration_s,"
+                   " error) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                   (entry_id, number, worker, outcome.value, started_at, duration_s, error))
+
+    # -- inspection and dead letters ----------------------------------------------------------
+
+    def get(self, entry_id: int) -> Entry | None:
+        rows = self._read("SELECT * FROM entries WHERE id = ?", (entry_id,))
+        return _entry(rows[0]) if rows else None
+
+    def attempts(self, entry_id: int) -> list[Attempt]:
+        rows = self._read("SELECT * FROM attempts WHERE entry_id = ? ORDER BY id", (entry_id,))
+        return [Attempt(entry_id=r["entry_id"], number=r["number"], worker=r["worker"],
+                        outcome=Outcome(r["outcome"]), started_at=_dt(r["started_at"]),
+                        duration_s=r["duration_s"], error=r["error"]) for r in rows]
+
+    def dead_letters(self, target: str | None = None, limit: int = 100, offset: int = 0) -> list[Entry]:
+        where, args = ("AND target = ?", [target]) if target is not None else ("", [])
+        rows = self._read(f"SELECT * FROM entries WHERE state = 'dead' {where} ORDER BY id"
+                          " LIMIT ? OFFSET ?", [*args, limit, offset])
+        return [_entry(r) for r in rows]
+
+    def replay(self, entry_id: int) -> Entry:
+        with self._tx() as db:
+            row = self._row(db, entry_id)
+            if row is None:
+                raise KeyError(entry_id)
+            if row["state"] != "dead":
+                raise ValueError(f"entry {entry_id} is {row['state']}, only dead entries are replayed")
+            now = self._clock()
+            db.execute("UPDATE entries SET state = 'pending', attempts = 0, available_at = ?,"
+                       " updated_at = ? WHERE id = ?", (now, now, entry_id))
+            self._promote(db, row["target"], row["item"], row["location"])
+            return _entry(self._row(db, entry_id))
+
+    def stats(self) -> list[TargetStats]:
+        now = self._clock()
+        depth: dict[str, dict[State, int]] = {}
+        for r in self._read("SELECT target, state, count(*) AS n FROM entries GROUP BY target, state"):
+            depth.setdefault(r["target"], {s: 0 for s in State})[State(r["state"])] = r["n"]
+        oldest = {r["target"]: r["t"] for r in self._read(
+            "SELECT target, min(created_at) AS t FROM entries WHERE state = 'pending' GROUP BY target")}
+        return [TargetStats(target=t, depth=d,
+                            oldest_pending_age_s=max(0.0, now - oldest[t]) if t in oldest else None)
+                for t, d in sorted(depth.items())]
+
+    def pending_quantity(self, target: str, item: str, location: str,
+                         kinds: Collection[str] | None = None) -> Decimal:
+        rows = self._read("SELECT kind, quantity FROM entries WHERE target = ? AND item = ?"
+                          " AND location = ? AND state IN ('pending', 'leased')"
+                          " AND quantity IS NOT NULL", (target, item, location))
+        return sum((Decimal(r["quantity"]) for r in rows if kinds is None or r["kind"] in kinds),
+                   Decimal(0))
+
+    def ping(self) -> None:
+        self._read("SELECT 1")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
