@@ -1,0 +1,1 @@
+"""Shopify: webhooks in (orders, cancellations, refunds), availability out (GraphQL Admin API)."""

@@ -1,0 +1,109 @@
+"""Shopify webhook verification and normalisation (vendor-apis.md §5, §11)."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from decimal import Decimal
+
+import pytest
+
+from erp_bridge.connectors.shopify.webhooks import WebhookRejected, normalise, verify
+
+SECRET = "shpss_test_secret_0123"
+
+
+def sign(body: bytes, secret: str = SECRET) -> str:
+    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+
+
+def headers(body: bytes, topic: str = "orders/create", **extra) -> dict:
+    return {"X-Shopify-Hmac-Sha256": sign(body), "X-Shopify-Topic": topic,
+            "X-Shopify-Webhook-Id": "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043", **extra}
+
+
+ORDER = {"id": 820982911946154508, "location_id": None, "line_items": [
+    {"id": 466157049, "sku": "IPOD2008GREEN", "variant_id": 39072856, "quantity": 2, "gift_card": False},
+    {"id": 518995019, "sku": "", "variant_id": 49148385, "quantity": 1, "gift_card": False},
+    {"id": 703073504, "sku": "GIFT", "variant_id": 457924702, "quantity": 1, "gift_card": True},
+]}
+REFUND = {"id": 509562969, "order_id": 820982911946154508, "refund_line_items": [
+    {"id": 104689539, "line_item_id": 466157049, "location_id": 487838322, "quantity": 1, "restock_type": "return",
+     "line_item": {"id": 466157049, "sku": "IPOD2008GREEN", "variant_id": 39072856}},
+    {"id": 104689540, "line_item_id": 518995019, "location_id": 487838322, "quantity": 1, "restock_type": "no_restock",
+     "line_item": {"id": 518995019, "sku": "", "variant_id": 49148385}},
+]}
+
+
+def test_a_signed_order_becomes_one_decrement_per_stocked_line():
+    body = json.dumps(ORDER).encode()
+    changes = normalise(verify(SECRET, headers(body), body), "shopify", "gid-web")
+    assert [(c.kind, c.idempotency_key, c.item, c.location, c.quantity) for c in changes] == [
+        ("decrement", "shopify:820982911946154508:466157049", "IPOD2008GREEN", "gid-web", Decimal(2)),
+        ("decrement", "shopify:820982911946154508:518995019", "variant:49148385", "gid-web", Decimal(1)),
+    ]
+
+
+def test_a_pos_order_keeps_its_own_location():
+    body = json.dumps({**ORDER, "location_id": 487838322}).encode()
+    changes = normalise(verify(SECRET, headers(body), body), "shopify", "gid-web")
+    assert {c.location for c in changes} == {"487838322"}
+
+
+def test_only_restocked_refund_lines_give_stock_back():
+    body = json.dumps(REFUND).encode()
+    changes = normalise(verify(SECRET, headers(body, "refunds/create"), body), "shopify", None)
+    assert [(c.kind, c.idempotency_key, c.item, c.location, c.quantity, c.reason) for c in changes] == [
+        ("increment", "shopify:820982911946154508:refund-line-104689539:return", "IPOD2008GREEN",
+         "487838322", Decimal(1), "return")]
+
+
+def test_cancellation_and_its_refund_webhook_yield_the_same_key():
+    refund = {**REFUND, "refund_line_items": [{**REFUND["refund_line_items"][0], "restock_type": "cancel"}]}
+    cancelled = {**ORDER, "refunds": [refund]}
+    b1, b2 = json.dumps(cancelled).encode(), json.dumps(refund).encode()
+    via_cancel = normalise(verify(SECRET, headers(b1, "orders/cancelled"), b1), "shopify", None)
+    via_refund = normalise(verify(SECRET, headers(b2, "refunds/create"), b2), "shopify", None)
+    assert [c.idempotency_key for c in via_cancel] == [c.idempotency_key for c in via_refund] == [
+        "shopify:820982911946154508:refund-line-104689539:cancel"]
+
+
+BODY = json.dumps(ORDER).encode()
+
+
+@pytest.mark.parametrize("hdrs, body, status, reason", [
+    pytest.param({"X-Shopify-Topic": "orders/create"}, BODY, 401, "missing X-Shopify-Hmac-Sha256 header", id="missing-signature"),
+    pytest.param({"X-Shopify-Hmac-Sha256": "not base64!!"}, BODY, 401, "malformed X-Shopify-Hmac-Sha256 header (not base64)", id="malformed-signature"),
+    pytest.param({"X-Shopify-Hmac-Sha256": sign(BODY, "another-secret")}, BODY, 401,
+                 "X-Shopify-Hmac-Sha256 does not match the body (wrong secret or altered body)", id="wrong-secret"),
+    pytest.param({"X-Shopify-Hmac-Sha256": sign(BODY)}, BODY + b" ", 401,
+                 "X-Shopify-Hmac-Sha256 does not match the body (wrong secret or altered body)", id="altered-body"),
+    pytest.param({"X-Shopify-Hmac-Sha256": sign(b"{oops")}, b"{oops", 400,
+                 "body is not valid JSON: Expecting property name enclosed in double quotes at position 1", id="malformed-json"),
+    pytest.param({"X-Shopify-Hmac-Sha256": sign(b"[1]")}, b"[1]", 400, "body must be a JSON object", id="not-an-object"),
+])
+def test_forged_or_malformed_deliveries_are_refused_without_echoing_the_body(hdrs, body, status, reason):
+    with pytest.raises(WebhookRejected) as err:
+        verify(SECRET, hdrs, body)
+    assert (err.value.status, str(err.value)) == (status, reason)
+    assert SECRET not in str(err.value)
+
+
+@pytest.mark.parametrize("topic, payload, reason", [
+    pytest.param("orders/create", {"line_items": []}, "orders/create payload is missing or has a malformed field: KeyError('id')", id="no-order-id"),
+    pytest.param("orders/create", {"id": 1, "line_items": [{"id": 1, "sku": "A", "quantity": "two"}]},
+                 "orders/create payload is missing or has a malformed field: ValueError(\"invalid literal for int() with base 10: 'two'\")", id="bad-quantity"),
+    pytest.param("orders/updated", {"id": 1}, "unsupported topic 'orders/updated'; subscribe to orders/create, orders/cancelled, refunds/create", id="unknown-topic"),
+])
+def test_payloads_that_cannot_be_normalised_say_which_field(topic, payload, reason):
+    body = json.dumps(payload).encode()
+    with pytest.raises(WebhookRejected) as err:
+        normalise(verify(SECRET, headers(body, topic), body), "shopify", "gid-web")
+    assert (err.value.status, str(err.value)) == (400, reason)
+
+
+def test_an_order_without_location_and_without_default_is_refused():
+    body = json.dumps(ORDER).encode()
+    with pytest.raises(WebhookRejected, match="no location_id on the order and no default location in the mapping"):
+        normalise(verify(SECRET, headers(body), body), "shopify", None)
