@@ -34,5 +34,5 @@ if grep -Eq "(ERROR|CRITICAL) .*stock_sync_bridge|[1-9][0-9]* failed|[1-9][0-9]*
     echo "stock_sync_bridge tests FAILED (log: $LOG)" >&2
     exit 1
 fi
-grep -E "tests? .*(when loading|Ran)|odoo.tests.stats|Starting|stock_sync_bridge: " "$LOG" | tail -n 5 || true
+grep -E "odoo.tests.(result|stats):" "$LOG" | sort -u || true
 exit "$status"

@@ -139,11 +139,13 @@ class StockSyncApplier(models.AbstractModel):
         Location = self.env["stock.location"]
         if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
             return Location.browse(int(ref)).exists()
-        location = Location.search([("complete_name", "=", ref)], limit=1)
-        if location:
-            return location
+        # a warehouse code first: the warehouse's view location has the same name
         warehouse = self.env["stock.warehouse"].search([("code", "=", ref)], limit=1)
-        return warehouse.lot_stock_id
+        if warehouse:
+            return warehouse.lot_stock_id
+        return Location.search(
+            [("complete_name", "=", ref), ("usage", "=", "internal")], limit=1
+        )
 
     @api.model
     def _decrement(self, line, product, location):
@@ -213,12 +215,13 @@ class StockSyncApplier(models.AbstractModel):
     def _create_picking(self, line, product, source, dest, code):
         internal = source if code == "outgoing" else dest
         picking_type = self._picking_type(internal, code)
+        origin = "%s:%s" % (line.get("channel") or "", line.get("order_ref") or "")
         picking = self.env["stock.picking"].create(
             {
                 "picking_type_id": picking_type.id,
                 "location_id": source.id,
                 "location_dest_id": dest.id,
-                "origin": "%s:%s" % (line.get("channel") or "", line.get("order_ref") or ""),
+                "origin": origin,
                 "company_id": internal.company_id.id,
                 "move_ids": [
                     Command.create(
@@ -227,6 +230,7 @@ class StockSyncApplier(models.AbstractModel):
                             "product_id": product.id,
                             "product_uom_qty": line["quantity"],
                             "product_uom": product.uom_id.id,
+                            "origin": origin,
                             "location_id": source.id,
                             "location_dest_id": dest.id,
                         }

@@ -52,12 +52,11 @@ class StockSyncOutbox(models.AbstractModel):
     @api.model
     def _origin_of_move(self, move):
         """Why the stock changed: the bridge, else the order or document."""
-        return (
-            self._context_origin()
-            or move.origin
-            or move.reference
-            or ("inventory" if move.is_inventory else "odoo")
-        )
+        if self._context_origin():
+            return self._context_origin()
+        if move.origin:
+            return move.origin
+        return "inventory" if move.is_inventory else (move.reference or "odoo")
 
     @api.model
     def _mark(self, triples):

@@ -1,1 +1,3 @@
-
+from . import test_outbox
+from . import test_confirmation
+from . import test_api
