@@ -1,0 +1,256 @@
+"""A Shopify Admin GraphQL API double on 127.0.0.1 that behaves like the documented service.
+
+It executes real GraphQL (graphql-core) against an excerpt of the Admin schema, so a query with a
+wrong field, argument or type fails here as it would at Shopify. Modelled (vendor-apis.md §5 and
+shopify.dev pages cited there): `X-Shopify-Access-Token` auth (401 body as Shopify sends it);
+`inventorySetQuantities` with `changeFromQuantity` compare-and-set (`CHANGE_FROM_QUANTITY_STALE`,
+nothing applied) and required on every row since 2026-04; the `@idempotent(key:)` directive,
+mandatory since 2026-04 (a repeated key returns the first result); calculated query cost with a
+leaky bucket, answered as HTTP 200 `{"errors":[{"message":"Throttled","extensions":{"code":
+"THROTTLED"}}]}` plus `extensions.cost.throttleStatus`; 429 with `Retry-After` and 5xx on demand.
+Leads, not confirmed in the sources: the exact wording of missing-directive and key-reuse errors.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from graphql import GraphQLError, build_schema, graphql_sync
+from graphql.execution.values import get_directive_values
+
+API_VERSION = "2026-07"
+SDL = """
+directive @idempotent(key: String!) on FIELD
+enum InventorySetQuantitiesUserErrorCode {
+  CHANGE_FROM_QUANTITY_STALE INVALID_INVENTORY_ITEM INVALID_LOCATION INVALID_NAME INVALID_REASON
+  INVALID_QUANTITY_NEGATIVE ITEM_NOT_STOCKED_AT_LOCATION NON_MUTABLE_INVENTORY_ITEM
+}
+input InventoryQuantityInput {
+  inventoryItemId: ID!  locationId: ID!  quantity: Int!  changeFromQuantity: Int  compareQuantity: Int
+}
+input InventorySetQuantitiesInput {
+  name: String!  reason: String!  referenceDocumentUri: String
+  quantities: [InventoryQuantityInput!]!  ignoreCompareQuantity: Boolean
+}
+type InventorySetQuantitiesUserError { code: InventorySetQuantitiesUserErrorCode  field: [String!]  message: String! }
+type Location { id: ID! }
+type InventoryQuantity { name: String!  quantity: Int! }
+type InventoryLevel { id: ID!  location: Location!  quantities(names: [String!]!): [InventoryQuantity!]! }
+type InventoryItem { id: ID!  sku: String  inventoryLevel(locationId: ID!): InventoryLevel }
+type InventoryChange { name: String!  delta: Int!  quantityAfterChange: Int }
+type InventoryAdjustmentGroup { id: ID!  reason: String!  referenceDocumentUri: String  changes: [InventoryChange!]! }
+type InventorySetQuantitiesPayload { inventoryAdjustmentGroup: InventoryAdjustmentGroup  userErrors: [InventorySetQuantitiesUserError!]! }
+type Query { inventoryItem(id: ID!): InventoryItem }
+type Mutation { inventorySetQuantities(input: InventorySetQuantitiesInput!): InventorySetQuantitiesPayload }
+"""
+SCHEMA = build_schema(SDL)
+MUTATION_COST, QUERY_COST = 10, 2
+INVALID_TOKEN = {"errors": "[API] Invalid API key or access token (unrecognized login or wrong password)"}
+
+
+@dataclass
+class Fault:
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: Any = None
+    hang_s: float = 0.0
+
+
+class FakeShopify:
+    """Start with ``with FakeShopify(token) as shop:``; ``shop.url`` is the shop's base URL."""
+
+    def __init__(self, token: str, bucket: float = 1000.0, restore_rate: float = 100.0):
+        self.token = token
+        self.levels: dict[tuple[str, str], int] = {}
+        self.requests: list[dict] = []
+        self.idempotent: dict[str, tuple[str, dict]] = {}
+        self.faults: list[Fault] = []
+        self.bucket_max, self.restore_rate = bucket, restore_rate
+        self._available, self._at = bucket, time.monotonic()
+        self.lock = threading.RLock()
+        self.changed = threading.Condition(self.lock)
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_port}"
+
+    def __enter__(self) -> "FakeShopify":
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    # --- test controls -------------------------------------------------------------------------
+    def stock(self, item_gid: str, location_gid: str, available: int) -> None:
+        with self.lock:
+            self.levels[(item_gid, location_gid)] = available
+
+    def sell(self, item_gid: str, location_gid: str, quantity: int) -> None:
+        """A sale made in Shopify itself: its available figure drops under the bridge's feet."""
+        with self.lock:
+            self.levels[(item_gid, location_gid)] -= quantity
+
+    def fail_next(self, *faults: Fault) -> None:
+        with self.lock:
+            self.faults.extend(faults)
+
+    def wait_for(self, predicate, timeout: float = 10.0) -> bool:
+        with self.changed:
+            return self.changed.wait_for(lambda: predicate(self), timeout)
+
+    def mutations(self) -> list[dict]:
+        return [r for r in self.requests if "inventorySetQuantities" in r["query"]]
+
+    # --- the service ---------------------------------------------------------------------------
+    def handle(self, headers: dict[str, str], body: bytes) -> tuple[int, dict, Any]:
+        with self.lock:
+            fault = self.faults.pop(0) if self.faults else None
+        if fault:
+            time.sleep(fault.hang_s)
+            return fault.status, fault.headers, fault.body
+        if headers.get("x-shopify-access-token") != self.token:
+            return 401, {}, INVALID_TOKEN
+        request = json.loads(body)
+        with self.changed:
+            self.requests.append({**request, "headers": headers})
+            status, payload = self._execute(request["query"], request.get("variables") or {})
+            self.changed.notify_all()
+        return status, {}, payload
+
+    def _execute(self, query: str, variables: dict) -> tuple[int, dict]:
+        cost = MUTATION_COST if query.lstrip().startswith("mutation") else QUERY_COST
+        status = self._throttle_status()
+        if status["currentlyAvailable"] < cost:
+            return 200, {"errors": [{"message": "Throttled", "extensions": {
+                "code": "THROTTLED", "documentation": "https://shopify.dev/api/usage/rate-limits"}}],
+                "extensions": {"cost": {"requestedQueryCost": cost, "actualQueryCost": None, "throttleStatus": status}}}
+        self._available -= cost
+        result = graphql_sync(SCHEMA, query, root_value=self, variable_values=variables)
+        payload: dict[str, Any] = {"data": result.data}
+        if result.errors:
+            payload["errors"] = [e.formatted for e in result.errors]
+        payload["extensions"] = {"cost": {"requestedQueryCost": cost, "actualQueryCost": cost,
+                                          "throttleStatus": self._throttle_status()}}
+        return 200, payload
+
+    def _throttle_status(self) -> dict:
+        now = time.monotonic()
+        self._available = min(self.bucket_max, self._available + (now - self._at) * self.restore_rate)
+        self._at = now
+        return {"maximumAvailable": self.bucket_max, "currentlyAvailable": round(self._available, 1),
+                "restoreRate": self.restore_rate}
+
+    # --- resolvers (graphql-core calls root fields as attributes of root_value) ---------------
+    def inventoryItem(self, info, id: str):  # noqa: N802 (GraphQL name)
+        return _Item(self, id)
+
+    def inventorySetQuantities(self, info, input: dict):  # noqa: N802
+        key = _directive_key(info)
+        if key is None:
+            raise GraphQLError("The @idempotent directive is required for inventorySetQuantities (2026-04)")
+        fingerprint = json.dumps(input, sort_keys=True)
+        if key in self.idempotent:
+            first, result = self.idempotent[key]
+            if first != fingerprint:
+                raise GraphQLError("The idempotency key was already used with different arguments")
+            return result
+        result = self._set(input)
+        self.idempotent[key] = (fingerprint, result)
+        return result
+
+    def _set(self, input: dict) -> dict:
+        errors = []
+        for i, row in enumerate(input["quantities"]):
+            errors += self._row_errors(i, row, input.get("ignoreCompareQuantity"))
+        if errors:
+            return {"inventoryAdjustmentGroup": None, "userErrors": errors}
+        changes = []
+        for row in input["quantities"]:
+            key = (row["inventoryItemId"], row["locationId"])
+            changes.append({"name": input["name"], "delta": row["quantity"] - self.levels[key],
+                            "quantityAfterChange": row["quantity"]})
+            self.levels[key] = row["quantity"]
+        group = f"gid://shopify/InventoryAdjustmentGroup/{len(self.idempotent) + 1}"
+        return {"inventoryAdjustmentGroup": {"id": group, "reason": input["reason"],
+                                             "referenceDocumentUri": input.get("referenceDocumentUri"),
+                                             "changes": changes}, "userErrors": []}
+
+    def _row_errors(self, i: int, row: dict, ignore_compare: bool | None) -> list[dict]:
+        path = ["input", "quantities", str(i)]
+        key = (row["inventoryItemId"], row["locationId"])
+        if key not in self.levels:
+            code = "INVALID_INVENTORY_ITEM" if not any(k[0] == key[0] for k in self.levels) else "ITEM_NOT_STOCKED_AT_LOCATION"
+            return [{"code": code, "field": path + ["inventoryItemId"], "message": "The inventory item is not stocked at the location."}]
+        if "changeFromQuantity" not in row and not ignore_compare:
+            return [{"code": None, "field": path + ["changeFromQuantity"],
+                     "message": "changeFromQuantity is required (pass null to opt out)."}]
+        expected = row.get("changeFromQuantity")
+        if expected is not None and expected != self.levels[key]:
+            return [{"code": "CHANGE_FROM_QUANTITY_STALE", "field": path + ["changeFromQuantity"],
+                     "message": "The specified compare quantity does not match the current quantity."}]
+        if row["quantity"] < 0:
+            return [{"code": "INVALID_QUANTITY_NEGATIVE", "field": path + ["quantity"], "message": "Quantity can't be negative."}]
+        return []
+
+
+class _Item:
+    def __init__(self, shop: FakeShopify, gid: str):
+        self.shop, self.id = shop, gid
+
+    def inventoryLevel(self, info, locationId: str):  # noqa: N802
+        if (self.id, locationId) not in self.shop.levels:
+            return None
+        qty = self.shop.levels[(self.id, locationId)]
+        return {"id": f"{self.id}?location={locationId}", "location": {"id": locationId},
+                "quantities": lambda info, names: [{"name": n, "quantity": qty} for n in names]}
+
+
+def _directive_key(info) -> str | None:
+    values = get_directive_values(SCHEMA.get_directive("idempotent"), info.field_nodes[0], info.variable_values)
+    return values["key"] if values else None
+
+
+def _handler(shop: FakeShopify):
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            if self.path != f"/admin/api/{API_VERSION}/graphql.json":
+                return self._send(404, {}, {"errors": "Not Found"})
+            body = self.rfile.read(int(self.headers.get("content-length", 0)))
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            self._send(*shop.handle(headers, body))
+
+        def _send(self, status: int, headers: dict, payload: Any) -> None:
+            data = b"" if payload is None else json.dumps(payload).encode()
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up (its timeout): as with the real service, nothing to do
+
+        def log_message(self, *args):  # keep test output clean
+            pass
+
+    return Handler
+
+
+def signed_webhook(secret: str, topic: str, payload: dict, webhook_id: str = "d1f8a8e4-0001") -> tuple[dict, bytes]:
+    """Headers and body exactly as Shopify delivers a webhook (shopify.dev delivery-structure)."""
+    body = json.dumps(payload).encode()
+    sig = base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+    return {"Content-Type": "application/json", "X-Shopify-Topic": topic, "X-Shopify-Hmac-Sha256": sig,
+            "X-Shopify-Shop-Domain": "bridge-test.myshopify.com", "X-Shopify-API-Version": API_VERSION,
+            "X-Shopify-Webhook-Id": webhook_id, "X-Shopify-Event-Id": f"evt-{webhook_id}",
+            "X-Shopify-Triggered-At": "2026-11-22T10:00:00Z"}, body
