@@ -1,0 +1,190 @@
+"""Checks that need the whole file: each yields ``(key path, message)`` so the loader can say which
+line to fix. They run after the schema passed, on the validated model; none has side effects."""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Collection, Iterator
+
+from .nodes import Node, format_parts, literal_number, walk, walk_dict
+from .schema import RequestSpec, SystemMapping
+from .transforms import ANY, ATTR_PREFIX, NUMBER, TEXT, chain_type, field_type
+
+Found = Iterator[tuple[tuple, str]]
+
+AUTH_SECRETS = {
+    "none": (), "basic": ("username", "password"), "bearer": ("token",), "header": ("token",),
+    "oauth2_client_credentials": ("client_id", "client_secret"),
+    "oauth2_refresh_token": ("client_id", "client_secret", "refresh_token"),
+    "session_login": ("username", "password"),
+    "oauth1_tba": ("consumer_key", "consumer_secret", "token_id", "token_secret"),
+}
+OPTIONAL_SECRETS = {"oauth1_tba": ("account",)}
+ROLE_TRIGGERS = {"mirror": ("move_in", "move_out"), "channel": ("availability",),
+                 "system_of_record": ("decrement", "increment")}
+#: connectors that build their own requests when a mapping has none (a generic JSON target)
+SELF_BUILDING = ("http_json",)
+KEYED_STRATEGIES = ("reference_field", "external_id", "header", "body_id")
+
+
+def check_mapping(m: SystemMapping, secret_names: Collection[str] | None) -> Found:
+    yield from _auth(m)
+    if secret_names is not None:
+        yield from _secrets_configured(m, secret_names)
+    yield from _limits(m)
+    yield from _items(m)
+    yield from _locations(m)
+    yield from _roles(m)
+    yield from _writes(m)
+    yield from _requests(m)
+
+
+def secret_message(name: str) -> str:
+    return (f"secret '{name}' is not configured: set ERP_BRIDGE_SECRETS__{name.upper()} "
+            f"or put a file named {name} in $CREDENTIALS_DIRECTORY")
+
+
+def _auth(m: SystemMapping) -> Found:
+    auth, at = m.connection.auth, ("connection", "auth")
+    needed = AUTH_SECRETS[auth.kind]
+    for role in needed:
+        if role not in auth.secrets:
+            yield (*at, "secrets"), f"{auth.kind} auth needs a secret name for '{role}'"
+    allowed = (*needed, *OPTIONAL_SECRETS.get(auth.kind, ()))
+    for role in auth.secrets:
+        if role not in allowed:
+            yield (*at, "secrets", role), f"{auth.kind} auth takes no '{role}' (takes: {', '.join(allowed) or 'none'})"
+    if auth.kind.startswith("oauth2") and auth.token_url is None:
+        yield at, f"{auth.kind} auth needs token_url"
+
+
+def _secrets_configured(m: SystemMapping, secret_names: Collection[str]) -> Found:
+    for role, name in m.connection.auth.secrets.items():
+        if name not in secret_names:
+            yield ("connection", "auth", "secrets", role), secret_message(name)
+
+
+def _limits(m: SystemMapping) -> Found:
+    if m.limits.burst is not None and m.limits.rate_per_s is None:
+        yield ("limits", "burst"), "burst needs rate_per_s (a burst of what rate?)"
+
+
+def _items(m: SystemMapping) -> Found:
+    seen: dict[str, int] = {}
+    for index, override in enumerate(m.items.overrides):
+        if override.sku in seen:
+            yield ("items", "overrides", index, "sku"), f"duplicate SKU '{override.sku}' (first at overrides[{seen[override.sku]}])"
+        seen.setdefault(override.sku, index)
+    _, problem = chain_type(TEXT, m.items.transform)
+    if problem or chain_type(TEXT, m.items.transform)[0] not in (TEXT, ANY):
+        yield ("items", "transform"), problem or "the item rule must give text (add transform 'string')"
+    if m.items.unlisted == "error" and not (m.items.overrides or m.items.lookup):
+        yield ("items", "unlisted"), "unlisted: error with neither overrides nor lookup maps no item at all"
+
+
+def _locations(m: SystemMapping) -> Found:
+    entries, first = m.locations.map, {}
+    for index, entry in enumerate(entries):
+        if entry.internal in first:
+            yield ("locations", "map", index, "internal"), (
+                f"internal location '{entry.internal}' is mapped twice (first at map[{first[entry.internal]}])")
+        first.setdefault(entry.internal, index)
+        if entry.role is None and m.role is None:
+            yield ("locations", "map", index), "no role: set role here or at the top of the file"
+    yield from _many_to_one(m)
+
+
+def _many_to_one(m: SystemMapping) -> Found:
+    counts = Counter(e.code for e in m.locations.map)
+    for code, count in counts.items():
+        if count < 2:
+            continue
+        where = next(i for i, e in enumerate(m.locations.map) if e.code == code)
+        if m.locations.aggregation is None:
+            yield ("locations", "map", where, "code"), (
+                f"code '{code}' is mapped from {count} internal locations: state locations.aggregation (sum, min or max)")
+        primaries = [e for e in m.locations.map if e.code == code and e.primary]
+        if len(primaries) != 1:
+            yield ("locations", "map", where, "code"), (
+                f"code '{code}' is shared: mark exactly one of its entries primary: true (found {len(primaries)})")
+
+
+def _roles(m: SystemMapping) -> Found:
+    roles = m.roles
+    if "channel" in roles and m.quantity_policy is None:
+        yield ("quantity_policy",), "a channel needs a quantity_policy (at least its basis)"
+    if m.quantity_policy is not None and "channel" not in roles:
+        yield ("quantity_policy",), "quantity_policy applies to channels only; no location here is a channel"
+    if "mirror" in roles and m.writes.mode != "delta":
+        yield ("writes", "mode"), "a mirror receives moves, not figures: writes.mode must be delta"
+    if m.connector in SELF_BUILDING:
+        return
+    covered = {t for spec in m.requests.values() for t in spec.on}
+    for role in sorted(roles):
+        for trigger in ROLE_TRIGGERS[role]:
+            if trigger not in covered:
+                yield ("requests",), f"a {role.replace('_', ' ')} needs a request on {trigger} events"
+
+
+def _writes(m: SystemMapping) -> Found:
+    idem = m.writes.idempotency
+    if idem.strategy in KEYED_STRATEGIES and idem.field is None:
+        yield ("writes", "idempotency"), f"strategy {idem.strategy} needs field (where the event key goes)"
+
+
+def _requests(m: SystemMapping) -> Found:
+    owner: dict[str, str] = {}
+    for name, spec in m.requests.items():
+        for index, trigger in enumerate(spec.on):
+            if trigger in owner:
+                yield ("requests", name, "on", index), f"{trigger} events already go to request '{owner[trigger]}'"
+            owner.setdefault(trigger, name)
+        yield from _spec_fields(m, name, spec)
+
+
+def _spec_fields(m: SystemMapping, name: str, spec: RequestSpec) -> Found:
+    at = ("requests", name)
+    for slot in (s for _, s in format_parts(spec.path) if s):
+        yield from _field_usable(m, spec, slot, (*at, "path"))
+    for part in ("query", "headers", "body"):
+        for path, node in walk_dict(getattr(spec, part) or {}, (*at, part)):
+            yield from _node_ok(m, spec, path, node)
+
+
+def _node_ok(m: SystemMapping, spec: RequestSpec, path: tuple, node: Node) -> Found:
+    kind = node.kind
+    if kind == "lines":
+        for _, inner in walk_dict(node.lines or {}, path):
+            if inner.kind == "lines":
+                yield path, "lines inside lines: a document has one level of lines"
+                break
+    if kind == "field":
+        yield from _field_usable(m, spec, node.field, (*path, "field"))
+    elif kind == "format":
+        for slot in (s for _, s in format_parts(node.format) if s):
+            yield from _field_usable(m, spec, slot, (*path, "format"))
+    if kind in ("field", "const", "format") and node.transform:
+        start = _start_type(node, spec)
+        _, problem = chain_type(start, node.transform)
+        if problem:
+            yield (*path, "transform"), problem
+
+
+def _start_type(node: Node, spec: RequestSpec) -> str:
+    if node.kind == "format":
+        return TEXT
+    if node.kind == "const":
+        return NUMBER if literal_number(node.const) else (TEXT if isinstance(node.const, str) else ANY)
+    types = {field_type(node.field, t) for t in spec.on} - {None}
+    return types.pop() if len(types) == 1 else ANY
+
+
+def _field_usable(m: SystemMapping, spec: RequestSpec, name: str, path: tuple) -> Found:
+    if name.startswith(ATTR_PREFIX):
+        attr = name[len(ATTR_PREFIX):]
+        lacking = [e.internal for e in m.locations.map if attr not in e.attrs]
+        if lacking:
+            yield path, f"location attribute '{attr}' is not set on {', '.join(lacking)} (locations.map[].attrs)"
+        return
+    for trigger in spec.on:
+        if field_type(name, trigger) is None:
+            yield path, f"field '{name}' does not exist on {trigger} events"

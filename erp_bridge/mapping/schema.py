@@ -1,0 +1,277 @@
+"""What an integrator edits per system: the pydantic models behind ``mappings/<system>.yaml``.
+
+Every model rejects unknown keys; codes and SKUs are ``str`` so an unquoted ``007`` or ``42`` is an
+error that says to quote it; quantities are ``Decimal``. Checks that need a key path into the file
+(secret names per auth kind, duplicate locations, field availability per event...) live in
+checks.py so that each error points at the exact line. Secret *names* live here, never values.
+"""
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import Annotated, Any, Literal, Optional
+
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr,
+                      StringConstraints, WithJsonSchema, field_validator)
+
+from .nodes import FormatText, NodeIn, TransformName
+from .transforms import TRIGGERS
+
+SCHEMA_VERSION = 1
+CONNECTOR_KINDS = ("sap_b1", "netsuite", "dynamics365", "zoho_inventory", "odoo", "shopify", "http_json")
+ROLES = ("system_of_record", "mirror", "channel")
+Role = Literal["system_of_record", "mirror", "channel"]
+Trigger = Literal["move_in", "move_out", "decrement", "increment", "count", "availability"]
+assert tuple(Trigger.__args__) == TRIGGERS  # type: ignore[attr-defined]
+
+Code = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
+NonNegative = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
+Positive = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
+_SECRET_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+_STATUS_RE = re.compile(r"^[1-5]([0-9]{2}|xx)$")
+_CREDENTIAL_HEADER = re.compile(r"authorization|cookie|token|secret|password|api-?key", re.I)
+
+
+def _secret_name(value: Any) -> str:
+    # Never echo the value: whoever typed a secret where its name belongs must not see it in logs.
+    if not isinstance(value, str) or not _SECRET_RE.match(value):
+        raise ValueError("expected a secret name (lower-case letters, digits and _, e.g. shopify_token), "
+                         "not a secret value: values come from settings, the environment or "
+                         "$CREDENTIALS_DIRECTORY")
+    return value
+
+
+def _base_url(value: Any) -> str:
+    # Same rule as secrets: a URL may embed a token, so the message never repeats it.
+    if not isinstance(value, str) or not re.match(r"^https?://[^/\s?#]+(/[^\s?#]*)?$", value):
+        raise ValueError("expected an http:// or https:// URL without query or fragment")
+    if "@" in value.split("/")[2]:
+        raise ValueError("credentials do not belong in the URL; name them in connection.auth.secrets")
+    return value.rstrip("/")
+
+
+def _connector(value: str) -> str:
+    if value not in CONNECTOR_KINDS:
+        raise ValueError(f"unknown connector '{value}' (known: {', '.join(CONNECTOR_KINDS)})")
+    return value
+
+
+def _status(value: str) -> str:
+    if not _STATUS_RE.match(value):
+        raise ValueError(f"expected an HTTP status such as \"409\" or a class such as \"5xx\", got '{value}'")
+    return value
+
+
+def _header_name(value: str) -> str:
+    if _CREDENTIAL_HEADER.search(value) and value.lower() not in ("idempotency-key", "x-netsuite-idempotency-key"):
+        raise ValueError(f"header '{value}' carries credentials: name the secrets in connection.auth instead")
+    return value
+
+
+SecretName = Annotated[str, BeforeValidator(_secret_name), WithJsonSchema({"type": "string", "pattern": _SECRET_RE.pattern})]
+BaseUrl = Annotated[str, BeforeValidator(_base_url), WithJsonSchema({"type": "string", "format": "uri"})]
+ConnectorKind = Annotated[str, AfterValidator(_connector), WithJsonSchema({"enum": list(CONNECTOR_KINDS)})]
+StatusKey = Annotated[str, AfterValidator(_status)]
+HeaderName = Annotated[str, AfterValidator(_header_name)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+AuthKind = Literal["none", "basic", "bearer", "header", "oauth2_client_credentials", "oauth2_refresh_token",
+                   "session_login", "oauth1_tba"]
+
+
+class Auth(Strict):
+    """How to authenticate. ``secrets`` maps each credential the kind needs to a secret NAME."""
+
+    kind: AuthKind
+    secrets: dict[str, SecretName] = {}
+    header: str = "Authorization"
+    #: text before the credential in ``header``; by default "Basic ", "Bearer " or "" by kind
+    prefix: Optional[str] = None
+    token_url: Optional[BaseUrl] = None
+    scope: Optional[str] = None
+    #: the database / company the login opens (Odoo database, SAP CompanyDB); a name, not a secret
+    database: Optional[Code] = None
+
+
+class Connection(Strict):
+    base_url: BaseUrl
+    auth: Auth
+    timeout_s: float = Field(default=10, gt=0, le=300)
+    #: constant headers sent with every request (never credentials: see ``auth``)
+    headers: dict[HeaderName, str] = {}
+
+
+class Limits(Strict):
+    concurrency: int = Field(default=4, ge=1, le=256)
+    rate_per_s: Optional[float] = Field(default=None, gt=0)
+    burst: Optional[int] = Field(default=None, ge=1)
+
+
+class ItemOverride(Strict):
+    sku: Code
+    code: Code
+
+
+class ItemLookup(Strict):
+    """A CSV table (header row first) next to the mapping file: one row per SKU."""
+
+    file: Code
+    sku_column: Code = "sku"
+    code_column: Code = "code"
+
+
+class Items(Strict):
+    """Internal SKU -> the system's item id: overrides, then lookup table, then the rule."""
+
+    #: the internal product field that holds the SKU (Odoo: default_code)
+    field: Code = "default_code"
+    #: the system's field the id goes to or is read from (documentation and connector reads)
+    target_field: Optional[Code] = None
+    #: the rule: transforms applied to the SKU (text -> text) when no override or row has it
+    transform: list[TransformName] = []
+    overrides: list[ItemOverride] = []
+    lookup: Optional[ItemLookup] = None
+    #: a SKU in neither overrides nor lookup: map it by the rule, or refuse it
+    unlisted: Literal["rule", "error"] = "rule"
+
+
+class LocationEntry(Strict):
+    internal: Code
+    code: Code
+    role: Optional[Role] = None
+    #: with several internal locations on one code: the one that inbound changes apply to
+    primary: bool = False
+    #: extra per-location values a body reads as ``attr.NAME`` (e.g. a Dynamics siteId)
+    attrs: dict[Code, Code] = {}
+
+
+class Locations(Strict):
+    #: how figures of several internal locations mapped to one code combine (required then)
+    aggregation: Optional[Literal["sum", "min", "max"]] = None
+    map: list[LocationEntry] = Field(min_length=1)
+
+
+class UnitRule(Strict):
+    """system quantity = internal quantity x factor, then rounded to ``rounding`` (none: exact)."""
+
+    factor: Positive = Decimal(1)
+    rounding: Optional[Positive] = None
+    mode: Literal["down", "half_up", "half_even", "up"] = "half_up"
+
+
+class Units(Strict):
+    default: UnitRule = UnitRule()
+    #: by the event's unit of measure (the UoM name the SoR journals, e.g. "Dozens")
+    uoms: dict[Code, UnitRule] = {}
+    #: by SKU; wins over ``uoms``
+    items: dict[Code, UnitRule] = {}
+
+
+class QuantityPolicy(Strict):
+    """What a channel shows: basis - buffer, x allocation %, capped, >= 0, rounded down if integer."""
+
+    basis: Literal["free", "on_hand", "forecast"]
+    safety_buffer: NonNegative = Decimal(0)
+    allocation_percent: Annotated[Decimal, Field(gt=0, le=100)] = Decimal(100)
+    max_listed: Optional[NonNegative] = None
+    integer: bool = True
+    low_stock_threshold: Optional[NonNegative] = None
+
+
+class Idempotency(Strict):
+    """How the target avoids doing a write twice; ``field`` names where the key goes."""
+
+    strategy: Literal["none", "reference_field", "external_id", "header", "body_id", "graphql_idempotent",
+                      "external_key"]
+    field: Optional[Code] = None
+
+
+_DEFAULT_STATUS = {"429": "retry", "5xx": "retry", "4xx": "fail"}
+
+
+class Writes(Strict):
+    mode: Literal["delta", "absolute"] = "delta"
+    batch_size: int = Field(default=1, ge=1, le=1000)
+    idempotency: Idempotency = Idempotency(strategy="none")
+    on_status: dict[StatusKey, Literal["retry", "fail", "ignore"]] = dict(_DEFAULT_STATUS)
+
+    def action_for(self, status: int) -> str:
+        """retry / fail / ignore for an HTTP error status: exact entry, then class, then default."""
+        for key in (str(status), f"{str(status)[0]}xx"):
+            if key in self.on_status:
+                return self.on_status[key]
+        return _DEFAULT_STATUS.get(str(status)) or _DEFAULT_STATUS.get(f"{str(status)[0]}xx", "fail")
+
+
+class RequestSpec(Strict):
+    """One HTTP request per event (or per batch of events, as document lines)."""
+
+    on: list[Trigger] = Field(min_length=1)
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+    #: appended to connection.base_url; ``{field}`` slots are URL-encoded
+    path: FormatText
+    query: dict[str, NodeIn] = {}
+    headers: dict[HeaderName, NodeIn] = {}
+    body: Optional[dict[str, NodeIn]] = None
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("path must start with / (it is appended to connection.base_url)")
+        return value
+
+
+class SystemMapping(Strict):
+    """One ``mappings/<system>.yaml``."""
+
+    version: int
+    system: Name
+    connector: ConnectorKind
+    #: the role of every location that does not set its own
+    role: Optional[Role] = None
+    connection: Connection
+    limits: Limits = Limits()
+    items: Items = Items()
+    locations: Locations
+    units: Units = Units()
+    quantity_policy: Optional[QuantityPolicy] = None
+    writes: Writes = Writes()
+    requests: dict[Name, RequestSpec] = {}
+
+    _compiled: Any = PrivateAttr(default=None)
+
+    @field_validator("version")
+    @classmethod
+    def _known_version(cls, value: int) -> int:
+        if value != SCHEMA_VERSION:
+            raise ValueError(f"unsupported mapping version {value}; this bridge reads version {SCHEMA_VERSION}")
+        return value
+
+    def role_of(self, internal_location: str) -> Optional[str]:
+        for entry in self.locations.map:
+            if entry.internal == internal_location:
+                return entry.role or self.role
+        return None
+
+    @property
+    def roles(self) -> set[str]:
+        return {entry.role or self.role for entry in self.locations.map} - {None}
+
+    def location_entry(self, internal_location: str) -> Optional[LocationEntry]:
+        return next((e for e in self.locations.map if e.internal == internal_location), None)
+
+    def internal_location(self, code: str) -> Optional[str]:
+        """The internal location a system code stands for (the primary one when many map to it)."""
+        entries = [e for e in self.locations.map if e.code == code]
+        chosen = next((e for e in entries if e.primary), entries[0] if len(entries) == 1 else None)
+        return chosen.internal if chosen else None
+
+    def internal_locations(self, code: str) -> list[str]:
+        """Every internal location aggregated into ``code`` (see ``locations.aggregation``)."""
+        return [e.internal for e in self.locations.map if e.code == code]
