@@ -1,0 +1,146 @@
+"""``http_json``: a generic connector for a custom JSON endpoint.
+
+Each item is one ``POST {base_url}/{availability|stock-changes|moves}`` with the item as a JSON
+object (quantities as decimal strings) and ``Idempotency-Key: <the queue entry's key>``, so the
+endpoint can drop a redelivery. Every request has a (connect, read) timeout.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import asdict
+from email.utils import parsedate_to_datetime
+from typing import Any, Callable, Mapping, Sequence
+
+import requests
+
+from ..domain import Count, Decrement, Increment, StockMove
+from ..errors import ConfigError, RejectedError, RetryableError
+from .base import Capability, Delivered, Figure, Outcome
+from .registry import secret_value
+
+EXCERPT_CHARS = 200
+CONNECT_TIMEOUT_S = 3.05
+
+
+def retry_after_s(value: str | None, now: Callable[[], float] = time.time) -> float | None:
+    """``Retry-After`` as seconds from now: delta-seconds or an HTTP-date (RFC 9110 10.2.3)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - now())
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def classify(response: requests.Response, path: str) -> Outcome:
+    """The one place a response becomes an outcome."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return Delivered()
+    if status == 409:  # the endpoint already has this Idempotency-Key
+        return Delivered("duplicate")
+    if status in (429, 503):
+        return RetryableError(f"HTTP {status} from {path}", after=retry_after_s(response.headers.get("Retry-After")))
+    if status >= 500:
+        return RetryableError(f"HTTP {status} from {path}: {_excerpt(response)}")
+    return RejectedError(f"HTTP {status} from {path}: {_excerpt(response)}")
+
+
+def classify_exception(exc: requests.RequestException, path: str) -> RetryableError:
+    kind = "timed out" if isinstance(exc, requests.Timeout) else "failed"
+    # the exception text can carry the full URL; name the path and the error type only
+    return RetryableError(f"POST {path} {kind}: {type(exc).__name__}")
+
+
+def _excerpt(response: requests.Response) -> str:
+    text = " ".join(response.text[:EXCERPT_CHARS * 2].split())
+    return text[:EXCERPT_CHARS] or "(empty body)"
+
+
+class HttpJsonConnector:
+    capabilities = frozenset({Capability.PUSH_AVAILABILITY, Capability.APPLY_STOCK_CHANGES,
+                              Capability.POST_MOVES})
+
+    def __init__(self, name: str, base_url: str, *, timeout_s: float = 10.0,
+                 auth_header: tuple[str, str] | None = None, headers: Mapping[str, str] | None = None):
+        self.name = name
+        self._base_url = base_url.rstrip("/")
+        self._timeout = (min(CONNECT_TIMEOUT_S, timeout_s), timeout_s)
+        self._headers = {**(headers or {}), **(dict([auth_header]) if auth_header else {})}
+        self._local = threading.local()
+        self._sessions: list[requests.Session] = []
+
+    def push_availability(self, figures: Sequence[Figure]) -> list[Outcome]:
+        return self._post_each("availability", [(f.idempotency_key, _figure_body(f)) for f in figures])
+
+    def apply_stock_changes(self, changes: Sequence[Decrement | Increment | Count]) -> list[Outcome]:
+        return self._post_each("stock-changes", [(c.idempotency_key, c.model_dump(mode="json")) for c in changes])
+
+    def post_moves(self, moves: Sequence[StockMove]) -> list[Outcome]:
+        return self._post_each("moves", [(m.idempotency_key, m.model_dump(mode="json")) for m in moves])
+
+    def close(self) -> None:
+        for session in self._sessions:
+            session.close()
+
+    def _post_each(self, path: str, items: list[tuple[str, dict[str, Any]]]) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        for key, body in items:
+            outcome = self._post(path, key, body)
+            outcomes.append(outcome)
+            if isinstance(outcome, RetryableError):
+                # down, overloaded or asking us to wait: the rest of the batch would fare the
+                # same, and sending it anyway would hold the lease through N more timeouts
+                return outcomes + [outcome] * (len(items) - len(outcomes))
+        return outcomes
+
+    def _post(self, path: str, key: str, body: dict[str, Any]) -> Outcome:
+        try:
+            response = self._session().post(f"{self._base_url}/{path}", json=body, timeout=self._timeout,
+                                            headers={**self._headers, "Idempotency-Key": key})
+        except requests.RequestException as exc:
+            return classify_exception(exc, path)
+        with response:
+            return classify(response, path)
+
+    def _session(self) -> requests.Session:
+        # requests.Session is not documented as thread-safe; the gate may let several threads in
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+            self._sessions.append(session)
+        return session
+
+
+def _figure_body(figure: Figure) -> dict[str, Any]:
+    body = asdict(figure)
+    body["quantity"] = str(figure.quantity)
+    body["previous"] = None if figure.previous is None else str(figure.previous)
+    return body
+
+
+def _auth_header(auth: Any, secret: Callable[[str], str]) -> tuple[str, str] | None:
+    kind = getattr(auth, "kind", "none") if auth is not None else "none"
+    if kind == "none":
+        return None
+    if kind not in ("bearer", "header"):
+        raise ConfigError(f"http_json supports auth kinds none, bearer and header, not {kind!r}")
+    name = auth.secrets.get("token")
+    if not name:
+        raise ConfigError(f"{kind} auth needs a secret name for 'token'")
+    prefix = auth.prefix if auth.prefix is not None else ("Bearer " if kind == "bearer" else "")
+    return getattr(auth, "header", "Authorization"), f"{prefix}{secret(name)}"
+
+
+def from_mapping(system_mapping: Any, secrets: Any) -> HttpJsonConnector:
+    """Factory for the registry: ``system_mapping`` needs ``.system`` and ``.connection``
+    (``base_url``, ``timeout_s``, optional ``auth`` and ``headers``)."""
+    conn = system_mapping.connection
+    return HttpJsonConnector(
+        system_mapping.system, str(conn.base_url), timeout_s=float(conn.timeout_s),
+        auth_header=_auth_header(getattr(conn, "auth", None), lambda n: secret_value(secrets, n)),
+        headers=getattr(conn, "headers", None))

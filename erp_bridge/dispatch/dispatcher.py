@@ -1,0 +1,268 @@
+"""Lease -> route -> connector -> ack / retry / dead-letter.
+
+Worker threads lease batches, group them by (target, capability) and call the connector once
+per group, inside that target's gate (concurrency slots and token bucket). Connectors enforce
+the per-call timeout (every network call has one); the lease must outlast a whole batch.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator, Mapping, Sequence
+
+from ..connectors.base import Capability, Connector, Delivered
+from ..errors import BridgeError, ConfigError, RejectedError, RetryableError
+from ..queue.base import Entry, Queue, State
+from .availability import AvailabilityResolver, SorAvailability, no_resolver
+from .metrics import DispatchMetrics, default_metrics
+from .ratelimit import TokenBucket
+from .routing import capability_for, event_of
+
+log = logging.getLogger(__name__)
+delivery_log = logging.getLogger("erp_bridge.delivery")
+
+
+@dataclass(frozen=True)
+class TargetLimits:
+    concurrency: int = 4
+    rate_per_s: float | None = None
+    burst: float | None = None
+
+    @classmethod
+    def of(cls, limits: Any) -> "TargetLimits":
+        """From a mapping's ``limits`` section (anything with these three attributes)."""
+        return cls(concurrency=limits.concurrency, rate_per_s=limits.rate_per_s, burst=limits.burst)
+
+
+class Gate:
+    """Concurrency slots and a token bucket for one target (one token per entry)."""
+
+    def __init__(self, limits: TargetLimits):
+        self._slots = threading.BoundedSemaphore(limits.concurrency)
+        self._bucket = TokenBucket(limits.rate_per_s, limits.burst) if limits.rate_per_s else None
+
+    @contextmanager
+    def enter(self, n: int, give_up: threading.Event) -> Iterator[bool]:
+        """Yields True once inside, False if ``give_up`` was set while waiting."""
+        while not self._slots.acquire(timeout=0.1):
+            if give_up.is_set():
+                yield False
+                return
+        try:
+            yield self._bucket.take(n, give_up) if self._bucket else True
+        finally:
+            self._slots.release()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    delivered: bool
+    retryable: bool = False
+    retry_after: float | None = None
+    error: str | None = None
+
+
+def classify(outcome: Delivered | BaseException) -> Verdict:
+    """Delivered -> ack; RetryableError -> retry (honouring ``after``); Rejected/Config -> dead;
+    anything unexpected -> retry, since a bug or a blip must not silently drop an event."""
+    if isinstance(outcome, Delivered):
+        return Verdict(delivered=True)
+    if isinstance(outcome, RetryableError):
+        return Verdict(False, retryable=True, retry_after=outcome.after, error=str(outcome))
+    if isinstance(outcome, (RejectedError, ConfigError)):
+        return Verdict(False, retryable=False, error=f"{type(outcome).__name__}: {_describe(outcome)}")
+    return Verdict(False, retryable=True, error=f"{type(outcome).__name__}: {outcome}")
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ConfigError):  # a problem without a file renders as ": message"
+        return "; ".join(str(p) if p.file else p.message for p in exc.problems)
+    return str(exc)
+
+
+class Dispatcher:
+    def __init__(self, queue: Queue, connectors: Mapping[str, Connector], *,
+                 resolver: AvailabilityResolver | None = None,
+                 limits: Mapping[str, TargetLimits] | None = None, workers: int = 2,
+                 batch_size: int = 64, lease_s: float = 30.0, poll_s: float = 0.2,
+                 metrics: DispatchMetrics | None = None, name: str | None = None):
+        self._queue = queue
+        self._connectors = dict(connectors)
+        self._resolver = resolver or no_resolver
+        limits = limits or {}
+        self._gates = {t: Gate(limits.get(t, TargetLimits())) for t in self._connectors}
+        self._workers, self._batch_size, self._lease_s, self._poll_s = workers, batch_size, lease_s, poll_s
+        self._metrics = metrics or default_metrics()
+        self._metrics.watch(queue)
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self._stopping = threading.Event()
+        self._expired = threading.Event()
+        self._wake = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    @classmethod
+    def from_settings(cls, queue: Queue, connectors: Mapping[str, Connector], settings: Any,
+                      mappings: Any = None, resolver: AvailabilityResolver | None = None,
+                      metrics: DispatchMetrics | None = None) -> "Dispatcher":
+        """Wire from the settings object and a mapping set (``.systems[name].limits``)."""
+        systems = getattr(mappings, "systems", {}) or {}
+        limits = {name: TargetLimits.of(m.limits) for name, m in systems.items()}
+        return cls(queue, connectors, resolver=resolver or default_resolver(queue, connectors),
+                   limits=limits, workers=settings.workers.count, batch_size=settings.queue.batch_size,
+                   lease_s=settings.queue.lease_s, poll_s=settings.workers.poll_interval_s,
+                   metrics=metrics)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._stopping.clear()
+        self._expired.clear()
+        self._threads = [threading.Thread(target=self._work, args=(f"{self.name}/{i}",),
+                                          name=f"dispatch-{i}", daemon=True)
+                         for i in range(self._workers)]
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self, deadline_s: float) -> None:
+        """Stop leasing; in-flight batches finish until the deadline, then what has not reached
+        its connector yet is released. A call already in a connector ends at its own timeout."""
+        self._stopping.set()
+        self._wake.set()
+        end = time.monotonic() + deadline_s
+        for thread in self._threads:
+            thread.join(max(0.0, end - time.monotonic()))
+        self._expired.set()
+        for thread in self._threads:
+            thread.join(1.0)  # waiters at a gate see the deadline and release within a tick
+
+    def alive(self) -> bool:
+        return bool(self._threads) and all(t.is_alive() for t in self._threads)
+
+    def wake(self) -> None:
+        """New work was enqueued in this process: lease now instead of at the next poll."""
+        self._wake.set()
+
+    def _work(self, worker: str) -> None:
+        while not self._stopping.is_set():
+            try:
+                leased = self.run_once(worker)
+            except Exception:  # a queue failure (disk, lock) must not kill the worker thread
+                log.exception("dispatch worker %s: batch failed", worker)
+                leased = 0
+            if not leased:
+                self._wake.wait(self._poll_s)
+                self._wake.clear()
+
+    # -- one batch ----------------------------------------------------------------------------
+
+    def run_once(self, worker: str) -> int:
+        """Lease one batch and deliver it; returns how many entries were leased."""
+        entries = self._queue.lease(worker, self._batch_size, self._lease_s, targets=list(self._connectors))
+        groups: dict[tuple[str, Capability | None], list[Entry]] = {}
+        for entry in entries:
+            groups.setdefault((entry.target, _capability(entry)), []).append(entry)
+        for (target, capability), group in groups.items():
+            if self._expired.is_set():
+                self._queue.release([e.id for e in group], worker)
+            else:
+                self._deliver(worker, target, capability, group)
+        return len(entries)
+
+    def _deliver(self, worker: str, target: str, capability: Capability | None,
+                 entries: list[Entry]) -> None:
+        with self._gates[target].enter(len(entries), self._expired) as inside:
+            if not inside:
+                self._queue.release([e.id for e in entries], worker)
+                return
+            started = time.perf_counter()
+            outcomes = self._call(target, capability, entries)
+            duration = time.perf_counter() - started
+        self._settle(worker, target, entries, outcomes, duration)
+
+    def _call(self, target: str, capability: Capability | None, entries: list[Entry]) -> list:
+        connector = self._connectors[target]
+        if capability is None:
+            return [RejectedError(f"no capability handles entries of kind {entries[0].kind!r}")] * len(entries)
+        if capability not in connector.capabilities:
+            return [ConfigError(f"connector of {target} cannot {capability.value}")] * len(entries)
+        try:
+            if capability is Capability.PUSH_AVAILABILITY:
+                prepared = self._resolver(target, entries)
+            else:
+                prepared = [_event_or_error(e) for e in entries]
+        except Exception as exc:  # the resolver failed as a whole: every entry failed that way
+            prepared = [exc] * len(entries)
+        return _send(getattr(connector, capability.value), prepared)
+
+    def _settle(self, worker: str, target: str, entries: list[Entry], outcomes: list,
+                duration: float) -> None:
+        verdicts = [classify(o) for o in outcomes]
+        done = [e for e, v in zip(entries, verdicts) if v.delivered]
+        if done:
+            self._queue.ack([e.id for e in done], worker, duration)
+        for entry, verdict, outcome in zip(entries, verdicts, outcomes):
+            state = State.DONE if verdict.delivered else self._queue.fail(
+                entry.id, worker, verdict.error, retryable=verdict.retryable,
+                retry_after=verdict.retry_after, duration_s=duration).state
+            self._observe(entry, target, state, outcome, verdict, duration)
+
+    def _observe(self, entry: Entry, target: str, state: State, outcome: Any, verdict: Verdict,
+                 duration: float) -> None:
+        m = self._metrics
+        m.attempt_seconds.labels(target).observe(duration)
+        if verdict.delivered:
+            m.deliveries.labels(target).inc()
+            m.lag_seconds.labels(target).observe(max(0.0, time.time() - entry.created_at.timestamp()))
+            name, level = outcome.detail, logging.INFO
+        elif state is State.DEAD:
+            m.dead_letters.labels(target).inc()
+            name, level = "dead", logging.ERROR
+        else:
+            m.retries.labels(target).inc()
+            name, level = "retry", logging.WARNING
+        delivery_log.log(level, "delivery %s %s: %s", target, entry.idempotency_key, name, extra={
+            "event_key": entry.idempotency_key, "target": target, "outcome": name,
+            "duration_ms": round(duration * 1000, 3), "attempt": entry.attempts + 1,
+            "entry_id": entry.id, "error": verdict.error})
+
+
+def _capability(entry: Entry) -> Capability | None:
+    try:
+        return capability_for(entry.kind)
+    except RejectedError:
+        return None
+
+
+def _event_or_error(entry: Entry):
+    try:
+        return event_of(entry)
+    except RejectedError as exc:
+        return exc
+
+
+def _send(method, prepared: Sequence) -> list:
+    """Call ``method`` with the prepared items that are not errors; merge outcomes back in order.
+    A raise means the whole call failed the same way for every item sent."""
+    todo = [p for p in prepared if not isinstance(p, BaseException)]
+    try:
+        results = list(method(todo)) if todo else []
+    except Exception as exc:
+        results = [exc] * len(todo)
+    if len(results) != len(todo):
+        results = [RetryableError(f"connector returned {len(results)} outcomes for {len(todo)} items")] * len(todo)
+    sent = iter(results)
+    return [p if isinstance(p, BaseException) else next(sent) for p in prepared]
+
+
+def default_resolver(queue: Queue, connectors: Mapping[str, Connector]) -> AvailabilityResolver:
+    """The one connector that reads availability is the system of record; with none or several
+    (a later issue picks per location from the mappings), markers dead-letter with the reason."""
+    readers = [n for n, c in connectors.items() if Capability.READ_AVAILABILITY in c.capabilities]
+    if len(readers) != 1:
+        return no_resolver
+    return SorAvailability(queue, connectors[readers[0]], readers[0])

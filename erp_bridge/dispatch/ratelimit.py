@@ -1,0 +1,46 @@
+"""Token bucket per target: ``rate_per_s`` on average, up to ``burst`` at once."""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Callable
+
+
+class TokenBucket:
+    """A caller may take more tokens than the bucket holds (a whole batch): the bucket goes into
+    debt and later callers wait it off, so the average rate holds without splitting batches."""
+
+    def __init__(self, rate_per_s: float, burst: float | None = None,
+                 clock: Callable[[], float] = time.monotonic):
+        if rate_per_s <= 0:
+            raise ValueError("rate_per_s must be positive")
+        self.rate = rate_per_s
+        self.burst = max(1.0, burst if burst is not None else rate_per_s)
+        self._clock = clock
+        self._tokens = self.burst
+        self._at = clock()
+        self._lock = threading.Lock()
+
+    def reserve(self, n: float = 1) -> float:
+        """Take ``n`` tokens if the bucket can cover them now and return 0; otherwise take
+        nothing and return the seconds to wait before asking again."""
+        with self._lock:
+            self._refill()
+            need = min(n, self.burst)
+            if self._tokens >= need:
+                self._tokens -= n
+                return 0.0
+            return (need - self._tokens) / self.rate
+
+    def take(self, n: float = 1, give_up: threading.Event | None = None) -> bool:
+        """Block until ``n`` tokens are taken (True) or ``give_up`` is set (False)."""
+        give_up = give_up or threading.Event()
+        while (wait := self.reserve(n)) > 0:
+            if give_up.wait(wait):
+                return False
+        return True
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now

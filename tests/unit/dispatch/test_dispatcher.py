@@ -1,0 +1,271 @@
+"""Dispatcher on a real SQLite queue with a fake clock; connectors are in-memory systems that
+implement the connector protocol (the HTTP path is covered in tests/integration)."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from decimal import Decimal
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from erp_bridge.connectors.base import Capability, Delivered, Figure
+from erp_bridge.dispatch.availability import SorAvailability
+from erp_bridge.dispatch.dispatcher import Dispatcher, TargetLimits, default_resolver
+from erp_bridge.dispatch.metrics import DispatchMetrics
+from erp_bridge.dispatch.routing import entry_for
+from erp_bridge.domain import Availability, AvailabilityChanged, Count, Decrement, Increment, StockMove
+from erp_bridge.errors import ConfigError, RejectedError, RetryableError
+from erp_bridge.queue.base import Outcome, RetryPolicy, State
+from erp_bridge.queue.sqlite import SQLiteQueue
+from tests.fakes.clock import FakeClock
+
+ALL = frozenset({Capability.APPLY_STOCK_CHANGES, Capability.POST_MOVES, Capability.PUSH_AVAILABILITY})
+
+
+class MemorySystem:
+    """An in-memory target: records what each capability received, answers ``reply(item)``."""
+
+    def __init__(self, name="shop", capabilities=ALL, reply=lambda item: Delivered(), availability=None):
+        self.name, self.capabilities, self.reply = name, capabilities, reply
+        self.calls: list[tuple[str, list]] = []
+        self.availability = availability or {}
+
+    def _record(self, capability, items):
+        self.calls.append((capability, list(items)))
+        return [self.reply(i) for i in items]
+
+    def apply_stock_changes(self, changes):
+        return self._record("apply_stock_changes", changes)
+
+    def post_moves(self, moves):
+        return self._record("post_moves", moves)
+
+    def push_availability(self, figures):
+        return self._record("push_availability", figures)
+
+    def read_availability(self, keys):
+        if isinstance(self.availability, Exception):
+            raise self.availability
+        return {k: v for k, v in self.availability.items() if k in keys}
+
+    def close(self):
+        pass
+
+
+def sale(n=1, qty="1", item="SKU-1"):
+    return Decrement(channel="shop", order=f"o{n}", line="1", item=item, location="WH", quantity=Decimal(qty))
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def queue(tmp_path, clock):
+    q = SQLiteQueue(tmp_path / "q.db", RetryPolicy(max_attempts=3, base_s=1, jitter=0), clock=clock)
+    yield q
+    q.close()
+
+
+@pytest.fixture
+def metrics():
+    return DispatchMetrics(CollectorRegistry())
+
+
+def dispatcher(queue, metrics, *systems, **kw):
+    return Dispatcher(queue, {s.name: s for s in systems}, metrics=metrics, **kw)
+
+
+def enqueue(queue, target, *events):
+    return queue.enqueue([entry_for(target, e) for e in events])
+
+
+MOVE = StockMove(system="odoo", move_id="m1", item="SKU-1", quantity=Decimal(2), from_location="WH",
+                 to_location="Customers", location="WH", direction="out")
+
+
+@pytest.mark.parametrize("event, capability", [
+    (sale(), "apply_stock_changes"),
+    (Increment(channel="shop", order="o1", line="1", item="SKU-1", location="WH", quantity=Decimal(1)),
+     "apply_stock_changes"),
+    (Count(system="pos", item="SKU-1", location="WH", quantity=Decimal(5), reference="c1"), "apply_stock_changes"),
+    (MOVE, "post_moves"),
+    (AvailabilityChanged(system="odoo", item="SKU-1", location="WH", sequence=1), "push_availability"),
+], ids=["decrement", "increment", "count", "move", "availability"])
+def test_each_kind_goes_to_its_capability(queue, metrics, event, capability):
+    shop = MemorySystem()
+    resolver = lambda target, entries: [Figure(e.item, e.location, Decimal(3), idempotency_key=e.idempotency_key)
+                                        for e in entries]
+    entry = enqueue(queue, "shop", event)[0]
+    assert dispatcher(queue, metrics, shop, resolver=resolver).run_once("w") == 1
+    assert [c for c, _ in shop.calls] == [capability]
+    sent = shop.calls[0][1][0]
+    assert sent.idempotency_key == entry.idempotency_key
+    assert queue.get(entry.id).state is State.DONE
+
+
+@pytest.mark.parametrize("reply, state, error", [
+    (Delivered("duplicate"), State.DONE, None),
+    (RetryableError("HTTP 503", after=30), State.PENDING, "HTTP 503"),
+    (RejectedError("HTTP 400: unknown sku"), State.DEAD, "RejectedError: HTTP 400: unknown sku"),
+    (ConfigError("bad base_url"), State.DEAD, "ConfigError: bad base_url"),
+    (ValueError("boom"), State.PENDING, "ValueError: boom"),
+], ids=["delivered", "retryable", "rejected-dead-letters", "config-dead-letters", "unexpected-retries"])
+def test_outcomes_are_classified(queue, metrics, clock, reply, state, error):
+    entry = enqueue(queue, "shop", sale())[0]
+    dispatcher(queue, metrics, MemorySystem(reply=lambda _: reply)).run_once("w")
+    stored = queue.get(entry.id)
+    assert (stored.state, stored.last_error) == (state, error)
+    if isinstance(reply, RetryableError):
+        assert stored.available_at.timestamp() == clock() + 30
+    assert [a.outcome for a in queue.attempts(entry.id)] == [
+        {State.DONE: Outcome.DELIVERED, State.PENDING: Outcome.RETRY, State.DEAD: Outcome.DEAD}[state]]
+
+
+def raising(exc):
+    def call(items):
+        raise exc
+    return call
+
+
+@pytest.mark.parametrize("broken, error", [
+    (raising(RetryableError("connection refused")), "connection refused"),
+    (raising(KeyError("x")), "KeyError: 'x'"),
+    (lambda items: [Delivered()], "connector returned 1 outcomes for 2 items"),
+], ids=["raise-fails-whole-batch", "unexpected-raise-retries", "wrong-outcome-count-retries"])
+def test_a_broken_call_fails_every_entry_retryably(queue, metrics, broken, error):
+    shop = MemorySystem()
+    shop.apply_stock_changes = broken
+    entries = enqueue(queue, "shop", sale(1), sale(2, item="SKU-2"))
+    dispatcher(queue, metrics, shop).run_once("w")
+    assert [(queue.get(e.id).state, queue.get(e.id).last_error) for e in entries] == [(State.PENDING, error)] * 2
+
+
+def test_malformed_payload_dead_letters_alone(queue, metrics):
+    good = enqueue(queue, "shop", sale(1))[0]
+    bad_new = entry_for("shop", sale(2, item="SKU-2"))
+    bad = queue.enqueue([type(bad_new)(**{**bad_new.__dict__, "payload": {"kind": "decrement"}})])[0]
+    dispatcher(queue, metrics, MemorySystem()).run_once("w")
+    assert queue.get(good.id).state is State.DONE
+    assert queue.get(bad.id).state is State.DEAD and "malformed decrement payload" in queue.get(bad.id).last_error
+
+
+def test_target_without_the_capability_dead_letters_with_reason(queue, metrics):
+    entry = enqueue(queue, "shop", MOVE)[0]
+    dispatcher(queue, metrics, MemorySystem(capabilities=frozenset({Capability.PUSH_AVAILABILITY}))).run_once("w")
+    assert queue.get(entry.id).last_error == "ConfigError: connector of shop cannot post_moves"
+
+
+def test_only_targets_with_a_connector_are_leased(queue, metrics):
+    other = enqueue(queue, "elsewhere", sale())[0]
+    assert dispatcher(queue, metrics, MemorySystem()).run_once("w") == 0
+    assert queue.get(other.id).state is State.PENDING
+
+
+# -- availability -----------------------------------------------------------------------------
+
+def avail(free):
+    return Availability(item="SKU-1", location="WH", on_hand=Decimal(free), free=Decimal(free))
+
+
+@pytest.mark.parametrize("free, queued, figure", [
+    ("10", ["3"], Decimal(7)), ("10", [], Decimal(10)), ("2", ["1", "4"], Decimal(0)), ("5.5", ["0.5"], Decimal(5)),
+], ids=["minus-pending-decrement", "nothing-pending", "never-below-zero", "decimal"])
+def test_default_resolver_subtracts_pending_decrements(queue, metrics, free, queued, figure):
+    odoo = MemorySystem("odoo", capabilities=frozenset({Capability.READ_AVAILABILITY}),
+                        availability={("SKU-1", "WH"): avail(free)})
+    shop = MemorySystem("shop")
+    enqueue(queue, "odoo", *[sale(i, q) for i, q in enumerate(queued)])
+    marker = enqueue(queue, "shop", AvailabilityChanged(system="odoo", item="SKU-1", location="WH", sequence=1))[0]
+    resolver = default_resolver(queue, {"odoo": odoo, "shop": shop})
+    assert isinstance(resolver, SorAvailability)
+    dispatcher(queue, metrics, shop, resolver=resolver).run_once("w")
+    assert shop.calls == [("push_availability", [Figure("SKU-1", "WH", figure, idempotency_key=marker.idempotency_key)])]
+
+
+@pytest.mark.parametrize("availability, state, error", [
+    ({}, State.DEAD, "RejectedError: odoo does not know SKU-1@WH"),
+    (RetryableError("odoo down"), State.PENDING, "odoo down"),
+    (OSError("socket"), State.PENDING, "reading odoo: OSError: socket"),
+], ids=["unknown-item-dead-letters", "sor-down-retries", "sor-bug-retries"])
+def test_default_resolver_failures(queue, metrics, availability, state, error):
+    odoo = MemorySystem("odoo", capabilities=frozenset({Capability.READ_AVAILABILITY}), availability=availability)
+    shop = MemorySystem("shop")
+    marker = enqueue(queue, "shop", AvailabilityChanged(system="odoo", item="SKU-1", location="WH", sequence=1))[0]
+    dispatcher(queue, metrics, shop, resolver=SorAvailability(queue, odoo, "odoo")).run_once("w")
+    assert (queue.get(marker.id).state, queue.get(marker.id).last_error) == (state, error)
+    assert shop.calls == []
+
+
+def test_without_a_system_of_record_markers_dead_letter_with_reason(queue, metrics):
+    marker = enqueue(queue, "shop", AvailabilityChanged(system="odoo", item="SKU-1", location="WH", sequence=1))[0]
+    dispatcher(queue, metrics, MemorySystem()).run_once("w")
+    assert "no system of record configured" in queue.get(marker.id).last_error
+
+
+# -- observability ----------------------------------------------------------------------------
+
+def test_one_log_line_and_metrics_per_attempt(queue, metrics, caplog):
+    replies = {"SKU-1": Delivered(), "SKU-2": RetryableError("HTTP 500"), "SKU-3": RejectedError("HTTP 400")}
+    enqueue(queue, "shop", sale(1, item="SKU-1"), sale(2, item="SKU-2"), sale(3, item="SKU-3"))
+    with caplog.at_level(logging.INFO, logger="erp_bridge.delivery"):
+        dispatcher(queue, metrics, MemorySystem(reply=lambda d: replies[d.item])).run_once("w")
+    lines = [(r.event_key, r.target, r.outcome, r.levelname) for r in caplog.records if r.name == "erp_bridge.delivery"]
+    assert lines == [("shop:o1:1", "shop", "delivered", "INFO"), ("shop:o2:1", "shop", "retry", "WARNING"),
+                     ("shop:o3:1", "shop", "dead", "ERROR")]
+    assert all(isinstance(r.duration_ms, float) for r in caplog.records if r.name == "erp_bridge.delivery")
+    value = lambda name, **labels: metrics.registry.get_sample_value(name, {"target": "shop", **labels})
+    assert [value(n) for n in ("erp_bridge_deliveries_total", "erp_bridge_retries_total",
+                               "erp_bridge_dead_letters_total")] == [1, 1, 1]
+    assert value("erp_bridge_delivery_duration_seconds_count") == 3
+    assert [value("erp_bridge_queue_depth", state=s) for s in ("pending", "done", "dead")] == [1, 1, 1]
+
+
+# -- threads and graceful stop ----------------------------------------------------------------
+
+def wait_for(predicate, timeout_s=10.0):
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached before the deadline"
+        time.sleep(0.01)
+
+
+def test_workers_drain_the_queue_and_stop(tmp_path, metrics):
+    queue = SQLiteQueue(tmp_path / "q.db")
+    entries = enqueue(queue, "shop", *[sale(i, item=f"SKU-{i % 7}") for i in range(200)])
+    shop = MemorySystem()
+    d = dispatcher(queue, metrics, shop, workers=3, batch_size=8)
+    d.start()
+    assert d.alive()
+    wait_for(lambda: queue.stats()[0].depth[State.DONE] == 200)
+    d.stop(5)
+    assert not d.alive()
+    delivered = [x.idempotency_key for _, items in shop.calls for x in items]
+    assert sorted(delivered) == sorted(e.idempotency_key for e in entries)
+    for item in {f"SKU-{i}" for i in range(7)}:  # per-key order held across three threads
+        keys = [x.idempotency_key for _, items in shop.calls for x in items if x.item == item]
+        assert keys == sorted(keys, key=lambda k: int(k.split(":")[1][1:]))
+    queue.close()
+
+
+def test_stop_lets_in_flight_work_finish_and_releases_what_waits(tmp_path, metrics):
+    queue = SQLiteQueue(tmp_path / "q.db")
+    in_call, go = threading.Event(), threading.Event()
+    shop = MemorySystem(reply=lambda d: (in_call.set(), go.wait(10), Delivered())[-1])
+    entries = {e.idempotency_key: e for e in enqueue(queue, "shop", sale(1, item="A"), sale(2, item="B"))}
+    d = dispatcher(queue, metrics, shop, workers=2, batch_size=1, limits={"shop": TargetLimits(concurrency=1)})
+    d.start()
+    assert in_call.wait(10)
+    in_flight = entries.pop(shop.calls[0][1][0].idempotency_key)
+    waiting = entries.popitem()[1]
+    wait_for(lambda: queue.get(waiting.id).state is State.LEASED)  # leased, waiting at the gate
+    d.stop(0.05)
+    go.set()
+    wait_for(lambda: queue.get(in_flight.id).state is State.DONE)
+    assert queue.get(waiting.id).state is State.PENDING
+    assert [a.outcome for a in queue.attempts(waiting.id)] == [Outcome.RELEASED]
+    assert [e.id for e in queue.lease("later", 10, 30)] == [waiting.id]  # nothing lost
+    queue.close()
