@@ -1,0 +1,145 @@
+"""Odoo (the stock_sync_bridge module's API) over JSON-RPC with odoorpc.
+
+The module does the stock work in Odoo's own transactions; this adapter only calls its public
+methods (docs/odoo-module.md) and classifies what comes back. odoorpc clients are not thread
+safe, so each worker thread logs in with its own client.
+"""
+from __future__ import annotations
+
+import http.client
+import logging
+import socket
+import threading
+import urllib.error
+from decimal import Decimal
+from typing import Any, Callable, Sequence
+from urllib.parse import urlsplit
+
+import odoorpc
+
+from ..domain import Availability, Count, Decrement, Increment
+from ..errors import BridgeError, ConfigError, RejectedError, RetryableError
+from .base import Capability, Delivered, Outcome
+
+log = logging.getLogger(__name__)
+API_MODEL = "stock.sync.api"
+APPLIED = {"applied", "duplicate"}
+# Server-side errors that mean "try again": the transaction lost a race or the server is busy.
+TRANSIENT_ODOO_ERRORS = ("psycopg2.errors.SerializationFailure", "psycopg2.errors.LockNotAvailable",
+                         "psycopg2.extensions.TransactionRollbackError", "odoo.exceptions.ConcurrencyError")
+ACCESS_ERRORS = ("odoo.exceptions.AccessError", "odoo.exceptions.AccessDenied")
+
+
+def classify(exc: BaseException, what: str) -> BridgeError:
+    """The one place Odoo failures become the bridge's error classes."""
+    if isinstance(exc, odoorpc.error.RPCError):
+        name = ((exc.info or {}).get("data") or {}).get("name", "")
+        message = ((exc.info or {}).get("data") or {}).get("message") or str(exc)
+        if name in ACCESS_ERRORS:
+            return ConfigError(f"Odoo refused {what}: {message} (is the bridge user in the "
+                               "'Stock Sync Bridge' group?)")
+        if name in TRANSIENT_ODOO_ERRORS:
+            return RetryableError(f"Odoo {what}: transient {name}: {message}", after=1)
+        return RejectedError(f"Odoo {what} failed: {name or 'error'}: {message}")
+    if isinstance(exc, urllib.error.HTTPError):
+        after = 30.0 if exc.code in (429, 503) else None
+        return RetryableError(f"Odoo {what}: HTTP {exc.code} {exc.reason}", after=after)
+    if isinstance(exc, (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError,
+                        http.client.HTTPException, OSError)):
+        return RetryableError(f"Odoo {what}: cannot reach the server: {exc}")
+    return RetryableError(f"Odoo {what}: {type(exc).__name__}: {exc}")
+
+
+class OdooConnector:
+    capabilities = frozenset({Capability.READ_AVAILABILITY, Capability.APPLY_STOCK_CHANGES})
+
+    def __init__(self, mapping, settings, client_factory: Callable[..., Any] = odoorpc.ODOO):
+        self.name = mapping.system
+        self.mapping = mapping
+        url = urlsplit(mapping.connection.base_url)
+        self._target = dict(host=url.hostname, port=url.port or (443 if url.scheme == "https" else 80),
+                            protocol="jsonrpc+ssl" if url.scheme == "https" else "jsonrpc",
+                            timeout=mapping.connection.timeout_s)
+        self._database = mapping.connection.database
+        secrets = mapping.connection.auth.secrets
+        self._login = settings.secret(secrets["username"])
+        self._password = settings.secret(secrets["password"])
+        self._factory = client_factory
+        self._local = threading.local()
+
+    def _api(self):
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = self._factory(**self._target)
+            client.login(self._database, self._login.get_secret_value(), self._password.get_secret_value())
+            self._local.client = client
+        return client.env[API_MODEL]
+
+    def call(self, method: str, *args) -> Any:
+        try:
+            return getattr(self._api(), method)(*args)
+        except Exception as exc:  # every failure is classified, none escapes unnamed
+            self._local.client = None  # a fresh login next time (session may have expired)
+            raise classify(exc, method) from exc
+
+    # --- outbox (flows 1 and 2) ----------------------------------------------------------------
+    def fetch_markers(self, limit: int = 500) -> list[dict]:
+        return self.call("fetch_markers", limit)
+
+    def ack_markers(self, results: list[dict]) -> list[dict]:
+        return self.call("ack_markers", results)
+
+    def fetch_journal(self, limit: int = 500) -> list[dict]:
+        return self.call("fetch_journal", limit)
+
+    def ack_journal(self, results: list[dict]) -> list[dict]:
+        return self.call("ack_journal", results)
+
+    # --- capabilities --------------------------------------------------------------------------
+    def read_availability(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Availability]:
+        skus = sorted({sku for sku, _ in keys})
+        locations = sorted({loc for _, loc in keys})
+        answers = self.call("read_availability", skus, locations)
+        wanted = set(keys)
+        out = {}
+        for answer in answers:
+            key = (answer.get("sku"), answer.get("location"))
+            if answer.get("status") == "ok" and key in wanted:
+                out[key] = availability_of(key[0], key[1], answer["availability"])
+        return out
+
+    def apply_stock_changes(self, changes: Sequence[Decrement | Increment | Count]) -> list[Outcome]:
+        lines = [_line(c) for c in changes]
+        results = {r["key"]: r for r in self.call("apply_stock_changes", lines)}
+        return [_outcome(results.get(line["key"]), line["key"]) for line in lines]
+
+    def close(self) -> None:
+        self._local = threading.local()
+
+
+def availability_of(sku: str, location: str, figures: dict) -> Availability:
+    def dec(name: str) -> Decimal | None:
+        value = figures.get(name)
+        return None if value is None else Decimal(str(value))
+
+    return Availability(item=sku, location=location, on_hand=dec("on_hand"), reserved=dec("reserved") or 0,
+                        free=dec("free"), forecast=dec("forecast"), uom=figures.get("uom"))
+
+
+def _line(change: Decrement | Increment | Count) -> dict[str, Any]:
+    if isinstance(change, Count):
+        raise RejectedError("Odoo takes channel sales and returns, not counts; counts go to reconciliation")
+    return {"key": change.idempotency_key, "kind": change.kind, "sku": change.item,
+            "location": change.location, "quantity": float(change.quantity), "channel": change.channel,
+            "order_ref": change.order, "occurred_at": change.occurred_at.isoformat()}
+
+
+def _outcome(result: dict | None, key: str) -> Outcome:
+    if result is None:
+        return RetryableError(f"Odoo returned no result for {key}")
+    status, detail = result.get("status"), result.get("detail") or ""
+    if status in APPLIED:
+        return Delivered(status)
+    reasons = {"unknown_product": "unknown SKU in Odoo", "unknown_location": "unknown location in Odoo",
+               "insufficient_stock": "not enough free stock in Odoo and backorders are off"}
+    return RejectedError(f"{reasons.get(status, status)}: {detail}".rstrip(": "))
