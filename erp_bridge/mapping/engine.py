@@ -137,7 +137,8 @@ def _context(event: Input, trigger: str, m: SystemMapping, c: Compiled, table: L
     if location is None:
         raise UnmappedError(f"location '{event.location}' is not mapped in {m.system} (locations.map)")
     ctx = {"now": now, "system": m.system, "item": event.item, "item_code": item_code(m, table, event.item),
-           "location": event.location, "location_code": location[0], "id": None}
+           "location": event.location, "location_code": location[0], "id": None,
+           "kind": trigger}
     ctx.update(location[1])
     if trigger == "availability":
         return _figure_context(ctx, event, m, c, now)

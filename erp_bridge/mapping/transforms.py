@@ -92,7 +92,7 @@ def apply_chain(value: Any, fns: tuple[Callable[[Any], Any], ...]) -> Any:
 
 # Fields a body node may read with ``field:``; per trigger, which exist (checked at load).
 COMMON_FIELDS = {
-    "key": TEXT, "id": TEXT, "now": DATETIME, "system": TEXT, "origin_system": TEXT,
+    "key": TEXT, "id": TEXT, "kind": TEXT, "now": DATETIME, "system": TEXT, "origin_system": TEXT,
     "item": TEXT, "item_code": TEXT, "location": TEXT, "location_code": TEXT, "occurred_at": DATETIME,
     "quantity": NUMBER, "signed_quantity": NUMBER,
 }
