@@ -80,7 +80,7 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float):
         return Decimal(repr(float(value)))
     if isinstance(value, int):
-        return int(value)
+        return _int_as_written(value)
     if isinstance(value, str):
         return str(value)
     return value
@@ -127,9 +127,36 @@ _TYPE_NAMES = {bool: "boolean", int: "integer", Decimal: "number", float: "numbe
                dict: "mapping", list: "list", type(None): "null"}
 
 
+class SourceInt(int):
+    """An integer the file wrote with leading zeros (``007``): errors quote it as written, so the
+    integrator sees their ``007`` rather than a puzzling ``7``."""
+
+    text: str
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _int_as_written(value: int) -> int:
+    width = getattr(value, "_width", None)  # ruamel's ScalarInt keeps the written width
+    plain = int(value)
+    if width and plain >= 0 and width > len(str(plain)):
+        written = SourceInt(plain)
+        written.text = str(plain).zfill(width)
+        return written
+    return plain
+
+
+def _type_name(value: Any) -> str:
+    for cls, name in _TYPE_NAMES.items():
+        if isinstance(value, cls) and (cls is not int or not isinstance(value, bool)):
+            return name
+    return type(value).__name__
+
+
 def describe(value: Any) -> str:
     """'integer 42', 'string "x"', 'mapping' — how an error names what it found."""
-    name = _TYPE_NAMES.get(type(value), type(value).__name__)
+    name = _type_name(value)
     if isinstance(value, (dict, list)):
         return name
     if value is None:
