@@ -46,7 +46,18 @@ class YamlDoc:
     def problem(self, path: Iterable[PathPart], message: str, at_key: bool = False) -> Problem:
         parts = list(path)
         line, col = self.position(parts, at_key)
-        return Problem(self.file, line, col, format_path(parts), message)
+        return Problem(self.file, line, col, self.format_path(parts), message)
+
+    def format_path(self, parts: list[PathPart]) -> str:
+        """Like ``format_path``, but an integer key of a mapping (``on_status: {429: ..}``) reads
+        ``.429``, not ``[429]``, which would look like a list index."""
+        out, node = "", self._tree
+        for part in parts:
+            is_key = isinstance(node, CommentedMap) or not isinstance(part, int)
+            out += (f".{part}" if out else str(part)) if is_key else f"[{part}]"
+            found = _child_position(node, part)
+            node = found[1] if found else None
+        return out
 
 
 def _child_position(node: Any, part: PathPart, at_key: bool = False):
@@ -191,7 +202,9 @@ def problems_from_validation(doc: YamlDoc, exc: ValidationError, prefix: Iterabl
     problems = []
     for err in exc.errors(include_url=False):
         loc = [*prefix, *(p for p in err["loc"] if not _is_union_tag(p))]
-        problems.append(doc.problem(loc, error_message(err), at_key=err["type"] == "extra_forbidden"))
+        # '[key]' ends the loc when the key itself is wrong (e.g. an unquoted 429): point at the key
+        at_key = err["type"] == "extra_forbidden" or (err["loc"] and err["loc"][-1] == "[key]")
+        problems.append(doc.problem(loc, error_message(err), at_key=bool(at_key)))
     return problems
 
 

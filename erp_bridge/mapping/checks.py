@@ -112,7 +112,7 @@ def _roles(m: SystemMapping) -> Found:
     roles = m.roles
     if "channel" in roles and m.quantity_policy is None:
         yield ("quantity_policy",), "a channel needs a quantity_policy (at least its basis)"
-    if m.quantity_policy is not None and "channel" not in roles:
+    if m.quantity_policy is not None and "channel" not in roles and _all_roles_set(m):
         yield ("quantity_policy",), "quantity_policy applies to channels only; no location here is a channel"
     if "mirror" in roles and m.writes.mode != "delta":
         yield ("writes", "mode"), "a mirror receives moves, not figures: writes.mode must be delta"
@@ -123,6 +123,10 @@ def _roles(m: SystemMapping) -> Found:
         for trigger in ROLE_TRIGGERS[role]:
             if trigger not in covered:
                 yield ("requests",), f"a {role.replace('_', ' ')} needs a request on {trigger} events"
+
+
+def _all_roles_set(m: SystemMapping) -> bool:
+    return m.role is not None or all(e.role for e in m.locations.map)
 
 
 def _writes(m: SystemMapping) -> Found:

@@ -63,7 +63,10 @@ def _read(reader, display: str, sku_column: str, code_column: str):
         if not row:
             continue  # blank lines carry nothing; csv yields [] for them
         line = reader.line_num
-        sku, code = (row[sku_at], row[code_at]) if len(row) >= width else ("", "")
+        if len(row) >= width:
+            sku, code = row[sku_at], row[code_at]
+        else:  # a short row: whatever columns it has still count
+            sku, code = (row[sku_at] if len(row) > sku_at else ""), (row[code_at] if len(row) > code_at else "")
         if not sku or not code:
             problems.append(Problem(display, line, None, "", _missing(sku, sku_column, code_column)))
         elif sku in codes:
