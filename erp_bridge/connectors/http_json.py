@@ -16,11 +16,14 @@ import requests
 
 from ..domain import Count, Decrement, Increment, StockMove
 from ..errors import ConfigError, RejectedError, RetryableError
+from ..dispatch.outcomes import NotAttempted
 from .base import Capability, Delivered, Figure, Outcome
 from .registry import secret_value
 
 EXCERPT_CHARS = 200
 CONNECT_TIMEOUT_S = 3.05
+#: when the target did not say how long to wait, unsent items come back after this long
+UNSENT_DELAY_S = 1.0
 
 
 def retry_after_s(value: str | None, now: Callable[[], float] = time.time) -> float | None:
@@ -36,8 +39,9 @@ def retry_after_s(value: str | None, now: Callable[[], float] = time.time) -> fl
         return None
 
 
-def classify(response: requests.Response, path: str) -> Outcome:
-    """The one place a response becomes an outcome."""
+def classify(response: requests.Response, path: str, redact: Sequence[str] = ()) -> Outcome:
+    """The one place a response becomes an outcome. ``redact``: values (credentials) an error
+    body might echo back, which must not reach the dead letters or the logs."""
     status = response.status_code
     if 200 <= status < 300:
         return Delivered()
@@ -46,8 +50,8 @@ def classify(response: requests.Response, path: str) -> Outcome:
     if status in (429, 503):
         return RetryableError(f"HTTP {status} from {path}", after=retry_after_s(response.headers.get("Retry-After")))
     if status >= 500:
-        return RetryableError(f"HTTP {status} from {path}: {_excerpt(response)}")
-    return RejectedError(f"HTTP {status} from {path}: {_excerpt(response)}")
+        return RetryableError(f"HTTP {status} from {path}: {_excerpt(response, redact)}")
+    return RejectedError(f"HTTP {status} from {path}: {_excerpt(response, redact)}")
 
 
 def classify_exception(exc: requests.RequestException, path: str) -> RetryableError:
@@ -56,8 +60,11 @@ def classify_exception(exc: requests.RequestException, path: str) -> RetryableEr
     return RetryableError(f"POST {path} {kind}: {type(exc).__name__}")
 
 
-def _excerpt(response: requests.Response) -> str:
-    text = " ".join(response.text[:EXCERPT_CHARS * 2].split())
+def _excerpt(response: requests.Response, redact: Sequence[str]) -> str:
+    text = response.text[:EXCERPT_CHARS * 4]
+    for value in redact:
+        text = text.replace(value, "***")
+    text = " ".join(text.split())
     return text[:EXCERPT_CHARS] or "(empty body)"
 
 
@@ -71,6 +78,7 @@ class HttpJsonConnector:
         self._base_url = base_url.rstrip("/")
         self._timeout = (min(CONNECT_TIMEOUT_S, timeout_s), timeout_s)
         self._headers = {**(headers or {}), **(dict([auth_header]) if auth_header else {})}
+        self._redact = _secret_parts(auth_header[1]) if auth_header else ()
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
 
@@ -95,7 +103,8 @@ class HttpJsonConnector:
             if isinstance(outcome, RetryableError):
                 # down, overloaded or asking us to wait: the rest of the batch would fare the
                 # same, and sending it anyway would hold the lease through N more timeouts
-                return outcomes + [outcome] * (len(items) - len(outcomes))
+                return outcomes + [NotAttempted(outcome, after=outcome.after or UNSENT_DELAY_S)] * (
+                    len(items) - len(outcomes))
         return outcomes
 
     def _post(self, path: str, key: str, body: dict[str, Any]) -> Outcome:
@@ -105,7 +114,7 @@ class HttpJsonConnector:
         except requests.RequestException as exc:
             return classify_exception(exc, path)
         with response:
-            return classify(response, path)
+            return classify(response, path, self._redact)
 
     def _session(self) -> requests.Session:
         # requests.Session is not documented as thread-safe; the gate may let several threads in
@@ -114,6 +123,11 @@ class HttpJsonConnector:
             session = self._local.session = requests.Session()
             self._sessions.append(session)
         return session
+
+
+def _secret_parts(value: str) -> tuple[str, ...]:
+    """The header value and the credential alone (without "Bearer "), longest first."""
+    return tuple(v for v in dict.fromkeys([value, *value.split()[-1:]]) if v)
 
 
 def _figure_body(figure: Figure) -> dict[str, Any]:

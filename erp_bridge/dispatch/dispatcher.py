@@ -20,6 +20,7 @@ from ..errors import BridgeError, ConfigError, RejectedError, RetryableError
 from ..queue.base import Entry, Queue, State
 from .availability import AvailabilityResolver, SorAvailability, no_resolver
 from .metrics import DispatchMetrics, default_metrics
+from .outcomes import NotAttempted
 from .ratelimit import TokenBucket
 from .routing import capability_for, event_of
 
@@ -201,11 +202,14 @@ class Dispatcher:
 
     def _settle(self, worker: str, target: str, entries: list[Entry], outcomes: list,
                 duration: float) -> None:
-        verdicts = [classify(o) for o in outcomes]
-        done = [e for e, v in zip(entries, verdicts) if v.delivered]
+        unsent = [(e, o) for e, o in zip(entries, outcomes) if isinstance(o, NotAttempted)]
+        for entry, outcome in unsent:  # no attempt happened: nothing to count, log or measure
+            self._queue.release([entry.id], worker, delay_s=outcome.after or 0.0)
+        tried = [(e, o, classify(o)) for e, o in zip(entries, outcomes) if not isinstance(o, NotAttempted)]
+        done = [e.id for e, _, v in tried if v.delivered]
         if done:
-            self._queue.ack([e.id for e in done], worker, duration)
-        for entry, verdict, outcome in zip(entries, verdicts, outcomes):
+            self._queue.ack(done, worker, duration)
+        for entry, outcome, verdict in tried:
             state = State.DONE if verdict.delivered else self._queue.fail(
                 entry.id, worker, verdict.error, retryable=verdict.retryable,
                 retry_after=verdict.retry_after, duration_s=duration).state

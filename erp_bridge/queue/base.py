@@ -134,8 +134,9 @@ class Queue(Protocol):
         """Record a failed attempt: back to pending after the policy's delay, or dead when not
         retryable or the attempts are exhausted. Returns the entry as stored now."""
 
-    def release(self, entry_ids: Sequence[int], worker: str) -> None:
-        """Give leased entries back untouched (shutdown), without counting an attempt."""
+    def release(self, entry_ids: Sequence[int], worker: str, delay_s: float = 0.0) -> None:
+        """Give leased entries back untouched (shutdown, or not sent because the target is
+        down), without counting an attempt; due again after ``delay_s``."""
 
     def get(self, entry_id: int) -> Entry | None: ...
 

@@ -236,7 +236,7 @@ class SQLiteQueue:
                            " lease_owner = NULL, lease_until = NULL WHERE id = ?", (due, now, entry_id))
             return _entry(self._row(db, entry_id))
 
-    def release(self, entry_ids: Sequence[int], worker: str) -> None:
+    def release(self, entry_ids: Sequence[int], worker: str, delay_s: float = 0.0) -> None:
         with self._tx() as db:
             now = self._clock()
             for entry_id in entry_ids:
@@ -246,7 +246,8 @@ class SQLiteQueue:
                 self._record(db, entry_id, row["attempts"] + 1, worker, Outcome.RELEASED,
                              row["leased_at"] or now, now - (row["leased_at"] or now), None)
                 db.execute("UPDATE entries SET state = 'pending', updated_at = ?, lease_owner = NULL,"
-                           " lease_until = NULL WHERE id = ?", (now, entry_id))
+                           " lease_until = NULL, available_at = max(available_at, ?) WHERE id = ?",
+                           (now, now + delay_s, entry_id))
 
     def _held(self, db: sqlite3.Connection, entry_id: int, worker: str) -> sqlite3.Row | None:
         row = db.execute("SELECT * FROM entries WHERE id = ? AND state = 'leased' AND lease_owner = ?",

@@ -53,6 +53,11 @@ class FakeTarget:
         with self._cond:
             self._script.setdefault(key, []).extend(replies)
 
+    def preload(self, key: str) -> None:
+        """The target already has ``key`` (applied by an earlier request this test did not make)."""
+        with self._cond:
+            self._applied.add(key)
+
     def requests_for(self, key: str) -> list[Received]:
         with self._cond:
             return [r for r in self.received if r.key == key]

@@ -149,6 +149,17 @@ def test_release_gives_back_without_counting_an_attempt(queue):
     assert lease_keys(queue) == ["k"]
 
 
+def test_release_with_a_delay_holds_the_entry_back(queue, clock):
+    e = queue.enqueue([new("k")])[0]
+    take(queue, "k")
+    queue.release([e.id], "w1", delay_s=5)
+    assert queue.get(e.id).attempts == 0
+    clock.advance(4.99)
+    assert lease_keys(queue) == []
+    clock.advance(0.01)
+    assert lease_keys(queue) == ["k"]
+
+
 # -- per-key ordering -------------------------------------------------------------------------
 
 def test_one_lease_per_key_in_enqueue_order(queue):

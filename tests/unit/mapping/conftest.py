@@ -1,0 +1,36 @@
+"""Shared helpers for the mapping tests: the repo's example mappings, and a fixed clock and ids."""
+from __future__ import annotations
+
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+MAPPINGS = REPO / "mappings"
+HERE = Path(__file__).resolve().parent
+NOW = datetime(2025, 3, 14, 10, 0, tzinfo=timezone.utc)
+
+
+def fixed_ids():
+    """new_id for tests: predictable, distinct, UUID-shaped."""
+    counter = iter(range(1, 10_000))
+    return lambda: f"6f1c0d2e-0000-4000-8000-{next(counter):012d}"
+
+
+def copy_case(case: Path, tmp_path: Path) -> Path:
+    """Copy an invalid case (one .yaml, or a folder) into <tmp>/mappings, as errors name it."""
+    target = tmp_path / "mappings"
+    if case.is_dir():
+        shutil.copytree(case, target)
+    else:
+        target.mkdir()
+        shutil.copy(case, target / case.name)
+    return target
+
+
+@pytest.fixture(scope="session")
+def example_set():
+    from erp_bridge.mapping.loader import load_mappings
+    return load_mappings(MAPPINGS)
