@@ -94,14 +94,14 @@ class Auth(Strict):
     prefix: Optional[str] = None
     token_url: Optional[BaseUrl] = None
     scope: Optional[str] = None
-    #: the database / company the login opens (Odoo database, SAP CompanyDB); a name, not a secret
-    database: Optional[Code] = None
 
 
 class Connection(Strict):
     base_url: BaseUrl
     auth: Auth
     timeout_s: float = Field(default=10, gt=0, le=300)
+    #: the database / company a login opens (Odoo database, SAP CompanyDB): a name, not a secret
+    database: Optional[Code] = None
     #: constant headers sent with every request (never credentials: see ``auth``)
     headers: dict[HeaderName, str] = {}
 
@@ -262,6 +262,9 @@ class SystemMapping(Strict):
     @property
     def roles(self) -> set[str]:
         return {entry.role or self.role for entry in self.locations.map} - {None}
+
+    def role_names(self) -> set[str]:
+        return self.roles
 
     def location_entry(self, internal_location: str) -> Optional[LocationEntry]:
         return next((e for e in self.locations.map if e.internal == internal_location), None)
