@@ -1,0 +1,137 @@
+"""Start and drive a real Odoo 17 for the integration tests and the benchmark.
+
+Environment:
+- ODOO_SRC          extracted Odoo 17.0 source tree (required; without it tests skip)
+- ODOO_PYTHON       interpreter with Odoo's requirements (default: the venv that
+                    scripts/odoo-prepare.sh creates or reuses, $ODOO_SRC/../odoo-venv)
+- ODOO_TEMPLATE_DB  template database with sale_stock (default stock_sync_tmpl)
+- PostgreSQL reachable through the libpq defaults (PGHOST/PGPORT/PGUSER honoured).
+The server always binds 127.0.0.1 on a free port.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[3]
+ADDONS = REPO / "odoo_addon"
+STARTUP_TIMEOUT = 120  # seconds; module install plus registry load
+HTTP_TIMEOUT = 2  # seconds, per readiness probe
+
+
+def odoo_src() -> Path | None:
+    value = os.environ.get("ODOO_SRC")
+    return Path(value) if value else None
+
+
+def prepare() -> str:
+    """Run scripts/odoo-prepare.sh (venv + template DB); return the interpreter."""
+    env = dict(os.environ)
+    if env.get("ODOO_PYTHON"):
+        env["ODOO_VENV"] = str(Path(env["ODOO_PYTHON"]).parent.parent)
+    out = subprocess.run(
+        [str(REPO / "scripts" / "odoo-prepare.sh")],
+        env=env, check=True, capture_output=True, text=True, timeout=900,
+    )
+    return os.environ.get("ODOO_PYTHON") or out.stdout.strip().splitlines()[-1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def template_db() -> str:
+    return os.environ.get("ODOO_TEMPLATE_DB", "stock_sync_tmpl")
+
+
+def copy_db(name: str) -> None:
+    subprocess.run(["dropdb", "--if-exists", name], check=True, timeout=60)
+    subprocess.run(["createdb", "-T", template_db(), name], check=True, timeout=120)
+
+
+def drop_db(name: str) -> None:
+    subprocess.run(["dropdb", "--if-exists", name], check=False, timeout=60)
+
+
+def base_cmd(python: str, db: str) -> list[str]:
+    src = odoo_src()
+    return [
+        python, str(src / "odoo-bin"),
+        f"--addons-path={src}/addons,{src}/odoo/addons,{ADDONS}",
+        "-d", db, f"--db-filter=^{db}$", "--http-interface=127.0.0.1",
+        "--max-cron-threads=0", "--without-demo=all",
+    ]
+
+
+def install(python: str, db: str, modules: str) -> None:
+    """Install modules with --stop-after-init (fails loudly with the log tail)."""
+    cmd = base_cmd(python, db) + ["-i", modules, "--stop-after-init", "--log-level=warn",
+                                  f"--http-port={free_port()}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0 or "ERROR" in proc.stderr:
+        raise RuntimeError(f"installing {modules} failed:\n{proc.stderr[-4000:]}")
+
+
+class OdooServer:
+    """A threaded Odoo server on a free loopback port, stopped on close()."""
+
+    def __init__(self, python: str, db: str):
+        self.python, self.db, self.port = python, db, free_port()
+        self.log = tempfile.NamedTemporaryFile(
+            prefix=f"odoo-{db}-", suffix=".log", delete=False
+        )
+        self.proc = subprocess.Popen(
+            base_cmd(python, db) + [f"--http-port={self.port}", "--workers=0",
+                                    "--log-level=info"],
+            stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        url = f"http://127.0.0.1:{self.port}/web/webclient/version_info"
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"Odoo exited early:\n{self.log_tail()}")
+            try:
+                req = urllib.request.Request(url, data=b'{"params": {}}',
+                                             headers={"Content-Type": "application/json"})
+                urllib.request.urlopen(req, timeout=HTTP_TIMEOUT).read()
+                return
+            except OSError:
+                time.sleep(0.5)
+        raise RuntimeError(f"Odoo did not answer in {STARTUP_TIMEOUT}s:\n{self.log_tail()}")
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return Path(self.log.name).read_text(errors="replace")[-chars:]
+
+    def client(self, login: str, password: str):
+        import odoorpc  # imported late: only the Odoo venv has it
+
+        odoo = odoorpc.ODOO("127.0.0.1", port=self.port, timeout=120)
+        odoo.login(self.db, login, password)
+        return odoo
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+        self.log.close()
+
+
+def call(odoo, model: str, method: str, *args, context: dict | None = None, **kwargs):
+    """execute_kw with an explicit context (odoorpc's env context is global)."""
+    if context is not None:
+        kwargs["context"] = dict(odoo.env.context, **context)
+    return odoo.execute_kw(model, method, list(args), kwargs)
