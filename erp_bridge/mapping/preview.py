@@ -17,7 +17,7 @@ from typing import Any, Callable
 from pydantic import ValidationError
 
 from ..connectors.base import Figure
-from ..domain import Availability, AvailabilityChanged, parse_event
+from ..domain import Availability, AvailabilityChanged, Count, Decrement, Increment, StockMove, parse_event
 from ..errors import ConfigError, MappingError, Problem
 from ..yamlpos import load_yaml_text, problems_from_validation
 from .engine import build_requests, channel_quantity
@@ -72,7 +72,7 @@ def _one(item: Any, prefix: list, text: str, display: str, mapping: SystemMappin
         item = dict(item)  # never mutate the caller's data
         extra = {k: item.pop(k) for k in ("availability", "last_pushed") if k in item}
     try:
-        event = parse_event(item)
+        event = _parse(item)
     except ValidationError as exc:
         raise MappingError(_located(exc, prefix, text, display)) from None
     if not isinstance(event, AvailabilityChanged):
@@ -81,6 +81,16 @@ def _one(item: Any, prefix: list, text: str, display: str, mapping: SystemMappin
         return _figure(event, extra, mapping)
     except ValidationError as exc:
         raise MappingError(_located(exc, [*prefix, "availability"], text, display)) from None
+
+
+_KINDS = {"move": StockMove, "decrement": Decrement, "increment": Increment, "count": Count,
+          "availability": AvailabilityChanged}
+
+
+def _parse(item: Any) -> Any:
+    # the class itself, not the tagged union, so that error paths read "quantity", not "decrement.quantity"
+    cls = _KINDS.get(item.get("kind")) if isinstance(item, dict) else None
+    return cls.model_validate(item) if cls else parse_event(item)
 
 
 def _figure(event: AvailabilityChanged, extra: dict, mapping: SystemMapping) -> Figure:
