@@ -9,8 +9,6 @@
     "website": "https://github.com/stock-sync/stock-sync",
     "author": "Stock Sync contributors",
     "license": "LGPL-3",
-    "application": False,
-    "installable": True,
     "depends": ["sale_stock"],
     "data": [
         "security/stock_sync_security.xml",
