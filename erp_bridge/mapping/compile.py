@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 from typing import Any, Callable
+from urllib.parse import urlencode
 
 from .nodes import Node, format_parts
 from .schema import Auth, RequestSpec, SystemMapping, UnitRule
@@ -22,43 +23,54 @@ class UnmappedError(ValueError):
     """This event cannot be mapped (unknown SKU or location, a value a transform refuses)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class CompiledSpec:
     name: str
     method: str
     path: list[tuple[str, str | None]]
+    #: the URL when the path has no slots and the query is constant (the common case)
+    static_url: str | None
+    base_url: str
     query: list[tuple[str, Fn]]
+    #: constant headers of the connection and the request, auth placeholders, Content-Type
+    static_headers: dict[str, str]
     headers: list[tuple[str, Fn]]
     body: Fn | None
     uses_id: bool
-    batched: bool
+    batch_size: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Compiled:
+    """Everything the hot path needs, read once from the mapping (pydantic attribute access and
+    model traversal cost more than the mapping itself)."""
+
+    system: str
     specs: dict[str, CompiledSpec]  # by trigger
-    auth_headers: dict[str, str]
-    headers: dict[str, str]
     locations: dict[str, tuple[str, dict[str, str]]]  # internal -> (code, {"attr.x": v})
     overrides: dict[str, str]
     item_rule: tuple[Callable[[Any], Any], ...]
+    unlisted_error: bool
     units: Callable[[str, str | None], tuple[Decimal, Decimal | None, str]]
+    policy: Any
 
 
 def compiled(mapping: SystemMapping) -> Compiled:
-    if mapping._compiled is None:
-        mapping._compiled = _compile_mapping(mapping)
-    return mapping._compiled
+    private = mapping.__pydantic_private__  # direct: BaseModel.__getattr__ is slow for private attrs
+    found = private.get("_compiled")
+    if found is None:
+        found = private["_compiled"] = _compile_mapping(mapping)
+    return found
 
 
 def _compile_mapping(m: SystemMapping) -> Compiled:
     specs = {}
     for name, spec in m.requests.items():
-        one = _compile_spec(name, spec)
+        one = _compile_spec(name, spec, m)
         specs.update({trigger: one for trigger in spec.on})
     locations = {e.internal: (e.code, {f"attr.{k}": v for k, v in e.attrs.items()}) for e in m.locations.map}
-    return Compiled(specs, auth_headers(m.connection.auth), dict(m.connection.headers), locations,
-                    {o.sku: o.code for o in m.items.overrides}, _fns(m.items.transform), _units(m))
+    return Compiled(m.system, specs, locations, {o.sku: o.code for o in m.items.overrides},
+                    _fns(m.items.transform), m.items.unlisted == "error", _units(m), m.quantity_policy)
 
 
 def _units(m: SystemMapping):
@@ -96,13 +108,24 @@ def auth_headers(auth: Auth) -> dict[str, str]:
     return {auth.header: prefix + credential}
 
 
-def _compile_spec(name: str, spec: RequestSpec) -> CompiledSpec:
+def _compile_spec(name: str, spec: RequestSpec, m: SystemMapping) -> CompiledSpec:
     body = _object(spec.body) if spec.body is not None else None
     used = _used_fields(spec)
-    return CompiledSpec(name, spec.method, format_parts(spec.path),
-                        [(k, compile_node(n)) for k, n in spec.query.items()],
-                        [(k, compile_node(n)) for k, n in spec.headers.items()],
-                        body, "id" in used, "lines" in used)
+    path = format_parts(spec.path)
+    query = [(k, compile_node(n)) for k, n in spec.query.items()]
+    base = m.connection.base_url
+    static_url = None
+    if not any(slot for _, slot in path) and all(n.kind == "const" for n in spec.query.values()):
+        pairs = [(k, _text(fn({}, []))) for k, fn in query if fn({}, []) is not None]
+        static_url = base + spec.path + ("?" + urlencode(pairs) if pairs else "")
+    const_headers = {k: n for k, n in spec.headers.items() if n.kind == "const"}
+    static_headers = {**m.connection.headers, **{k: _text(compile_node(n)({}, [])) for k, n in const_headers.items()},
+                      **auth_headers(m.connection.auth)}
+    if body is not None:
+        static_headers.setdefault("Content-Type", "application/json")
+    headers = [(k, compile_node(n)) for k, n in spec.headers.items() if k not in const_headers]
+    return CompiledSpec(name, spec.method, path, static_url, base, query, static_headers, headers, body,
+                        "id" in used, m.writes.batch_size if "lines" in used else 1)
 
 
 def _used_fields(spec: RequestSpec) -> set[str]:
@@ -165,15 +188,34 @@ def fill(parts: list[tuple[str, str | None]], ctx: dict, quote: Callable[[str], 
     return "".join(out)
 
 
+_FIELD, _CONST, _CALL = 0, 1, 2
+
+
 def _object(children: dict[str, Node]) -> Fn:
-    parts = [(key, compile_node(child), child.if_null == "omit") for key, child in children.items()]
+    # Plain field reads and constants are inlined as steps instead of one closure call each: the
+    # bodies are mostly such leaves, and calls dominate the cost of mapping an event.
+    steps = [_step(child) for child in children.values()]
+    keys = list(children)
+    if all(kind == _CONST and not omit for kind, _, omit in steps):
+        template = {key: payload for key, (_, payload, _) in zip(keys, steps)}
+        return lambda ctx, lines: dict(template)  # scalars only: a shallow copy is a fresh body
+    plan = [(key, kind, payload, omit) for key, (kind, payload, omit) in zip(keys, steps)]
 
     def build(ctx: dict, lines: list) -> dict:
         out = {}
-        for key, fn, omit in parts:
-            value = fn(ctx, lines)
+        for key, kind, payload, omit in plan:
+            value = ctx[payload] if kind == _FIELD else payload if kind == _CONST else payload(ctx, lines)
             if value is None and omit:
                 continue
             out[key] = value
         return out
     return build
+
+
+def _step(node: Node) -> tuple[int, Any, bool]:
+    omit = node.if_null == "omit"
+    if node.kind == "field" and not node.transform:
+        return _FIELD, node.field, omit
+    if node.kind == "const":
+        return _CONST, _run(node.const, _fns(node.transform)), omit
+    return _CALL, compile_node(node), omit

@@ -68,16 +68,20 @@ def _basis(policy: QuantityPolicy, availability: Availability) -> Decimal:
     return availability.forecast
 
 
+_TRIGGERS = {Decrement: "decrement", Increment: "increment", Count: "count", Figure: "availability"}
+
+
 def trigger_of(event: Any) -> str:
+    trigger = _TRIGGERS.get(type(event))
+    if trigger is not None:
+        return trigger
     if isinstance(event, StockMove):
         return "move_in" if event.direction == "in" else "move_out"
-    if isinstance(event, Figure):
-        return "availability"
-    if isinstance(event, (Decrement, Increment, Count)):
-        return event.kind
     if isinstance(event, AvailabilityChanged):
         raise TypeError("an availability event carries no quantity: read availability at dispatch time, "
                         "compute it with channel_quantity and pass a Figure")
+    if isinstance(event, tuple(_TRIGGERS)):  # a subclass
+        return next(t for cls, t in _TRIGGERS.items() if isinstance(event, cls))
     raise TypeError(f"cannot map {type(event).__name__}")
 
 
@@ -87,65 +91,60 @@ def build_requests(event: Input | Sequence[Input], system_mapping: SystemMapping
     """The requests for one event, or for a batch (documents with ``lines`` take up to
     ``writes.batch_size`` events each; other requests are one per event). Raises UnmappedError
     for an unknown SKU or location, MappingError when the mapping has no request for the event."""
-    events = list(event) if isinstance(event, (list, tuple)) else [event]
     c = compiled(system_mapping)
-    table = (lookups or {}).get(system_mapping.system)
-    groups: dict[str, list[dict]] = {}
-    for one in events:
-        trigger = trigger_of(one)
-        spec = c.specs.get(trigger)
-        if spec is None:
-            raise MappingError(f"{system_mapping.system}: no request in the mapping handles {trigger} events")
-        groups.setdefault(spec.name, []).append(_context(one, trigger, system_mapping, c, table, now))
-    return [_request(c, spec_by_name(c, name), chunk, system_mapping.connection.base_url, new_id)
-            for name, contexts in groups.items() for chunk in _chunks(c, name, contexts, system_mapping)]
+    table = lookups.get(c.system) if lookups else None
+    if not isinstance(event, (list, tuple)):  # the hot path: one event, one request
+        spec, ctx = _prepare(event, c, table, now)
+        return [_request(spec, [ctx], new_id)]
+    groups: dict[str, tuple[CompiledSpec, list[dict]]] = {}
+    for one in event:
+        spec, ctx = _prepare(one, c, table, now)
+        groups.setdefault(spec.name, (spec, []))[1].append(ctx)
+    return [_request(spec, contexts[i:i + spec.batch_size], new_id)
+            for spec, contexts in groups.values() for i in range(0, len(contexts), spec.batch_size)]
 
 
-def spec_by_name(c: Compiled, name: str) -> CompiledSpec:
-    return next(s for s in c.specs.values() if s.name == name)
-
-
-def _chunks(c: Compiled, name: str, contexts: list[dict], m: SystemMapping) -> Iterable[list[dict]]:
-    size = m.writes.batch_size if spec_by_name(c, name).batched else 1
-    for start in range(0, len(contexts), size):
-        yield contexts[start:start + size]
+def _prepare(event: Input, c: Compiled, table: LookupTable | None, now: datetime) -> tuple[CompiledSpec, dict]:
+    trigger = trigger_of(event)
+    spec = c.specs.get(trigger)
+    if spec is None:
+        raise MappingError(f"{c.system}: no request in the mapping handles {trigger} events")
+    return spec, _context(event, trigger, c, table, now)
 
 
 def item_code(mapping: SystemMapping, table: LookupTable | None, sku: str) -> str:
     """The system's id for internal ``sku``: override, then lookup row, then the rule."""
-    c = compiled(mapping)
+    return _item_code(compiled(mapping), table, sku)
+
+
+def _item_code(c: Compiled, table: LookupTable | None, sku: str) -> str:
     code = c.overrides.get(sku)
     if code is None and table is not None:
         code = table.codes.get(sku)
     if code is None:
-        if mapping.items.unlisted == "error":
-            raise UnmappedError(f"item '{sku}' has no {mapping.system} id (not in items.overrides or the lookup table)")
-        code = _rule(c, sku)
+        if c.unlisted_error:
+            raise UnmappedError(f"item '{sku}' has no {c.system} id (not in items.overrides or the lookup table)")
+        code = sku
+        for fn in c.item_rule:
+            code = fn(code)
     return code
 
 
-def _rule(c: Compiled, sku: str) -> str:
-    value: Any = sku
-    for fn in c.item_rule:
-        value = fn(value)
-    return value
-
-
-def _context(event: Input, trigger: str, m: SystemMapping, c: Compiled, table: LookupTable | None,
-             now: datetime) -> dict:
+def _context(event: Any, trigger: str, c: Compiled, table: LookupTable | None, now: datetime) -> dict:
     location = c.locations.get(event.location)
     if location is None:
-        raise UnmappedError(f"location '{event.location}' is not mapped in {m.system} (locations.map)")
-    ctx = {"now": now, "system": m.system, "item": event.item, "item_code": item_code(m, table, event.item),
-           "location": event.location, "location_code": location[0], "id": None,
-           "kind": trigger}
-    ctx.update(location[1])
+        raise UnmappedError(f"location '{event.location}' is not mapped in {c.system} (locations.map)")
+    item = event.item
+    ctx = {"now": now, "system": c.system, "item": item, "item_code": _item_code(c, table, item),
+           "location": event.location, "location_code": location[0], "id": None, "kind": trigger}
+    if location[1]:
+        ctx.update(location[1])
     if trigger == "availability":
-        return _figure_context(ctx, event, m, c, now)
+        return _figure_context(ctx, event, c, now)
     ctx["key"], ctx["origin_system"] = event.idempotency_key, getattr(event, "system", None)
     ctx["occurred_at"] = event.occurred_at
     uom = event.uom if trigger in ("move_in", "move_out") else None
-    quantity = convert(event.quantity, c.units(event.item, uom))
+    quantity = convert(event.quantity, c.units(item, uom))
     ctx["quantity"] = quantity
     ctx["signed_quantity"] = quantity if trigger in ("move_in", "increment", "count") else -quantity
     _event_fields(ctx, event, trigger)
@@ -164,31 +163,44 @@ def _event_fields(ctx: dict, event: Any, trigger: str) -> None:
         ctx["reference"] = event.reference
 
 
-def _figure_context(ctx: dict, figure: Figure, m: SystemMapping, c: Compiled, now: datetime) -> dict:
+def _figure_context(ctx: dict, figure: Figure, c: Compiled, now: datetime) -> dict:
     rule = c.units(figure.item, None)
     quantity = convert(figure.quantity, rule, ROUND_FLOOR)  # never show stock that is not there
     previous = None if figure.previous is None else convert(figure.previous, rule, ROUND_FLOOR)
-    ctx.update(key=figure.idempotency_key or f"{m.system}:availability:{figure.item}@{figure.location}",
+    ctx.update(key=figure.idempotency_key or f"{c.system}:availability:{figure.item}@{figure.location}",
                origin_system=None, occurred_at=now, quantity=quantity, signed_quantity=quantity,
-               previous=previous, low_stock=low_stock(m.quantity_policy, quantity))
+               previous=previous, low_stock=low_stock(c.policy, quantity))
     return ctx
 
 
-def _request(c: Compiled, spec: CompiledSpec, chunk: list[dict], base_url: str,
-             new_id: Callable[[], str]) -> HttpRequest:
+def _request(spec: CompiledSpec, chunk: list[dict], new_id: Callable[[], str]) -> HttpRequest:
     ctx = chunk[0]
     if spec.uses_id:
         request_id = new_id()
         for line in chunk:
             line["id"] = request_id
-    url = base_url + fill(spec.path, ctx, lambda text: quote(text, safe=""))
-    query = [(k, _text(v)) for k, fn in spec.query for v in [fn(ctx, chunk)] if v is not None]
-    if query:
-        url += "?" + urlencode(query)
-    headers = {**c.headers, **{k: _text(fn(ctx, chunk)) for k, fn in spec.headers}, **c.auth_headers}
+    url = spec.static_url or _url(spec, ctx, chunk)
+    headers = dict(spec.static_headers)
+    for name, fn in spec.headers:
+        headers[name] = _text(fn(ctx, chunk))
     body = spec.body(ctx, chunk) if spec.body is not None else None
-    if body is not None:
-        headers.setdefault("Content-Type", "application/json")
+    if len(chunk) == 1:
+        key = ctx["key"]
+        return HttpRequest(spec.method, url, headers, body, key, (key,), spec.name)
     keys = tuple(line["key"] for line in chunk)
-    key = keys[0] if len(keys) == 1 else f"{keys[0]}+{len(keys) - 1}"
-    return HttpRequest(spec.method, url, headers, body, key, keys, spec.name)
+    return HttpRequest(spec.method, url, headers, body, f"{keys[0]}+{len(keys) - 1}", keys, spec.name)
+
+
+# what quote(text, safe="") does to ASCII, as one str.translate table (C speed, no per-call setup)
+_QUOTE_ASCII = {c: f"%{c:02X}" for c in range(128)
+                if not (chr(c).isalnum() or chr(c) in "_.-~")}
+
+
+def _quote(text: str) -> str:
+    return text.translate(_QUOTE_ASCII) if text.isascii() else quote(text, safe="")
+
+
+def _url(spec: CompiledSpec, ctx: dict, chunk: list[dict]) -> str:
+    url = spec.base_url + fill(spec.path, ctx, _quote)
+    query = [(k, _text(v)) for k, fn in spec.query for v in [fn(ctx, chunk)] if v is not None]
+    return url + "?" + urlencode(query) if query else url
