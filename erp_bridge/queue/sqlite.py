@@ -75,6 +75,11 @@ def _entry(row: sqlite3.Row) -> Entry:
         last_error=row["last_error"], superseded_by=row["superseded_by"])
 
 
+def _chunks(items: list, size: int) -> Iterator[list]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
 class SQLiteQueue:
     """``Queue`` on one SQLite file. ``clock`` returns epoch seconds (inject a fake in tests)."""
 
@@ -113,35 +118,49 @@ class SQLiteQueue:
     def enqueue(self, entries: Sequence[NewEntry]) -> list[Entry]:
         with self._tx() as db:
             now = self._clock()
-            ids = [self._enqueue_one(db, new, now) for new in entries]
-            return [_entry(self._row(db, i)) for i in ids]
+            return [_entry(self._enqueue_one(db, new, now)) for new in entries]
 
-    def _enqueue_one(self, db: sqlite3.Connection, new: NewEntry, now: float) -> int:
-        found = db.execute("SELECT id FROM entries WHERE target = ? AND idempotency_key = ?",
-                           (new.target, new.idempotency_key)).fetchone()
-        if found:
-            return found["id"]
+    def _enqueue_one(self, db: sqlite3.Connection, new: NewEntry, now: float) -> sqlite3.Row:
         replaced = self._coalescable(db, new) if new.coalesce else None
         # a replacement keeps the older entry's backoff: a newer marker must not dodge Retry-After
         available_at = max(now, replaced["available_at"]) if replaced else now
-        new_id = db.execute(
+        row = db.execute(
             "INSERT INTO entries (target, kind, item, location, idempotency_key, payload, quantity,"
-            " coalescing, state, available_at, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+            " coalescing, state, available_at, created_at, updated_at, head)"
+            " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'pending', ?9, ?10, ?10, NOT EXISTS (SELECT 1"
+            " FROM entries WHERE target = ?1 AND item = ?3 AND location = ?4"
+            " AND state IN ('pending', 'leased'))) ON CONFLICT (target, idempotency_key) DO NOTHING"
+            " RETURNING *",
             (new.target, new.kind, new.item, new.location, new.idempotency_key,
              json.dumps(new.payload, default=str), None if new.quantity is None else str(new.quantity),
-             int(new.coalesce), available_at, now, now)).lastrowid
+             int(new.coalesce), available_at, now)).fetchone()
+        if row is None:  # a duplicate: the stored entry, unchanged
+            return db.execute("SELECT * FROM entries WHERE target = ? AND idempotency_key = ?",
+                              (new.target, new.idempotency_key)).fetchone()
         if replaced:
             db.execute("UPDATE entries SET state = 'done', head = 0, superseded_by = ?, updated_at = ?"
-                       " WHERE id = ?", (new_id, now, replaced["id"]))
-        self._promote(db, new.target, new.item, new.location)
-        return new_id
+                       " WHERE id = ?", (row["id"], now, replaced["id"]))
+            self._promote(db, new.target, new.item, new.location)
+            row = self._row(db, row["id"])
+        return row
 
     def _coalescable(self, db: sqlite3.Connection, new: NewEntry) -> sqlite3.Row | None:
         return db.execute(
             "SELECT id, available_at FROM entries WHERE target = ? AND item = ? AND location = ?"
             " AND state = 'pending' AND kind = ? AND coalescing = 1 ORDER BY id DESC LIMIT 1",
             (new.target, new.item, new.location, new.kind)).fetchone()
+
+    def _promote_keys(self, db: sqlite3.Connection, keys: Collection[tuple[str, str, str]]) -> None:
+        for chunk in _chunks(list(keys), 200):  # stay under SQLite's bound-parameter limit
+            db.execute(
+                "UPDATE entries SET head = 1 WHERE id IN (SELECT (SELECT min(id) FROM entries e"
+                " WHERE e.target = k.column1 AND e.item = k.column2 AND e.location = k.column3"
+                " AND e.state IN ('pending', 'leased')) FROM"
+                f" (VALUES {', '.join(['(?, ?, ?)'] * len(chunk))}) AS k)"
+                " AND NOT EXISTS (SELECT 1 FROM entries h WHERE h.target = entries.target"
+                " AND h.item = entries.item AND h.location = entries.location"
+                " AND h.state IN ('pending', 'leased') AND h.head = 1)",
+                [v for key in chunk for v in key])
 
     def _promote(self, db: sqlite3.Connection, target: str, item: str, location: str) -> None:
         """Make the oldest unfinished entry of the key its head, unless the key has one."""
@@ -161,15 +180,13 @@ class SQLiteQueue:
               targets: Collection[str] | None = None) -> list[Entry]:
         with self._tx() as db:
             now = self._clock()
-            leased = []
-            for row in self._due(db, now, limit, targets):
-                if row["state"] == "leased" and not self._expire(db, row, now):
-                    continue
-                db.execute("UPDATE entries SET state = 'leased', lease_owner = ?, lease_until = ?,"
-                           " leased_at = ?, updated_at = ? WHERE id = ?",
-                           (worker, now + lease_s, now, now, row["id"]))
-                leased.append(row["id"])
-            return [_entry(self._row(db, i)) for i in leased]
+            ids = [row["id"] for row in self._due(db, now, limit, targets)
+                   if row["state"] == "pending" or self._expire(db, row, now)]
+            rows = db.execute(
+                f"UPDATE entries SET state = 'leased', lease_owner = ?, lease_until = ?, leased_at = ?,"
+                f" updated_at = ? WHERE id IN ({', '.join('?' * len(ids))}) RETURNING *",
+                (worker, now + lease_s, now, now, *ids)).fetchall() if ids else []
+            return sorted((_entry(r) for r in rows), key=lambda e: (e.available_at, e.id))
 
     def _due(self, db: sqlite3.Connection, now: float, limit: int,
              targets: Collection[str] | None) -> list[sqlite3.Row]:
@@ -203,17 +220,23 @@ class SQLiteQueue:
     # -- outcomes -----------------------------------------------------------------------------
 
     def ack(self, entry_ids: Sequence[int], worker: str, duration_s: float = 0.0) -> None:
+        if not entry_ids:
+            return
         with self._tx() as db:
             now = self._clock()
-            for entry_id in entry_ids:
-                row = self._held(db, entry_id, worker)
-                if row is None:
-                    continue
-                attempts = row["attempts"] + 1
-                db.execute("UPDATE entries SET attempts = ? WHERE id = ?", (attempts, entry_id))
-                self._record(db, entry_id, attempts, worker, Outcome.DELIVERED, now - duration_s,
-                             duration_s, None)
-                self._finish(db, row, "done", now)
+            rows = db.execute(
+                f"UPDATE entries SET state = 'done', head = 0, attempts = attempts + 1, updated_at = ?,"
+                f" lease_owner = NULL, lease_until = NULL WHERE id IN ({', '.join('?' * len(entry_ids))})"
+                f" AND state = 'leased' AND lease_owner = ? RETURNING id, attempts, target, item, location",
+                (now, *entry_ids, worker)).fetchall()
+            if len(rows) < len(entry_ids):
+                lost = set(entry_ids) - {r["id"] for r in rows}
+                log.warning("entries %s are not leased by %s; ack ignored", sorted(lost), worker)
+            db.executemany(
+                "INSERT INTO attempts (entry_id, number, worker, outcome, started_at, duration_s, error)"
+                " VALUES (?, ?, ?, 'delivered', ?, ?, NULL)",
+                [(r["id"], r["attempts"], worker, now - duration_s, duration_s) for r in rows])
+            self._promote_keys(db, {(r["target"], r["item"], r["location"]) for r in rows})
 
     def fail(self, entry_id: int, worker: str, error: str, *, retryable: bool,
              retry_after: float | None = None, duration_s: float = 0.0) -> Entry:
