@@ -6,7 +6,7 @@ connector that accepts everything, and acks it (one transaction each). Every eve
 waits for the whole cycle, so the per-event latency is the cycle time. RSS comes from
 /proc/self/status (VmRSS now, VmHWM peak).
 
-    .venv/bin/python scripts/bench_queue.py [--events 4096] [--db DIR]
+    .venv/bin/python scripts/bench_queue.py [--events 4096] [--db DIR] [--synchronous FULL]
 """
 from __future__ import annotations
 
@@ -53,8 +53,20 @@ def entries(start: int, n: int):
                                          location="WH", quantity=Decimal(1))) for i in range(start, start + n)]
 
 
-def run(directory: Path, batch: int, events: int) -> dict:
-    queue = SQLiteQueue(directory / f"bench-{batch}.db", RetryPolicy())
+def commit_ms(directory: Path, synchronous: str, n: int = 200) -> float:
+    """What one durable commit costs on this disk right now (the floor under every cycle)."""
+    queue = SQLiteQueue(directory / "commit.db", synchronous=synchronous)
+    started = time.perf_counter()
+    for _ in range(n):
+        with queue._tx() as db:
+            db.execute("INSERT INTO attempts (entry_id, number, worker, outcome, started_at, duration_s)"
+                       " VALUES (0, 0, 'bench', 'released', 0, 0)")
+    queue.close()
+    return (time.perf_counter() - started) / n * 1000
+
+
+def run(directory: Path, batch: int, events: int, synchronous: str) -> dict:
+    queue = SQLiteQueue(directory / f"bench-{batch}.db", RetryPolicy(), synchronous=synchronous)
     dispatcher = Dispatcher(queue, {"bench": NoopTarget()}, batch_size=batch)
     cycles, total = events // batch, []
     started = time.perf_counter()
@@ -76,13 +88,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=4096)
     parser.add_argument("--db", type=Path, default=None, help="directory for the queue files")
+    parser.add_argument("--synchronous", default="FULL", choices=["FULL", "NORMAL", "OFF"],
+                        help="FULL is what the product runs; the others show what fsync costs")
     args = parser.parse_args()
     idle = rss_mb()
     with tempfile.TemporaryDirectory(dir=args.db) as tmp:
-        print(f"queue files in {tmp} (SQLite {__import__('sqlite3').sqlite_version}, WAL, synchronous=FULL)")
+        print(f"queue files in {tmp} (SQLite {__import__('sqlite3').sqlite_version}, WAL, "
+              f"synchronous={args.synchronous}); one one-row commit: {commit_ms(Path(tmp), args.synchronous):.2f} ms; "
+              f"load average {Path('/proc/loadavg').read_text().split()[0]} on {__import__('os').cpu_count()} CPUs")
         print(f"{'batch':>5} {'events':>7} {'events/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'RSS MB':>7}")
         for batch in BATCH_SIZES:
-            r = run(Path(tmp), batch, args.events)
+            r = run(Path(tmp), batch, args.events, args.synchronous)
             print(f"{r['batch']:>5} {r['events']:>7} {r['events_per_s']:>9.0f} {r['p50_ms']:>8.2f} "
                   f"{r['p99_ms']:>8.2f} {r['rss_mb']:>7.1f}")
     print(f"RSS idle (imports, before load): {idle:.1f} MB; peak under load (VmHWM): {rss_mb('VmHWM'):.1f} MB")

@@ -84,7 +84,9 @@ class SQLiteQueue:
     """``Queue`` on one SQLite file. ``clock`` returns epoch seconds (inject a fake in tests)."""
 
     def __init__(self, path: str | Path, policy: RetryPolicy | None = None,
-                 clock: Clock = time.time, busy_timeout_s: float = 30.0):
+                 clock: Clock = time.time, busy_timeout_s: float = 30.0, synchronous: str = "FULL"):
+        if synchronous not in ("FULL", "NORMAL", "OFF"):  # NORMAL/OFF: benchmarks only, see above
+            raise ValueError(f"synchronous must be FULL, NORMAL or OFF, not {synchronous!r}")
         self.path = str(path)
         self.policy = policy or RetryPolicy()
         self._clock = clock
@@ -93,7 +95,7 @@ class SQLiteQueue:
                                    check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.executescript(SCHEMA)  # idempotent; runs in its own transaction
 
     @contextmanager
