@@ -227,6 +227,15 @@ class RequestSpec(Strict):
         return value
 
 
+class Webhooks(Strict):
+    """Inbound webhooks of a channel (Shopify orders, cancellations, refunds)."""
+
+    #: NAME of the secret the deliveries are signed with (Shopify: the app's client secret)
+    secret: SecretName
+    #: channel location code for an order that carries no location (online orders often don't)
+    default_location: Optional[Code] = None
+
+
 class SystemMapping(Strict):
     """One ``mappings/<system>.yaml``."""
 
@@ -243,6 +252,7 @@ class SystemMapping(Strict):
     quantity_policy: Optional[QuantityPolicy] = None
     writes: Writes = Writes()
     requests: dict[Name, RequestSpec] = {}
+    webhooks: Optional[Webhooks] = None
 
     _compiled: Any = PrivateAttr(default=None)
 
@@ -251,6 +261,19 @@ class SystemMapping(Strict):
     def _known_version(cls, value: int) -> int:
         if value != SCHEMA_VERSION:
             raise ValueError(f"unsupported mapping version {value}; this bridge reads version {SCHEMA_VERSION}")
+        return value
+
+    @field_validator("webhooks")
+    @classmethod
+    def _default_location_mapped(cls, value: Optional[Webhooks], info) -> Optional[Webhooks]:
+        # a default outside locations.map would turn every location-less order into a dead letter
+        locations = info.data.get("locations")
+        if value is None or value.default_location is None or locations is None:
+            return value
+        codes = list(dict.fromkeys(e.code for e in locations.map))
+        if value.default_location not in codes:
+            raise ValueError(f"default_location '{value.default_location}' is not a code in locations.map "
+                             f"(codes: {', '.join(codes)})")
         return value
 
     def role_of(self, internal_location: str) -> Optional[str]:

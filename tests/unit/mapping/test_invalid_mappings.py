@@ -144,6 +144,9 @@ CASES = [
     ('unquoted_sku_leading_zero', [
         'mappings/unquoted_sku_leading_zero.yaml:19:12 items.overrides[0].sku: expected a string, got integer 007; quote it to keep it as text',
     ]),
+    ('webhook_default_location_unmapped', [
+        "mappings/webhook_default_location_unmapped.yaml:18:1 webhooks: default_location 'gid://shopify/Location/2' is not a code in locations.map (codes: gid://shopify/Location/1)",
+    ]),
     ('wrong_version', [
         'mappings/wrong_version.yaml:1:10 version: unsupported mapping version 2; this bridge reads version 1',
     ]),
