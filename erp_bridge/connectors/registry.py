@@ -52,4 +52,5 @@ def _lazy(module: str, factory: str) -> Factory:
 
 
 register("http_json", _lazy(".http_json", "from_mapping"))
+register("shopify", _lazy(".shopify.connector", "from_mapping"))
 register("sap_b1", _lazy(".sap_b1", "from_mapping"))

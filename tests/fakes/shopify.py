@@ -61,6 +61,8 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     body: Any = None
     hang_s: float = 0.0
+    #: process the request for real, then hang: the answer is lost but the change happened
+    applied: bool = False
 
 
 class FakeShopify:
@@ -71,6 +73,8 @@ class FakeShopify:
         self.levels: dict[tuple[str, str], int] = {}
         self.requests: list[dict] = []
         self.idempotent: dict[str, tuple[str, dict]] = {}
+        #: every inventorySetQuantities input that changed stock (a replayed key adds nothing)
+        self.adjustments: list[dict] = []
         self.faults: list[Fault] = []
         self.bucket_max, self.restore_rate = bucket, restore_rate
         self._available, self._at = bucket, time.monotonic()
@@ -113,9 +117,16 @@ class FakeShopify:
     def handle(self, headers: dict[str, str], body: bytes) -> tuple[int, dict, Any]:
         with self.lock:
             fault = self.faults.pop(0) if self.faults else None
+        if fault and fault.applied:
+            answer = self._serve(headers, body)
+            time.sleep(fault.hang_s)
+            return answer
         if fault:
             time.sleep(fault.hang_s)
             return fault.status, fault.headers, fault.body
+        return self._serve(headers, body)
+
+    def _serve(self, headers: dict[str, str], body: bytes) -> tuple[int, dict, Any]:
         if headers.get("x-shopify-access-token") != self.token:
             return 401, {}, INVALID_TOKEN
         request = json.loads(body)
@@ -178,6 +189,7 @@ class FakeShopify:
             changes.append({"name": input["name"], "delta": row["quantity"] - self.levels[key],
                             "quantityAfterChange": row["quantity"]})
             self.levels[key] = row["quantity"]
+        self.adjustments.append(input)
         group = f"gid://shopify/InventoryAdjustmentGroup/{len(self.idempotent) + 1}"
         return {"inventoryAdjustmentGroup": {"id": group, "reason": input["reason"],
                                              "referenceDocumentUri": input.get("referenceDocumentUri"),
@@ -254,3 +266,40 @@ def signed_webhook(secret: str, topic: str, payload: dict, webhook_id: str = "d1
             "X-Shopify-Shop-Domain": "bridge-test.myshopify.com", "X-Shopify-API-Version": API_VERSION,
             "X-Shopify-Webhook-Id": webhook_id, "X-Shopify-Event-Id": f"evt-{webhook_id}",
             "X-Shopify-Triggered-At": "2026-11-22T10:00:00Z"}, body
+
+
+# --- the example mapping, pointed at a fake shop ---------------------------------------------------
+TOKEN = "shpat_fake_0123456789abcdef"
+WEBHOOK_SECRET = "whsec_fake_fedcba9876543210"
+LOCATION = "gid://shopify/Location/61234567"
+ITEMS = {"chair-blue": "gid://shopify/InventoryItem/43210987654321",
+         "chair-red": "gid://shopify/InventoryItem/43210987654322",
+         "007": "gid://shopify/InventoryItem/43210987654307",
+         "table-oak": "gid://shopify/InventoryItem/43210987654330"}
+
+
+def example_mapping_set(directory, url: str, timeout_s: float = 0.5, batch_size: int | None = None):
+    """mappings/shopify.yaml and its lookup table, copied to ``directory`` with the fake's URL."""
+    import re
+    import shutil
+    from pathlib import Path
+
+    from erp_bridge.mapping.loader import load_mappings
+    source = Path(__file__).resolve().parents[2] / "mappings"
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copy(source / "shopify_items.csv", directory / "shopify_items.csv")
+    text = (source / "shopify.yaml").read_text(encoding="utf-8")
+    text = re.sub(r"base_url: \S+", f"base_url: {url}/admin/api/{API_VERSION}", text)
+    text = re.sub(r"timeout_s: \S+", f"timeout_s: {timeout_s}", text)
+    if batch_size is not None:
+        text = re.sub(r"batch_size: \d+", f"batch_size: {batch_size}", text)
+    (directory / "shopify.yaml").write_text(text, encoding="utf-8")
+    return load_mappings(directory)
+
+
+def connector_for(shop: FakeShopify, directory, **options):
+    """The real ShopifyConnector, built by the registry's factory, talking to ``shop``."""
+    from erp_bridge.connectors.shopify.connector import from_mapping
+    mappings = example_mapping_set(directory, shop.url, **options)
+    secrets = {"shopify_token": shop.token, "shopify_webhook_secret": WEBHOOK_SECRET}
+    return from_mapping(mappings.systems["shopify"], secrets, lookups=mappings.lookups)
