@@ -102,12 +102,13 @@ def _add_mappings(sub) -> None:
 
 # --- commands ---------------------------------------------------------------------------------
 
-def _settings(args, **overrides):
+def _settings(args, service: bool = False, **overrides):
+    """Services log JSON to stdout (journald); other commands to stderr, keeping stdout for output."""
     from .logs import setup_logging
     from .settings import load_settings
 
     settings = load_settings(args.config, **overrides)
-    setup_logging(settings.log_level, settings.secret_values(), stream=sys.stderr)
+    setup_logging(settings.log_level, settings.secret_values(), stream=sys.stdout if service else sys.stderr)
     return settings
 
 
@@ -116,14 +117,14 @@ def cmd_serve(args) -> int:
 
     http = {"host": getattr(args, "host", None), "port": getattr(args, "port", None)}
     overrides = {"http": {k: v for k, v in http.items() if v is not None}} if any(http.values()) else {}
-    settings = _settings(args, **overrides)
+    settings = _settings(args, service=True, **overrides)
     return serve(settings)
 
 
 def cmd_worker(args) -> int:
     from .runtime import run_workers
 
-    return run_workers(_settings(args))
+    return run_workers(_settings(args, service=True))
 
 
 def cmd_status(args) -> int:

@@ -20,6 +20,8 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
+        if not self.file:
+            return f"{self.path}: {self.message}" if self.path else self.message
         where = self.file
         if self.line is not None:
             where += f":{self.line}"

@@ -6,6 +6,7 @@ import logging
 import sys
 from typing import Iterable, TextIO
 
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
 REDACTED = "***"
@@ -20,6 +21,8 @@ class RedactingJsonFormatter(JsonFormatter):
 
     def __init__(self, secrets: Iterable[str] = (), **kwargs):
         kwargs.setdefault("timestamp", True)
+        # uvicorn adds an ANSI-coloured copy of each message; JSON logs want the plain one only
+        kwargs.setdefault("reserved_attrs", [*RESERVED_ATTRS, "color_message"])
         super().__init__("%(levelname)s %(name)s %(message)s", **kwargs)
         self.set_secrets(secrets)
 

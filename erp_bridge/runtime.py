@@ -1,56 +1,80 @@
-"""Wiring: settings -> queue -> mappings -> connectors -> dispatcher. Built once at start."""
+"""Wiring: settings -> queue -> mappings -> connectors -> synchronizers -> dispatcher. Built once.
+
+A system whose mapping names a secret that is not configured is *inactive*: it is validated but
+gets no connector, no route and no queue entries, and the log and ``config check`` say which
+secret to set. That is what lets the example configuration start with no secrets at all.
+"""
 from __future__ import annotations
 
 import logging
 import signal
 import threading
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
-from .errors import ConfigError
 from .queue.base import Queue, RetryPolicy
-from .settings import Settings
+from .settings import ENV_PREFIX, Settings
 from .systemd import Watchdog, notify, watchdog_interval_s
 
 log = logging.getLogger(__name__)
 
 
+@dataclass
 class Runtime:
-    def __init__(self, settings: Settings, queue: Queue, mappings, connectors: dict, dispatcher):
-        self.settings = settings
-        self.queue = queue
-        self.mappings = mappings
-        self.connectors = connectors
-        self.dispatcher = dispatcher
+    settings: Settings
+    queue: Queue
+    mappings: Any
+    connectors: dict
+    dispatcher: Any
+    router: Any
+    cache: Any
+    reader: Any
+    figures: Any
+    pollers: dict = field(default_factory=dict)
+    inactive: dict = field(default_factory=dict)
 
     def start(self) -> None:
         self.dispatcher.start()
+        for poller in self.pollers.values():
+            poller.start()
         log.info("workers started", extra={"workers": self.settings.workers.count,
-                                           "targets": sorted(self.connectors)})
+                                           "targets": sorted(self.connectors), "inactive": sorted(self.inactive)})
 
     def stop(self) -> None:
-        """Stop leasing; in-flight work finishes or is released within the deadline."""
+        """Stop taking work; in-flight work finishes or is released within the deadline."""
+        for poller in self.pollers.values():
+            poller.stop()
         self.dispatcher.stop(self.settings.workers.shutdown_deadline_s)
         for connector in self.connectors.values():
             connector.close()
+        self.figures.close()
         self.queue.close()
         log.info("workers stopped")
 
     def workers_alive(self) -> bool:
-        return self.dispatcher.alive()
+        return self.dispatcher.alive() and all(p.alive() for p in self.pollers.values())
 
     def readiness(self) -> dict[str, dict]:
-        checks = {"workers": {"ok": self.workers_alive()}}
+        checks: dict[str, dict] = {"workers": {"ok": self.workers_alive()}}
         try:
             self.queue.ping()
             checks["queue"] = {"ok": True}
         except Exception as exc:  # readiness reports any failure, whatever its type
             checks["queue"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        checks["systems"] = {"ok": True, "active": sorted(self.connectors), "inactive": self.inactive}
         return checks
 
     def healthy(self) -> bool:
         return all(check["ok"] for check in self.readiness().values())
+
+    def accept(self, entries: list) -> list:
+        """Durably store entries (one transaction), then wake the workers."""
+        stored = self.queue.enqueue(entries) if entries else []
+        if entries:
+            self.dispatcher.wake()
+        return stored
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:
@@ -77,28 +101,76 @@ def open_queue_for(settings: Settings) -> Iterator[Queue]:
 def load_mapping_set(settings: Settings):
     from .mapping.loader import load_mappings
 
-    return load_mappings(Path(settings.mappings_dir), secret_names=set(settings.secrets))
+    return load_mappings(Path(settings.mappings_dir))
+
+
+def secrets_needed(mapping) -> list[str]:
+    names = list(mapping.connection.auth.secrets.values())
+    webhooks = getattr(mapping, "webhooks", None)
+    if webhooks is not None and webhooks.secret:
+        names.append(webhooks.secret)
+    return names
+
+
+def split_active(settings: Settings, mappings):
+    """(mapping set of the systems whose secrets are all set, {inactive system: why})."""
+    from .mapping.loader import MappingSet
+
+    inactive = {}
+    for name, mapping in mappings.systems.items():
+        missing = [s for s in secrets_needed(mapping) if s not in settings.secrets]
+        if missing:
+            inactive[name] = "missing secret(s): " + ", ".join(
+                f"{s} (set {ENV_PREFIX}SECRETS__{s.upper()} or the credential file {s})" for s in missing)
+    active = {n: m for n, m in mappings.systems.items() if n not in inactive}
+    subset = MappingSet(systems=active, lookups={n: t for n, t in mappings.lookups.items() if n in active},
+                        files={n: f for n, f in mappings.files.items() if n in active})
+    return subset, inactive
 
 
 def check_mappings(settings: Settings) -> list[str]:
     mappings = load_mapping_set(settings)
-    return [f"mapping {name}: {m.connector} ({', '.join(sorted(m.role_names()))})"
+    _, inactive = split_active(settings, mappings)
+    return [f"mapping {name} ({mappings.files.get(name, '')}): {m.connector}, {', '.join(sorted(m.role_names()))}"
+            + (f" -- INACTIVE: {inactive[name]}" if name in inactive else "")
             for name, m in sorted(mappings.systems.items())]
 
 
 def build_runtime(settings: Settings) -> Runtime:
     from .connectors import registry
     from .dispatch.dispatcher import Dispatcher
+    from .sync.availability import AvailabilityCache, AvailabilityPush, SorReader
+    from .sync.figures import FigureStore
+    from .sync.router import Router, prepare
 
-    mappings = load_mapping_set(settings)
+    mappings, inactive = split_active(settings, load_mapping_set(settings))
+    for name, why in inactive.items():
+        log.warning("system %s is inactive: %s", name, why, extra={"system": name})
     connectors = {name: registry.build(m, settings) for name, m in mappings.systems.items()}
     queue = _open_queue(settings)
-    dispatcher = Dispatcher(queue, connectors, mappings=mappings, settings=settings)
-    return Runtime(settings, queue, mappings, connectors, dispatcher)
+    cache, figures = AvailabilityCache(), FigureStore(Path(settings.data_dir) / "figures.sqlite3")
+    reader = SorReader(mappings, connectors, cache, queue)
+    dispatcher = Dispatcher.from_settings(queue, connectors, settings, mappings,
+                                          prepare=lambda event: prepare(mappings, event),
+                                          pusher=AvailabilityPush(mappings, reader, figures))
+    router = Router(mappings)
+    runtime = Runtime(settings, queue, mappings, connectors, dispatcher, router, cache, reader, figures,
+                      inactive=inactive)
+    runtime.pollers = _pollers(runtime)
+    return runtime
+
+
+def _pollers(runtime: Runtime) -> dict:
+    """One outbox poller per system of record whose connector reads an outbox (Odoo)."""
+    from .sync.outbox import OutboxPoller
+
+    return {name: OutboxPoller(name, connector, runtime.router, runtime.queue, runtime.cache,
+                               runtime.settings.workers.outbox_poll_s, on_enqueued=runtime.dispatcher.wake)
+            for name, connector in runtime.connectors.items() if hasattr(connector, "fetch_markers")}
 
 
 def run_workers(settings: Settings) -> int:
-    """``erp-bridge worker``: the dispatcher without HTTP, until SIGTERM or SIGINT."""
+    """``erp-bridge worker``: the dispatcher and outbox pollers without HTTP, until SIGTERM/SIGINT."""
     runtime = build_runtime(settings)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -114,5 +186,3 @@ def run_workers(settings: Settings) -> int:
     runtime.stop()
     return 0
 
-
-__all__ = ["Runtime", "build_runtime", "run_workers", "open_queue_for", "check_mappings", "ConfigError"]

@@ -13,7 +13,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from ..connectors.base import Capability, Connector, Delivered
 from ..errors import BridgeError, ConfigError, RejectedError, RetryableError
@@ -25,6 +25,8 @@ from .ratelimit import TokenBucket
 from .routing import capability_for, event_of
 
 log = logging.getLogger(__name__)
+#: (target, connector, entries) -> one outcome per entry: the availability push strategy
+Pusher = Callable[[str, Connector, Sequence[Entry]], list]
 delivery_log = logging.getLogger("erp_bridge.delivery")
 
 
@@ -81,8 +83,8 @@ def classify(outcome: Delivered | BaseException) -> Verdict:
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, ConfigError):  # a problem without a file renders as ": message"
-        return "; ".join(str(p) if p.file else p.message for p in exc.problems)
+    if isinstance(exc, ConfigError):  # one line per problem in a dead letter's reason
+        return "; ".join(str(p) for p in exc.problems)
     return str(exc)
 
 
@@ -91,10 +93,16 @@ class Dispatcher:
                  resolver: AvailabilityResolver | None = None,
                  limits: Mapping[str, TargetLimits] | None = None, workers: int = 2,
                  batch_size: int = 64, lease_s: float = 30.0, poll_s: float = 0.2,
-                 metrics: DispatchMetrics | None = None, name: str | None = None):
+                 metrics: DispatchMetrics | None = None, name: str | None = None,
+                 prepare: Callable[[Any], Any] | None = None, pusher: Pusher | None = None):
+        """``prepare``: event -> event ready for the target (e.g. channel ids -> internal ids),
+        raising BridgeError for one that cannot be; ``pusher``: the whole availability push
+        (resolve, skip unchanged, push, remember) in place of ``resolver`` + push_availability."""
         self._queue = queue
         self._connectors = dict(connectors)
         self._resolver = resolver or no_resolver
+        self._prepare = prepare or (lambda event: event)
+        self._pusher = pusher
         limits = limits or {}
         self._gates = {t: Gate(limits.get(t, TargetLimits())) for t in self._connectors}
         self._workers, self._batch_size, self._lease_s, self._poll_s = workers, batch_size, lease_s, poll_s
@@ -109,14 +117,15 @@ class Dispatcher:
     @classmethod
     def from_settings(cls, queue: Queue, connectors: Mapping[str, Connector], settings: Any,
                       mappings: Any = None, resolver: AvailabilityResolver | None = None,
-                      metrics: DispatchMetrics | None = None) -> "Dispatcher":
+                      metrics: DispatchMetrics | None = None, prepare: Callable[[Any], Any] | None = None,
+                      pusher: Pusher | None = None) -> "Dispatcher":
         """Wire from the settings object and a mapping set (``.systems[name].limits``)."""
         systems = getattr(mappings, "systems", {}) or {}
         limits = {name: TargetLimits.of(m.limits) for name, m in systems.items()}
         return cls(queue, connectors, resolver=resolver or default_resolver(queue, connectors),
                    limits=limits, workers=settings.workers.count, batch_size=settings.queue.batch_size,
                    lease_s=settings.queue.lease_s, poll_s=settings.workers.poll_interval_s,
-                   metrics=metrics)
+                   metrics=metrics, prepare=prepare, pusher=pusher)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -191,14 +200,22 @@ class Dispatcher:
             return [RejectedError(f"no capability handles entries of kind {entries[0].kind!r}")] * len(entries)
         if capability not in connector.capabilities:
             return [ConfigError(f"connector of {target} cannot {capability.value}")] * len(entries)
+        if capability is Capability.PUSH_AVAILABILITY and self._pusher is not None:
+            return _guard(lambda: self._pusher(target, connector, entries), len(entries))
         try:
             if capability is Capability.PUSH_AVAILABILITY:
                 prepared = self._resolver(target, entries)
             else:
-                prepared = [_event_or_error(e) for e in entries]
+                prepared = [self._event_or_error(e) for e in entries]
         except Exception as exc:  # the resolver failed as a whole: every entry failed that way
             prepared = [exc] * len(entries)
         return _send(getattr(connector, capability.value), prepared)
+
+    def _event_or_error(self, entry: Entry):
+        try:
+            return self._prepare(event_of(entry))
+        except BridgeError as exc:
+            return exc
 
     def _settle(self, worker: str, target: str, entries: list[Entry], outcomes: list,
                 duration: float) -> None:
@@ -242,11 +259,14 @@ def _capability(entry: Entry) -> Capability | None:
         return None
 
 
-def _event_or_error(entry: Entry):
+def _guard(call: Callable[[], list], n: int) -> list:
+    """A strategy that raises failed every entry the same way (unclassified: worth a retry)."""
     try:
-        return event_of(entry)
-    except RejectedError as exc:
-        return exc
+        return call()
+    except BridgeError as exc:
+        return [exc] * n
+    except Exception as exc:
+        return [RetryableError(f"{type(exc).__name__}: {exc}")] * n
 
 
 def _send(method, prepared: Sequence) -> list:

@@ -1,0 +1,40 @@
+"""Channel webhooks (flow 3): verify over the raw body, normalise, store durably, then 2xx.
+
+A forged or malformed delivery gets a 4xx naming the problem and is logged without its body.
+A delivery that verifies is always stored, even when a line names an unknown SKU or location:
+that line dead-letters with the reason (replayable after the mapping is fixed) instead of making
+the platform retry, and eventually drop, the whole subscription.
+"""
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from ..connectors.base import Capability
+from ..errors import RejectedError
+
+router = APIRouter(tags=["webhooks"])
+log = logging.getLogger(__name__)
+
+
+@router.post("/webhooks/{system}")
+async def receive(system: str, request: Request) -> JSONResponse:
+    runtime = request.app.state.runtime
+    connector = runtime.connectors.get(system)
+    if connector is None or Capability.VERIFY_WEBHOOK not in connector.capabilities:
+        why = runtime.inactive.get(system, "no mapping file declares it, or it takes no webhooks")
+        return JSONResponse({"error": f"system {system!r} does not receive webhooks here: {why}"}, status_code=404)
+    body = await request.body()
+    try:
+        changes = connector.verify_webhook(request.headers, body, str(request.url))
+        entries = [e for change in changes for e in runtime.router.channel_change(change)]
+    except RejectedError as exc:
+        status = getattr(exc, "status", 400)
+        log.warning("webhook for %s refused: %s", system, exc,
+                    extra={"system": system, "status": status, "bytes": len(body)})
+        return JSONResponse({"error": str(exc)}, status_code=status)
+    await run_in_threadpool(runtime.accept, entries)
+    return JSONResponse({"accepted": len(changes)}, status_code=200)

@@ -1,0 +1,156 @@
+"""The availability rule (DESIGN.md flows 1, 4, 5).
+
+channel figure = policy(aggregate over the channel location's internal locations of
+                        (SoR free quantity read NOW - decrements received but not yet applied))
+A figure equal to the one last pushed to that channel key is not pushed again.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from decimal import Decimal
+from typing import Callable, Iterable, Sequence
+
+from ..connectors.base import Delivered, Figure, Outcome
+from ..domain import Availability
+from ..errors import BridgeError, ConfigError, RejectedError, RetryableError
+from ..mapping.engine import channel_quantity
+from ..mapping.schema import QuantityPolicy
+from ..queue.base import Entry, Queue
+from .figures import FigureStore
+
+Key = tuple[str, str]
+DEFAULT_POLICY = QuantityPolicy(basis="free")
+
+
+class AvailabilityCache:
+    """Last known SoR availability per (item, location), with its age; fed by every read."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self._clock = clock
+        self._data: dict[Key, tuple[Availability, float]] = {}
+        self._lock = threading.Lock()
+
+    def put(self, availability: Availability) -> None:
+        with self._lock:
+            self._data[(availability.item, availability.location)] = (availability, self._clock())
+
+    def get(self, item: str, location: str) -> tuple[Availability, float] | None:
+        """(availability, age in seconds), or None when never read."""
+        with self._lock:
+            found = self._data.get((item, location))
+        return None if found is None else (found[0], self._clock() - found[1])
+
+
+class SorReader:
+    """Reads each location's system of record now and keeps the cache warm."""
+
+    def __init__(self, mappings, connectors, cache: AvailabilityCache, queue: Queue):
+        self.mappings, self.connectors, self.cache, self.queue = mappings, connectors, cache, queue
+
+    def sor_of(self, location: str) -> str:
+        return self.mappings.system_of_record(location).system
+
+    def read(self, keys: Iterable[Key]) -> dict[Key, Availability | BridgeError]:
+        by_sor: dict[str, list[Key]] = defaultdict(list)
+        out: dict[Key, Availability | BridgeError] = {}
+        for key in dict.fromkeys(keys):
+            try:
+                by_sor[self.sor_of(key[1])].append(key)
+            except ConfigError as exc:
+                out[key] = exc
+        for sor, wanted in by_sor.items():
+            out.update(self._read_one(sor, wanted))
+        return out
+
+    def _read_one(self, sor: str, keys: list[Key]) -> dict[Key, Availability | BridgeError]:
+        try:
+            found = self.connectors[sor].read_availability(keys)
+        except BridgeError as exc:
+            return {k: exc for k in keys}
+        except Exception as exc:  # an unclassified connector failure is worth another try
+            return {k: RetryableError(f"reading {sor}: {type(exc).__name__}: {exc}") for k in keys}
+        for availability in found.values():
+            self.cache.put(availability)
+        return {k: found.get(k) or RejectedError(f"{sor} does not know item {k[0]!r} at {k[1]!r}") for k in keys}
+
+    def net(self, availability: Availability) -> Availability:
+        """Availability minus the decrements received for it but not yet applied in the SoR."""
+        pending = self.queue.pending_quantity(self.sor_of(availability.location), availability.item,
+                                              availability.location, kinds={"decrement"})
+        if not pending:
+            return availability
+        forecast = None if availability.forecast is None else availability.forecast + pending
+        return availability.model_copy(update={"free": availability.free + pending, "forecast": forecast})
+
+
+def aggregate(parts: Sequence[Availability], how: str | None) -> Availability:
+    """Several internal locations shown as one channel location (``locations.aggregation``)."""
+    if len(parts) == 1:
+        return parts[0]
+    pick = {"sum": lambda v: sum(v, Decimal(0)), "min": min, "max": max}[how or "sum"]
+
+    def combine(name: str) -> Decimal | None:
+        values = [getattr(p, name) for p in parts]
+        return None if any(v is None for v in values) else pick(values)
+
+    return parts[0].model_copy(update={n: combine(n) for n in ("on_hand", "reserved", "free", "forecast")})
+
+
+class AvailabilityPush:
+    """The dispatcher's push strategy for channels: resolve at dispatch time, skip unchanged
+    figures, push the rest, remember what the channel now shows."""
+
+    def __init__(self, mappings, reader: SorReader, figures: FigureStore):
+        self.mappings, self.reader, self.figures = mappings, reader, figures
+
+    def __call__(self, target: str, connector, entries: Sequence[Entry]) -> list[Outcome | BridgeError]:
+        mapping = self.mappings.systems[target]
+        wanted = {e.id: self._internals(mapping, e) for e in entries}
+        read = self.reader.read(k for keys in wanted.values() for k in keys)
+        prepared = [self._figure(target, mapping, e, wanted[e.id], read) for e in entries]
+        todo = [p for p in prepared if isinstance(p, Figure)]
+        results = iter(_push(connector, todo) if todo else [])
+        outcomes = [next(results) if isinstance(p, Figure) else p for p in prepared]
+        for entry, item, outcome in zip(entries, prepared, outcomes):
+            if isinstance(item, Figure) and isinstance(outcome, Delivered):
+                self.figures.put(target, item.item, self._code(mapping, entry), item.quantity)
+        return outcomes
+
+    @staticmethod
+    def _code(mapping, entry: Entry) -> str:
+        return mapping.location_entry(entry.location).code
+
+    def _internals(self, mapping, entry: Entry) -> list[Key]:
+        located = mapping.location_entry(entry.location)
+        if located is None:
+            return []
+        return [(entry.item, loc) for loc in mapping.internal_locations(located.code)]
+
+    def _figure(self, target: str, mapping, entry: Entry, keys: list[Key], read) -> Figure | Outcome | BridgeError:
+        if not keys:
+            return RejectedError(f"{target} does not sell location {entry.location!r} (locations.map)")
+        parts = [read[k] for k in keys]
+        failed = next((p for p in parts if isinstance(p, BridgeError)), None)
+        if failed is not None:
+            return failed
+        combined = aggregate([self.reader.net(p) for p in parts], mapping.locations.aggregation)
+        quantity = channel_quantity(mapping.quantity_policy or DEFAULT_POLICY, combined)
+        previous = self.figures.get(target, entry.item, self._code(mapping, entry))
+        if previous is not None and previous == quantity:
+            return Delivered("unchanged")
+        return Figure(item=entry.item, location=entry.location, quantity=quantity, previous=previous,
+                      idempotency_key=entry.idempotency_key)
+
+
+def _push(connector, figures: list[Figure]) -> list[Outcome | BridgeError]:
+    try:
+        outcomes = list(connector.push_availability(figures))
+    except BridgeError as exc:
+        return [exc] * len(figures)
+    except Exception as exc:  # unclassified: retry rather than lose the push
+        return [RetryableError(f"{type(exc).__name__}: {exc}")] * len(figures)
+    if len(outcomes) != len(figures):
+        return [RetryableError(f"connector returned {len(outcomes)} outcomes for {len(figures)} figures")] * len(figures)
+    return outcomes

@@ -1,0 +1,116 @@
+"""The system of record's transactional outbox -> the bridge's durable queue (flows 1 and 2).
+
+Polls the Odoo module's markers and move journal, on a nudge (Odoo's post-commit call) or every
+``interval_s``. Rows are enqueued first (one transaction), then acknowledged to Odoo with target
+``bridge``: from then on the bridge's queue entries, one per target, are the outbox, each done
+only when its target succeeded or it was dead-lettered with a reason. A crash between the two
+steps re-fetches the rows; their entries already exist, so nothing is queued twice.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from decimal import Decimal
+from typing import Callable
+
+from ..connectors.odoo import availability_of
+from ..domain import StockMove
+from ..errors import BridgeError
+from ..queue.base import NewEntry, Queue
+from .availability import AvailabilityCache
+from .router import Router
+
+log = logging.getLogger(__name__)
+ACK_TARGET = "bridge"
+FETCH_LIMIT = 500
+
+
+class OutboxPoller:
+    def __init__(self, sor: str, connector, router: Router, queue: Queue, cache: AvailabilityCache,
+                 interval_s: float, on_enqueued: Callable[[], None] = lambda: None):
+        self.sor, self.connector, self.router, self.queue, self.cache = sor, connector, router, queue, cache
+        self.interval_s, self.on_enqueued = interval_s, on_enqueued
+        self._nudged = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def nudge(self) -> None:
+        self._nudged.set()
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=f"outbox-{self.sor}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stop.set()
+        self._nudged.set()
+        if self._thread:
+            self._thread.join(timeout_s)
+
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._nudged.clear()
+            try:
+                busy = self.run_once()
+            except BridgeError as exc:
+                log.warning("outbox of %s: %s", self.sor, exc, extra={"target": self.sor, "error": str(exc)})
+                busy = 0
+            except Exception:  # the poller must outlive any one bad pass
+                log.exception("outbox of %s: pass failed", self.sor)
+                busy = 0
+            if busy < FETCH_LIMIT:  # a full page means more is waiting: fetch again at once
+                self._nudged.wait(self.interval_s)
+
+    def run_once(self) -> int:
+        """One pass over markers and journal; returns how many rows it handled."""
+        return self._markers() + self._journal()
+
+    def _markers(self) -> int:
+        rows = self.connector.fetch_markers(FETCH_LIMIT)
+        entries, acks = [], []
+        for row in rows:
+            found, ack = self._marker_entries(row)
+            entries += found
+            acks.append(ack)
+        self._commit(entries, acks, self.connector.ack_markers)
+        return len(rows)
+
+    def _marker_entries(self, row: dict) -> tuple[list[NewEntry], dict]:
+        ack = {"id": row["id"], "sequence": row["sequence"], "target": ACK_TARGET, "state": "done"}
+        if not row.get("sku"):
+            return [], {**ack, "state": "dead", "error": f"product {row['product_id']} has no internal "
+                                                          "reference (default_code): it cannot be synced"}
+        self.cache.put(availability_of(row["sku"], row["location"], row["availability"]))
+        return self.router.availability(self.sor, row["sku"], row["location"], cause=f"marker:{row['sequence']}",
+                                        origin=row.get("origin") or None), ack
+
+    def _journal(self) -> int:
+        rows = self.connector.fetch_journal(FETCH_LIMIT)
+        entries, acks = [], []
+        for row in rows:
+            ack = {"id": row["id"], "sequence": row["sequence"], "target": ACK_TARGET, "state": "done"}
+            if row.get("direction") in ("in", "out") and row.get("sku"):
+                entries += self.router.moves(self._move(row))
+            elif row.get("direction") in ("in", "out"):
+                ack = {**ack, "state": "dead", "error": f"product {row['product_id']} has no internal reference"}
+            acks.append(ack)
+        self._commit(entries, acks, self.connector.ack_journal)
+        return len(rows)
+
+    def _move(self, row: dict) -> StockMove:
+        synced = row.get("synced_location") or (row["location"] if row["direction"] == "out" else row["location_dest"])
+        return StockMove(system=self.sor, move_id=str(row["move_id"]), item=row["sku"],
+                         quantity=Decimal(str(row["quantity"])), uom=row.get("uom"), from_location=row["location"],
+                         to_location=row["location_dest"], location=synced, direction=row["direction"],
+                         origin=row.get("origin") or None)
+
+    def _commit(self, entries: list[NewEntry], acks: list[dict], ack: Callable[[list[dict]], list]) -> None:
+        if entries:
+            self.queue.enqueue(entries)
+            self.on_enqueued()
+        if acks:
+            ack(acks)
