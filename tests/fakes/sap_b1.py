@@ -323,3 +323,42 @@ def _number(value: Any) -> Any:
     if isinstance(value, Decimal):
         return float(value)
     raise TypeError(type(value).__name__)
+
+
+# --- helpers the SAP B1 tests share -----------------------------------------------------------
+MAPPING_FILE = __import__("pathlib").Path(__file__).resolve().parents[2] / "mappings" / "sap_b1.yaml"
+
+
+def sap_mapping(url: str, *, role: str = "mirror", batch_size: int = 20, timeout_s: float = 2.0):
+    """The example mapping (mappings/sap_b1.yaml) pointed at ``url``: tests run what ships."""
+    from erp_bridge.mapping.schema import SystemMapping
+    from erp_bridge.yamlpos import load_yaml_file
+
+    data = load_yaml_file(MAPPING_FILE).data
+    data["connection"].update(base_url=url, timeout_s=timeout_s)
+    data["role"], data["writes"]["batch_size"] = role, batch_size
+    return SystemMapping.model_validate(data)
+
+
+def connector_for(sl: FakeServiceLayer, data_dir, *, mapping=None, settle_s: float = 0.0,
+                  clock: Callable[[], float] = time.time, session_clock: Callable[[], float] = time.monotonic):
+    from erp_bridge.connectors.ledger import Ledger
+    from erp_bridge.connectors.sap_b1 import SapB1Connector, ServiceLayerSession
+
+    mapping = mapping or sap_mapping(sl.url)
+    company, username, password = sl.credentials
+    session = ServiceLayerSession(sl.url, company, username, password,
+                                  timeout_s=mapping.connection.timeout_s, clock=session_clock)
+    ledger = Ledger(__import__("pathlib").Path(data_dir) / "ledger-sap_b1.sqlite3", clock=clock)
+    return SapB1Connector(mapping, session, ledger, settle_s=settle_s, clock=clock)
+
+
+def move(move_id: str, item: str = "chair-blue", quantity: Any = 1, direction: str = "out",
+         location: str = "WH/Stock", uom: str | None = None):
+    from erp_bridge.domain import StockMove
+
+    other = "Partners/Customers" if direction == "out" else "Vendors"
+    return StockMove(system="odoo", move_id=move_id, item=item, quantity=Decimal(str(quantity)), uom=uom,
+                     from_location=location if direction == "out" else other,
+                     to_location=other if direction == "out" else location, location=location,
+                     direction=direction)
