@@ -299,7 +299,11 @@ def example_mapping_set(directory, url: str, timeout_s: float = 0.5, batch_size:
 
 def connector_for(shop: FakeShopify, directory, **options):
     """The real ShopifyConnector, built by the registry's factory, talking to ``shop``."""
+    return connector_at(shop.url, directory, shop.token, **options)
+
+
+def connector_at(url: str, directory, token: str = TOKEN, **options):
     from erp_bridge.connectors.shopify.connector import from_mapping
-    mappings = example_mapping_set(directory, shop.url, **options)
-    secrets = {"shopify_token": shop.token, "shopify_webhook_secret": WEBHOOK_SECRET}
+    mappings = example_mapping_set(directory, url, **options)
+    secrets = {"shopify_token": token, "shopify_webhook_secret": WEBHOOK_SECRET}
     return from_mapping(mappings.systems["shopify"], secrets, lookups=mappings.lookups)
