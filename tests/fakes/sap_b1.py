@@ -105,6 +105,7 @@ class FakeServiceLayer:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+            self._server.cut_all()
             self._server = None
 
     # --- test controls --------------------------------------------------------------------------
@@ -270,6 +271,28 @@ def _select(entity: dict, query: dict) -> dict:
 
 
 class _Server(ThreadingHTTPServer):
+    """Remembers open connections so that ``down`` also cuts kept-alive ones, as a dead host does."""
+
+    def __init__(self, *args: Any):
+        super().__init__(*args)
+        self.open: set[socket.socket] = set()
+
+    def get_request(self):
+        conn, address = super().get_request()
+        self.open.add(conn)
+        return conn, address
+
+    def shutdown_request(self, request: Any) -> None:
+        self.open.discard(request)
+        super().shutdown_request(request)
+
+    def cut_all(self) -> None:
+        for conn in list(self.open):
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # dropped connections and client timeouts are part of the scenarios
 
