@@ -152,12 +152,20 @@ def build_runtime(settings: Settings) -> Runtime:
     reader = SorReader(mappings, connectors, cache, queue)
     dispatcher = Dispatcher.from_settings(queue, connectors, settings, mappings,
                                           prepare=lambda event: prepare(mappings, event),
-                                          pusher=AvailabilityPush(mappings, reader, figures))
+                                          pusher=AvailabilityPush(mappings, reader, figures),
+                                          before_ack=lambda target, entries: _invalidate(cache, entries))
     router = Router(mappings)
     runtime = Runtime(settings, queue, mappings, connectors, dispatcher, router, cache, reader, figures,
                       inactive=inactive)
     runtime.pollers = _pollers(runtime)
     return runtime
+
+
+def _invalidate(cache, entries) -> None:
+    """A change applied to the SoR makes its cached availability stale (see AvailabilityCache)."""
+    for entry in entries:
+        if entry.kind in ("decrement", "increment", "count"):
+            cache.invalidate(entry.item, entry.location)
 
 
 def _pollers(runtime: Runtime) -> dict:

@@ -94,15 +94,18 @@ class Dispatcher:
                  limits: Mapping[str, TargetLimits] | None = None, workers: int = 2,
                  batch_size: int = 64, lease_s: float = 30.0, poll_s: float = 0.2,
                  metrics: DispatchMetrics | None = None, name: str | None = None,
-                 prepare: Callable[[Any], Any] | None = None, pusher: Pusher | None = None):
+                 prepare: Callable[[Any], Any] | None = None, pusher: Pusher | None = None,
+                 before_ack: Callable[[str, list[Entry]], None] | None = None):
         """``prepare``: event -> event ready for the target (e.g. channel ids -> internal ids),
         raising BridgeError for one that cannot be; ``pusher``: the whole availability push
-        (resolve, skip unchanged, push, remember) in place of ``resolver`` + push_availability."""
+        (resolve, skip unchanged, push, remember) in place of ``resolver`` + push_availability;
+        ``before_ack(target, delivered entries)``: runs before they are acked (cache invalidation)."""
         self._queue = queue
         self._connectors = dict(connectors)
         self._resolver = resolver or no_resolver
         self._prepare = prepare or (lambda event: event)
         self._pusher = pusher
+        self._before_ack = before_ack or (lambda target, entries: None)
         limits = limits or {}
         self._gates = {t: Gate(limits.get(t, TargetLimits())) for t in self._connectors}
         self._workers, self._batch_size, self._lease_s, self._poll_s = workers, batch_size, lease_s, poll_s
@@ -118,14 +121,15 @@ class Dispatcher:
     def from_settings(cls, queue: Queue, connectors: Mapping[str, Connector], settings: Any,
                       mappings: Any = None, resolver: AvailabilityResolver | None = None,
                       metrics: DispatchMetrics | None = None, prepare: Callable[[Any], Any] | None = None,
-                      pusher: Pusher | None = None) -> "Dispatcher":
+                      pusher: Pusher | None = None,
+                      before_ack: Callable[[str, list[Entry]], None] | None = None) -> "Dispatcher":
         """Wire from the settings object and a mapping set (``.systems[name].limits``)."""
         systems = getattr(mappings, "systems", {}) or {}
         limits = {name: TargetLimits.of(m.limits) for name, m in systems.items()}
         return cls(queue, connectors, resolver=resolver or default_resolver(queue, connectors),
                    limits=limits, workers=settings.workers.count, batch_size=settings.queue.batch_size,
                    lease_s=settings.queue.lease_s, poll_s=settings.workers.poll_interval_s,
-                   metrics=metrics, prepare=prepare, pusher=pusher)
+                   metrics=metrics, prepare=prepare, pusher=pusher, before_ack=before_ack)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -223,9 +227,10 @@ class Dispatcher:
         for entry, outcome in unsent:  # no attempt happened: nothing to count, log or measure
             self._queue.release([entry.id], worker, delay_s=outcome.after or 0.0)
         tried = [(e, o, classify(o)) for e, o in zip(entries, outcomes) if not isinstance(o, NotAttempted)]
-        done = [e.id for e, _, v in tried if v.delivered]
-        if done:
-            self._queue.ack(done, worker, duration)
+        delivered = [e for e, _, v in tried if v.delivered]
+        if delivered:
+            self._before_ack(target, delivered)
+            self._queue.ack([e.id for e in delivered], worker, duration)
         for entry, outcome, verdict in tried:
             state = State.DONE if verdict.delivered else self._queue.fail(
                 entry.id, worker, verdict.error, retryable=verdict.retryable,

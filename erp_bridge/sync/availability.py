@@ -25,22 +25,40 @@ DEFAULT_POLICY = QuantityPolicy(basis="free")
 
 
 class AvailabilityCache:
-    """Last known SoR availability per (item, location), with its age; fed by every read."""
+    """Last known SoR availability per (item, location), with its age; fed by every read.
+
+    Never over-report (a pull answer = cache - pending decrements): the dispatcher invalidates a
+    key *before* it acks a change applied to the SoR, and a read that started before the key's
+    last invalidation is refused, since it may predate that change. Every reader therefore reads
+    the pending decrements FIRST and the availability (cache or live) SECOND: a change acked in
+    between is then either still in the pending sum or already in the availability read after it
+    (at worst counted twice: under-reporting, never over-reporting).
+    """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic):
-        self._clock = clock
+        self.clock = clock
         self._data: dict[Key, tuple[Availability, float]] = {}
+        self._invalidated: dict[Key, float] = {}
         self._lock = threading.Lock()
 
-    def put(self, availability: Availability) -> None:
+    def put(self, availability: Availability, read_started: float) -> bool:
+        key = (availability.item, availability.location)
         with self._lock:
-            self._data[(availability.item, availability.location)] = (availability, self._clock())
+            if read_started <= self._invalidated.get(key, float("-inf")):
+                return False
+            self._data[key] = (availability, read_started)
+        return True
+
+    def invalidate(self, item: str, location: str) -> None:
+        with self._lock:
+            self._invalidated[(item, location)] = self.clock()
+            self._data.pop((item, location), None)
 
     def get(self, item: str, location: str) -> tuple[Availability, float] | None:
-        """(availability, age in seconds), or None when never read."""
+        """(availability, age in seconds since its read started), or None."""
         with self._lock:
             found = self._data.get((item, location))
-        return None if found is None else (found[0], self._clock() - found[1])
+        return None if found is None else (found[0], self.clock() - found[1])
 
 
 class SorReader:
@@ -65,6 +83,7 @@ class SorReader:
         return out
 
     def _read_one(self, sor: str, keys: list[Key]) -> dict[Key, Availability | BridgeError]:
+        started = self.cache.clock()
         try:
             found = self.connectors[sor].read_availability(keys)
         except BridgeError as exc:
@@ -72,13 +91,16 @@ class SorReader:
         except Exception as exc:  # an unclassified connector failure is worth another try
             return {k: RetryableError(f"reading {sor}: {type(exc).__name__}: {exc}") for k in keys}
         for availability in found.values():
-            self.cache.put(availability)
+            self.cache.put(availability, started)
         return {k: found.get(k) or RejectedError(f"{sor} does not know item {k[0]!r} at {k[1]!r}") for k in keys}
 
-    def net(self, availability: Availability) -> Availability:
-        """Availability minus the decrements received for it but not yet applied in the SoR."""
-        pending = self.queue.pending_quantity(self.sor_of(availability.location), availability.item,
-                                              availability.location, kinds={"decrement"})
+    def pending(self, item: str, location: str) -> Decimal:
+        """Decrements received for (item, location) but not yet applied in its SoR (<= 0)."""
+        return self.queue.pending_quantity(self.sor_of(location), item, location, kinds={"decrement"})
+
+    @staticmethod
+    def net(availability: Availability, pending: Decimal) -> Availability:
+        """Availability minus the pending decrements (read BEFORE the availability)."""
         if not pending:
             return availability
         forecast = None if availability.forecast is None else availability.forecast + pending
@@ -108,8 +130,10 @@ class AvailabilityPush:
     def __call__(self, target: str, connector, entries: Sequence[Entry]) -> list[Outcome | BridgeError]:
         mapping = self.mappings.systems[target]
         wanted = {e.id: self._internals(mapping, e) for e in entries}
-        read = self.reader.read(k for keys in wanted.values() for k in keys)
-        prepared = [self._figure(target, mapping, e, wanted[e.id], read) for e in entries]
+        keys = list(dict.fromkeys(k for ks in wanted.values() for k in ks))
+        pending = {k: self._pending(k) for k in keys}  # before the read: see AvailabilityCache
+        read = self.reader.read(keys)
+        prepared = [self._figure(target, mapping, e, wanted[e.id], read, pending) for e in entries]
         todo = [p for p in prepared if isinstance(p, Figure)]
         results = iter(_push(connector, todo) if todo else [])
         outcomes = [next(results) if isinstance(p, Figure) else p for p in prepared]
@@ -128,14 +152,21 @@ class AvailabilityPush:
             return []
         return [(entry.item, loc) for loc in mapping.internal_locations(located.code)]
 
-    def _figure(self, target: str, mapping, entry: Entry, keys: list[Key], read) -> Figure | Outcome | BridgeError:
+    def _pending(self, key: Key) -> Decimal | BridgeError:
+        try:
+            return self.reader.pending(*key)
+        except ConfigError as exc:
+            return exc
+
+    def _figure(self, target: str, mapping, entry: Entry, keys: list[Key], read,
+                pending: dict[Key, Decimal | BridgeError]) -> Figure | Outcome | BridgeError:
         if not keys:
             return RejectedError(f"{target} does not sell location {entry.location!r} (locations.map)")
-        parts = [read[k] for k in keys]
+        parts = [read[k] for k in keys] + [pending[k] for k in keys]
         failed = next((p for p in parts if isinstance(p, BridgeError)), None)
         if failed is not None:
             return failed
-        combined = aggregate([self.reader.net(p) for p in parts], mapping.locations.aggregation)
+        combined = aggregate([self.reader.net(read[k], pending[k]) for k in keys], mapping.locations.aggregation)
         quantity = channel_quantity(mapping.quantity_policy or DEFAULT_POLICY, combined)
         previous = self.figures.get(target, entry.item, self._code(mapping, entry))
         if previous is not None and previous == quantity:

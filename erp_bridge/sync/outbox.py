@@ -70,21 +70,22 @@ class OutboxPoller:
         return self._markers() + self._journal()
 
     def _markers(self) -> int:
+        started = self.cache.clock()
         rows = self.connector.fetch_markers(FETCH_LIMIT)
         entries, acks = [], []
         for row in rows:
-            found, ack = self._marker_entries(row)
+            found, ack = self._marker_entries(row, started)
             entries += found
             acks.append(ack)
         self._commit(entries, acks, self.connector.ack_markers)
         return len(rows)
 
-    def _marker_entries(self, row: dict) -> tuple[list[NewEntry], dict]:
+    def _marker_entries(self, row: dict, started: float) -> tuple[list[NewEntry], dict]:
         ack = {"id": row["id"], "sequence": row["sequence"], "target": ACK_TARGET, "state": "done"}
         if not row.get("sku"):
             return [], {**ack, "state": "dead", "error": f"product {row['product_id']} has no internal "
                                                           "reference (default_code): it cannot be synced"}
-        self.cache.put(availability_of(row["sku"], row["location"], row["availability"]))
+        self.cache.put(availability_of(row["sku"], row["location"], row["availability"]), started)
         return self.router.availability(self.sor, row["sku"], row["location"], cause=f"marker:{row['sequence']}",
                                         origin=row.get("origin") or None), ack
 
