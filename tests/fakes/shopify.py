@@ -278,8 +278,10 @@ ITEMS = {"chair-blue": "gid://shopify/InventoryItem/43210987654321",
          "table-oak": "gid://shopify/InventoryItem/43210987654330"}
 
 
-def example_mapping_set(directory, url: str, timeout_s: float = 0.5, batch_size: int | None = None):
-    """mappings/shopify.yaml and its lookup table, copied to ``directory`` with the fake's URL."""
+def example_mapping_set(directory, url: str, timeout_s: float = 0.5, batch_size: int | None = None,
+                        extra_items: dict[str, str] | None = None):
+    """mappings/shopify.yaml and its lookup table, copied to ``directory`` with the fake's URL
+    (``extra_items``: more SKU -> numeric inventory item id rows for the table)."""
     import re
     import shutil
     from pathlib import Path
@@ -288,6 +290,8 @@ def example_mapping_set(directory, url: str, timeout_s: float = 0.5, batch_size:
     source = Path(__file__).resolve().parents[2] / "mappings"
     directory.mkdir(parents=True, exist_ok=True)
     shutil.copy(source / "shopify_items.csv", directory / "shopify_items.csv")
+    with (directory / "shopify_items.csv").open("a", encoding="utf-8") as table:
+        table.writelines(f"{sku},{code},extra\n" for sku, code in (extra_items or {}).items())
     text = (source / "shopify.yaml").read_text(encoding="utf-8")
     text = re.sub(r"base_url: \S+", f"base_url: {url}/admin/api/{API_VERSION}", text)
     text = re.sub(r"timeout_s: \S+", f"timeout_s: {timeout_s}", text)
