@@ -352,7 +352,8 @@ def _number(value: Any) -> Any:
 MAPPING_FILE = __import__("pathlib").Path(__file__).resolve().parents[2] / "mappings" / "sap_b1.yaml"
 
 
-def sap_mapping(url: str, *, role: str = "mirror", batch_size: int = 20, timeout_s: float = 2.0):
+def sap_mapping(url: str, *, role: str = "mirror", batch_size: int = 20, timeout_s: float = 2.0,
+                location_roles: dict[str, str] | None = None):
     """The example mapping (mappings/sap_b1.yaml) pointed at ``url``: tests run what ships."""
     from erp_bridge.mapping.schema import SystemMapping
     from erp_bridge.yamlpos import load_yaml_file
@@ -360,6 +361,10 @@ def sap_mapping(url: str, *, role: str = "mirror", batch_size: int = 20, timeout
     data = load_yaml_file(MAPPING_FILE).data
     data["connection"].update(base_url=url, timeout_s=timeout_s)
     data["role"], data["writes"]["batch_size"] = role, batch_size
+    for entry in data["locations"]["map"]:
+        entry["role"] = (location_roles or {}).get(entry["internal"], entry.get("role"))
+        if entry["role"] is None:
+            del entry["role"]
     return SystemMapping.model_validate(data)
 
 
