@@ -18,6 +18,7 @@ import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from decimal import ROUND_FLOOR, Decimal
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ...domain import Decrement, Increment
@@ -25,7 +26,7 @@ from ...errors import BridgeError, ConfigError, RejectedError, RetryableError
 from ...dispatch.outcomes import NotAttempted
 from ...mapping.compile import UnmappedError, auth_headers
 from ...mapping.engine import build_requests
-from ...mapping.lookups import LookupTable
+from ...mapping.lookups import LookupTable, load_lookup
 from ...mapping.schema import SystemMapping, UnitRule
 from ...mapping.wire import HttpRequest
 from ..base import Capability, Delivered, Figure, Outcome
@@ -286,11 +287,24 @@ def from_mapping(system_mapping: SystemMapping, secrets: Any,
     token_name = m.connection.auth.secrets.get("token")
     if m.connection.auth.kind != "header" or not token_name:
         raise ConfigError(f"{m.system}: Shopify takes auth kind header (X-Shopify-Access-Token) with secrets.token")
-    lookup = (lookups or {}).get(m.system)
-    if m.items.lookup is not None and lookup is None:
-        raise ConfigError(f"{m.system}: items.lookup names {m.items.lookup.file} but no table was given to the "
-                          f"connector (pass the MappingSet's lookups)")
+    lookup = _lookup_table(m, secrets, lookups)
     webhook_secret = secret_value(secrets, m.webhooks.secret) if m.webhooks else None
     transport = Transport({token_name: secret_value(secrets, token_name)}, token_name,
                           timeout_s=float(m.connection.timeout_s))
     return ShopifyConnector(m, transport, lookup=lookup, webhook_secret=webhook_secret)
+
+
+def _lookup_table(m: SystemMapping, settings: Any, lookups: Mapping[str, LookupTable] | None) -> LookupTable | None:
+    """The SKU table: the loaded MappingSet's when given; else read again from the settings'
+    mappings_dir, since registry.build hands a factory only (mapping, settings)."""
+    spec = m.items.lookup
+    if lookups is not None or spec is None:
+        return (lookups or {}).get(m.system)
+    directory = getattr(settings, "mappings_dir", None)
+    if directory is None:
+        raise ConfigError(f"{m.system}: items.lookup names {spec.file} but the connector got no lookup tables")
+    path = Path(directory) / spec.file
+    table, problems = load_lookup(path, str(path), spec.sku_column, spec.code_column)
+    if table is None:
+        raise ConfigError(problems)
+    return table

@@ -258,3 +258,36 @@ def test_webhook_signed_with_another_secret_is_refused_unchanged(connector):
     with pytest.raises(WebhookRejected) as refused:
         connector.verify_webhook(headers, body, "https://bridge/webhooks/shopify")
     assert refused.value.status == 401 and WEBHOOK_SECRET not in str(refused.value)
+
+
+# --- factory -------------------------------------------------------------------------------------
+
+def test_registry_builds_the_connector_from_settings_reading_the_lookup_table_from_mappings_dir(shop, tmp_path):
+    from types import SimpleNamespace
+
+    from erp_bridge.connectors import registry
+    from tests.fakes.shopify import example_mapping_set
+    mappings = example_mapping_set(tmp_path / "mappings", shop.url)
+    settings = SimpleNamespace(mappings_dir=tmp_path / "mappings",
+                               secret=lambda name: {"shopify_token": TOKEN, "shopify_webhook_secret": WEBHOOK_SECRET}[name])
+    connector = registry.build(mappings.systems["shopify"], settings)
+    assert connector.push_availability([figure("chair-blue", 5)]) == [Delivered("set")]
+    [unstocked] = connector.push_availability([figure("007", 2, previous=0)])  # mapped by the table, not stocked
+    assert f"Shopify refused SKU 007 at WH/Stock ({ITEMS['007']} @ {LOCATION})" in str(unstocked)
+
+
+@pytest.mark.parametrize("edit, says", [
+    (("kind: header", "kind: bearer"), "Shopify takes auth kind header"),
+    (("writes:", "units: {default: {factor: 12}}\nwrites:"), "remove the units section"),
+], ids=["bearer-auth", "units-conversion"])
+def test_factory_refuses_a_mapping_it_cannot_serve_safely(shop, tmp_path, edit, says):
+    from erp_bridge.connectors.shopify.connector import from_mapping
+    from erp_bridge.mapping.loader import load_mappings
+    from tests.fakes.shopify import example_mapping_set
+    example_mapping_set(tmp_path / "m", shop.url)
+    path = tmp_path / "m" / "shopify.yaml"
+    path.write_text(path.read_text().replace(*edit, 1))
+    mappings = load_mappings(tmp_path / "m")
+    with pytest.raises(ConfigError, match=says):
+        from_mapping(mappings.systems["shopify"], {"shopify_token": TOKEN, "shopify_webhook_secret": "x"},
+                     lookups=mappings.lookups)
