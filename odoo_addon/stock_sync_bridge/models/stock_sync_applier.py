@@ -130,6 +130,9 @@ class StockSyncApplier(models.AbstractModel):
     def _resolve_location(self, ref):
         """A location id, its full name ('WH/Stock') or a warehouse code ('WH')."""
         location = self._find_location(ref)
+        # sudo bypasses record rules: keep the caller inside its own companies
+        if location and location.company_id not in self.env.user.company_ids:
+            location = None
         if not location or not self.env["stock.sync.config"]._roots_of(location):
             raise LineRejected("unknown_location", "no synced location %r" % (ref,))
         return location

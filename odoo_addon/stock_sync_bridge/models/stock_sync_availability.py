@@ -86,7 +86,12 @@ class StockSyncAvailability(models.AbstractModel):
     def _locations(self, refs):
         """Synced locations named by ``refs`` (default: all roots) + error answers."""
         if not refs:
-            ids = [loc_id for loc_id, _path, _company in self.env["stock.sync.config"]._synced_roots()]
+            companies = set(self.env.user.company_ids.ids)
+            ids = [
+                loc_id
+                for loc_id, _path, company in self.env["stock.sync.config"]._synced_roots()
+                if not company or company in companies
+            ]
             return self.env["stock.location"].browse(ids), []
         locations, errors = self.env["stock.location"], []
         for ref in refs:

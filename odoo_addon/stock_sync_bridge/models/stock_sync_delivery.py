@@ -60,6 +60,10 @@ class StockSyncDelivery(models.Model):
             "sequence": sequence,
             "last_error": (error or False) if ack_state != "done" else False,
         }
+        if existing and existing.sequence > sequence:
+            # a late ack of an older read must not overwrite a newer result
+            existing.attempts += 1
+            return existing
         if existing:
             vals["attempts"] = existing.attempts + 1
             existing.write(vals)

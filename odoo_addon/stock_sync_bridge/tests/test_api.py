@@ -71,6 +71,18 @@ class TestApi(StockSyncCase):
         self.assertEqual(delivery.state, "pending")
         self.assertEqual(self._pending().origin, "retry")
 
+    def test_late_ack_of_an_older_read_does_not_overwrite(self):
+        self._param("marker_targets", "shopify, woo")
+        [old] = [m for m in self.api.fetch_markers() if m["sku"] == "SYNC-1"]
+        self._order(1).action_confirm()
+        [new] = [m for m in self.api.fetch_markers() if m["sku"] == "SYNC-1"]
+        ack = {"id": new["id"], "target": "shopify", "state": "done"}
+        self.api.ack_markers([dict(ack, sequence=new["sequence"])])
+        late = self.api.ack_markers([dict(ack, sequence=old["sequence"])])
+        self.assertEqual(late[0]["status"], "stale")
+        res = self.api.ack_markers([dict(ack, target="woo", sequence=new["sequence"])])
+        self.assertEqual(res[0]["status"], "done", "shopify's newer result still counts")
+
     def test_ack_input_errors(self):
         res = self.api.ack_markers([{"id": 1}, {"id": 999999, "sequence": 1, "target": "x",
                                                 "state": "done"},
