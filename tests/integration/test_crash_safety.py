@@ -1,60 +1,65 @@
-"""Crash safety: 10,000 events, a worker process killed with SIGKILL mid-delivery, restarted:
-every idempotency key reaches the counting target, none is lost, everything ends done, and the
-only redeliveries are entries the killed worker held leased.
-
-The worker builds what ``erp-bridge worker`` wires (open_queue -> http_json connector through the
-registry -> Dispatcher); switch WORKER to the console script once runtime.py calls
-``Dispatcher.from_settings``.
+"""Crash safety: 10,000 events, the real `erp-bridge worker` process killed with SIGKILL
+mid-delivery, restarted: every idempotency key reaches the counting target, none is lost,
+everything ends done, and the only redeliveries are entries the killed worker held leased.
 """
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import time
 from collections import defaultdict
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
-from erp_bridge.dispatch.routing import entry_for
 from erp_bridge.domain import Decrement
 from erp_bridge.queue import open_queue
 from erp_bridge.queue.base import RetryPolicy, State
+from erp_bridge.sync.router import Router
+from erp_bridge.mapping.loader import load_mappings
 from tests.fakes.http_target import FakeTarget
 
 EVENTS = 10_000
 ITEMS = 500  # 20 decrements per (item, location): per-key order is exercised too
 WORKERS, BATCH, LEASE_S = 4, 32, 3.0
+ERP_BRIDGE = str(Path(sys.executable).with_name("erp-bridge"))
 
-WORKER = f"""
-import signal, sys, threading
-from types import SimpleNamespace
-from erp_bridge.connectors import registry
-from erp_bridge.dispatch.dispatcher import Dispatcher
-from erp_bridge.queue import open_queue
-from erp_bridge.queue.base import RetryPolicy
-
-queue_url, base_url = sys.argv[1:3]
-queue = open_queue(queue_url, RetryPolicy(max_attempts=5, base_s=0.2))
-mapping = SimpleNamespace(system="shop", connector="http_json", connection=SimpleNamespace(
-    base_url=base_url, timeout_s=5.0, headers={{}}, auth=SimpleNamespace(kind="none")))
-connector = registry.build(mapping, {{}})
-dispatcher = Dispatcher(queue, {{"shop": connector}}, workers={WORKERS}, batch_size={BATCH},
-                        lease_s={LEASE_S}, poll_s=0.05)
-stop = threading.Event()
-signal.signal(signal.SIGTERM, lambda *_: stop.set())
-dispatcher.start()
-stop.wait()
-dispatcher.stop(5.0)
-connector.close()
-queue.close()
+CONFIG = f"""
+data_dir: data
+mappings_dir: mappings
+queue: {{lease_s: {LEASE_S}, batch_size: {BATCH}}}
+workers: {{count: {WORKERS}, poll_interval_s: 0.05, shutdown_deadline_s: 5}}
+retry: {{max_attempts: 5, base_s: 0.2}}
 """
+MAPPING = """
+version: 1
+system: {system}
+connector: http_json
+role: {role}
+connection:
+  base_url: {url}
+  auth: {{kind: none}}
+  timeout_s: 5
+locations:
+  map:
+    - {{internal: WH, code: WH}}
+{extra}"""
 
 
-def start_worker(queue_url: str, target_url: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", WORKER, queue_url, target_url],
+def configure(tmp_path: Path, target_url: str) -> Path:
+    """A config dir as an operator would write it: the channel 'web' sells what 'shop' holds."""
+    (tmp_path / "mappings").mkdir()
+    (tmp_path / "mappings" / "shop.yaml").write_text(MAPPING.format(system="shop", role="system_of_record", url=target_url, extra=""))
+    (tmp_path / "mappings" / "web.yaml").write_text(MAPPING.format(system="web", role="channel", url=target_url,
+                                                                        extra="quantity_policy: {basis: free}\n"))
+    (tmp_path / "bridge.yaml").write_text(CONFIG)
+    return tmp_path / "bridge.yaml"
+
+
+def start_worker(config: Path) -> subprocess.Popen:
+    return subprocess.Popen([ERP_BRIDGE, "--config", str(config), "worker"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -77,12 +82,15 @@ def sales() -> list[Decrement]:
 
 @pytest.mark.slow
 def test_kill_9_mid_delivery_loses_nothing(tmp_path):
-    queue_url = f"sqlite:///{tmp_path}/queue.db"
-    queue = open_queue(queue_url, RetryPolicy())
-    events = sales()
-    queue.enqueue([entry_for("shop", e) for e in events])
     with FakeTarget() as target:
-        worker = start_worker(queue_url, target.url)
+        config = configure(tmp_path, target.url)
+        (tmp_path / "data").mkdir()
+        queue = open_queue(f"sqlite:///{tmp_path}/data/queue.sqlite3", RetryPolicy())
+        router = Router(load_mappings(tmp_path / "mappings"))
+        events = sales()
+        # each sale's entry for the system of record (its availability fan-out is not under test)
+        queue.enqueue([router.channel_change(sale)[0] for sale in events])
+        worker = start_worker(config)
         assert target.wait_until(lambda t: t.counts()[0] >= EVENTS // 4, timeout_s=60)
         assert worker.poll() is None, worker.stderr.read().decode()
         worker.send_signal(signal.SIGKILL)
@@ -90,7 +98,7 @@ def test_kill_9_mid_delivery_loses_nothing(tmp_path):
         delivered_at_kill = target.counts()[0]
         leased_at_kill = depth(queue).get(State.LEASED, 0)
 
-        worker = start_worker(queue_url, target.url)
+        worker = start_worker(config)
         wait_for(lambda: depth(queue).get(State.DONE) == EVENTS, 120, "the restarted worker to drain")
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(30) == 0, worker.stderr.read().decode()
