@@ -12,7 +12,7 @@ from erp_bridge.connectors.sap_b1 import ServiceLayerSession, classify
 from erp_bridge.connectors.sap_b1.classify import SessionInvalid
 from erp_bridge.errors import ConfigError, RejectedError, RetryableError
 from tests.fakes.clock import FakeClock
-from tests.fakes.sap_b1 import Fault, FakeServiceLayer, connector_for, move
+from tests.fakes.sap_b1 import Fault, FakeServiceLayer, connector_for, move, sap_mapping
 
 PASSWORD = "pa55-Wörd-never-echo"
 
@@ -152,8 +152,8 @@ def test_close_logs_out_and_ends_the_session(sl, tmp_path):
 
 
 def test_every_request_has_the_mapping_timeout(sl, tmp_path):
-    connector = connector_for(sl, tmp_path)
-    assert connector.session.timeout == (2.0, 2.0)
-    sl.fail_next(Fault(201, hang_s=3.0, path="InventoryGenExits"))
+    connector = connector_for(sl, tmp_path, mapping=sap_mapping(sl.url, timeout_s=0.5))
+    assert connector.session.timeout == (0.5, 0.5)
+    sl.fail_next(Fault(201, hang_s=1.5, path="InventoryGenExits"))
     outcome = connector.post_moves([move("1")])[0]
     assert isinstance(outcome, RetryableError) and str(outcome) == "POST InventoryGenExits timed out: ReadTimeout"
