@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping
 
 import requests
 
+from ...dispatch.outcomes import NotAttempted
 from ...errors import BridgeError, ConfigError, RejectedError, RetryableError
 from ...mapping.wire import PLACEHOLDER
 from ..http_json import CONNECT_TIMEOUT_S, EXCERPT_CHARS, retry_after_s
@@ -140,12 +141,12 @@ class Transport:
         for session in self._sessions:
             session.close()
 
-    def _reserve(self, operation: str) -> RetryableError | None:
+    def _reserve(self, operation: str) -> NotAttempted | None:
         cost = self._costs[operation]
         with self._lock:
             wait = self._budget.wait_s(cost, self._clock())
-        if wait > INLINE_WAIT_S:
-            return RetryableError(f"holding back: Shopify cost budget refills in {wait:.1f} s", after=wait)
+        if wait > INLINE_WAIT_S:  # nothing sent: the entries go back without counting an attempt
+            return NotAttempted(RetryableError(f"holding back: Shopify cost budget refills in {wait:.1f} s"), after=wait)
         if wait > 0:
             self._sleep(wait)
         with self._lock:
