@@ -19,6 +19,8 @@ import odoorpc
 
 from ..domain import Availability, Count, Decrement, Increment
 from ..errors import BridgeError, ConfigError, RejectedError, RetryableError
+from ..mapping.compile import UnmappedError
+from ..mapping.engine import item_code
 from .base import Capability, Delivered, Outcome
 
 log = logging.getLogger(__name__)
@@ -97,21 +99,35 @@ class OdooConnector:
 
     # --- capabilities --------------------------------------------------------------------------
     def read_availability(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Availability]:
-        skus = sorted({sku for sku, _ in keys})
-        locations = sorted({loc for _, loc in keys})
-        answers = self.call("read_availability", skus, locations)
-        wanted = set(keys)
-        out = {}
+        """Figures per (SKU, internal location); keys Odoo does not know are absent."""
+        codes = {self._code(loc): loc for _, loc in keys if self.mapping.location_entry(loc)}
+        skus = {self._sku(sku): sku for sku, _ in keys}
+        answers = self.call("read_availability", sorted(skus), sorted(codes))
+        wanted, out = set(keys), {}
         for answer in answers:
-            key = (answer.get("sku"), answer.get("location"))
+            key = (skus.get(answer.get("sku")), codes.get(answer.get("location")))
             if answer.get("status") == "ok" and key in wanted:
                 out[key] = availability_of(key[0], key[1], answer["availability"])
         return out
 
     def apply_stock_changes(self, changes: Sequence[Decrement | Increment | Count]) -> list[Outcome]:
-        lines = [_line(c) for c in changes]
-        results = {r["key"]: r for r in self.call("apply_stock_changes", lines)}
-        return [_outcome(results.get(line["key"]), line["key"]) for line in lines]
+        lines = [self._line_or_error(c) for c in changes]
+        sent = [line for line in lines if isinstance(line, dict)]
+        results = {r["key"]: r for r in self.call("apply_stock_changes", sent)} if sent else {}
+        return [line if isinstance(line, BridgeError) else _outcome(results.get(line["key"]), line["key"])
+                for line in lines]
+
+    def _line_or_error(self, change) -> dict | BridgeError:
+        try:
+            return rpc_line(self.mapping, change)
+        except (RejectedError, UnmappedError) as exc:
+            return exc if isinstance(exc, RejectedError) else RejectedError(str(exc))
+
+    def _code(self, location: str) -> str:
+        return self.mapping.location_entry(location).code
+
+    def _sku(self, sku: str) -> str:
+        return item_code(self.mapping, None, sku)
 
     def close(self) -> None:
         self._local = threading.local()
@@ -126,12 +142,27 @@ def availability_of(sku: str, location: str, figures: dict) -> Availability:
                         free=dec("free"), forecast=dec("forecast"), uom=figures.get("uom"))
 
 
-def _line(change: Decrement | Increment | Count) -> dict[str, Any]:
+def rpc_line(mapping, change: Decrement | Increment | Count) -> dict[str, Any]:
+    """One line of stock.sync.api.apply_stock_changes, in Odoo's terms (through the mapping)."""
     if isinstance(change, Count):
         raise RejectedError("Odoo takes channel sales and returns, not counts; counts go to reconciliation")
-    return {"key": change.idempotency_key, "kind": change.kind, "sku": change.item,
-            "location": change.location, "quantity": float(change.quantity), "channel": change.channel,
+    entry = mapping.location_entry(change.location)
+    if entry is None:
+        raise RejectedError(f"location {change.location!r} is not in the {mapping.system} mapping's locations.map")
+    return {"key": change.idempotency_key, "kind": change.kind, "sku": item_code(mapping, None, change.item),
+            "location": entry.code, "quantity": float(change.quantity), "channel": change.channel,
             "order_ref": change.order, "occurred_at": change.occurred_at.isoformat()}
+
+
+def describe_call(mapping, changes: Sequence[Decrement | Increment | Count]) -> str:
+    """What ``mappings preview`` shows for Odoo: the exact RPC, since Odoo takes no mapped bodies."""
+    import json
+
+    lines = [rpc_line(mapping, c) for c in changes]
+    return (f"# {mapping.system} apply_stock_changes, key {lines[0]['key'] if lines else '-'}\n"
+            f"POST {mapping.connection.base_url}/jsonrpc  (odoorpc execute_kw as the bridge user, "
+            f"database {mapping.connection.database})\n"
+            f"model stock.sync.api, method apply_stock_changes, args:\n{json.dumps([lines], indent=2)}\n")
 
 
 def _outcome(result: dict | None, key: str) -> Outcome:

@@ -20,9 +20,11 @@ AUTH_SECRETS = {
 }
 OPTIONAL_SECRETS = {"oauth1_tba": ("account",)}
 ROLE_TRIGGERS = {"mirror": ("move_in", "move_out"), "channel": ("availability",),
-                 "system_of_record": ("decrement", "increment")}
+                 "system_of_record": ("decrement", "increment"), "pull_client": ()}
 #: connectors that build their own requests when a mapping has none (a generic JSON target)
-SELF_BUILDING = ("http_json",)
+# Connectors that speak a fixed protocol of their own (http_json: its JSON shape; odoo: the
+# stock_sync_bridge module's API over odoorpc), so their mappings hold no request bodies.
+SELF_BUILDING = ("http_json", "odoo")
 KEYED_STRATEGIES = ("reference_field", "external_id", "header", "body_id")
 
 
@@ -36,6 +38,7 @@ def check_mapping(m: SystemMapping, secret_names: Collection[str] | None) -> Fou
     yield from _roles(m)
     yield from _writes(m)
     yield from _requests(m)
+    yield from _pull(m)
 
 
 def secret_message(name: str) -> str:
@@ -61,6 +64,8 @@ def _secrets_configured(m: SystemMapping, secret_names: Collection[str]) -> Foun
     for role, name in m.connection.auth.secrets.items():
         if name not in secret_names:
             yield ("connection", "auth", "secrets", role), secret_message(name)
+    if m.pull is not None and m.pull.token_secret and m.pull.token_secret not in secret_names:
+        yield ("pull", "token_secret"), secret_message(m.pull.token_secret)
 
 
 def _limits(m: SystemMapping) -> Found:
@@ -112,8 +117,8 @@ def _roles(m: SystemMapping) -> Found:
     roles = m.roles
     if "channel" in roles and m.quantity_policy is None:
         yield ("quantity_policy",), "a channel needs a quantity_policy (at least its basis)"
-    if m.quantity_policy is not None and "channel" not in roles and _all_roles_set(m):
-        yield ("quantity_policy",), "quantity_policy applies to channels only; no location here is a channel"
+    if m.quantity_policy is not None and not roles & {"channel", "pull_client"} and _all_roles_set(m):
+        yield ("quantity_policy",), "quantity_policy applies to channels and pull clients only; no location here is one"
     if "mirror" in roles and m.writes.mode != "delta":
         yield ("writes", "mode"), "a mirror receives moves, not figures: writes.mode must be delta"
     if m.connector in SELF_BUILDING:
@@ -192,3 +197,56 @@ def _field_usable(m: SystemMapping, spec: RequestSpec, name: str, path: tuple) -
     for trigger in spec.on:
         if field_type(name, trigger) is None:
             yield path, f"field '{name}' does not exist on {trigger} events"
+
+
+def _pull(m: SystemMapping) -> Found:
+    """A pull client is answered, never called: connector pull, a pull section, items mapped back."""
+    pulls = "pull_client" in m.roles
+    if pulls != (m.connector == "pull") or (pulls and m.roles != {"pull_client"}):
+        yield ("connector",), "connector pull goes with role pull_client, on every location, and only there"
+    if pulls and m.pull is None:
+        yield (), "a pull client needs a pull section (at least its protocol)"
+    if m.pull is not None and not pulls:
+        yield ("pull",), "the pull section applies to pull clients (role pull_client) only"
+    if pulls and m.items.transform:
+        yield ("items", "transform"), ("a pull client maps the store's codes back to SKUs, which a transform "
+                                       "cannot do: use items.overrides, items.lookup or items.variants")
+    yield from _ship_to(m)
+    yield from _variants(m)
+    if m.pull is not None:
+        yield from _pull_section(m)
+
+
+def _pull_section(m: SystemMapping) -> Found:
+    pull = m.pull
+    if pull.protocol == "inventory_levels" and pull.token_secret is None:
+        yield ("pull",), "inventory_levels needs token_secret: the NAME of the bearer token callers present"
+    if pull.page_size > pull.max_ids:
+        yield ("pull", "page_size"), f"page_size {pull.page_size} is larger than max_ids {pull.max_ids}"
+
+
+def _ship_to(m: SystemMapping) -> Found:
+    levels = m.pull is not None and m.pull.protocol == "inventory_levels"
+    for index, entry in enumerate(m.locations.map):
+        if entry.ship_to and not levels:
+            yield ("locations", "map", index, "ship_to"), "ship_to applies to inventory_levels pull clients only"
+        elif levels and not entry.ship_to:
+            yield ("locations", "map", index), "an inventory_levels location needs ship_to (ISO 3166 codes it ships to)"
+
+
+def _variants(m: SystemMapping) -> Found:
+    realtime = m.pull is not None and m.pull.protocol == "realtime_inventory"
+    if m.items.variants and not realtime:
+        yield ("items", "variants"), "variants apply to realtime_inventory pull clients only"
+    seen: dict[tuple, int] = {}
+    for index, variant in enumerate(m.items.variants):
+        key = (variant.code, frozenset(option_key(n, v) for n, v in variant.options.items()))
+        if key in seen:
+            yield ("items", "variants", index), (
+                f"code '{variant.code}' with these options is already mapped (variants[{seen[key]}])")
+        seen.setdefault(key, index)
+
+
+def option_key(name: str, value: str) -> tuple[str, str]:
+    """How store options compare: trimmed, case-insensitive (stores differ in how they spell them)."""
+    return name.strip().casefold(), value.strip().casefold()

@@ -34,6 +34,9 @@ def preview(system: str, event_file: Path, mappings_dir: Path, *, now: datetime 
         known = ", ".join(sorted(mappings.systems)) or "none"
         raise MappingError(f"no mapping for system '{system}' (known: {known})")
     events = read_events(Path(event_file), mapping)
+    if mapping.connector == "odoo":  # a fixed API over odoorpc: show the call itself
+        from ..connectors.odoo import describe_call
+        return describe_call(mapping, events)
     requests = build_requests(events, mapping, mappings.lookups, now=now or datetime.now(timezone.utc),
                               new_id=new_id or (lambda: str(uuid.uuid4())))
     return "\n\n".join(format_request(mapping.system, r) for r in requests) + "\n"

@@ -21,7 +21,7 @@ from erp_bridge.yamlpos import load_yaml_file
 from .conftest import HERE, MAPPINGS, NOW, fixed_ids
 
 EXAMPLES = sorted(MAPPINGS.glob("*.yaml"))
-EXAMPLE_SECRETS = {"sap_b1_user", "sap_b1_password", "odoo_user", "odoo_password", "shopify_token",
+EXAMPLE_SECRETS = {"sap_b1_user", "sap_b1_password", "odoo_user", "odoo_password", "odoo_nudge_secret", "shopify_token",
                    "netsuite_account", "netsuite_consumer_key", "netsuite_consumer_secret", "netsuite_token_id",
                    "netsuite_token_secret", "d365_client_id", "d365_client_secret", "zoho_client_id",
                    "zoho_client_secret", "zoho_refresh_token"}
@@ -57,7 +57,7 @@ def test_secrets_all_configured_pass_and_each_missing_one_is_named():
     with pytest.raises(MappingError) as caught:
         load_mappings(MAPPINGS, secret_names=EXAMPLE_SECRETS - {"shopify_token", "odoo_password"})
     assert [str(p) for p in caught.value.problems] == [
-        "mappings/odoo.yaml:16:17 connection.auth.secrets.password: secret 'odoo_password' is not configured: "
+        "mappings/odoo.yaml:18:17 connection.auth.secrets.password: secret 'odoo_password' is not configured: "
         "set ERP_BRIDGE_SECRETS__ODOO_PASSWORD or put a file named odoo_password in $CREDENTIALS_DIRECTORY",
         "mappings/shopify.yaml:16:14 connection.auth.secrets.token: secret 'shopify_token' is not configured: "
         "set ERP_BRIDGE_SECRETS__SHOPIFY_TOKEN or put a file named shopify_token in $CREDENTIALS_DIRECTORY",
@@ -132,7 +132,7 @@ def test_check_raises_with_every_problem(tmp_path):
     bad = shutil.copy(HERE / "invalid" / "unknown_role.yaml", tmp_path / "x.yaml")
     with pytest.raises(MappingError) as caught:
         cli_support.check([Path(bad), MAPPINGS])
-    assert [p.message for p in caught.value.problems] == ["input should be 'system_of_record', 'mirror' or 'channel'"]
+    assert [p.message for p in caught.value.problems] == ["input should be 'system_of_record', 'mirror', 'channel' or 'pull_client'"]
 
 
 def test_a_single_file_check_skips_cross_file_coverage():
