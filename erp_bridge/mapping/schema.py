@@ -18,9 +18,10 @@ from .nodes import FormatText, NodeIn, TransformName
 from .transforms import TRIGGERS
 
 SCHEMA_VERSION = 1
-CONNECTOR_KINDS = ("sap_b1", "netsuite", "dynamics365", "zoho_inventory", "odoo", "shopify", "http_json")
-ROLES = ("system_of_record", "mirror", "channel")
-Role = Literal["system_of_record", "mirror", "channel"]
+CONNECTOR_KINDS = ("sap_b1", "netsuite", "dynamics365", "zoho_inventory", "odoo", "shopify", "http_json", "pull")
+ROLES = ("system_of_record", "mirror", "channel", "pull_client")
+#: a pull client asks for availability (docs/pull.md); the router never pushes to it
+Role = Literal["system_of_record", "mirror", "channel", "pull_client"]
 Trigger = Literal["move_in", "move_out", "decrement", "increment", "count", "availability"]
 assert tuple(Trigger.__args__) == TRIGGERS  # type: ignore[attr-defined]
 
@@ -28,6 +29,17 @@ Code = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
 NonNegative = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
 Positive = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
+#: ISO 3166-1 alpha-2, the 249 officially assigned codes (as the tz database's iso3166.tab lists them)
+COUNTRY_CODES = frozenset((
+    "AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR BS "
+    "BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ EC EE "
+    "EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW GY HK HM "
+    "HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP KR KW KY KZ LA LB LC "
+    "LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT MU MV MW MX MY MZ NA "
+    "NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY QA RE RO RS RU RW "
+    "SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO "
+    "TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW"
+).split())
 _SECRET_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _STATUS_RE = re.compile(r"^[1-5]([0-9]{2}|xx)$")
 _CREDENTIAL_HEADER = re.compile(r"authorization|cookie|token|secret|password|api-?key", re.I)
@@ -69,11 +81,31 @@ def _header_name(value: str) -> str:
     return value
 
 
+def _country(value: str) -> str:
+    if value not in COUNTRY_CODES:
+        hint = " (upper case)" if value.upper() in COUNTRY_CODES else ""
+        raise ValueError(f"'{value}' is not an ISO 3166-1 alpha-2 country code{hint}, e.g. SE, DE, US")
+    return value
+
+
+def _header_text(value: str) -> str:
+    # shown through an HTTP header: latin-1 only, one line (a newline would forge headers)
+    if any(c in value for c in "\r\n\0") or not value.isprintable():
+        raise ValueError("a message is one line of printable text (it is sent as an HTTP header)")
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise ValueError("a message is sent as an HTTP header: use Latin-1 characters only") from None
+    return value
+
+
 SecretName = Annotated[str, BeforeValidator(_secret_name), WithJsonSchema({"type": "string", "pattern": _SECRET_RE.pattern})]
 BaseUrl = Annotated[str, BeforeValidator(_base_url), WithJsonSchema({"type": "string", "format": "uri"})]
 ConnectorKind = Annotated[str, AfterValidator(_connector), WithJsonSchema({"enum": list(CONNECTOR_KINDS)})]
 StatusKey = Annotated[str, AfterValidator(_status)]
 HeaderName = Annotated[str, AfterValidator(_header_name)]
+HeaderText = Annotated[str, StringConstraints(max_length=500), AfterValidator(_header_text)]
+Country = Annotated[str, AfterValidator(_country), WithJsonSchema({"enum": sorted(COUNTRY_CODES)})]
 
 
 class Strict(BaseModel):
@@ -125,6 +157,15 @@ class ItemLookup(Strict):
     code_column: Code = "code"
 
 
+class Variant(Strict):
+    """A pull client's item code plus selected options -> one SKU (real-time inventory script)."""
+
+    code: Code
+    #: option name -> value as the store sends them (compared case-insensitively, trimmed)
+    options: dict[Code, Code] = Field(min_length=1)
+    sku: Code
+
+
 class Items(Strict):
     """Internal SKU -> the system's item id: overrides, then lookup table, then the rule."""
 
@@ -138,6 +179,8 @@ class Items(Strict):
     lookup: Optional[ItemLookup] = None
     #: a SKU in neither overrides nor lookup: map it by the rule, or refuse it
     unlisted: Literal["rule", "error"] = "rule"
+    #: pull clients: an item code whose options select the SKU (option-less items use overrides)
+    variants: list[Variant] = []
 
 
 class LocationEntry(Strict):
@@ -148,6 +191,8 @@ class LocationEntry(Strict):
     primary: bool = False
     #: extra per-location values a body reads as ``attr.NAME`` (e.g. a Dynamics siteId)
     attrs: dict[Code, Code] = {}
+    #: pull clients (inventory levels): the countries this location ships to
+    ship_to: list[Country] = []
 
 
 class Locations(Strict):
@@ -236,6 +281,49 @@ class Webhooks(Strict):
     default_location: Optional[Code] = None
 
 
+class PullMessages(Strict):
+    """What the shopper reads (``Inventory-Message``); ``{available}`` and ``{requested}`` are filled in."""
+
+    in_stock: HeaderText = "In stock"
+    #: some stock, less than requested, no backorders
+    insufficient: HeaderText = "Only {available} in stock"
+    out_of_stock: HeaderText = "Out of stock"
+    #: less than requested and the store takes backorders
+    backordered: HeaderText = "Only {available} in stock; the rest will be backordered"
+    #: unreachable: accept (the store then lets the order through: seed 000's own wording)
+    unconfirmed: HeaderText = "Availability could not be confirmed"
+    #: unreachable: reject
+    rejected: HeaderText = "Availability could not be checked right now; please try again in a few minutes"
+    #: the code or options match no SKU, or the system of record does not know the SKU
+    unknown_item: HeaderText = "This item is not available"
+
+
+class Pull(Strict):
+    """How a pull client is answered (docs/pull.md). Mirrors the store's own settings."""
+
+    protocol: Literal["realtime_inventory", "inventory_levels"]
+    #: realtime_inventory: which form field names the item (.code or .id)
+    item_field: Literal["code", "id"] = "code"
+    #: quantity: report the figure; availability: report 1 (available) or 0
+    display: Literal["quantity", "availability"] = "quantity"
+    #: the store lets shoppers order more than available: the real figure is still reported
+    backorders: bool = False
+    #: system of record unreachable and the cache stale: reject (0) or accept (negative = unknown)
+    unreachable: Literal["reject", "accept"] = "accept"
+    messages: PullMessages = PullMessages()
+    #: a cached figure younger than this is answered without asking the system of record
+    fresh_s: float = Field(default=5.0, ge=0, le=3600)
+    #: how long a live read may take before the unreachable policy answers
+    live_timeout_s: float = Field(default=0.8, gt=0, le=30)
+    #: inventory_levels: NAME of the bearer token secret the caller presents
+    token_secret: Optional[SecretName] = None
+    #: inventory_levels: the liveMode every level reports
+    live_mode: bool = False
+    #: inventory_levels: most inventoryItemIds in one request, and the default/maximum page size
+    max_ids: int = Field(default=1000, ge=1, le=10000)
+    page_size: int = Field(default=100, ge=1, le=1000)
+
+
 class SystemMapping(Strict):
     """One ``mappings/<system>.yaml``."""
 
@@ -253,6 +341,7 @@ class SystemMapping(Strict):
     writes: Writes = Writes()
     requests: dict[Name, RequestSpec] = {}
     webhooks: Optional[Webhooks] = None
+    pull: Optional[Pull] = None
 
     _compiled: Any = PrivateAttr(default=None)
 

@@ -121,13 +121,13 @@ CASES = [
         "mappings/sap_b1.yaml:10:18 locations.map[0].internal: location 'WH/Stock' already has a system of record: odoo",
     ]),
     ('unknown_connector', [
-        "mappings/unknown_connector.yaml:3:12 connector: unknown connector 'sap' (known: sap_b1, netsuite, dynamics365, zoho_inventory, odoo, shopify, http_json)",
+        "mappings/unknown_connector.yaml:3:12 connector: unknown connector 'sap' (known: sap_b1, netsuite, dynamics365, zoho_inventory, odoo, shopify, http_json, pull)",
     ]),
     ('unknown_field', [
         "mappings/unknown_field.yaml:23:20 requests.push.body.sku.field: unknown field 'itm' (known: channel, direction, from_location, id, item, item_code, key, kind, line, location, location_code, low_stock, move_id, now, occurred_at, order, origin_system, previous, quantity, reason, reference, signed_quantity, system, to_location, uom, or attr.NAME for a location attribute)",
     ]),
     ('unknown_role', [
-        "mappings/unknown_role.yaml:4:7 role: input should be 'system_of_record', 'mirror' or 'channel'",
+        "mappings/unknown_role.yaml:4:7 role: input should be 'system_of_record', 'mirror', 'channel' or 'pull_client'",
     ]),
     ('unknown_top_key', [
         'mappings/unknown_top_key.yaml:17:1 timeout: unknown key (check the spelling)',

@@ -1,0 +1,219 @@
+"""The pull service (DESIGN.md flow 5): stores that ask for availability instead of being pushed to.
+
+answer = policy(aggregate over the internal locations of (net(cached-or-live availability, pending)))
+
+THE READ ORDER (see AvailabilityCache): the pending decrements of every key are read FIRST, then
+the availability: from the cache when its entry is at most ``fresh_s`` old, else live from the
+system of record, waiting at most ``live_timeout_s``. A decrement acknowledged in between is then
+either still pending or already in what is read after it: never reported twice as available.
+A live read that did not finish in time keeps running in the background and fills the cache.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Iterable, Literal, Mapping, Sequence
+
+from ..connectors.registry import register
+from ..domain import Availability
+from ..errors import BridgeError, ConfigError, RejectedError
+from ..mapping.checks import option_key
+from ..mapping.engine import channel_quantity
+from .availability import DEFAULT_POLICY, AvailabilityCache, SorReader, aggregate
+
+log = logging.getLogger(__name__)
+Key = tuple[str, str]
+Source = Literal["cache", "live", "unreachable", "unknown"]
+#: how much worse one source is than another when several keys make one answer
+_RANK = {"cache": 0, "live": 1, "unknown": 2, "unreachable": 3}
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One (item, internal location): the netted availability, or why there is none."""
+
+    availability: Availability | None
+    source: Source
+    age_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One item at one channel location, after the policy. ``quantity`` is None unless ``source``
+    is cache or live (then the figure may still be 0)."""
+
+    quantity: Decimal | None
+    source: Source
+    age_s: float
+    restock_at: datetime | None = None
+    read_at: datetime | None = None
+
+
+class PullService:
+    """Answers pull clients from the cache, else a live read bounded in time and in threads."""
+
+    def __init__(self, reader: SorReader, cache: AvailabilityCache, *, threads: int = 8, backlog: int = 64):
+        self.reader, self.cache = reader, cache
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="pull-live")
+        self._backlog, self._waiting = backlog, 0
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def answer(self, mapping, item: str, internals: Sequence[str], fresh_s: float, timeout_s: float) -> Answer:
+        """One figure for ``item`` over ``internals`` (aggregated as the mapping says, default sum)."""
+        readings = self.readings([(item, loc) for loc in internals], fresh_s, timeout_s)
+        return combine(mapping, list(readings.values()))
+
+    def readings(self, keys: Iterable[Key], fresh_s: float, timeout_s: float) -> dict[Key, Reading]:
+        keys = list(dict.fromkeys(keys))
+        pending = {k: self._pending(k) for k in keys}  # FIRST: the read-order rule (module docstring)
+        found, stale = self._cached(keys, fresh_s)
+        if stale:
+            found.update(self._live(stale, timeout_s))
+        return {k: _net(self.reader, found[k], pending[k]) for k in keys}
+
+    def _pending(self, key: Key) -> Decimal | None:
+        try:
+            return self.reader.pending(*key)
+        except ConfigError:  # no system of record for that location: nothing to answer from
+            return None
+
+    def _cached(self, keys: list[Key], fresh_s: float) -> tuple[dict[Key, Reading], list[Key]]:
+        found, stale = {}, []
+        for key in keys:
+            hit = self.cache.get(*key)
+            if hit is not None and hit[1] <= fresh_s:
+                found[key] = Reading(hit[0], "cache", max(hit[1], 0.0))
+            else:
+                stale.append(key)
+        return found, stale
+
+    def _live(self, keys: list[Key], timeout_s: float) -> dict[Key, Reading]:
+        future = self._submit(keys)
+        try:
+            read = future.result(timeout=timeout_s) if future is not None else None
+        except FutureTimeout:
+            read = None
+        if read is None:
+            return {k: Reading(None, "unreachable") for k in keys}
+        return {k: _reading_of(read.get(k)) for k in keys}
+
+    def _submit(self, keys: list[Key]) -> Future | None:
+        """None when too many reads already wait: a hung system of record must not pile them up."""
+        with self._lock:
+            if self._waiting >= self._backlog:
+                return None
+            self._waiting += 1
+        future = self._pool.submit(self.reader.read, keys)
+        future.add_done_callback(self._done)
+        return future
+
+    def _done(self, _future: Future) -> None:
+        with self._lock:
+            self._waiting -= 1
+
+
+def _reading_of(result: Availability | BridgeError | None) -> Reading:
+    if isinstance(result, Availability):
+        return Reading(result, "live", 0.0)
+    if isinstance(result, (RejectedError, ConfigError)):  # the SoR does not know the item there
+        return Reading(None, "unknown")
+    if result is not None:
+        log.warning("live read failed: %s", result)
+    return Reading(None, "unreachable")
+
+
+def _net(reader: SorReader, reading: Reading, pending: Decimal | None) -> Reading:
+    if reading.availability is None:
+        return reading
+    if pending is None:
+        return Reading(None, "unknown")
+    return Reading(reader.net(reading.availability, pending), reading.source, reading.age_s)
+
+
+def combine(mapping, readings: list[Reading]) -> Answer:
+    """Aggregate the known parts and apply the policy. Any unreachable part makes the whole answer
+    unreachable (a partial sum would under- or over-state what a min/max shows); a location where
+    the SoR does not know the item contributes nothing; all unknown is unknown."""
+    worst = max((r.source for r in readings), key=_RANK.__getitem__, default="unknown")
+    known = [r for r in readings if r.availability is not None]
+    age = max((r.age_s for r in readings), default=0.0)
+    if worst == "unreachable" or not known:
+        return Answer(None, "unreachable" if worst == "unreachable" else "unknown", age)
+    combined = aggregate([r.availability for r in known], mapping.locations.aggregation)
+    try:
+        quantity = channel_quantity(mapping.quantity_policy or DEFAULT_POLICY, combined)
+    except BridgeError as exc:  # e.g. basis forecast and the SoR sent none: unknown, not zero
+        log.warning("%s: no figure for %s: %s", mapping.system, combined.item, exc)
+        return Answer(None, "unknown", age)
+    source = max((r.source for r in known), key=_RANK.__getitem__)
+    restock = min((r.availability.restock_at for r in known if r.availability.restock_at), default=None)
+    read_at = min(r.availability.read_at for r in known)
+    return Answer(quantity, source, age, restock, read_at)
+
+
+# --- item codes (and options) -> SKU, through the pull client's mapping ------------------------
+def sku_for(mapping, lookups: Mapping, code: str, options: Mapping[str, str]) -> str | None:
+    """The SKU a store code (plus selected options) stands for, or None.
+
+    Variants of ``code`` must be selected by the options: the most specific variant whose options
+    are all among the selected ones wins (options that select nothing, e.g. gift wrap, are
+    ignored); a tie or no match is None. A code without variants maps like a channel's SKU:
+    overrides, then the lookup table, then (``unlisted: rule``) the code is the SKU itself."""
+    variants = [v for v in mapping.items.variants if v.code == code]
+    if variants:
+        return _variant(variants, {option_key(n, v) for n, v in options.items()})
+    for override in mapping.items.overrides:
+        if override.code == code:
+            return override.sku
+    table = lookups.get(mapping.system)
+    sku = table.sku_of(code) if table is not None else None
+    if sku is not None or mapping.items.unlisted == "error":
+        return sku
+    return code
+
+
+def _variant(variants, selected: set[tuple[str, str]]) -> str | None:
+    matches = [v for v in variants if {option_key(n, x) for n, x in v.options.items()} <= selected]
+    if not matches:
+        return None
+    best = max(len(v.options) for v in matches)
+    top = [v for v in matches if len(v.options) == best]
+    return top[0].sku if len(top) == 1 else None
+
+
+def internals_by_code(mapping) -> dict[str, list[str]]:
+    """Channel location code -> its internal locations, in file order."""
+    out: dict[str, list[str]] = {}
+    for entry in mapping.locations.map:
+        out.setdefault(entry.code, []).append(entry.internal)
+    return out
+
+
+# --- the connector slot: a pull client is answered, never called -------------------------------
+class PullClient:
+    """What the runtime holds for a pull client: no capabilities, so nothing is ever routed to it."""
+
+    capabilities: frozenset = frozenset()
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def close(self) -> None:
+        pass
+
+
+def client_from_mapping(system_mapping, _secrets) -> PullClient:
+    return PullClient(system_mapping.system)
+
+
+# The registry's own line for this kind belongs in connectors/registry.py (so `erp-bridge worker`
+# knows it too); registering here keeps `serve`, which imports the HTTP routes, working meanwhile.
+register("pull", client_from_mapping)
