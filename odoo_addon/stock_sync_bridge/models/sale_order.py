@@ -7,14 +7,16 @@ class SaleOrder(models.Model):
     _inherit = "sale.order"
 
     def _action_confirm(self):
-        res = super()._action_confirm()
-        self._stock_sync_after_confirm()
+        with self.env["stock.sync.outbox"].sudo()._deferred():
+            res = super()._action_confirm()
+            self._stock_sync_after_confirm()
         return res
 
     def _action_cancel(self):
-        # before super: Odoo only cancels the pickings that are not done yet
-        self._stock_sync_return_fulfilled()
-        return super()._action_cancel()
+        with self.env["stock.sync.outbox"].sudo()._deferred():
+            # before super: Odoo only cancels the pickings that are not done yet
+            self._stock_sync_return_fulfilled()
+            return super()._action_cancel()
 
     def _stock_sync_moves(self):
         """Open outgoing moves of synced products leaving a synced location."""

@@ -14,7 +14,8 @@ class StockMove(models.Model):
     _inherit = "stock.move"
 
     def _stock_sync_mark(self):
-        self.env["stock.sync.outbox"].sudo()._mark_moves(self.exists())
+        # no exists(): none of the hooked operations deletes the moves it is called on
+        self.env["stock.sync.outbox"].sudo()._mark_moves(self)
 
     def _action_confirm(self, merge=True, merge_into=False):
         moves = super()._action_confirm(merge=merge, merge_into=merge_into)

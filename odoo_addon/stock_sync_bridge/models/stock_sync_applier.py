@@ -58,7 +58,7 @@ class StockSyncApplier(models.AbstractModel):
     def _apply_in_savepoint(self, line):
         key = line.get("key") if isinstance(line, dict) else None
         try:
-            with self.env.cr.savepoint():
+            with self.env.cr.savepoint(), self.env["stock.sync.outbox"]._deferred():
                 return self._apply_line(line)
         except LineRejected as rejected:
             self.env.invalidate_all()  # the savepoint rolled back rows the cache holds

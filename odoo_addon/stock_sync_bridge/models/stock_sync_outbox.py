@@ -9,6 +9,7 @@ bridge reads availability after commit (DESIGN.md, flow 1).
 
 import logging
 import threading
+from contextlib import contextmanager
 from functools import partial
 
 import requests
@@ -19,6 +20,8 @@ _logger = logging.getLogger(__name__)
 
 NUDGE_TIMEOUT = 0.5  # seconds; the bridge polls anyway, so never wait on it
 ORIGIN_KEY = "stock_sync_origin"  # context key the bridge API sets ('bridge:<channel>')
+DEFER_KEY = "stock_sync_deferred_markers"  # in cr.cache: lives as long as the cursor
+WEAK_ORIGIN = "odoo"  # the quant hook's fallback; a move's own origin beats it
 
 
 def _send_nudge(url, secret, dbname):
@@ -67,12 +70,39 @@ class StockSyncOutbox(models.AbstractModel):
         the existing pending row instead of adding one.
         """
         config = self.env["stock.sync.config"]
-        rows = {}
+        deferred = self.env.cr.cache.get(DEFER_KEY)
+        rows = {} if deferred is None else deferred
         for product, location, origin in triples:
             if not config._is_synced_product(product):
                 continue
+            origin = (origin or WEAK_ORIGIN)[:128]
             for root_id in config._roots_of(location):
-                rows[(product.id, root_id)] = (origin or "odoo")[:128]
+                if origin != WEAK_ORIGIN or (product.id, root_id) not in rows:
+                    rows[(product.id, root_id)] = origin
+        if rows and deferred is None:
+            self._upsert_markers(rows)
+            self._nudge_after_commit()
+
+    @api.model
+    @contextmanager
+    def _deferred(self):
+        """Collect the markers of one business operation and upsert them once at its end.
+
+        Confirming an order changes the same (product, location) several times
+        (confirm, reserve, quant); one upsert is enough because no other transaction
+        can read this one's changes before it commits. Marking more than needed is
+        harmless, so a savepoint rolled back inside the operation costs nothing; if
+        the operation raises, nothing is written (its transaction is rolled back).
+        """
+        cache = self.env.cr.cache
+        if DEFER_KEY in cache:  # nested: the outermost operation writes
+            yield
+            return
+        cache[DEFER_KEY] = {}
+        try:
+            yield
+        finally:
+            rows = cache.pop(DEFER_KEY)
         if rows:
             self._upsert_markers(rows)
             self._nudge_after_commit()
@@ -84,6 +114,8 @@ class StockSyncOutbox(models.AbstractModel):
             (product_id, root_id, config._root_company(root_id), origin, self.env.uid)
             for (product_id, root_id), origin in sorted(rows.items())
         ]
+        # pending ORM writes (e.g. a state change) must reach the table before the SQL
+        self.env["stock.sync.marker"].flush_model()
         placeholders = ",".join(["(%s, %s, %s, %s, 'pending', %s)"] * len(values))
         params = [item for row in values for item in row]
         # one statement for the batch; sorted keys keep lock order stable (no deadlock)
@@ -153,6 +185,7 @@ class StockSyncOutbox(models.AbstractModel):
 
     @api.model
     def _insert_journal(self, rows):
+        self.env["stock.sync.journal"].flush_model()
         placeholders = ",".join(["(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"] * len(rows))
         params = [item for row in rows for item in row]
         # ON CONFLICT: the move id is the idempotency key; a move is journaled once

@@ -105,6 +105,20 @@ class TestOutbox(StockSyncCase):
         row = self.env["stock.sync.journal"].search([], limit=1)
         self.assertEqual(row.origin, "bridge:shopify")
 
+    def test_deferred_operation_writes_once_and_nothing_on_error(self):
+        outbox = self.env["stock.sync.outbox"]
+        self._settle_markers()
+        with self.assertRaises(ZeroDivisionError):
+            with outbox._deferred():
+                outbox._mark([(self.product, self.shelf, "S1")])
+                _fail = 1 / 0
+        self.assertFalse(self._pending(), "an operation that raised writes no marker")
+        with outbox._deferred():
+            outbox._mark([(self.product, self.shelf, "S2")])
+            outbox._mark([(self.product, self.stock, "odoo")])  # weak origin: kept S2
+            self.assertFalse(self._pending(), "written at the end of the operation")
+        self.assertEqual(self._pending().origin, "S2")
+
     def test_nudge_registered_after_commit_only_once(self):
         self._param("bridge_url", "http://127.0.0.1:9")
         self.env.cr.postcommit.clear()
