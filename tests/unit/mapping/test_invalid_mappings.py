@@ -152,7 +152,37 @@ CASES = [
     ]),
     ('yaml_syntax', [
         "mappings/yaml_syntax.yaml:14:15: invalid YAML: while parsing a flow sequence expected ',' or ']', but got ':'",
-    ]),]
+    ]),
+    # --- pull clients (issue 6) ---
+    ('pull_client_without_pull', [
+        'mappings/pull_client_without_pull.yaml:1:1: a pull client needs a pull section (at least its protocol)',
+    ]),
+    ('ship_to_unknown_country', [
+        "mappings/ship_to_unknown_country.yaml:12:21 locations.map[0].ship_to[1]: 'XX' is not an ISO 3166-1 alpha-2 country code, e.g. SE, DE, US",
+        "mappings/ship_to_unknown_country.yaml:12:25 locations.map[0].ship_to[2]: 'se' is not an ISO 3166-1 alpha-2 country code (upper case), e.g. SE, DE, US",
+    ]),
+    ('inventory_levels_without_token_or_ship_to', [
+        'mappings/inventory_levels_without_token_or_ship_to.yaml:10:7 locations.map[0]: an inventory_levels location needs ship_to (ISO 3166 codes it ships to)',
+        'mappings/inventory_levels_without_token_or_ship_to.yaml:12:1 pull: inventory_levels needs token_secret: the NAME of the bearer token callers present',
+        'mappings/inventory_levels_without_token_or_ship_to.yaml:14:14 pull.page_size: page_size 500 is larger than max_ids 100',
+    ]),
+    ('pull_client_with_item_transform', [
+        "mappings/pull_client_with_item_transform.yaml:9:3 items.transform: a pull client maps the store's codes back to SKUs, which a transform cannot do: use items.overrides, items.lookup or items.variants",
+    ]),
+    ('variant_mapped_twice', [
+        "mappings/variant_mapped_twice.yaml:13:7 items.variants[1]: code 'TSHIRT' with these options is already mapped (variants[0])",
+    ]),
+    ('pull_bad_message_and_timeout', [
+        'mappings/pull_bad_message_and_timeout.yaml:16:15 pull.messages.in_stock: a message is sent as an HTTP header: use Latin-1 characters only',
+        'mappings/pull_bad_message_and_timeout.yaml:14:19 pull.live_timeout_s: input should be greater than 0',
+    ]),
+    ('pull_connector_on_a_channel', [
+        'mappings/pull_connector_on_a_channel.yaml:1:1 requests: a channel needs a request on availability events',
+        'mappings/pull_connector_on_a_channel.yaml:3:12 connector: connector pull goes with role pull_client, on every location, and only there',
+        'mappings/pull_connector_on_a_channel.yaml:14:1 pull: the pull section applies to pull clients (role pull_client) only',
+        'mappings/pull_connector_on_a_channel.yaml:12:7 locations.map[0].ship_to: ship_to applies to inventory_levels pull clients only',
+    ]),
+]
 
 
 def test_every_case_has_a_fixture_and_every_fixture_a_case():

@@ -33,7 +33,7 @@ class MemorySoR:
 
     def __init__(self, name: str = "odoo"):
         self.name, self.free, self.restock = name, {}, {}
-        self.reads, self.down = 0, False
+        self.reads, self.down, self.read_at = 0, False, None
         self.hang = threading.Event()
         self.hang.set()  # set = not hanging
 
@@ -43,8 +43,11 @@ class MemorySoR:
         if self.down:
             raise RetryableError("odoo read_availability: cannot reach the server: connection refused")
         return {k: Availability(item=k[0], location=k[1], on_hand=self.free[k], free=self.free[k],
-                                restock_at=self.restock.get(k[0]))
+                                restock_at=self.restock.get(k[0]), **self._when())
                 for k in keys if k in self.free}
+
+    def _when(self) -> dict:
+        return {"read_at": self.read_at} if self.read_at else {}
 
     def close(self):
         pass
