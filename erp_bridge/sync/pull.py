@@ -210,7 +210,7 @@ class PullClient:
         pass
 
 
-def client_from_mapping(system_mapping, _secrets) -> PullClient:
+def client_from_mapping(system_mapping, _secrets, _lookups=None) -> PullClient:
     return PullClient(system_mapping.system)
 
 

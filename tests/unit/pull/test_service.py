@@ -1,0 +1,123 @@
+"""The pull service's read order, combination rules and SKU resolution, on the real cache, reader
+and SQLite queue with an in-memory system of record."""
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from erp_bridge.sync.pull import PullService, Reading, combine, sku_for
+from erp_bridge.domain import Availability
+
+from .harness import form, make_app, sell
+
+KEY = ("chair-blue", "WH/Stock")
+
+
+def apply_sale_in_sor(h, units: int) -> None:
+    """What the dispatcher does with a decrement: apply it in the SoR, invalidate, then ack."""
+    entries = h.queue.lease("w", 10, 30, targets=["odoo"])
+    h.sor.free[KEY] -= units
+    h.cache.invalidate(*KEY)
+    h.queue.ack([e.id for e in entries], "w")
+
+
+@pytest.mark.parametrize("fresh_s", [60, 0], ids=["from_cache", "live"])
+def test_a_sale_applied_between_the_two_reads_is_never_reported_as_stock(tmp_path, fresh_s):
+    """The window the read order closes: the sale is applied and acked right after the FIRST of
+    the two reads (pending sum, availability), whichever the service does first. Availability
+    first would show the sold unit (pending 0 by then); pending first never does."""
+    h = make_app(tmp_path)
+    h.sor.free[KEY] = Decimal(3)
+    service = PullService(h.runtime.reader, h.cache)
+    service.readings([KEY], 60, 1)  # warm the cache
+    sell(h.queue, *KEY, 1, "order-1")
+    applied = []
+    for obj, name in ((h.runtime.reader, "pending"), (h.cache, "get"), (h.runtime.reader, "read")):
+        original = getattr(obj, name)
+
+        def first_read_then_sale(*args, _original=original):
+            value = _original(*args)
+            if not applied:
+                applied.append(apply_sale_in_sor(h, 1))
+            return value
+        setattr(obj, name, first_read_then_sale)
+    reading = service.readings([KEY], fresh_s, 1)[KEY]
+    assert applied and reading.availability.free <= 2  # the truth: 3 - 1 sold
+
+
+def test_pending_is_read_before_the_availability(tmp_path):
+    h = make_app(tmp_path)
+    h.sor.free[KEY] = Decimal(3)
+    calls = []
+    reader, cache = h.runtime.reader, h.cache
+    for obj, name in ((reader, "pending"), (reader, "read"), (cache, "get")):
+        original = getattr(obj, name)
+        setattr(obj, name, lambda *a, _o=original, _n=name: calls.append(_n) or _o(*a))
+    PullService(reader, cache).readings([KEY, ("chair-blue", "WH2/Stock")], 5, 1)
+    assert calls[:2] == ["pending", "pending"] and set(calls[2:]) == {"get", "read"}
+
+
+def avail(free, restock=None):
+    return Availability(item="chair-blue", location="WH/Stock", on_hand=free, free=free, restock_at=restock)
+
+
+@pytest.mark.parametrize("readings, source, quantity", [
+    ([Reading(avail(4), "cache", 1.0), Reading(avail(2), "live")], "live", Decimal(5)),
+    ([Reading(avail(4), "cache"), Reading(None, "unknown")], "cache", Decimal(3)),
+    ([Reading(avail(4), "cache"), Reading(None, "unreachable")], "unreachable", None),
+    ([Reading(None, "unknown"), Reading(None, "unknown")], "unknown", None),
+    ([Reading(avail(-3), "live")], "live", Decimal(0)),
+], ids=["sum_worst_source", "unknown_location_adds_nothing", "any_unreachable", "all_unknown", "never_negative"])
+def test_combine(example_set_yahoo, readings, source, quantity):
+    answer = combine(example_set_yahoo, readings)
+    assert (answer.source, answer.quantity) == (source, quantity)
+
+
+@pytest.mark.parametrize("code, options, sku", [
+    ("CHAIR-BLUE", {}, "chair-blue"),
+    ("BOND-CHAIR", {"Color": "Red"}, "007"),
+    ("TSHIRT", {"Color": "Navy", "Size": "L"}, "TS-NV-L"),
+    ("TSHIRT", {"Color": "Navy"}, None),
+    ("TSHIRT", {}, None),
+    ("chair-blue", {}, None),
+], ids=["override", "override_ignores_options", "variant", "variant_needs_all_options", "variant_without_options",
+        "unlisted_error_refuses"])
+def test_sku_for(example_set_yahoo, code, options, sku):
+    assert sku_for(example_set_yahoo, {}, code, options) == sku
+
+
+def test_most_specific_variant_wins_and_a_tie_is_unknown(example_set_yahoo):
+    from erp_bridge.mapping.schema import Variant
+    m = example_set_yahoo.model_copy(deep=True)
+    m.items.variants = [Variant(code="MUG", options={"Size": "L"}, sku="MUG-L"),
+                        Variant(code="MUG", options={"Size": "L", "Color": "Red"}, sku="MUG-L-RED"),
+                        Variant(code="MUG", options={"Handle": "Left"}, sku="MUG-LEFT")]
+    assert sku_for(m, {}, "MUG", {"Size": "L", "Color": "Red"}) == "MUG-L-RED"
+    assert sku_for(m, {}, "MUG", {"Size": "L"}) == "MUG-L"
+    assert sku_for(m, {}, "MUG", {"Size": "L", "Handle": "Left"}) is None  # two one-option matches
+
+
+def test_a_hung_system_of_record_does_not_pile_up_reads(tmp_path):
+    h = make_app(tmp_path)
+    h.sor.free[KEY] = Decimal(3)
+    h.sor.hang.clear()
+    service = PullService(h.runtime.reader, h.cache, threads=1, backlog=2)
+    try:
+        results = [service.readings([KEY], 0, 0.05)[KEY].source for _ in range(5)]
+        assert results == ["unreachable"] * 5 and service._waiting == 2
+    finally:
+        h.sor.hang.set()
+        service.close()
+
+
+@pytest.fixture
+def example_set_yahoo():
+    from erp_bridge.mapping.loader import load_mappings
+
+    from .harness import REPO
+    return load_mappings(REPO / "mappings").systems["yahoo_store"]
+
+
+def test_form_helper_matches_the_protocol():
+    assert set(form("X")) == {".catalog", ".code", ".id", ".price", ".quantity"}
