@@ -146,7 +146,7 @@ def build_runtime(settings: Settings) -> Runtime:
     mappings, inactive = split_active(settings, load_mapping_set(settings))
     for name, why in inactive.items():
         log.warning("system %s is inactive: %s", name, why, extra={"system": name})
-    connectors = {name: registry.build(m, settings) for name, m in mappings.systems.items()}
+    connectors = {name: registry.build(m, settings, mappings.lookups) for name, m in mappings.systems.items()}
     queue = _open_queue(settings)
     cache, figures = AvailabilityCache(), FigureStore(Path(settings.data_dir) / "figures.sqlite3")
     reader = SorReader(mappings, connectors, cache, queue)

@@ -150,7 +150,7 @@ def _auth_header(auth: Any, secret: Callable[[str], str]) -> tuple[str, str] | N
     return getattr(auth, "header", "Authorization"), f"{prefix}{secret(name)}"
 
 
-def from_mapping(system_mapping: Any, secrets: Any) -> HttpJsonConnector:
+def from_mapping(system_mapping: Any, secrets: Any, lookups: Any = None) -> HttpJsonConnector:
     """Factory for the registry: ``system_mapping`` needs ``.system`` and ``.connection``
     (``base_url``, ``timeout_s``, optional ``auth`` and ``headers``)."""
     conn = system_mapping.connection

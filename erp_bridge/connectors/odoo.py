@@ -55,7 +55,7 @@ def classify(exc: BaseException, what: str) -> BridgeError:
 class OdooConnector:
     capabilities = frozenset({Capability.READ_AVAILABILITY, Capability.APPLY_STOCK_CHANGES})
 
-    def __init__(self, mapping, settings, client_factory: Callable[..., Any] = odoorpc.ODOO):
+    def __init__(self, mapping, settings, lookups=None, client_factory: Callable[..., Any] = odoorpc.ODOO):
         self.name = mapping.system
         self.mapping = mapping
         url = urlsplit(mapping.connection.base_url)
