@@ -62,6 +62,10 @@ class PullService:
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="pull-live")
         self._backlog, self._waiting = backlog, 0
         self._lock = threading.Lock()
+        #: keys the SoR said it does not know, and when: asked again only once fresh_s has passed
+        #: (an item kept at one warehouse only must not cost a live read per request). Safe: an
+        #: unknown location contributes nothing, so a stale "unknown" can only under-report.
+        self._unknown: dict[Key, float] = {}
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -86,11 +90,14 @@ class PullService:
             return None
 
     def _cached(self, keys: list[Key], fresh_s: float) -> tuple[dict[Key, Reading], list[Key]]:
-        found, stale = {}, []
+        found, stale, now = {}, [], self.cache.clock()
         for key in keys:
             hit = self.cache.get(*key)
+            unknown_age = now - self._unknown.get(key, float("-inf"))
             if hit is not None and hit[1] <= fresh_s:
                 found[key] = Reading(hit[0], "cache", max(hit[1], 0.0))
+            elif hit is None and unknown_age <= fresh_s:
+                found[key] = Reading(None, "unknown", unknown_age)
             else:
                 stale.append(key)
         return found, stale
@@ -103,7 +110,14 @@ class PullService:
             read = None
         if read is None:
             return {k: Reading(None, "unreachable") for k in keys}
-        return {k: _reading_of(read.get(k)) for k in keys}
+        readings = {k: _reading_of(read.get(k)) for k in keys}
+        now = self.cache.clock()
+        for key, reading in readings.items():
+            if reading.source == "unknown":
+                self._unknown[key] = now
+            else:
+                self._unknown.pop(key, None)
+        return readings
 
     def _submit(self, keys: list[Key]) -> Future | None:
         """None when too many reads already wait: a hung system of record must not pile them up."""
