@@ -34,6 +34,12 @@ class Runtime:
     figures: Any
     pollers: dict = field(default_factory=dict)
     inactive: dict = field(default_factory=dict)
+    intake: Any = None
+
+    def __post_init__(self) -> None:
+        from .queue.groupcommit import GroupCommit
+
+        self.intake = GroupCommit(self.queue.enqueue)
 
     def start(self) -> None:
         self.dispatcher.start()
@@ -70,8 +76,8 @@ class Runtime:
         return all(check["ok"] for check in self.readiness().values())
 
     def accept(self, entries: list) -> list:
-        """Durably store entries (one transaction), then wake the workers."""
-        stored = self.queue.enqueue(entries) if entries else []
+        """Durably store entries (sharing the commit with concurrent callers), then wake the workers."""
+        stored = self.intake.submit(entries) if entries else []
         if entries:
             self.dispatcher.wake()
         return stored
