@@ -59,3 +59,13 @@ class RetryableError(BridgeError):
 
 class RejectedError(BridgeError):
     """The target refused this data for good; it goes to the dead-letter state with this reason."""
+
+
+class NotAttempted(RetryableError):
+    """The connector did not send this item: an earlier item of the same batch showed the target
+    down or throttling, and the rest would fare the same. The entry goes back to the queue after
+    ``after`` seconds without counting an attempt, so a neighbour's failure never dead-letters it."""
+
+    def __init__(self, cause: RetryableError, after: float | None = None):
+        super().__init__(f"not sent: {cause}", after=after if after is not None else cause.after)
+        self.cause = cause

@@ -16,7 +16,7 @@ import requests
 
 from ..domain import Count, Decrement, Increment, StockMove
 from ..errors import ConfigError, RejectedError, RetryableError
-from ..dispatch.outcomes import NotAttempted
+from ..errors import NotAttempted
 from .base import Capability, Delivered, Figure, Outcome
 from .registry import secret_value
 
@@ -73,8 +73,12 @@ class HttpJsonConnector:
                               Capability.POST_MOVES})
 
     def __init__(self, name: str, base_url: str, *, timeout_s: float = 10.0,
-                 auth_header: tuple[str, str] | None = None, headers: Mapping[str, str] | None = None):
+                 auth_header: tuple[str, str] | None = None, headers: Mapping[str, str] | None = None,
+                 codes: Callable[[str, str], dict[str, str]] | None = None):
+        """``codes(item, location)``: the endpoint's own ids for them (``item_code``,
+        ``location_code``), added to every body next to the internal ones."""
         self.name = name
+        self._codes = codes or (lambda item, location: {})
         self._base_url = base_url.rstrip("/")
         self._timeout = (min(CONNECT_TIMEOUT_S, timeout_s), timeout_s)
         self._headers = {**(headers or {}), **(dict([auth_header]) if auth_header else {})}
@@ -83,13 +87,17 @@ class HttpJsonConnector:
         self._sessions: list[requests.Session] = []
 
     def push_availability(self, figures: Sequence[Figure]) -> list[Outcome]:
-        return self._post_each("availability", [(f.idempotency_key, _figure_body(f)) for f in figures])
+        return self._post_each("availability", [(f.idempotency_key, self._coded(_figure_body(f))) for f in figures])
 
     def apply_stock_changes(self, changes: Sequence[Decrement | Increment | Count]) -> list[Outcome]:
-        return self._post_each("stock-changes", [(c.idempotency_key, c.model_dump(mode="json")) for c in changes])
+        return self._post_each("stock-changes", [(c.idempotency_key, self._coded(c.model_dump(mode="json")))
+                                                 for c in changes])
 
     def post_moves(self, moves: Sequence[StockMove]) -> list[Outcome]:
-        return self._post_each("moves", [(m.idempotency_key, m.model_dump(mode="json")) for m in moves])
+        return self._post_each("moves", [(m.idempotency_key, self._coded(m.model_dump(mode="json"))) for m in moves])
+
+    def _coded(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {**body, **self._codes(body["item"], body["location"])}
 
     def close(self) -> None:
         for session in self._sessions:
@@ -157,4 +165,25 @@ def from_mapping(system_mapping: Any, secrets: Any, lookups: Any = None) -> Http
     return HttpJsonConnector(
         system_mapping.system, str(conn.base_url), timeout_s=float(conn.timeout_s),
         auth_header=_auth_header(getattr(conn, "auth", None), lambda n: secret_value(secrets, n)),
-        headers=getattr(conn, "headers", None))
+        headers=getattr(conn, "headers", None), codes=_codes_of(system_mapping, lookups))
+
+
+def _codes_of(mapping: Any, lookups: Any) -> Callable[[str, str], dict[str, str]] | None:
+    """The mapping's item rule and location map, when it has them (plain test objects may not)."""
+    if not hasattr(mapping, "location_entry"):
+        return None
+    from ..mapping.compile import UnmappedError
+    from ..mapping.engine import item_code
+
+    table = (lookups or {}).get(mapping.system)
+
+    def codes(item: str, location: str) -> dict[str, str]:
+        entry = mapping.location_entry(location)
+        out = {"location_code": entry.code} if entry else {}
+        try:
+            out["item_code"] = item_code(mapping, table, item)
+        except UnmappedError:
+            pass  # the internal SKU is still in the body; the endpoint decides what it does with it
+        return out
+
+    return codes

@@ -20,7 +20,7 @@ from ..errors import BridgeError, ConfigError, RejectedError, RetryableError
 from ..queue.base import Entry, Queue, State
 from .availability import AvailabilityResolver, SorAvailability, no_resolver
 from .metrics import DispatchMetrics, default_metrics
-from .outcomes import NotAttempted
+from ..errors import NotAttempted
 from .ratelimit import TokenBucket
 from .routing import capability_for, event_of
 

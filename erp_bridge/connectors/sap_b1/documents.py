@@ -26,7 +26,7 @@ import requests
 from ...errors import BridgeError, ConfigError, MappingError, RejectedError, RetryableError
 from ...mapping.engine import HttpRequest, UnmappedError, build_requests
 from ...mapping.wire import PLACEHOLDER, to_json
-from ...dispatch.outcomes import NotAttempted
+from ...errors import NotAttempted
 from ..base import Delivered, Outcome
 from ..ledger import Intent, Ledger, document_key
 from .classify import classify, classify_exception, never_sent

@@ -23,7 +23,7 @@ from typing import Any, Mapping, Sequence
 
 from ...domain import Decrement, Increment
 from ...errors import BridgeError, ConfigError, RejectedError, RetryableError
-from ...dispatch.outcomes import NotAttempted
+from ...errors import NotAttempted
 from ...mapping.compile import UnmappedError, auth_headers
 from ...mapping.engine import build_requests
 from ...mapping.lookups import LookupTable, load_lookup

@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping
 
 import requests
 
-from ...dispatch.outcomes import NotAttempted
+from ...errors import NotAttempted
 from ...errors import BridgeError, ConfigError, RejectedError, RetryableError
 from ...mapping.wire import PLACEHOLDER
 from ..http_json import CONNECT_TIMEOUT_S, EXCERPT_CHARS, retry_after_s

@@ -6,7 +6,7 @@ import pytest
 
 from erp_bridge.connectors.base import Delivered
 from erp_bridge.connectors.ledger import Ledger, document_key
-from erp_bridge.dispatch.outcomes import NotAttempted
+from erp_bridge.errors import NotAttempted
 from erp_bridge.errors import RejectedError, RetryableError
 from tests.fakes.clock import FakeClock
 from tests.fakes.sap_b1 import Fault, FakeServiceLayer, connector_for, move, sap_mapping

@@ -15,7 +15,7 @@ import requests
 from erp_bridge.connectors.base import Delivered, Figure
 from erp_bridge.connectors.shopify.graphql import CostBudget, classify
 from erp_bridge.connectors.shopify.webhooks import WebhookRejected
-from erp_bridge.dispatch.outcomes import NotAttempted
+from erp_bridge.errors import NotAttempted
 from erp_bridge.domain import Decrement
 from erp_bridge.errors import ConfigError, RejectedError, RetryableError
 from tests.fakes.shopify import (ITEMS, LOCATION, TOKEN, WEBHOOK_SECRET, FakeShopify, Fault, connector_for,
