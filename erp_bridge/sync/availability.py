@@ -162,11 +162,15 @@ class AvailabilityPush:
                 pending: dict[Key, Decimal | BridgeError]) -> Figure | Outcome | BridgeError:
         if not keys:
             return RejectedError(f"{target} does not sell location {entry.location!r} (locations.map)")
-        parts = [read[k] for k in keys] + [pending[k] for k in keys]
-        failed = next((p for p in parts if isinstance(p, BridgeError)), None)
-        if failed is not None:
+        failed = next((p for p in [*pending.values(), *(read[k] for k in keys)]
+                       if isinstance(p, BridgeError) and not isinstance(p, RejectedError)), None)
+        if failed is not None:  # transient or configuration: this figure cannot be known now
             return failed
-        combined = aggregate([self.reader.net(read[k], pending[k]) for k in keys], mapping.locations.aggregation)
+        known = [k for k in keys if isinstance(read[k], Availability)]
+        if not known:  # the SoR holds the item in none of the channel location's warehouses
+            return read[keys[0]]
+        # a warehouse where the SoR does not hold the item contributes nothing to the sum
+        combined = aggregate([self.reader.net(read[k], pending[k]) for k in known], mapping.locations.aggregation)
         quantity = channel_quantity(mapping.quantity_policy or DEFAULT_POLICY, combined)
         previous = self.figures.get(target, entry.item, self._code(mapping, entry))
         if previous is not None and previous == quantity:
