@@ -115,6 +115,9 @@ def secrets_needed(mapping) -> list[str]:
     webhooks = getattr(mapping, "webhooks", None)
     if webhooks is not None and webhooks.secret:
         names.append(webhooks.secret)
+    pull = getattr(mapping, "pull", None)
+    if pull is not None and pull.token_secret:
+        names.append(pull.token_secret)
     return names
 
 

@@ -19,7 +19,6 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Iterable, Literal, Mapping, Sequence
 
-from ..connectors.registry import register
 from ..domain import Availability
 from ..errors import BridgeError, ConfigError, RejectedError
 from ..mapping.checks import option_key
@@ -230,4 +229,3 @@ def client_from_mapping(system_mapping, _secrets, _lookups=None) -> PullClient:
 
 # The registry's own line for this kind belongs in connectors/registry.py (so `erp-bridge worker`
 # knows it too); registering here keeps `serve`, which imports the HTTP routes, working meanwhile.
-register("pull", client_from_mapping)
