@@ -18,7 +18,6 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 from ..connectors.base import Capability, Connector, Delivered
 from ..errors import BridgeError, ConfigError, RejectedError, RetryableError
 from ..queue.base import Entry, Queue, State
-from .availability import AvailabilityResolver, SorAvailability, no_resolver
 from .metrics import DispatchMetrics, default_metrics
 from ..errors import NotAttempted
 from .ratelimit import TokenBucket
@@ -90,7 +89,6 @@ def _describe(exc: BaseException) -> str:
 
 class Dispatcher:
     def __init__(self, queue: Queue, connectors: Mapping[str, Connector], *,
-                 resolver: AvailabilityResolver | None = None,
                  limits: Mapping[str, TargetLimits] | None = None, workers: int = 2,
                  batch_size: int = 64, lease_s: float = 30.0, poll_s: float = 0.2,
                  metrics: DispatchMetrics | None = None, name: str | None = None,
@@ -98,11 +96,10 @@ class Dispatcher:
                  before_ack: Callable[[str, list[Entry]], None] | None = None):
         """``prepare``: event -> event ready for the target (e.g. channel ids -> internal ids),
         raising BridgeError for one that cannot be; ``pusher``: the whole availability push
-        (resolve, skip unchanged, push, remember) in place of ``resolver`` + push_availability;
+        (resolve at dispatch time, skip unchanged, push, remember; sync.availability);
         ``before_ack(target, delivered entries)``: runs before they are acked (cache invalidation)."""
         self._queue = queue
         self._connectors = dict(connectors)
-        self._resolver = resolver or no_resolver
         self._prepare = prepare or (lambda event: event)
         self._pusher = pusher
         self._before_ack = before_ack or (lambda target, entries: None)
@@ -119,15 +116,13 @@ class Dispatcher:
 
     @classmethod
     def from_settings(cls, queue: Queue, connectors: Mapping[str, Connector], settings: Any,
-                      mappings: Any = None, resolver: AvailabilityResolver | None = None,
-                      metrics: DispatchMetrics | None = None, prepare: Callable[[Any], Any] | None = None,
+                      mappings: Any = None, metrics: DispatchMetrics | None = None, prepare: Callable[[Any], Any] | None = None,
                       pusher: Pusher | None = None,
                       before_ack: Callable[[str, list[Entry]], None] | None = None) -> "Dispatcher":
         """Wire from the settings object and a mapping set (``.systems[name].limits``)."""
         systems = getattr(mappings, "systems", {}) or {}
         limits = {name: TargetLimits.of(m.limits) for name, m in systems.items()}
-        return cls(queue, connectors, resolver=resolver or default_resolver(queue, connectors),
-                   limits=limits, workers=settings.workers.count, batch_size=settings.queue.batch_size,
+        return cls(queue, connectors, limits=limits, workers=settings.workers.count, batch_size=settings.queue.batch_size,
                    lease_s=settings.queue.lease_s, poll_s=settings.workers.poll_interval_s,
                    metrics=metrics, prepare=prepare, pusher=pusher, before_ack=before_ack)
 
@@ -204,15 +199,11 @@ class Dispatcher:
             return [RejectedError(f"no capability handles entries of kind {entries[0].kind!r}")] * len(entries)
         if capability not in connector.capabilities:
             return [ConfigError(f"connector of {target} cannot {capability.value}")] * len(entries)
-        if capability is Capability.PUSH_AVAILABILITY and self._pusher is not None:
+        if capability is Capability.PUSH_AVAILABILITY:
+            if self._pusher is None:
+                return [ConfigError(f"no availability rule is configured for pushes to {target}")] * len(entries)
             return _guard(lambda: self._pusher(target, connector, entries), len(entries))
-        try:
-            if capability is Capability.PUSH_AVAILABILITY:
-                prepared = self._resolver(target, entries)
-            else:
-                prepared = [self._event_or_error(e) for e in entries]
-        except Exception as exc:  # the resolver failed as a whole: every entry failed that way
-            prepared = [exc] * len(entries)
+        prepared = [self._event_or_error(e) for e in entries]
         return _send(getattr(connector, capability.value), prepared)
 
     def _event_or_error(self, entry: Entry):
@@ -286,12 +277,3 @@ def _send(method, prepared: Sequence) -> list:
         results = [RetryableError(f"connector returned {len(results)} outcomes for {len(todo)} items")] * len(todo)
     sent = iter(results)
     return [p if isinstance(p, BaseException) else next(sent) for p in prepared]
-
-
-def default_resolver(queue: Queue, connectors: Mapping[str, Connector]) -> AvailabilityResolver:
-    """The one connector that reads availability is the system of record; with none or several
-    (a later issue picks per location from the mappings), markers dead-letter with the reason."""
-    readers = [n for n, c in connectors.items() if Capability.READ_AVAILABILITY in c.capabilities]
-    if len(readers) != 1:
-        return no_resolver
-    return SorAvailability(queue, connectors[readers[0]], readers[0])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Collection, Iterator
 
-from .nodes import Node, format_parts, literal_number, walk, walk_dict
+from .nodes import Node, format_parts, literal_number, walk_dict
 from .schema import RequestSpec, SystemMapping
 from .transforms import ANY, ATTR_PREFIX, NUMBER, TEXT, chain_type, field_type
 

@@ -1,4 +1,4 @@
-"""Shopify end to end over real HTTP: SQLite queue -> Dispatcher (injected availability resolver)
+"""Shopify end to end over real HTTP: SQLite queue -> Dispatcher (injected availability figures)
 -> ShopifyConnector -> FakeShopify; and vcrpy cassettes of the happy path with the access token
 filtered, replayed through the real connector with nothing listening.
 
@@ -46,13 +46,14 @@ def shop():
 # --- through the real dispatcher ---------------------------------------------------------------
 
 class Availability:
-    """An injected resolver: the figure the SoR would give now, set by the test."""
+    """Injected figures: what the SoR would give now, set by the test (a pusher around them)."""
 
     def __init__(self, **free):
         self.free = {sku: Decimal(q) for sku, q in free.items()}
 
-    def __call__(self, target, entries):
-        return [Figure(e.item, e.location, self.free[e.item], idempotency_key=e.idempotency_key) for e in entries]
+    def __call__(self, target, connector, entries):
+        return connector.push_availability(
+            [Figure(e.item, e.location, self.free[e.item], idempotency_key=e.idempotency_key) for e in entries])
 
 
 def marker(queue, sequence, item="chair-blue"):
@@ -65,7 +66,7 @@ def test_dispatcher_pushes_then_a_sale_in_shopify_makes_it_recompute_instead_of_
     queue = SQLiteQueue(tmp_path / "q.db", RetryPolicy(max_attempts=5, base_s=1, jitter=0), clock=clock)
     connector = connector_for(shop, tmp_path / "mappings")
     availability = Availability(**{"chair-blue": 5})
-    dispatcher = Dispatcher(queue, {"shopify": connector}, resolver=availability,
+    dispatcher = Dispatcher(queue, {"shopify": connector}, pusher=availability,
                             metrics=DispatchMetrics(CollectorRegistry()))
     first = marker(queue, 1)
     dispatcher.run_once("w")

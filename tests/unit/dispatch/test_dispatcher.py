@@ -11,11 +11,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from erp_bridge.connectors.base import Capability, Delivered, Figure
-from erp_bridge.dispatch.availability import SorAvailability
-from erp_bridge.dispatch.dispatcher import Dispatcher, TargetLimits, default_resolver
+from erp_bridge.dispatch.dispatcher import Dispatcher, TargetLimits
 from erp_bridge.dispatch.metrics import DispatchMetrics
 from erp_bridge.dispatch.routing import entry_for
-from erp_bridge.domain import Availability, AvailabilityChanged, Count, Decrement, Increment, StockMove
+from erp_bridge.domain import AvailabilityChanged, Count, Decrement, Increment, StockMove
 from erp_bridge.errors import ConfigError, RejectedError, RetryableError
 from erp_bridge.queue.base import Outcome, RetryPolicy, State
 from erp_bridge.queue.sqlite import SQLiteQueue
@@ -97,10 +96,10 @@ MOVE = StockMove(system="odoo", move_id="m1", item="SKU-1", quantity=Decimal(2),
 ], ids=["decrement", "increment", "count", "move", "availability"])
 def test_each_kind_goes_to_its_capability(queue, metrics, event, capability):
     shop = MemorySystem()
-    resolver = lambda target, entries: [Figure(e.item, e.location, Decimal(3), idempotency_key=e.idempotency_key)
-                                        for e in entries]
+    pusher = lambda target, connector, entries: connector.push_availability(
+        [Figure(e.item, e.location, Decimal(3), idempotency_key=e.idempotency_key) for e in entries])
     entry = enqueue(queue, "shop", event)[0]
-    assert dispatcher(queue, metrics, shop, resolver=resolver).run_once("w") == 1
+    assert dispatcher(queue, metrics, shop, pusher=pusher).run_once("w") == 1
     assert [c for c, _ in shop.calls] == [capability]
     sent = shop.calls[0][1][0]
     assert sent.idempotency_key == entry.idempotency_key
@@ -165,45 +164,13 @@ def test_only_targets_with_a_connector_are_leased(queue, metrics):
     assert queue.get(other.id).state is State.PENDING
 
 
-# -- availability -----------------------------------------------------------------------------
+# -- availability (the rule itself: tests/unit/sync/test_availability_push.py) ---------------
 
-def avail(free):
-    return Availability(item="SKU-1", location="WH", on_hand=Decimal(free), free=Decimal(free))
-
-
-@pytest.mark.parametrize("free, queued, figure", [
-    ("10", ["3"], Decimal(7)), ("10", [], Decimal(10)), ("2", ["1", "4"], Decimal(0)), ("5.5", ["0.5"], Decimal(5)),
-], ids=["minus-pending-decrement", "nothing-pending", "never-below-zero", "decimal"])
-def test_default_resolver_subtracts_pending_decrements(queue, metrics, free, queued, figure):
-    odoo = MemorySystem("odoo", capabilities=frozenset({Capability.READ_AVAILABILITY}),
-                        availability={("SKU-1", "WH"): avail(free)})
-    shop = MemorySystem("shop")
-    enqueue(queue, "odoo", *[sale(i, q) for i, q in enumerate(queued)])
-    marker = enqueue(queue, "shop", AvailabilityChanged(system="odoo", item="SKU-1", location="WH", sequence=1))[0]
-    resolver = default_resolver(queue, {"odoo": odoo, "shop": shop})
-    assert isinstance(resolver, SorAvailability)
-    dispatcher(queue, metrics, shop, resolver=resolver).run_once("w")
-    assert shop.calls == [("push_availability", [Figure("SKU-1", "WH", figure, idempotency_key=marker.idempotency_key)])]
-
-
-@pytest.mark.parametrize("availability, state, error", [
-    ({}, State.DEAD, "RejectedError: odoo does not know SKU-1@WH"),
-    (RetryableError("odoo down"), State.PENDING, "odoo down"),
-    (OSError("socket"), State.PENDING, "reading odoo: OSError: socket"),
-], ids=["unknown-item-dead-letters", "sor-down-retries", "sor-bug-retries"])
-def test_default_resolver_failures(queue, metrics, availability, state, error):
-    odoo = MemorySystem("odoo", capabilities=frozenset({Capability.READ_AVAILABILITY}), availability=availability)
-    shop = MemorySystem("shop")
-    marker = enqueue(queue, "shop", AvailabilityChanged(system="odoo", item="SKU-1", location="WH", sequence=1))[0]
-    dispatcher(queue, metrics, shop, resolver=SorAvailability(queue, odoo, "odoo")).run_once("w")
-    assert (queue.get(marker.id).state, queue.get(marker.id).last_error) == (state, error)
-    assert shop.calls == []
-
-
-def test_without_a_system_of_record_markers_dead_letter_with_reason(queue, metrics):
+def test_without_an_availability_rule_markers_dead_letter_with_reason(queue, metrics):
     marker = enqueue(queue, "shop", AvailabilityChanged(system="odoo", item="SKU-1", location="WH", sequence=1))[0]
     dispatcher(queue, metrics, MemorySystem()).run_once("w")
-    assert "no system of record configured" in queue.get(marker.id).last_error
+    assert queue.get(marker.id).state is State.DEAD
+    assert "no availability rule is configured for pushes to shop" in queue.get(marker.id).last_error
 
 
 # -- observability ----------------------------------------------------------------------------
