@@ -5,7 +5,8 @@ Same Odoo (ODOO_SRC, ODOO_PYTHON), same data, two databases copied from the same
 template: one plain, one with the module installed (main warehouse and all storable
 products synced). For each database: create the products and stock, create N draft
 orders, confirm a few to warm up, then time ``action_confirm`` per order, sequentially,
-over RPC. Rounds alternate plain/sync to spread machine noise over both.
+over RPC. By default each order is confirmed on one database and then its twin on
+the other (alternating which goes first), so machine noise hits both sides alike.
 
     ODOO_SRC=/work/odoo17 ODOO_PYTHON=/work/odoo-venv/bin/python \
         /work/odoo-venv/bin/python scripts/bench_odoo_confirm.py --orders 200 --rounds 3
@@ -87,19 +88,35 @@ class Target:
         time_confirms(self.odoo, draft_orders(self.odoo, self.wh, self.partner,
                                               self.products, WARMUP))
 
+    def drafts(self, count):
+        return draft_orders(self.odoo, self.wh, self.partner, self.products, count)
+
     def round(self, count):
-        orders = draft_orders(self.odoo, self.wh, self.partner, self.products, count)
-        return time_confirms(self.odoo, orders)
+        return time_confirms(self.odoo, self.drafts(count))
 
     def close(self):
         self.server.close()
         srv.drop_db(self.name)
 
 
+def interleaved_round(targets, count, rnd):
+    """Confirm order i on one database, then on the other (first one alternating):
+    machine noise then hits both sides alike, which matters on a shared host."""
+    drafts = [t.drafts(count) for t in targets]
+    timings = [[] for _ in targets]
+    for i in range(count):
+        order = [0, 1] if (i + rnd) % 2 == 0 else [1, 0]
+        for k in order:
+            timings[k].extend(time_confirms(targets[k].odoo, [drafts[k][i]]))
+    return timings
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--orders", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--no-interleave", dest="interleave", action="store_false",
+                        help="time all orders of one database, then the other")
     args = parser.parse_args(argv)
     if not srv.odoo_src():
         print("ODOO_SRC is not set", file=sys.stderr)
@@ -110,11 +127,15 @@ def main(argv=None) -> int:
     results = {t.name: [] for t in targets}
     try:
         for rnd in range(args.rounds):
-            for target in targets if rnd % 2 == 0 else reversed(targets):
-                timings = target.round(args.orders)
-                results[target.name].append(timings)
-                print(f"round {rnd + 1} {target.name}: {sum(timings):.2f} s "
-                      f"for {len(timings)} orders", flush=True)
+            if args.interleave:
+                timings = interleaved_round(targets, args.orders, rnd)
+            else:
+                timings = [t.round(args.orders) for t in (targets if rnd % 2 == 0 else targets[::-1])]
+                timings = timings if rnd % 2 == 0 else timings[::-1]
+            for target, tim in zip(targets, timings):
+                results[target.name].append(tim)
+                print(f"round {rnd + 1} {target.name}: {sum(tim):.2f} s "
+                      f"for {len(tim)} orders", flush=True)
     finally:
         for target in targets:
             target.close()
@@ -130,6 +151,9 @@ def report(results, orders):
         print(f"{name}: median total {rows[name][0]:.2f} s per {orders} orders, "
               f"median {rows[name][1]:.1f} ms per confirmation")
     (plain_total, plain_ms), (sync_total, sync_ms) = rows.values()
+    plain, sync = ([t for r in rounds for t in r] for rounds in results.values())
+    paired = statistics.median(s - p for p, s in zip(plain, sync)) * 1000
+    print(f"median paired difference (sync - plain): {paired:+.1f} ms per confirmation")
     print(f"overhead: {100 * (sync_total - plain_total) / plain_total:+.1f}% (totals), "
           f"{100 * (sync_ms - plain_ms) / plain_ms:+.1f}% (per-order medians)")
 
