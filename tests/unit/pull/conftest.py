@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -11,7 +12,7 @@ from erp_bridge.yamlpos import load_yaml_file
 from .harness import REPO, make_app
 
 
-def mappings_with(tmp_path, system: str = "yahoo_store", **pull) -> "Path":  # noqa: F821
+def mappings_with(tmp_path, system: str = "yahoo_store", **pull) -> Path:
     """The example mappings with ``system``'s pull settings overridden (e.g. display=...)."""
     target = tmp_path / "mappings"
     shutil.copytree(REPO / "mappings", target)
