@@ -6,7 +6,6 @@ endpoint can drop a redelivery. Every request has a (connect, read) timeout.
 """
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import asdict
 from email.utils import parsedate_to_datetime
@@ -18,6 +17,7 @@ from ..domain import Count, Decrement, Increment, StockMove
 from ..errors import ConfigError, RejectedError, RetryableError
 from ..errors import NotAttempted
 from .base import Capability, Delivered, Figure, Outcome
+from .http import ThreadSessions
 from .registry import secret_value
 
 EXCERPT_CHARS = 200
@@ -83,8 +83,7 @@ class HttpJsonConnector:
         self._timeout = (min(CONNECT_TIMEOUT_S, timeout_s), timeout_s)
         self._headers = {**(headers or {}), **(dict([auth_header]) if auth_header else {})}
         self._redact = _secret_parts(auth_header[1]) if auth_header else ()
-        self._local = threading.local()
-        self._sessions: list[requests.Session] = []
+        self._sessions = ThreadSessions()
 
     def push_availability(self, figures: Sequence[Figure]) -> list[Outcome]:
         return self._post_each("availability", [(f.idempotency_key, self._coded(_figure_body(f))) for f in figures])
@@ -100,8 +99,7 @@ class HttpJsonConnector:
         return {**body, **self._codes(body["item"], body["location"])}
 
     def close(self) -> None:
-        for session in self._sessions:
-            session.close()
+        self._sessions.close()
 
     def _post_each(self, path: str, items: list[tuple[str, dict[str, Any]]]) -> list[Outcome]:
         outcomes: list[Outcome] = []
@@ -117,20 +115,12 @@ class HttpJsonConnector:
 
     def _post(self, path: str, key: str, body: dict[str, Any]) -> Outcome:
         try:
-            response = self._session().post(f"{self._base_url}/{path}", json=body, timeout=self._timeout,
+            response = self._sessions.get().post(f"{self._base_url}/{path}", json=body, timeout=self._timeout,
                                             headers={**self._headers, "Idempotency-Key": key})
         except requests.RequestException as exc:
             return classify_exception(exc, path)
         with response:
             return classify(response, path, self._redact)
-
-    def _session(self) -> requests.Session:
-        # requests.Session is not documented as thread-safe; the gate may let several threads in
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = self._local.session = requests.Session()
-            self._sessions.append(session)
-        return session
 
 
 def _secret_parts(value: str) -> tuple[str, ...]:

@@ -18,6 +18,7 @@ from typing import Callable
 import requests
 
 from ...errors import BridgeError, RetryableError
+from ..http import ThreadSessions
 from .classify import SessionInvalid, classify, classify_login, classify_exception
 
 CONNECT_TIMEOUT_S = 3.05
@@ -34,8 +35,8 @@ class ServiceLayerSession:
         self.redact = tuple(v for v in (password, username) if v)
         self._clock = clock
         self._lock = threading.Lock()
-        self._local = threading.local()
-        self._sessions: list[requests.Session] = []
+        self._local = threading.local()  # this thread's copy of the login generation
+        self._sessions = ThreadSessions()
         #: (login generation, its cookies): read and replaced as one value, so a thread never
         #: pairs one login's number with another login's cookies
         self._state: tuple[int, list] = (0, [])
@@ -63,8 +64,7 @@ class ServiceLayerSession:
                 except requests.RequestException:
                     pass  # shutting down: SL drops the session at its timeout anyway
                 self._state = (self._state[0], [])
-            for session in self._sessions:
-                session.close()
+            self._sessions.close()
 
     def _ensure_login(self) -> tuple[int, list]:
         with self._lock:
@@ -101,7 +101,7 @@ class ServiceLayerSession:
         self.logins += 1
 
     def _send(self, method: str, url: str, state: tuple[int, list], **kwargs) -> requests.Response:
-        session = self._thread_session()
+        session = self._sessions.get()
         if getattr(self._local, "generation", None) != state[0]:
             session.cookies.clear()
             for cookie in state[1]:
@@ -109,9 +109,3 @@ class ServiceLayerSession:
             self._local.generation = state[0]
         return session.request(method, url, timeout=self.timeout, allow_redirects=False, **kwargs)
 
-    def _thread_session(self) -> requests.Session:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = self._local.session = requests.Session()
-            self._sessions.append(session)
-        return session

@@ -14,9 +14,9 @@ from typing import Any, Callable, Mapping
 
 import requests
 
-from ...errors import NotAttempted
-from ...errors import BridgeError, ConfigError, RejectedError, RetryableError
+from ...errors import BridgeError, ConfigError, NotAttempted, RejectedError, RetryableError
 from ...mapping.wire import PLACEHOLDER
+from ..http import ThreadSessions
 from ..http_json import CONNECT_TIMEOUT_S, EXCERPT_CHARS, retry_after_s
 
 #: a wait for cost budget up to this long happens in place; longer ones go back to the queue
@@ -116,8 +116,7 @@ class Transport:
         self._redact = tuple(v for v in self._secrets.values() if v)
         self._clock, self._sleep = clock, sleep
         self._budget, self._costs = CostBudget(), dict(DEFAULT_COST)
-        self._lock, self._local = threading.Lock(), threading.local()
-        self._sessions: list[requests.Session] = []
+        self._lock, self._sessions = threading.Lock(), ThreadSessions()
 
     def send(self, url: str, headers: Mapping[str, str], data: str, operation: str) -> dict | BridgeError:
         """``headers`` may hold ``{secret:NAME}`` placeholders (the mapping engine's); ``operation``
@@ -126,7 +125,7 @@ class Transport:
         if held is not None:
             return held
         try:
-            response = self._session().post(url, data=data.encode(), timeout=self._timeout,
+            response = self._sessions.get().post(url, data=data.encode(), timeout=self._timeout,
                                             headers={**self._resolve(headers), "Content-Type": "application/json"})
         except ConfigError as exc:
             return exc
@@ -138,8 +137,7 @@ class Transport:
         return outcome
 
     def close(self) -> None:
-        for session in self._sessions:
-            session.close()
+        self._sessions.close()
 
     def _reserve(self, operation: str) -> NotAttempted | None:
         cost = self._costs[operation]
@@ -173,9 +171,3 @@ class Transport:
                               f"connection.auth.secrets.token (auth kind header)")
         return self._secrets[name]
 
-    def _session(self) -> requests.Session:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = self._local.session = requests.Session()
-            self._sessions.append(session)
-        return session
