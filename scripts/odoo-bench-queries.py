@@ -2,7 +2,7 @@
 """SQL queries per sale.order confirmation, in process (deterministic, unlike timings).
 
 Run with the Odoo interpreter against two databases copied from the same template,
-one with stock_sync_bridge installed (see BENCHMARKS-odoo.md):
+one with stock_sync_bridge installed (see BENCHMARKS.md, Odoo section):
 
     /work/odoo-venv/bin/python scripts/odoo-bench-queries.py <db> [<db> ...]
 

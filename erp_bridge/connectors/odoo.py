@@ -11,6 +11,7 @@ import logging
 import socket
 import threading
 import urllib.error
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Callable, Sequence
 from urllib.parse import urlsplit
@@ -138,8 +139,10 @@ def availability_of(sku: str, location: str, figures: dict) -> Availability:
         value = figures.get(name)
         return None if value is None else Decimal(str(value))
 
+    restock = figures.get("restock_at")  # Odoo keeps naive UTC datetimes
     return Availability(item=sku, location=location, on_hand=dec("on_hand"), reserved=dec("reserved") or 0,
-                        free=dec("free"), forecast=dec("forecast"), uom=figures.get("uom"))
+                        free=dec("free"), forecast=dec("forecast"), uom=figures.get("uom"),
+                        restock_at=datetime.fromisoformat(restock).replace(tzinfo=timezone.utc) if restock else None)
 
 
 def rpc_line(mapping, change: Decrement | Increment | Count) -> dict[str, Any]:

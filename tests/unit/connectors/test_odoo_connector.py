@@ -78,6 +78,9 @@ def test_lines_odoo_cannot_take_are_refused_with_the_reason(change, reason):
 
 
 def test_availability_figures_become_decimals():
-    a = availability_of("a", "WH/Stock", {"on_hand": 10.0, "reserved": 2.0, "free": 8.0, "forecast": 7.5, "uom": "Units"})
+    a = availability_of("a", "WH/Stock", {"on_hand": 10.0, "reserved": 2.0, "free": 8.0, "forecast": 7.5, "uom": "Units",
+                                          "restock_at": "2026-12-01T08:30:00"})
     assert (a.on_hand, a.reserved, a.free, a.forecast, a.uom) == (Decimal("10.0"), Decimal("2.0"), Decimal("8.0"),
                                                                  Decimal("7.5"), "Units")
+    assert a.restock_at.isoformat() == "2026-12-01T08:30:00+00:00"
+    assert availability_of("a", "WH/Stock", {"on_hand": 1, "free": 1, "restock_at": None}).restock_at is None
