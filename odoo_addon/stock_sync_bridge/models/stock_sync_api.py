@@ -103,6 +103,7 @@ class StockSyncApi(models.AbstractModel):
             "location_dest_id": row.location_dest_id.id,
             "location_dest": row.location_dest_id.complete_name,
             "synced_location_id": row.synced_location_id.id,
+            "synced_location": row.synced_location_id.complete_name,
             "direction": self._direction(row),
             "company_id": row.company_id.id,
             "origin": row.origin or "",

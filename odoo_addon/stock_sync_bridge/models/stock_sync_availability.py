@@ -32,9 +32,28 @@ class StockSyncAvailability(models.AbstractModel):
             located = products.with_context(location=location.id)
             # never serve figures cached earlier in this transaction
             located.invalidate_recordset(QTY_FIELDS)
+            restock = self._restock_dates(products, location)
             for product in located:
-                result[(product.id, location.id)] = self._figures(product)
+                figures = self._figures(product)
+                figures["restock_at"] = restock.get(product.id)
+                result[(product.id, location.id)] = figures
         return result
+
+    @api.model
+    def _restock_dates(self, products, location):
+        """{product id: ISO date of the next move into ``location`` from outside it}.
+
+        One grouped query per location; only moves still to come (confirmed, waiting or
+        assigned) count, and a move inside the location is no restock.
+        """
+        domain = [
+            ("product_id", "in", products.ids),
+            ("location_dest_id", "child_of", location.id),
+            ("location_id.parent_path", "not like", "%s%%" % location.parent_path),
+            ("state", "in", ("waiting", "confirmed", "partially_available", "assigned")),
+        ]
+        groups = self.env["stock.move"]._read_group(domain, ["product_id"], ["date:min"])
+        return {product.id: date.isoformat() for product, date in groups if date}
 
     @api.model
     def _figures(self, product):

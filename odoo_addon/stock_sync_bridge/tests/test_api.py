@@ -1,5 +1,8 @@
 # Copyright 2025 Stock Sync contributors
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+from datetime import timedelta
+
+from odoo import fields
 from odoo.exceptions import AccessError
 from odoo.tests.common import new_test_user
 
@@ -33,7 +36,7 @@ class TestApi(StockSyncCase):
         self.assertEqual(
             marker["availability"],
             {"on_hand": 10.0, "reserved": 3.0, "free": 7.0, "forecast": 7.0,
-             "uom": "Units", "basis": "free", "available": 7.0},
+             "uom": "Units", "basis": "free", "available": 7.0, "restock_at": None},
         )
         # a later change is visible in the next fetch: figures are never stored
         self._order(2).action_confirm()
@@ -95,6 +98,8 @@ class TestApi(StockSyncCase):
         row = rows[0]
         self.assertEqual((row["quantity"], row["direction"]), (10.0, "in"))
         self.assertEqual(row["idempotency_key"], "odoo-move-%s" % row["move_id"])
+        # the synced root, not the shelf the stock went to
+        self.assertEqual(row["synced_location"], self.stock.complete_name)
         res = self.api.ack_journal([{"id": row["id"], "sequence": row["sequence"],
                                      "target": "sap", "state": "done"}])
         self.assertEqual(res[0]["status"], "done")
@@ -158,3 +163,23 @@ class TestApi(StockSyncCase):
         self.assertEqual(settings["unreachable_message"], "Availability could not be confirmed")
         self.assertNotIn("shared_secret", settings)
         self.assertIn(self.stock.id, [loc["id"] for loc in settings["locations"]])
+
+    def test_restock_at_is_the_next_incoming_move(self):
+        [before] = [r for r in self.api.read_availability(["SYNC-1"], ["SYW"]) if r["status"] == "ok"]
+        self.assertIsNone(before["availability"]["restock_at"])
+        supplier = self.env.ref("stock.stock_location_suppliers")
+        customers = self.env.ref("stock.stock_location_customers")
+        whens = []
+        for days, source in ((9, supplier), (4, supplier), (2, customers)):  # a return is incoming too
+            whens.append(fields.Datetime.now() + timedelta(days=days))
+            self.env["stock.move"].create({
+                "name": "incoming", "product_id": self.product.id, "product_uom_qty": 5,
+                "product_uom": self.product.uom_id.id, "location_id": source.id,
+                "location_dest_id": self.stock.id, "date": whens[-1]})._action_confirm()
+        # an internal move within the location restocks nothing
+        self.env["stock.move"].create({
+            "name": "internal", "product_id": self.product.id, "product_uom_qty": 1,
+            "product_uom": self.product.uom_id.id, "location_id": self.shelf.id,
+            "location_dest_id": self.stock.id, "date": fields.Datetime.now()})._action_confirm()
+        [after] = [r for r in self.api.read_availability(["SYNC-1"], ["SYW"]) if r["status"] == "ok"]
+        self.assertEqual(after["availability"]["restock_at"], min(whens).isoformat())

@@ -32,20 +32,25 @@ def world(odoo_server, admin, setup, bridge, tmp_path_factory, request):
     tmp = tmp_path_factory.mktemp("bridge")
     config = b.write_config(tmp, odoo_server.port, odoo_server.db, stock, shop, sap, pos.url, skus)
     bridge_proc = b.start(config, BRIDGE[0])
-    _point_odoo_at(admin, bridge_proc.url)
+    previous = _point_odoo_at(admin, bridge_proc.url)
     yield {"shop": shop, "sap": sap, "pos": pos, "bridge": bridge_proc, "stock": stock, "admin": admin,
            "odoo_bridge": bridge, "setup": setup}
     bridge_proc.stop()
+    for key, value in previous.items():  # the Odoo server is shared with other test modules
+        srv.call(admin, "ir.config_parameter", "set_param", f"stock_sync_bridge.{key}", value or False)
     keep = tmp_path_factory.getbasetemp().parent / "erp-bridge-e2e.log"
     keep.write_text(bridge_proc.log_text())  # outlives pytest's temp-dir rotation, for diagnosis
     for fake in (shop, sap, pos):
         fake.__exit__(None, None, None)
 
 
-def _point_odoo_at(admin, url: str) -> None:
-    for key, value in {"bridge_url": url, "shared_secret": b.SECRETS["odoo_nudge_secret"],
-                       "decrement_mode": "done"}.items():
+def _point_odoo_at(admin, url: str) -> dict:
+    """Set the module's settings for this bridge; returns the values they had."""
+    wanted = {"bridge_url": url, "shared_secret": b.SECRETS["odoo_nudge_secret"], "decrement_mode": "done"}
+    previous = {key: srv.call(admin, "ir.config_parameter", "get_param", f"stock_sync_bridge.{key}") for key in wanted}
+    for key, value in wanted.items():
         srv.call(admin, "ir.config_parameter", "set_param", f"stock_sync_bridge.{key}", value)
+    return previous
 
 
 def product(world, make_product, n: int, qty: float) -> str:

@@ -37,7 +37,7 @@ def test_stock_10_confirm_orders_fetch_and_ack_markers(admin, bridge, setup, mak
     assert marker["location_id"] == setup["stock_id"]
     assert marker["availability"] == {
         "on_hand": 10.0, "reserved": 5.0, "free": 5.0, "forecast": 5.0,
-        "uom": "Units", "basis": "free", "available": 5.0,
+        "uom": "Units", "basis": "free", "available": 5.0, "restock_at": None,
     }
     ack = {"id": marker["id"], "sequence": marker["sequence"], "target": "shopify",
            "state": "done"}
