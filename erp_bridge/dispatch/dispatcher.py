@@ -222,25 +222,39 @@ class Dispatcher:
         if delivered:
             self._before_ack(target, delivered)
             self._queue.ack([e.id for e in delivered], worker, duration)
+        states = []
         for entry, outcome, verdict in tried:
             state = State.DONE if verdict.delivered else self._queue.fail(
                 entry.id, worker, verdict.error, retryable=verdict.retryable,
                 retry_after=verdict.retry_after, duration_s=duration).state
-            self._observe(entry, target, state, outcome, verdict, duration)
+            self._log(entry, target, state, outcome, verdict, duration)
+            states.append(state)
+        if tried:
+            self._count(target, delivered, states, duration)
 
-    def _observe(self, entry: Entry, target: str, state: State, outcome: Any, verdict: Verdict,
-                 duration: float) -> None:
+    def _count(self, target: str, delivered: list[Entry], states: list[State], duration: float) -> None:
+        """Metrics once per call (label lookups per batch, not per entry: they cost on a hot path)."""
         m = self._metrics
-        m.attempt_seconds.labels(target).observe(duration)
+        m.attempt_seconds.labels(target).observe(duration)  # one delivery call, however many entries
+        if delivered:
+            m.deliveries.labels(target).inc(len(delivered))
+            lag, now = m.lag_seconds.labels(target), time.time()
+            for entry in delivered:
+                lag.observe(max(0.0, now - entry.created_at.timestamp()))
+        dead = sum(1 for s in states if s is State.DEAD)
+        retried = len(states) - len(delivered) - dead
+        if dead:
+            m.dead_letters.labels(target).inc(dead)
+        if retried:
+            m.retries.labels(target).inc(retried)
+
+    def _log(self, entry: Entry, target: str, state: State, outcome: Any, verdict: Verdict,
+             duration: float) -> None:
         if verdict.delivered:
-            m.deliveries.labels(target).inc()
-            m.lag_seconds.labels(target).observe(max(0.0, time.time() - entry.created_at.timestamp()))
             name, level = outcome.detail, logging.INFO
         elif state is State.DEAD:
-            m.dead_letters.labels(target).inc()
             name, level = "dead", logging.ERROR
         else:
-            m.retries.labels(target).inc()
             name, level = "retry", logging.WARNING
         delivery_log.log(level, "delivery %s %s: %s", target, entry.idempotency_key, name, extra={
             "event_key": entry.idempotency_key, "target": target, "outcome": name,

@@ -63,12 +63,13 @@ def _dt(epoch: float | None) -> datetime | None:
     return None if epoch is None else datetime.fromtimestamp(epoch, timezone.utc)
 
 
-def _entry(row: sqlite3.Row) -> Entry:
+def _entry(row: sqlite3.Row, payload: dict | None = None) -> Entry:
+    """An Entry from its row; ``payload``: the dict the row's JSON was just made from, if known."""
     quantity = row["quantity"]
     return Entry(
         id=row["id"], target=row["target"], kind=row["kind"], item=row["item"],
         location=row["location"], idempotency_key=row["idempotency_key"],
-        payload=json.loads(row["payload"]), quantity=None if quantity is None else Decimal(quantity),
+        payload=json.loads(row["payload"]) if payload is None else payload, quantity=None if quantity is None else Decimal(quantity),
         state=State(row["state"]), attempts=row["attempts"], available_at=_dt(row["available_at"]),
         created_at=_dt(row["created_at"]), updated_at=_dt(row["updated_at"]),
         lease_owner=row["lease_owner"], lease_until=_dt(row["lease_until"]),
@@ -120,9 +121,9 @@ class SQLiteQueue:
     def enqueue(self, entries: Sequence[NewEntry]) -> list[Entry]:
         with self._tx() as db:
             now = self._clock()
-            return [_entry(self._enqueue_one(db, new, now)) for new in entries]
+            return [self._enqueue_one(db, new, now) for new in entries]
 
-    def _enqueue_one(self, db: sqlite3.Connection, new: NewEntry, now: float) -> sqlite3.Row:
+    def _enqueue_one(self, db: sqlite3.Connection, new: NewEntry, now: float) -> Entry:
         replaced = self._coalescable(db, new) if new.coalesce else None
         # a replacement keeps the older entry's backoff: a newer marker must not dodge Retry-After
         available_at = max(now, replaced["available_at"]) if replaced else now
@@ -136,15 +137,15 @@ class SQLiteQueue:
             (new.target, new.kind, new.item, new.location, new.idempotency_key,
              json.dumps(new.payload, default=str), None if new.quantity is None else str(new.quantity),
              int(new.coalesce), available_at, now)).fetchone()
-        if row is None:  # a duplicate: the stored entry, unchanged
-            return db.execute("SELECT * FROM entries WHERE target = ? AND idempotency_key = ?",
-                              (new.target, new.idempotency_key)).fetchone()
+        if row is None:  # a duplicate: the stored entry, unchanged (its own payload)
+            return _entry(db.execute("SELECT * FROM entries WHERE target = ? AND idempotency_key = ?",
+                                     (new.target, new.idempotency_key)).fetchone())
         if replaced:
             db.execute("UPDATE entries SET state = 'done', head = 0, superseded_by = ?, updated_at = ?"
                        " WHERE id = ?", (row["id"], now, replaced["id"]))
             self._promote(db, new.target, new.item, new.location)
             row = self._row(db, row["id"])
-        return row
+        return _entry(row, new.payload)  # just stored from this dict: no need to parse it back
 
     def _coalescable(self, db: sqlite3.Connection, new: NewEntry) -> sqlite3.Row | None:
         return db.execute(

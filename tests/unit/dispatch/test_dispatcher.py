@@ -187,7 +187,8 @@ def test_one_log_line_and_metrics_per_attempt(queue, metrics, caplog):
     value = lambda name, **labels: metrics.registry.get_sample_value(name, {"target": "shop", **labels})
     assert [value(n) for n in ("erp_bridge_deliveries_total", "erp_bridge_retries_total",
                                "erp_bridge_dead_letters_total")] == [1, 1, 1]
-    assert value("erp_bridge_delivery_duration_seconds_count") == 3
+    assert value("erp_bridge_delivery_duration_seconds_count") == 1  # one call to the target for the batch of 3
+    assert value("erp_bridge_delivery_lag_seconds_count") == 1  # one entry delivered
     assert [value("erp_bridge_queue_depth", state=s) for s in ("pending", "done", "dead")] == [1, 1, 1]
 
 
