@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmarks of the first end-to-end slice (issue 5). Prints figures; asserts nothing.
 
-  .venv/bin/python scripts/bench_slice.py webhooks [--seconds 10] [--connections 16]
+  .venv/bin/python scripts/bench_slice.py webhooks [--seconds 10] [--connections 16] [--skus 1]
       Sustained Shopify webhooks/s accepted (HMAC verified, normalised, durably stored, 200) by
       `erp-bridge serve`, driven by wrk (Debian package `wrk`) with pre-signed unique orders.
       The system of record is unreachable on purpose: intake must not depend on it, and the
@@ -34,18 +34,19 @@ sys.path.insert(0, str(REPO))
 WEBHOOK_SECRET = "shpss_bench_secret"
 
 
-def signed(order_id: int) -> tuple[str, str]:
+def signed(order_id: int, skus: int = 1) -> tuple[str, str]:
     body = json.dumps({"id": order_id, "location_id": None, "line_items": [
-        {"id": order_id * 10 + 1, "sku": "BENCH-1", "variant_id": 1, "quantity": 1, "gift_card": False}]})
+        {"id": order_id * 10 + 1, "sku": f"BENCH-{order_id % skus + 1}", "variant_id": 1, "quantity": 1,
+         "gift_card": False}]})
     sig = base64.b64encode(hmac.new(WEBHOOK_SECRET.encode(), body.encode(), hashlib.sha256).digest()).decode()
     return body, sig
 
 
-def lua_script(path: Path, count: int) -> None:
+def lua_script(path: Path, count: int, skus: int = 1) -> None:
     """A wrk script cycling through ``count`` distinct signed orders (no HMAC in wrk's Lua)."""
     rows = []
     for n in range(count):
-        body, sig = signed(1_000_000 + n)
+        body, sig = signed(1_000_000 + n, skus)
         rows.append(f"{{{json.dumps(body)},{json.dumps(sig)}}}")
     path.write_text("local r = {" + ",\n".join(rows) + "}\n" + """
 local threads = 0
@@ -65,7 +66,7 @@ end
 """)
 
 
-def intake_config(tmp: Path, port: int) -> Path:
+def intake_config(tmp: Path, port: int, skus: int = 1) -> Path:
     maps = tmp / "mappings"
     maps.mkdir()
     (maps / "odoo.yaml").write_text("""version: 1
@@ -80,19 +81,19 @@ locations: {map: [{internal: WH/Stock, code: WH/Stock}]}
     shop = shop.replace("https://example-store.myshopify.com", "http://127.0.0.1:9")
     shop = re.sub(r"    - internal: WH2/Stock\n      code: gid://shopify/Location/61234567\n", "", shop)
     (maps / "shopify.yaml").write_text(shop)
-    (maps / "shopify_items.csv").write_text("sku,inventory_item_id\nBENCH-1,1\n")
+    (maps / "shopify_items.csv").write_text("sku,inventory_item_id\n" + "".join(f"BENCH-{n},{n}\n" for n in range(1, skus + 1)))
     (tmp / "bridge.yaml").write_text(f"data_dir: data\nmappings_dir: mappings\nhttp: {{port: {port}}}\n"
                                      "log_level: WARNING\nretry: {base_s: 30, cap_s: 600}\n")
     return tmp / "bridge.yaml"
 
 
-def run_webhooks(seconds: int, connections: int) -> None:
+def run_webhooks(seconds: int, connections: int, skus: int) -> None:
     from tests.integration.odoo.bridge import wait_until  # noqa: E402 (path set above)
     from tests.integration.odoo.server import free_port
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp, port = Path(tmp_name), free_port()
-        config = intake_config(tmp, port)
+        config = intake_config(tmp, port, skus)
         env = {**os.environ, "ERP_BRIDGE_SECRETS__ODOO_USER": "u", "ERP_BRIDGE_SECRETS__ODOO_PASSWORD": "p",
                "ERP_BRIDGE_SECRETS__SHOPIFY_TOKEN": "t", "ERP_BRIDGE_SECRETS__SHOPIFY_WEBHOOK_SECRET": WEBHOOK_SECRET}
         proc = subprocess.Popen([str(REPO / ".venv/bin/erp-bridge"), "--config", str(config), "serve"],
@@ -100,7 +101,7 @@ def run_webhooks(seconds: int, connections: int) -> None:
         try:
             import requests
             wait_until(lambda: _up(requests, port), 30, "the bridge")
-            lua_script(tmp / "orders.lua", 60_000)
+            lua_script(tmp / "orders.lua", 60_000, skus)
             out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency",
                                   "-s", str(tmp / "orders.lua"), f"http://127.0.0.1:{port}"],
                                  capture_output=True, text=True, check=True).stdout
@@ -215,10 +216,13 @@ def main() -> None:
     hooks = sub.add_parser("webhooks")
     hooks.add_argument("--seconds", type=int, default=10)
     hooks.add_argument("--connections", type=int, default=16)
+    hooks.add_argument("--skus", type=int, default=1,
+                       help="orders spread over this many SKUs (1: every order hits one hot SKU, so every "
+                            "availability entry coalesces with a pending one: the worst case)")
     sub.add_parser("latency").add_argument("--orders", type=int, default=500)
     args = parser.parse_args()
     if args.mode == "webhooks":
-        run_webhooks(args.seconds, args.connections)
+        run_webhooks(args.seconds, args.connections, args.skus)
     else:
         run_latency(args.orders)
 
