@@ -5,6 +5,7 @@ from . import product_template
 from . import crm_team
 from . import stock_sync_config
 from . import stock_sync_outbox
+from . import stock_sync_event
 from . import stock_sync_marker
 from . import stock_sync_journal
 from . import stock_sync_delivery

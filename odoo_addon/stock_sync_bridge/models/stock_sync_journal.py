@@ -13,6 +13,8 @@ class StockSyncJournal(models.Model):
     """
 
     _name = "stock.sync.journal"
+    _inherit = ["stock.sync.event"]
+    _sync_kind = "journal"
     _description = "Stock Sync Move Journal"
     _order = "id desc"
 
@@ -36,22 +38,3 @@ class StockSyncJournal(models.Model):
     _sql_constraints = [
         ("move_uniq", "unique(move_id)", "A stock move is journaled only once."),
     ]
-
-    def _complete_if_acked(self, sequence):
-        """Done once every configured mirror has acked (the sequence never changes)."""
-        self.ensure_one()
-        self.env["stock.sync.delivery"].flush_model()
-        targets = self.env["stock.sync.config"]._targets("journal")
-        if not self.env["stock.sync.delivery"]._all_final(self, sequence, targets):
-            return False
-        self.env.cr.execute(
-            """
-            UPDATE stock_sync_journal
-               SET state = 'done', done_date = now() at time zone 'UTC',
-                   write_date = now() at time zone 'UTC', write_uid = %s
-             WHERE id = %s AND sequence = %s AND state = 'pending'
-            """,
-            (self.env.uid, self.id, sequence),
-        )
-        self.invalidate_recordset()
-        return bool(self.env.cr.rowcount)

@@ -14,6 +14,8 @@ class StockSyncMarker(models.Model):
     """
 
     _name = "stock.sync.marker"
+    _inherit = ["stock.sync.event"]
+    _sync_kind = "marker"
     _description = "Stock Sync Availability Marker"
     _order = "id desc"
 
@@ -48,25 +50,6 @@ class StockSyncMarker(models.Model):
              WHERE state = 'pending'
             """
         )
-
-    def _complete_if_acked(self, sequence):
-        """Compare-and-set: done only if still at ``sequence`` and every target acked."""
-        self.ensure_one()
-        self.env["stock.sync.delivery"].flush_model()
-        targets = self.env["stock.sync.config"]._targets("marker")
-        if not self.env["stock.sync.delivery"]._all_final(self, sequence, targets):
-            return False
-        self.env.cr.execute(
-            """
-            UPDATE stock_sync_marker
-               SET state = 'done', done_date = now() at time zone 'UTC',
-                   write_date = now() at time zone 'UTC', write_uid = %s
-             WHERE id = %s AND sequence = %s AND state = 'pending'
-            """,
-            (self.env.uid, self.id, sequence),
-        )
-        self.invalidate_recordset()
-        return bool(self.env.cr.rowcount)
 
     def action_resync(self):
         """Ask the bridge to push these again (a new pending marker per row)."""
