@@ -151,9 +151,11 @@ class Queue(Protocol):
     def stats(self) -> list[TargetStats]: ...
 
     def pending_quantity(self, target: str, item: str, location: str,
-                         kinds: Collection[str] | None = None) -> Decimal:
+                         kinds: Collection[str] | None = None, done_since: float | None = None) -> Decimal:
         """Sum of ``quantity`` of unfinished (pending or leased) entries for the key, optionally
-        only of the given kinds (e.g. ``{"decrement"}``)."""
+        only of the given kinds (e.g. ``{"decrement"}``). With ``done_since`` (epoch seconds, the
+        queue's clock) also entries delivered at or after it: a figure read from the target before
+        then may not show them yet, whichever process delivered them."""
 
     def ping(self) -> None:
         """Raise if the store cannot be reached."""

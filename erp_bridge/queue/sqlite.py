@@ -343,10 +343,11 @@ class SQLiteQueue:
                 for t, d in sorted(depth.items())]
 
     def pending_quantity(self, target: str, item: str, location: str,
-                         kinds: Collection[str] | None = None) -> Decimal:
-        rows = self._read("SELECT kind, quantity FROM entries WHERE target = ? AND item = ?"
-                          " AND location = ? AND state IN ('pending', 'leased')"
-                          " AND quantity IS NOT NULL", (target, item, location))
+                         kinds: Collection[str] | None = None, done_since: float | None = None) -> Decimal:
+        rows = self._read("SELECT kind, quantity FROM entries WHERE target = ?1 AND item = ?2"
+                          " AND location = ?3 AND quantity IS NOT NULL AND (state IN ('pending', 'leased')"
+                          " OR (?4 IS NOT NULL AND state = 'done' AND superseded_by IS NULL"
+                          " AND updated_at >= ?4))", (target, item, location, done_since))
         return sum((Decimal(r["quantity"]) for r in rows if kinds is None or r["kind"] in kinds),
                    Decimal(0))
 

@@ -10,7 +10,7 @@ import threading
 import time
 from collections import defaultdict
 from decimal import Decimal
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, NamedTuple, Sequence
 
 from ..connectors.base import Delivered, Figure, Outcome
 from ..domain import Availability
@@ -24,18 +24,25 @@ Key = tuple[str, str]
 DEFAULT_POLICY = QuantityPolicy(basis="free")
 
 
+class Cached(NamedTuple):
+    availability: Availability
+    age_s: float
+    #: when the read that produced it started (epoch seconds, the queue's clock)
+    read_started: float
+
+
 class AvailabilityCache:
     """Last known SoR availability per (item, location), with its age; fed by every read.
 
-    Never over-report (a pull answer = cache - pending decrements): the dispatcher invalidates a
-    key *before* it acks a change applied to the SoR, and a read that started before the key's
-    last invalidation is refused, since it may predate that change. Every reader therefore reads
-    the pending decrements FIRST and the availability (cache or live) SECOND: a change acked in
-    between is then either still in the pending sum or already in the availability read after it
-    (at worst counted twice: under-reporting, never over-reporting).
+    Never over-report (an answer = availability - pending decrements). A cached figure may predate
+    a change applied to the SoR since, by this process or another one (a separate `erp-bridge
+    worker`), so an answer built on it counts as pending every decrement delivered since the read
+    started (``SorReader.pending(..., since=read_started)``): the queue, shared by all processes,
+    is the authority. Invalidation (before the dispatcher acks an applied change) only keeps this
+    process from serving a figure it knows is old.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, clock: Callable[[], float] = time.time):
         self.clock = clock
         self._data: dict[Key, tuple[Availability, float]] = {}
         self._invalidated: dict[Key, float] = {}
@@ -54,11 +61,10 @@ class AvailabilityCache:
             self._invalidated[(item, location)] = self.clock()
             self._data.pop((item, location), None)
 
-    def get(self, item: str, location: str) -> tuple[Availability, float] | None:
-        """(availability, age in seconds since its read started), or None."""
+    def get(self, item: str, location: str) -> Cached | None:
         with self._lock:
             found = self._data.get((item, location))
-        return None if found is None else (found[0], self.clock() - found[1])
+        return None if found is None else Cached(found[0], self.clock() - found[1], found[1])
 
 
 class SorReader:
@@ -94,9 +100,11 @@ class SorReader:
             self.cache.put(availability, started)
         return {k: found.get(k) or RejectedError(f"{sor} does not know item {k[0]!r} at {k[1]!r}") for k in keys}
 
-    def pending(self, item: str, location: str) -> Decimal:
-        """Decrements received for (item, location) but not yet applied in its SoR (<= 0)."""
-        return self.queue.pending_quantity(self.sor_of(location), item, location, kinds={"decrement"})
+    def pending(self, item: str, location: str, since: float | None = None) -> Decimal:
+        """Decrements received for (item, location) but not yet applied in its SoR (<= 0); with
+        ``since``, also those applied after it (a figure read then may not show them yet)."""
+        return self.queue.pending_quantity(self.sor_of(location), item, location, kinds={"decrement"},
+                                           done_since=since)
 
     @staticmethod
     def net(availability: Availability, pending: Decimal) -> Availability:

@@ -2,11 +2,12 @@
 
 answer = policy(aggregate over the internal locations of (net(cached-or-live availability, pending)))
 
-THE READ ORDER (see AvailabilityCache): the pending decrements of every key are read FIRST, then
-the availability: from the cache when its entry is at most ``fresh_s`` old, else live from the
-system of record, waiting at most ``live_timeout_s``. A decrement acknowledged in between is then
-either still pending or already in what is read after it: never reported twice as available.
-A live read that did not finish in time keeps running in the background and fills the cache.
+Never more than is there (see AvailabilityCache): the availability is read first, from the cache
+when its entry is at most ``fresh_s`` old, else live from the system of record, waiting at most
+``live_timeout_s``; then the pending decrements, counting also every decrement delivered since
+that read started, by whichever process. A sale is then either in the figure or subtracted from
+it (at worst both: under-reporting, never over-reporting). A live read that did not finish in
+time keeps running in the background and fills the cache.
 """
 from __future__ import annotations
 
@@ -39,6 +40,8 @@ class Reading:
     availability: Availability | None
     source: Source
     age_s: float = 0.0
+    #: when the read behind ``availability`` started (the queue's clock); None: no read
+    read_started: float | None = None
 
 
 @dataclass(frozen=True)
@@ -76,15 +79,16 @@ class PullService:
 
     def readings(self, keys: Iterable[Key], fresh_s: float, timeout_s: float) -> dict[Key, Reading]:
         keys = list(dict.fromkeys(keys))
-        pending = {k: self._pending(k) for k in keys}  # FIRST: the read-order rule (module docstring)
         found, stale = self._cached(keys, fresh_s)
         if stale:
             found.update(self._live(stale, timeout_s))
+        # AFTER the reads, and since each read started: the module docstring says why
+        pending = {k: self._pending(k, found[k].read_started) for k in keys}
         return {k: _net(self.reader, found[k], pending[k]) for k in keys}
 
-    def _pending(self, key: Key) -> Decimal | None:
+    def _pending(self, key: Key, since: float | None) -> Decimal | None:
         try:
-            return self.reader.pending(*key)
+            return self.reader.pending(*key, since=since)
         except ConfigError:  # no system of record for that location: nothing to answer from
             return None
 
@@ -93,8 +97,8 @@ class PullService:
         for key in keys:
             hit = self.cache.get(*key)
             unknown_age = now - self._unknown.get(key, float("-inf"))
-            if hit is not None and hit[1] <= fresh_s:
-                found[key] = Reading(hit[0], "cache", max(hit[1], 0.0))
+            if hit is not None and hit.age_s <= fresh_s:
+                found[key] = Reading(hit.availability, "cache", max(hit.age_s, 0.0), hit.read_started)
             elif hit is None and unknown_age <= fresh_s:
                 found[key] = Reading(None, "unknown", unknown_age)
             else:
@@ -102,6 +106,7 @@ class PullService:
         return found, stale
 
     def _live(self, keys: list[Key], timeout_s: float) -> dict[Key, Reading]:
+        started = self.cache.clock()
         future = self._submit(keys)
         try:
             read = future.result(timeout=timeout_s) if future is not None else None
@@ -109,7 +114,7 @@ class PullService:
             read = None
         if read is None:
             return {k: Reading(None, "unreachable") for k in keys}
-        readings = {k: _reading_of(read.get(k)) for k in keys}
+        readings = {k: _reading_of(read.get(k), started) for k in keys}
         now = self.cache.clock()
         for key, reading in readings.items():
             if reading.source == "unknown":
@@ -133,9 +138,9 @@ class PullService:
             self._waiting -= 1
 
 
-def _reading_of(result: Availability | BridgeError | None) -> Reading:
+def _reading_of(result: Availability | BridgeError | None, started: float) -> Reading:
     if isinstance(result, Availability):
-        return Reading(result, "live", 0.0)
+        return Reading(result, "live", 0.0, started)
     if isinstance(result, (RejectedError, ConfigError)):  # the SoR does not know the item there
         return Reading(None, "unknown")
     if result is not None:
@@ -148,7 +153,7 @@ def _net(reader: SorReader, reading: Reading, pending: Decimal | None) -> Readin
         return reading
     if pending is None:
         return Reading(None, "unknown")
-    return Reading(reader.net(reading.availability, pending), reading.source, reading.age_s)
+    return Reading(reader.net(reading.availability, pending), reading.source, reading.age_s, reading.read_started)
 
 
 def combine(mapping, readings: list[Reading]) -> Answer:

@@ -352,5 +352,21 @@ def test_pending_quantity_counts_unfinished_entries_only(queue):
     assert queue.pending_quantity("shop", "NONE", "WH") == Decimal(0)
 
 
+def test_pending_quantity_since_counts_what_was_delivered_after_a_read(queue, clock):
+    """A figure read at ``t`` may not show what was delivered after ``t``, by any process."""
+    queue.enqueue([new("early", quantity="-1"), new("late", quantity="-2", item="SKU-2"),
+                   new("dead", quantity="-4", item="SKU-3"), new("open", quantity="-8", item="SKU-4")])
+    queue.ack([take(queue, "early").id], "w1")
+    clock.advance(5)
+    read_at = clock()  # an availability read starts here
+    clock.advance(1)
+    queue.ack([take(queue, "late").id], "w1")
+    queue.fail(take(queue, "dead").id, "w1", "HTTP 400", retryable=False)
+    since = {item: queue.pending_quantity("shop", item, "WH", done_since=read_at)
+             for item in ("SKU-1", "SKU-2", "SKU-3", "SKU-4")}
+    assert since == {"SKU-1": Decimal(0), "SKU-2": Decimal("-2"), "SKU-3": Decimal(0), "SKU-4": Decimal("-8")}
+    assert queue.pending_quantity("shop", "SKU-2", "WH") == Decimal(0)  # without it: unfinished only
+
+
 def test_ping(queue):
     queue.ping()
