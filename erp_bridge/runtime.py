@@ -35,6 +35,7 @@ class Runtime:
     pollers: dict = field(default_factory=dict)
     inactive: dict = field(default_factory=dict)
     intake: Any = None
+    _maintenance: Any = None
 
     def __post_init__(self) -> None:
         from .queue.groupcommit import GroupCommit
@@ -45,11 +46,15 @@ class Runtime:
         self.dispatcher.start()
         for poller in self.pollers.values():
             poller.start()
+        if self.settings.queue.retention_days:
+            self._maintenance = _Every(MAINTENANCE_INTERVAL_S, self.maintain, "maintenance").start()
         log.info("workers started", extra={"workers": self.settings.workers.count,
                                            "targets": sorted(self.connectors), "inactive": sorted(self.inactive)})
 
     def stop(self) -> None:
         """Stop taking work; in-flight work finishes or is released within the deadline."""
+        if self._maintenance:
+            self._maintenance.stop()
         for poller in self.pollers.values():
             poller.stop()
         self.dispatcher.stop(self.settings.workers.shutdown_deadline_s)
@@ -75,12 +80,52 @@ class Runtime:
     def healthy(self) -> bool:
         return all(check["ok"] for check in self.readiness().values())
 
+    def maintain(self) -> dict[str, int]:
+        """Delete done entries and connector ledger rows older than ``queue.retention_days``
+        (0: keep everything)."""
+        if not self.settings.queue.retention_days:
+            return {}
+        older_than_s = self.settings.queue.retention_days * 86400
+        purged = {"queue": self.queue.purge_done(older_than_s)}
+        for name, connector in self.connectors.items():
+            if hasattr(connector, "prune"):
+                purged[name] = connector.prune(older_than_s)
+        log.info("maintenance", extra={"purged": purged, "retention_days": self.settings.queue.retention_days})
+        return purged
+
     def accept(self, entries: list) -> list:
         """Durably store entries (sharing the commit with concurrent callers), then wake the workers."""
         stored = self.intake.submit(entries) if entries else []
         if entries:
             self.dispatcher.wake()
         return stored
+
+
+MAINTENANCE_INTERVAL_S = 3600.0
+
+
+class _Every:
+    """Runs ``task`` every ``interval_s`` in a daemon thread; a failure is logged, never fatal."""
+
+    def __init__(self, interval_s: float, task, name: str):
+        self.interval_s, self.task = interval_s, task
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> "_Every":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.task()
+            except Exception:  # maintenance must never take the service down
+                log.exception("%s failed", self._thread.name)
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:

@@ -36,6 +36,8 @@ class QueueSettings(_Section):
     url: str = ""
     lease_s: float = Field(30.0, gt=0)
     batch_size: int = Field(64, ge=1, le=1000)
+    #: done entries (and connector ledgers) are deleted after this many days; 0 keeps everything
+    retention_days: float = Field(7.0, ge=0)
 
 
 class WorkerSettings(_Section):

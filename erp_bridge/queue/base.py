@@ -157,6 +157,12 @@ class Queue(Protocol):
         queue's clock) also entries delivered at or after it: a figure read from the target before
         then may not show them yet, whichever process delivered them."""
 
+    def purge_done(self, older_than_s: float) -> int:
+        """Delete done entries (and their attempts) last updated more than ``older_than_s`` ago;
+        returns how many. Dead letters and unfinished entries are never purged. After this a
+        purged key is new again: the targets' own idempotency (unique keys, ledgers, compare-and-
+        set) covers a redelivery that late."""
+
     def ping(self) -> None:
         """Raise if the store cannot be reached."""
 

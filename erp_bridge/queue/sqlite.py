@@ -351,6 +351,13 @@ class SQLiteQueue:
         return sum((Decimal(r["quantity"]) for r in rows if kinds is None or r["kind"] in kinds),
                    Decimal(0))
 
+    def purge_done(self, older_than_s: float) -> int:
+        with self._tx() as db:
+            cutoff = self._clock() - older_than_s
+            db.execute("DELETE FROM attempts WHERE entry_id IN (SELECT id FROM entries"
+                       " WHERE state = 'done' AND updated_at < ?)", (cutoff,))
+            return db.execute("DELETE FROM entries WHERE state = 'done' AND updated_at < ?", (cutoff,)).rowcount
+
     def ping(self) -> None:
         self._read("SELECT 1")
 

@@ -368,5 +368,21 @@ def test_pending_quantity_since_counts_what_was_delivered_after_a_read(queue, cl
     assert queue.pending_quantity("shop", "SKU-2", "WH") == Decimal(0)  # without it: unfinished only
 
 
+def test_purge_removes_only_done_entries_older_than_the_retention(queue, clock):
+    queue.enqueue([new("old-done"), new("old-dead", item="SKU-2"), new("open", item="SKU-3")])
+    queue.ack([take(queue, "old-done").id], "w1")
+    queue.fail(take(queue, "old-dead").id, "w1", "HTTP 400", retryable=False)
+    clock.advance(100)
+    recent = queue.enqueue([new("new-done", item="SKU-4")])[0]
+    queue.ack([take(queue, "new-done").id], "w1")
+    clock.advance(10)
+    assert queue.purge_done(older_than_s=50) == 1
+    keys = {e.idempotency_key for s in (State.PENDING, State.DONE, State.DEAD)
+            for e in [queue.get(i) for i in range(1, recent.id + 1)] if e is not None and e.state is s}
+    assert keys == {"old-dead", "open", "new-done"}
+    assert queue.dead_letters()[0].idempotency_key == "old-dead"
+    assert queue.attempts(1) == []  # the purged entry's attempts went with it
+
+
 def test_ping(queue):
     queue.ping()

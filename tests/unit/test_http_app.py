@@ -1,6 +1,7 @@
 """The HTTP service: health, readiness, metrics, and the admin API behind its bearer token."""
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 
 import pytest
@@ -112,3 +113,20 @@ def test_webhook_for_an_unknown_system_says_why(client):
 
 def test_nudge_without_an_odoo_system(client):
     assert client.post("/odoo/nudge").status_code == 404
+
+
+def test_maintenance_purges_done_entries_past_retention_and_keeps_dead_letters(runtime):
+    rt = runtime(queue={"retention_days": 0.5})
+    try:
+        entry_id = rt.queue.enqueue([NewEntry(target="shop", kind="decrement", item="A", location="WH",
+                                              idempotency_key="done-1", payload={}, quantity=Decimal(-1))])[0].id
+        rt.queue.lease("w", 1, 30)
+        rt.queue.ack([entry_id], "w")
+        assert rt.maintain() == {"queue": 0}  # done just now: within retention
+        rt.settings.queue.retention_days = 0.0
+        assert rt.maintain() == {} and rt.queue.get(entry_id) is not None  # 0 keeps everything
+        rt.settings.queue.retention_days = 1e-7  # about 9 ms
+        time.sleep(0.05)  # time passing, not synchronisation: the entry is now older than that
+        assert rt.maintain()["queue"] == 1 and rt.queue.get(entry_id) is None
+    finally:
+        rt.queue.close()

@@ -69,6 +69,10 @@ class SapB1Connector:
                     result[(sku, location)] = figure
         return result
 
+    def prune(self, older_than_s: float) -> int:
+        """Forget posted documents older than the queue's retention (their moves are done)."""
+        return self.ledger.prune(older_than_s)
+
     def close(self) -> None:
         self.session.close()
         self.ledger.close()

@@ -156,3 +156,12 @@ def test_the_ledger_survives_a_restart(sl, tmp_path, clock):
     assert second.post_moves([move("2")]) == [DUPLICATE]
     assert len(sl.lines()) == 2
     second.close()
+
+
+def test_prune_forgets_posted_documents_past_the_retention_only(sap, sl, clock):
+    assert sap.post_moves([move("1")]) == [Delivered("posted")]
+    assert [i.keys for i in sap.ledger.intents_for(["odoo:move:1"])] == [("odoo:move:1",)]
+    assert sap.prune(older_than_s=3600) == 0  # posted just now
+    clock.advance(3601)
+    assert sap.prune(older_than_s=3600) == 1
+    assert sap.ledger.intents_for(["odoo:move:1"]) == []
