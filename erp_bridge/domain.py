@@ -54,6 +54,8 @@ class AvailabilityChanged(_Event):
     location: Text
     origin: str | None = None
     sequence: int | None = None
+    #: the SoR's outbox row this came from ("marker:<id>:<sequence>"), to report results back to
+    source_ref: str | None = None
     occurred_at: datetime = Field(default_factory=utcnow)
 
     @property
@@ -77,6 +79,8 @@ class StockMove(_Event):
     location: Text
     direction: Literal["in", "out"]
     origin: str | None = None
+    #: the SoR's journal row this came from ("journal:<id>:<sequence>"), to report results back to
+    source_ref: str | None = None
     occurred_at: datetime = Field(default_factory=utcnow)
 
     @property

@@ -207,12 +207,20 @@ def build_runtime(settings: Settings) -> Runtime:
     dispatcher = Dispatcher.from_settings(queue, connectors, settings, mappings,
                                           prepare=lambda event: prepare(mappings, event),
                                           pusher=AvailabilityPush(mappings, reader, figures),
-                                          before_ack=lambda target, entries: _invalidate(cache, entries))
+                                          before_ack=lambda target, entries: _invalidate(cache, entries),
+                                          on_final=lambda *args: _report(runtime, *args))
     router = Router(mappings)
     runtime = Runtime(settings, queue, mappings, connectors, dispatcher, router, cache, reader, figures,
                       inactive=inactive)
     runtime.pollers = _pollers(runtime)
     return runtime
+
+
+def _report(runtime: "Runtime", target: str, entry, state, error) -> None:
+    """Per-target results go back to the outbox the entry came from (Odoo shows them)."""
+    poller = runtime.pollers.get((entry.payload or {}).get("system"))
+    if poller is not None:
+        poller.report(target, entry, state, error)
 
 
 def _invalidate(cache, entries) -> None:

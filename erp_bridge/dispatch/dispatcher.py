@@ -93,16 +93,19 @@ class Dispatcher:
                  batch_size: int = 64, lease_s: float = 30.0, poll_s: float = 0.2,
                  metrics: DispatchMetrics | None = None, name: str | None = None,
                  prepare: Callable[[Any], Any] | None = None, pusher: Pusher | None = None,
-                 before_ack: Callable[[str, list[Entry]], None] | None = None):
+                 before_ack: Callable[[str, list[Entry]], None] | None = None,
+                 on_final: Callable[[str, Entry, State, str | None], None] | None = None):
         """``prepare``: event -> event ready for the target (e.g. channel ids -> internal ids),
         raising BridgeError for one that cannot be; ``pusher``: the whole availability push
         (resolve at dispatch time, skip unchanged, push, remember; sync.availability);
-        ``before_ack(target, delivered entries)``: runs before they are acked (cache invalidation)."""
+        ``before_ack(target, delivered entries)``: runs before they are acked (cache invalidation);
+        ``on_final(target, entry, state, error)``: after an entry ended done or dead (reporting)."""
         self._queue = queue
         self._connectors = dict(connectors)
         self._prepare = prepare or (lambda event: event)
         self._pusher = pusher
         self._before_ack = before_ack or (lambda target, entries: None)
+        self._on_final = on_final or (lambda target, entry, state, error: None)
         limits = limits or {}
         self._gates = {t: Gate(limits.get(t, TargetLimits())) for t in self._connectors}
         self._workers, self._batch_size, self._lease_s, self._poll_s = workers, batch_size, lease_s, poll_s
@@ -118,13 +121,15 @@ class Dispatcher:
     def from_settings(cls, queue: Queue, connectors: Mapping[str, Connector], settings: Any,
                       mappings: Any = None, metrics: DispatchMetrics | None = None, prepare: Callable[[Any], Any] | None = None,
                       pusher: Pusher | None = None,
-                      before_ack: Callable[[str, list[Entry]], None] | None = None) -> "Dispatcher":
+                      before_ack: Callable[[str, list[Entry]], None] | None = None,
+                      on_final: Callable[[str, Entry, State, str | None], None] | None = None) -> "Dispatcher":
         """Wire from the settings object and a mapping set (``.systems[name].limits``)."""
         systems = getattr(mappings, "systems", {}) or {}
         limits = {name: TargetLimits.of(m.limits) for name, m in systems.items()}
         return cls(queue, connectors, limits=limits, workers=settings.workers.count, batch_size=settings.queue.batch_size,
                    lease_s=settings.queue.lease_s, poll_s=settings.workers.poll_interval_s,
-                   metrics=metrics, prepare=prepare, pusher=pusher, before_ack=before_ack)
+                   metrics=metrics, prepare=prepare, pusher=pusher, before_ack=before_ack,
+                   on_final=on_final)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -229,8 +234,16 @@ class Dispatcher:
                 retry_after=verdict.retry_after, duration_s=duration).state
             self._log(entry, target, state, outcome, verdict, duration)
             states.append(state)
+            if state in (State.DONE, State.DEAD):
+                self._final(target, entry, state, verdict.error)
         if tried:
             self._count(target, delivered, states, duration)
+
+    def _final(self, target: str, entry: Entry, state: State, error: str | None) -> None:
+        try:
+            self._on_final(target, entry, state, error)
+        except Exception:  # reporting must never disturb delivery
+            log.exception("reporting the result of %s failed", entry.idempotency_key)
 
     def _count(self, target: str, delivered: list[Entry], states: list[State], duration: float) -> None:
         """Metrics once per call (label lookups per batch, not per entry: they cost on a hot path)."""

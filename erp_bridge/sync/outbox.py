@@ -23,6 +23,7 @@ from .router import Router
 log = logging.getLogger(__name__)
 ACK_TARGET = "bridge"
 FETCH_LIMIT = 500
+ACK_KIND = {"marker": "ack_markers", "journal": "ack_journal"}
 
 
 class OutboxPoller:
@@ -33,6 +34,22 @@ class OutboxPoller:
         self._nudged = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._reports: list[tuple[str, dict]] = []
+        self._reports_lock = threading.Lock()
+
+    def report(self, target: str, entry, state: str, error: str | None) -> None:
+        """An entry that came from this outbox ended done or dead at ``target``: tell Odoo, which
+        shows per-target results. Best effort, sent on the next pass: the row itself was already
+        completed when the bridge took it over, so nothing depends on this arriving."""
+        ref = (entry.payload or {}).get("source_ref") or ""
+        kind, _, rest = ref.partition(":")
+        row_id, _, sequence = rest.partition(":")
+        if kind not in ACK_KIND or entry.payload.get("system") != self.sor or not sequence:
+            return
+        result = {"id": int(row_id), "sequence": int(sequence), "target": target, "state": str(state)}
+        with self._reports_lock:
+            self._reports.append((kind, {**result, "error": error} if error else result))
+        self._nudged.set()
 
     def nudge(self) -> None:
         self._nudged.set()
@@ -67,7 +84,19 @@ class OutboxPoller:
 
     def run_once(self) -> int:
         """One pass over markers and journal; returns how many rows it handled."""
+        self._send_reports()
         return self._markers() + self._journal()
+
+    def _send_reports(self) -> None:
+        with self._reports_lock:
+            reports, self._reports = self._reports, []
+        for kind, method in ACK_KIND.items():
+            results = [r for k, r in reports if k == kind]
+            if results:
+                try:
+                    _warn_refused(self.sor, kind, getattr(self.connector, method)(results))
+                except BridgeError as exc:  # informational only: log and drop
+                    log.warning("reporting %d %s result(s) to %s failed: %s", len(results), kind, self.sor, exc)
 
     def _markers(self) -> int:
         started = self.cache.clock()
@@ -87,7 +116,8 @@ class OutboxPoller:
                                                           "reference (default_code): it cannot be synced"}
         self.cache.put(availability_of(row["sku"], row["location"], row["availability"]), started)
         return self.router.availability(self.sor, row["sku"], row["location"], cause=f"marker:{row['sequence']}",
-                                        origin=row.get("origin") or None), ack
+                                        origin=row.get("origin") or None,
+                                        source_ref=f"marker:{row['id']}:{row['sequence']}"), ack
 
     def _journal(self) -> int:
         rows = self.connector.fetch_journal(FETCH_LIMIT)
@@ -107,11 +137,19 @@ class OutboxPoller:
         return StockMove(system=self.sor, move_id=str(row["move_id"]), item=row["sku"],
                          quantity=Decimal(str(row["quantity"])), uom=row.get("uom"), from_location=row["location"],
                          to_location=row["location_dest"], location=synced, direction=row["direction"],
-                         origin=row.get("origin") or None)
+                         origin=row.get("origin") or None, source_ref=f"journal:{row['id']}:{row['sequence']}")
 
     def _commit(self, entries: list[NewEntry], acks: list[dict], ack: Callable[[list[dict]], list]) -> None:
         if entries:
             self.queue.enqueue(entries)
             self.on_enqueued()
         if acks:
-            ack(acks)
+            _warn_refused(self.sor, ack.__name__, ack(acks))
+
+
+def _warn_refused(sor: str, what: str, answers: list[dict] | None) -> None:
+    """Odoo answers every acknowledgement; 'invalid' and 'unknown' mean something is off."""
+    for answer in answers or []:
+        if answer.get("status") in ("invalid", "unknown"):
+            log.warning("%s refused an acknowledgement (%s): %s %s", sor, what, answer.get("status"),
+                        answer.get("detail") or f"row {answer.get('id')}", extra={"answer": answer})

@@ -33,12 +33,12 @@ class Router:
         return out
 
     def availability(self, sor: str, item: str, location: str, cause: str,
-                     origin: str | None = None) -> list[NewEntry]:
+                     origin: str | None = None, source_ref: str | None = None) -> list[NewEntry]:
         """Entries that make every channel of ``location`` re-read ``item``; ``cause`` makes the
         key (a marker's sequence, a sale's key) so a redelivered cause is a no-op."""
         entries = []
         for channel, rep in self.channel_keys(location):
-            event = AvailabilityChanged(system=sor, item=item, location=rep, origin=origin)
+            event = AvailabilityChanged(system=sor, item=item, location=rep, origin=origin, source_ref=source_ref)
             entries.append(NewEntry(target=channel, kind="availability", item=item, location=rep,
                                     idempotency_key=f"{channel}:{sor}:availability:{item}@{rep}:{cause}",
                                     payload=event.model_dump(mode="json"), coalesce=True))

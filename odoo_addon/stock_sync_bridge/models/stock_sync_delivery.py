@@ -1,6 +1,6 @@
 # Copyright 2025 Stock Sync contributors
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
-from odoo import fields, models
+from odoo import api, fields, models
 
 DELIVERY_STATES = [("pending", "Pending"), ("done", "Done"), ("dead", "Dead")]
 # what the bridge may report -> stored state ('failed' = will retry, keep pending)
@@ -43,6 +43,7 @@ class StockSyncDelivery(models.Model):
         ),
     ]
 
+    @api.depends("marker_id", "journal_id")
     def _compute_event_type(self):
         for rec in self:
             event = rec.marker_id or rec.journal_id

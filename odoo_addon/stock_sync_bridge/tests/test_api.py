@@ -103,6 +103,10 @@ class TestApi(StockSyncCase):
         res = self.api.ack_journal([{"id": row["id"], "sequence": row["sequence"],
                                      "target": "sap", "state": "done"}])
         self.assertEqual(res[0]["status"], "done")
+        # the delivery row says which product and kind of event it is (the Stock Sync list shows them)
+        delivery = self.env["stock.sync.delivery"].search([("journal_id", "=", row["id"])])
+        self.assertEqual((delivery.product_id, delivery.event_type, delivery.target),
+                         (self.product, "journal", "sap"))
         self.assertNotIn(row["id"], [r["id"] for r in self.api.fetch_journal()])
 
     def test_apply_is_idempotent_and_marks_bridge_origin(self):

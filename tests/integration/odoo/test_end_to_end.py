@@ -77,6 +77,12 @@ def order_webhook(sku: str, order_id: int, quantity: int, webhook_id: str) -> tu
     return signed_webhook(b.SECRETS["shopify_webhook_secret"], "orders/create", order, webhook_id)
 
 
+def _delivered_targets(world, product_id: int) -> set[tuple[str, str]]:
+    rows = srv.call(world["admin"], "stock.sync.delivery", "search_read",
+                    [("product_id", "=", product_id), ("state", "=", "done")], ["event_type", "target"])
+    return {(r["event_type"], r["target"]) for r in rows}
+
+
 def sap_exits(world, sku: str) -> list[dict]:
     return [line for line in world["sap"].lines("InventoryGenExits") if line["ItemCode"] == sku.upper()]
 
@@ -93,6 +99,14 @@ def test_a_shopify_order_reaches_odoo_once_and_every_channel_and_sap_follow(worl
                  detail=lambda: [(r.path, r.body) for r in world["pos"].received][-3:])
     b.wait_until(lambda: len(sap_exits(world, sku)) == 1, 30, "SAP to receive the goods issue")
     assert sap_exits(world, sku)[0]["Quantity"] == 2
+
+    # per-target results reach Odoo's Stock Sync screens: the channels for the marker, SAP for the move
+    product_id = srv.call(world["admin"], "product.product", "search", [("default_code", "=", sku)])[0]
+    b.wait_until(lambda: _delivered_targets(world, product_id) >= {("marker", "shopify"), ("marker", "pos"),
+                                                                   ("journal", "sap_b1")}, 20,
+                 "per-target results in Odoo", detail=lambda: srv.call(
+                     world["admin"], "stock.sync.delivery", "search_read", [],
+                     ["product_id", "event_type", "target", "state", "sequence", "last_error"]))
 
     for attempt in range(3):  # the same delivery again, and again under new delivery ids
         again = world["bridge"].post_webhook("shopify", *order_webhook(sku, 5001, 2, f"wh-5001-retry-{attempt}"))
