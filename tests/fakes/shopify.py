@@ -13,6 +13,7 @@ Leads, not confirmed in the sources: the exact wording of missing-directive and 
 from __future__ import annotations
 
 import base64
+from contextlib import contextmanager
 import hashlib
 import hmac
 import json
@@ -276,6 +277,15 @@ ITEMS = {"chair-blue": "gid://shopify/InventoryItem/43210987654321",
          "chair-red": "gid://shopify/InventoryItem/43210987654322",
          "007": "gid://shopify/InventoryItem/43210987654307",
          "table-oak": "gid://shopify/InventoryItem/43210987654330"}
+
+
+@contextmanager
+def stocked_shop(blue: int = 3, red: int = 7):
+    """The fake shop holding the example mapping's two items at its one location."""
+    with FakeShopify(TOKEN) as shop:
+        shop.stock(ITEMS["chair-blue"], LOCATION, blue)
+        shop.stock(ITEMS["chair-red"], LOCATION, red)
+        yield shop
 
 
 def example_mapping_set(directory, url: str, timeout_s: float = 0.5, batch_size: int | None = None,

@@ -26,7 +26,7 @@ from erp_bridge.domain import AvailabilityChanged
 from erp_bridge.queue.base import RetryPolicy, State
 from erp_bridge.queue.sqlite import SQLiteQueue
 from tests.fakes.clock import FakeClock
-from tests.fakes.shopify import (ITEMS, LOCATION, TOKEN, WEBHOOK_SECRET, FakeShopify, connector_at,
+from tests.fakes.shopify import (stocked_shop, ITEMS, LOCATION, TOKEN, WEBHOOK_SECRET, connector_at,
                                  connector_for)
 
 BLUE, RED = ITEMS["chair-blue"], ITEMS["chair-red"]
@@ -37,9 +37,7 @@ RECORD = os.environ.get("RECORD_CASSETTES") == "1"
 
 @pytest.fixture
 def shop():
-    with FakeShopify(TOKEN) as s:
-        s.stock(BLUE, LOCATION, 3)
-        s.stock(RED, LOCATION, 7)
+    with stocked_shop() as s:
         yield s
 
 

@@ -18,7 +18,7 @@ from erp_bridge.connectors.shopify.webhooks import WebhookRejected
 from erp_bridge.errors import NotAttempted
 from erp_bridge.domain import Decrement
 from erp_bridge.errors import ConfigError, RejectedError, RetryableError
-from tests.fakes.shopify import (ITEMS, LOCATION, TOKEN, WEBHOOK_SECRET, FakeShopify, Fault, connector_for,
+from tests.fakes.shopify import (stocked_shop, ITEMS, LOCATION, TOKEN, WEBHOOK_SECRET, FakeShopify, Fault, connector_for,
                                  signed_webhook)
 
 BLUE, RED, OAK = ITEMS["chair-blue"], ITEMS["chair-red"], ITEMS["table-oak"]
@@ -35,9 +35,7 @@ def rows(request):
 
 @pytest.fixture
 def shop():
-    with FakeShopify(TOKEN) as s:
-        s.stock(BLUE, LOCATION, 3)
-        s.stock(RED, LOCATION, 7)
+    with stocked_shop() as s:
         yield s
 
 
