@@ -6,7 +6,7 @@ as strings. Quantities are Decimal. An event's ``idempotency_key`` is what makes
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from decimal import ROUND_FLOOR, Decimal
+from decimal import Decimal
 from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, model_validator
@@ -20,11 +20,6 @@ BRIDGE_ORIGIN_PREFIX = "bridge:"
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def floor_to_int(quantity: Decimal) -> int:
-    """Round down: never show stock that is not there."""
-    return int(quantity.to_integral_value(rounding=ROUND_FLOOR))
 
 
 def bridge_origin(system: str) -> str:

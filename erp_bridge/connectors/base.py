@@ -75,7 +75,3 @@ class VerifiesWebhooks(Protocol):
     def verify_webhook(self, headers: Mapping[str, str], body: bytes, url: str) -> list[Event]:
         """Check the signature over the raw body, then normalise. Raises RejectedError (forged,
         malformed) with a reason that never contains the body or a secret."""
-
-
-def has(connector: Connector, capability: Capability) -> bool:
-    return capability in connector.capabilities

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -44,10 +44,3 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
     """400 with the field and the reason; never echoes the body (it may hold personal data)."""
     problems = [{"field": ".".join(str(p) for p in err["loc"]), "error": err["msg"]} for err in exc.errors()]
     return JSONResponse({"error": "invalid request", "problems": problems}, status_code=400)
-
-
-def runtime_of(request: Request) -> "Runtime":
-    return request.app.state.runtime
-
-
-RuntimeGetter = Callable[[Request], "Runtime"]
