@@ -5,11 +5,14 @@ as strings. Quantities are Decimal. An event's ``idempotency_key`` is what makes
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, model_validator
+
+from .errors import BridgeError
 
 Text = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 Qty = Annotated[Decimal, Field(allow_inf_nan=False)]
@@ -175,3 +178,26 @@ class Availability(BaseModel):
     #: expected restock time, when the SoR knows one
     restock_at: datetime | None = None
     read_at: datetime = Field(default_factory=utcnow)
+
+
+@dataclass(frozen=True)
+class Figure:
+    """An availability figure for one channel key, as the channel wants it."""
+
+    item: str
+    location: str
+    quantity: Decimal
+    #: the figure last pushed, for compare-and-set where the target offers it
+    previous: Decimal | None = None
+    idempotency_key: str = ""
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """The target took it. ``detail`` says how (e.g. 'applied', 'duplicate', 'unchanged')."""
+
+    detail: str = "delivered"
+
+
+#: what a connector answers for one item of a batch: Delivered, or the error for that item
+Result = Union[Delivered, BridgeError]

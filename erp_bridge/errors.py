@@ -34,6 +34,11 @@ class Problem:
 class BridgeError(Exception):
     """Base of every error the bridge raises on purpose."""
 
+    #: the HTTP status of the answer this error was classified from (None: no answer)
+    status: int | None = None
+    #: True when the request certainly never reached the target (nothing can have been created)
+    never_sent: bool = False
+
 
 class ConfigError(BridgeError):
     """The configuration is wrong; the operator must fix it. Carries every problem found at once."""

@@ -87,9 +87,10 @@ class Runtime:
             return {}
         older_than_s = self.settings.queue.retention_days * 86400
         purged = {"queue": self.queue.purge_done(older_than_s)}
-        for name, connector in self.connectors.items():
-            if hasattr(connector, "prune"):
-                purged[name] = connector.prune(older_than_s)
+        if self.settings.queue_url.startswith("sqlite:"):  # connector ledgers live in the queue's storage
+            from .connectors.runtime.ledger import prune
+
+            purged["ledgers"] = prune(self.settings.queue_url, older_than_s)
         log.info("maintenance", extra={"purged": purged, "retention_days": self.settings.queue.retention_days})
         return purged
 
@@ -232,11 +233,12 @@ def _invalidate(cache, entries) -> None:
 
 def _pollers(runtime: Runtime) -> dict:
     """One outbox poller per system of record whose connector reads an outbox (Odoo)."""
+    from .connectors.base import Capability
     from .sync.outbox import OutboxPoller
 
     return {name: OutboxPoller(name, connector, runtime.router, runtime.queue, runtime.cache,
                                runtime.settings.workers.outbox_poll_s, on_enqueued=runtime.dispatcher.wake)
-            for name, connector in runtime.connectors.items() if hasattr(connector, "fetch_markers")}
+            for name, connector in runtime.connectors.items() if Capability.OUTBOX in connector.capabilities}
 
 
 def run_workers(settings: Settings) -> int:

@@ -1,19 +1,17 @@
 """What a connector is. Connectors are the only code that does I/O with a system.
 
 A connector declares the capabilities it has; the dispatcher routes each queue entry's kind to one
-capability. A batch method returns one outcome per input, in order: ``Delivered`` or the error for
-that one item. Raising instead means the whole batch failed the same way (network down, 5xx).
-Each connector classifies its responses in one function into the error classes of errors.py.
+capability, whose value is the method it calls (typed by the Protocols below). A batch method
+returns one result per input, in order: ``Delivered`` or the error for that one item. Raising
+instead means the whole batch failed the same way (network down, 5xx). Connectors on the runtime
+(connectors/runtime) classify every answer in one place, by the mapping's ``writes.on_status``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from decimal import Decimal
 from enum import StrEnum
-from typing import Mapping, Protocol, Sequence, Union, runtime_checkable
+from typing import Mapping, Protocol, Sequence, runtime_checkable
 
-from ..domain import Availability, Count, Decrement, Event, Increment, StockMove
-from ..errors import BridgeError
+from ..domain import Availability, Count, Decrement, Event, Figure, Increment, Result, StockMove
 
 
 class Capability(StrEnum):
@@ -22,28 +20,8 @@ class Capability(StrEnum):
     PUSH_AVAILABILITY = "push_availability"
     POST_MOVES = "post_moves"
     VERIFY_WEBHOOK = "verify_webhook"
-
-
-@dataclass(frozen=True)
-class Delivered:
-    """The target took it. ``detail`` says how (e.g. 'applied', 'duplicate', 'unchanged')."""
-
-    detail: str = "delivered"
-
-
-Outcome = Union[Delivered, BridgeError]
-
-
-@dataclass(frozen=True)
-class Figure:
-    """An availability figure for one channel key, as the channel wants it."""
-
-    item: str
-    location: str
-    quantity: Decimal
-    #: the figure last pushed, for compare-and-set where the target offers it
-    previous: Decimal | None = None
-    idempotency_key: str = ""
+    #: the system keeps a transactional outbox the bridge polls (fetch/ack markers and journal)
+    OUTBOX = "outbox"
 
 
 @runtime_checkable
@@ -60,18 +38,28 @@ class ReadsAvailability(Protocol):
 
 
 class AppliesStockChanges(Protocol):
-    def apply_stock_changes(self, changes: Sequence[Decrement | Increment | Count]) -> list[Outcome]: ...
+    def apply_stock_changes(self, changes: Sequence[Decrement | Increment | Count]) -> list[Result]: ...
 
 
 class PushesAvailability(Protocol):
-    def push_availability(self, figures: Sequence[Figure]) -> list[Outcome]: ...
+    def push_availability(self, figures: Sequence[Figure]) -> list[Result]: ...
 
 
 class PostsMoves(Protocol):
-    def post_moves(self, moves: Sequence[StockMove]) -> list[Outcome]: ...
+    def post_moves(self, moves: Sequence[StockMove]) -> list[Result]: ...
 
 
 class VerifiesWebhooks(Protocol):
     def verify_webhook(self, headers: Mapping[str, str], body: bytes, url: str) -> list[Event]:
         """Check the signature over the raw body, then normalise. Raises RejectedError (forged,
         malformed) with a reason that never contains the body or a secret."""
+
+
+class ReadsOutbox(Protocol):
+    def fetch_markers(self, limit: int = 500) -> list[dict]: ...
+
+    def ack_markers(self, results: list[dict]) -> list[dict]: ...
+
+    def fetch_journal(self, limit: int = 500) -> list[dict]: ...
+
+    def ack_journal(self, results: list[dict]) -> list[dict]: ...

@@ -22,7 +22,8 @@ from ..domain import Availability, Count, Decrement, Increment
 from ..errors import BridgeError, ConfigError, RejectedError, RetryableError
 from ..mapping.compile import UnmappedError
 from ..mapping.engine import item_code
-from .base import Capability, Delivered, Outcome
+from .base import Capability
+from ..domain import Delivered, Result
 
 log = logging.getLogger(__name__)
 API_MODEL = "stock.sync.api"
@@ -54,7 +55,12 @@ def classify(exc: BaseException, what: str) -> BridgeError:
 
 
 class OdooConnector:
-    capabilities = frozenset({Capability.READ_AVAILABILITY, Capability.APPLY_STOCK_CHANGES})
+    capabilities = frozenset({Capability.READ_AVAILABILITY, Capability.APPLY_STOCK_CHANGES, Capability.OUTBOX})
+
+    @classmethod
+    def from_context(cls, ctx) -> "OdooConnector":
+        """Registry factory (a ConnectorContext): secrets through the context's secret source."""
+        return cls(ctx.mapping, _SecretSource(ctx.secret), ctx.lookups)
 
     def __init__(self, mapping, settings, lookups=None, client_factory: Callable[..., Any] = odoorpc.ODOO):
         self.name = mapping.system
@@ -111,7 +117,7 @@ class OdooConnector:
                 out[key] = availability_of(key[0], key[1], answer["availability"])
         return out
 
-    def apply_stock_changes(self, changes: Sequence[Decrement | Increment | Count]) -> list[Outcome]:
+    def apply_stock_changes(self, changes: Sequence[Decrement | Increment | Count]) -> list[Result]:
         lines = [self._line_or_error(c) for c in changes]
         sent = [line for line in lines if isinstance(line, dict)]
         results = {r["key"]: r for r in self.call("apply_stock_changes", sent)} if sent else {}
@@ -168,7 +174,7 @@ def describe_call(mapping, changes: Sequence[Decrement | Increment | Count]) -> 
             f"model stock.sync.api, method apply_stock_changes, args:\n{json.dumps([lines], indent=2)}\n")
 
 
-def _outcome(result: dict | None, key: str) -> Outcome:
+def _outcome(result: dict | None, key: str) -> Result:
     if result is None:
         return RetryableError(f"Odoo returned no result for {key}")
     status, detail = result.get("status"), result.get("detail") or ""
@@ -177,3 +183,15 @@ def _outcome(result: dict | None, key: str) -> Outcome:
     reasons = {"unknown_product": "unknown SKU in Odoo", "unknown_location": "unknown location in Odoo",
                "insufficient_stock": "not enough free stock in Odoo and backorders are off"}
     return RejectedError(f"{reasons.get(status, status)}: {detail}".rstrip(": "))
+
+
+class _SecretSource:
+    """``.secret(name)`` as SecretStr over a context's secret function (what __init__ reads)."""
+
+    def __init__(self, secret):
+        self._secret = secret
+
+    def secret(self, name: str):
+        from pydantic import SecretStr
+
+        return SecretStr(self._secret(name))

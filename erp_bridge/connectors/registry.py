@@ -1,59 +1,84 @@
-"""Connector kinds -> factories. A connector module registers itself with one line below.
+"""The one list of connector kinds. The mapping schema's ``connector`` enum is derived from it,
+and ``serve``, ``worker`` and ``config check`` build connectors through ``build`` alone.
 
-A factory is ``(system_mapping, secrets, lookups) -> Connector``; ``secrets`` is the settings
-object (``.secret(name)``) or a plain mapping of secret names to values; ``lookups`` the mapping
-set's item tables by system name (``None`` when the caller has none).
+A kind names the module and factory that build it, imported only when a mapping uses it (no
+import cycles, no start-up cost). A factory takes a ``ConnectorContext`` (the mapping, a secret
+source, the lookup tables, the storage) and returns a connector that declares its capabilities.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from dataclasses import dataclass
+from importlib import import_module
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+from pydantic import SecretStr
 
 from ..errors import ConfigError
+from ..settings import Settings
 from .base import Connector
 
-Factory = Callable[[Any, Any, Any], Connector]
-_FACTORIES: dict[str, Factory] = {}
+if TYPE_CHECKING:
+    from ..mapping.lookups import LookupTable
+    from ..mapping.schema import SystemMapping
+    from .runtime.context import ConnectorContext
+
+Factory = Callable[["ConnectorContext"], Connector]
+DEFAULT_STORAGE = "sqlite:///var/queue.sqlite3"
 
 
-def register(kind: str, factory: Factory) -> None:
-    _FACTORIES[kind] = factory
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    #: module (relative to this package) and factory; None: named by the product, not built yet
+    module: str | None
+    factory: str = "from_context"
+    summary: str = ""
 
 
-def kinds() -> list[str]:
-    return sorted(_FACTORIES)
+KINDS: dict[str, Kind] = {k.name: k for k in (
+    Kind("sap_b1", ".sap_b1", summary="SAP Business One Service Layer"),
+    Kind("netsuite", None, summary="NetSuite (planned: mapping validates, no connector yet)"),
+    Kind("dynamics365", None, summary="Dynamics 365 (planned: mapping validates, no connector yet)"),
+    Kind("zoho_inventory", ".zoho_inventory", summary="Zoho Inventory"),
+    Kind("odoo", ".odoo", "OdooConnector.from_context", "Odoo through the stock_sync_bridge module"),
+    Kind("shopify", ".shopify.connector", summary="Shopify Admin GraphQL"),
+    Kind("http_json", ".http_json", summary="a custom JSON endpoint"),
+    Kind("pull", "..sync.pull", "client_from_context", "a store that pulls availability"),
+)}
 
 
-def build(system_mapping: Any, secrets: Any, lookups: Any = None) -> Connector:
-    factory = _FACTORIES.get(system_mapping.connector)
-    if factory is None:
-        raise ConfigError(f"system {system_mapping.system}: no connector {system_mapping.connector!r} "
+def kinds() -> tuple[str, ...]:
+    return tuple(KINDS)
+
+
+def build(mapping: "SystemMapping", secrets: Any, lookups: "Mapping[str, LookupTable] | None" = None,
+          storage_url: str | None = None) -> Connector:
+    """The connector for ``mapping``. ``secrets``: the settings object (``.secret(name)``) or a
+    plain mapping of secret names to values; ``storage_url`` defaults to the settings' queue."""
+    from .runtime.context import ConnectorContext
+
+    kind = KINDS.get(mapping.connector)
+    if kind is None:
+        raise ConfigError(f"system {mapping.system}: no connector {mapping.connector!r} "
                           f"(available: {', '.join(kinds())})")
-    return factory(system_mapping, secrets, lookups)
+    if kind.module is None:
+        raise ConfigError(f"system {mapping.system}: connector {kind.name!r} is not built in this version "
+                          f"({kind.summary}); leave its secrets unset to keep the mapping inactive")
+    storage = storage_url or (secrets.queue_url if isinstance(secrets, Settings) else DEFAULT_STORAGE)
+    context = ConnectorContext(mapping, secret_source(secrets), lookups or {}, storage)
+    target: Any = import_module(kind.module, __package__)
+    for part in kind.factory.split("."):
+        target = getattr(target, part)
+    return target(context)
 
 
-def secret_value(secrets: Any, name: str) -> str:
-    """The value of a named secret, for a factory; never log or echo it."""
-    value = secrets.secret(name) if hasattr(secrets, "secret") else _lookup(secrets, name)
-    return value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
-
-
-def _lookup(secrets: Mapping[str, Any], name: str) -> Any:
-    try:
-        return secrets[name]
-    except KeyError:
-        raise ConfigError(f"secret {name!r} is not configured") from None
-
-
-def _lazy(module: str, factory: str) -> Factory:
-    """Import a connector module only when a mapping uses it (and without import cycles)."""
-    def build_one(system_mapping: Any, secrets: Any, lookups: Any = None) -> Connector:
-        from importlib import import_module
-        return getattr(import_module(module, __package__), factory)(system_mapping, secrets, lookups)
-    return build_one
-
-
-register("http_json", _lazy(".http_json", "from_mapping"))
-register("shopify", _lazy(".shopify.connector", "from_mapping"))
-register("sap_b1", _lazy(".sap_b1", "from_mapping"))
-register("odoo", _lazy(".odoo", "OdooConnector"))
-register("pull", _lazy("..sync.pull", "client_from_mapping"))
+def secret_source(secrets: Any) -> Callable[[str], str]:
+    """name -> value, from the settings object or a plain mapping; never log or echo a value."""
+    def secret(name: str) -> str:
+        if isinstance(secrets, Settings):
+            return secrets.secret(name).get_secret_value()
+        if name not in secrets:
+            raise ConfigError(f"secret {name!r} is not configured")
+        value = secrets[name]
+        return value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+    return secret

@@ -15,7 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from ..connectors.base import Capability, Connector, Delivered
+from ..connectors.base import Capability, Connector
+from ..domain import Delivered
 from ..errors import BridgeError, ConfigError, RejectedError, RetryableError
 from ..queue.base import Entry, Queue, State
 from .metrics import DispatchMetrics, default_metrics

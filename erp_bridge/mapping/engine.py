@@ -7,65 +7,23 @@ and ``LookupTable.sku_of`` to get there.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any, Callable, Mapping, Sequence
 from urllib.parse import quote, urlencode
 
-from ..connectors.base import Figure
-from ..domain import Availability, AvailabilityChanged, Count, Decrement, Increment, StockMove
+from ..domain import AvailabilityChanged, Count, Decrement, Figure, Increment, StockMove
 from ..errors import MappingError
 from .compile import Compiled, CompiledSpec, UnmappedError, compiled, convert, fill
 from .lookups import LookupTable
-from .schema import QuantityPolicy, SystemMapping
+from ..sync.policy import low_stock
+from .schema import SystemMapping
 from .transforms import _text
 from .wire import HttpRequest
 
-__all__ = ["build_requests", "channel_quantity", "channel_figure", "ChannelFigure", "HttpRequest",
-           "UnmappedError", "trigger_of", "item_code"]
+__all__ = ["build_requests", "HttpRequest", "UnmappedError", "trigger_of", "item_code"]
 
 Input = StockMove | Decrement | Increment | Count | Figure
-
-
-@dataclass(frozen=True)
-class ChannelFigure:
-    quantity: Decimal
-    low_stock: bool | None
-
-
-def channel_quantity(policy: QuantityPolicy, availability: Availability) -> Decimal:
-    """basis - buffer, x allocation %, capped at max_listed, never below 0, rounded down if integer."""
-    basis = _basis(policy, availability)
-    quantity = (basis - policy.safety_buffer) * policy.allocation_percent / 100
-    if policy.max_listed is not None:
-        quantity = min(quantity, policy.max_listed)
-    quantity = max(quantity, Decimal(0))
-    return quantity.to_integral_value(rounding=ROUND_FLOOR) if policy.integer else quantity
-
-
-def channel_figure(policy: QuantityPolicy, availability: Availability) -> ChannelFigure:
-    quantity = channel_quantity(policy, availability)
-    return ChannelFigure(quantity, low_stock(policy, quantity))
-
-
-def low_stock(policy: QuantityPolicy | None, quantity: Decimal) -> bool | None:
-    """True at or under the threshold; None when the policy states no threshold (unknown, not False)."""
-    if policy is None or policy.low_stock_threshold is None:
-        return None
-    return quantity <= policy.low_stock_threshold
-
-
-def _basis(policy: QuantityPolicy, availability: Availability) -> Decimal:
-    if policy.basis == "free":
-        return availability.free
-    if policy.basis == "on_hand":
-        return availability.on_hand
-    if availability.forecast is None:
-        # missing is not zero: pushing 0 would delist stock the SoR simply did not report
-        raise MappingError(f"basis is forecast but the system of record sent no forecast for "
-                           f"{availability.item}@{availability.location}")
-    return availability.forecast
 
 
 _TRIGGERS = {Decrement: "decrement", Increment: "increment", Count: "count", Figure: "availability"}

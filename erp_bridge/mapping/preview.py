@@ -16,11 +16,12 @@ from typing import Any, Callable
 
 from pydantic import ValidationError
 
-from ..connectors.base import Figure
+from ..domain import Figure
 from ..domain import Availability, AvailabilityChanged, Count, Decrement, Increment, StockMove, parse_event
 from ..errors import ConfigError, MappingError, Problem
 from ..yamlpos import load_yaml_text, problems_from_validation
-from .engine import build_requests, channel_quantity
+from ..sync.policy import channel_quantity
+from .engine import build_requests
 from .loader import display_name, load_mappings
 from .schema import SystemMapping
 from .wire import HttpRequest, mask, to_json

@@ -14,11 +14,13 @@ from typing import Annotated, Any, Literal, Optional
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr,
                       StringConstraints, WithJsonSchema, field_validator)
 
+from ..connectors.registry import kinds
 from .nodes import FormatText, NodeIn, TransformName
 from .transforms import TRIGGERS
 
 SCHEMA_VERSION = 1
-CONNECTOR_KINDS = ("sap_b1", "netsuite", "dynamics365", "zoho_inventory", "odoo", "shopify", "http_json", "pull")
+#: the registry is the one list of kinds; a mapping naming another is refused here
+CONNECTOR_KINDS = kinds()
 ROLES = ("system_of_record", "mirror", "channel", "pull_client")
 #: a pull client asks for availability (docs/pull.md); the router never pushes to it
 Role = Literal["system_of_record", "mirror", "channel", "pull_client"]

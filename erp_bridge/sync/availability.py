@@ -12,10 +12,10 @@ from collections import defaultdict
 from decimal import Decimal
 from typing import Callable, Iterable, NamedTuple, Sequence
 
-from ..connectors.base import Delivered, Figure, Outcome
+from ..domain import Delivered, Figure, Result
 from ..domain import Availability
 from ..errors import BridgeError, ConfigError, RejectedError, RetryableError
-from ..mapping.engine import channel_quantity
+from .policy import channel_quantity
 from ..mapping.schema import QuantityPolicy
 from ..queue.base import Entry, Queue
 from .figures import FigureStore
@@ -135,7 +135,7 @@ class AvailabilityPush:
     def __init__(self, mappings, reader: SorReader, figures: FigureStore):
         self.mappings, self.reader, self.figures = mappings, reader, figures
 
-    def __call__(self, target: str, connector, entries: Sequence[Entry]) -> list[Outcome | BridgeError]:
+    def __call__(self, target: str, connector, entries: Sequence[Entry]) -> list[Result | BridgeError]:
         mapping = self.mappings.systems[target]
         wanted = {e.id: self._internals(mapping, e) for e in entries}
         keys = list(dict.fromkeys(k for ks in wanted.values() for k in ks))
@@ -167,7 +167,7 @@ class AvailabilityPush:
             return exc
 
     def _figure(self, target: str, mapping, entry: Entry, keys: list[Key], read,
-                pending: dict[Key, Decimal | BridgeError]) -> Figure | Outcome | BridgeError:
+                pending: dict[Key, Decimal | BridgeError]) -> Figure | Result | BridgeError:
         if not keys:
             return RejectedError(f"{target} does not sell location {entry.location!r} (locations.map)")
         failed = next((p for p in [*pending.values(), *(read[k] for k in keys)]
@@ -187,7 +187,7 @@ class AvailabilityPush:
                       idempotency_key=entry.idempotency_key)
 
 
-def _push(connector, figures: list[Figure]) -> list[Outcome | BridgeError]:
+def _push(connector, figures: list[Figure]) -> list[Result | BridgeError]:
     try:
         outcomes = list(connector.push_availability(figures))
     except BridgeError as exc:

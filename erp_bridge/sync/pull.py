@@ -22,8 +22,8 @@ from typing import Iterable, Literal, Mapping, Sequence
 
 from ..domain import Availability
 from ..errors import BridgeError, ConfigError, RejectedError
-from ..mapping.checks import option_key
-from ..mapping.engine import channel_quantity
+from ..mapping.binder import Binder
+from .policy import channel_quantity
 from .availability import DEFAULT_POLICY, AvailabilityCache, SorReader, aggregate
 
 log = logging.getLogger(__name__)
@@ -179,32 +179,8 @@ def combine(mapping, readings: list[Reading]) -> Answer:
 
 # --- item codes (and options) -> SKU, through the pull client's mapping ------------------------
 def sku_for(mapping, lookups: Mapping, code: str, options: Mapping[str, str]) -> str | None:
-    """The SKU a store code (plus selected options) stands for, or None.
-
-    Variants of ``code`` must be selected by the options: the most specific variant whose options
-    are all among the selected ones wins (options that select nothing, e.g. gift wrap, are
-    ignored); a tie or no match is None. A code without variants maps like a channel's SKU:
-    overrides, then the lookup table, then (``unlisted: rule``) the code is the SKU itself."""
-    variants = [v for v in mapping.items.variants if v.code == code]
-    if variants:
-        return _variant(variants, {option_key(n, v) for n, v in options.items()})
-    for override in mapping.items.overrides:
-        if override.code == code:
-            return override.sku
-    table = lookups.get(mapping.system)
-    sku = table.sku_of(code) if table is not None else None
-    if sku is not None or mapping.items.unlisted == "error":
-        return sku
-    return code
-
-
-def _variant(variants, selected: set[tuple[str, str]]) -> str | None:
-    matches = [v for v in variants if {option_key(n, x) for n, x in v.options.items()} <= selected]
-    if not matches:
-        return None
-    best = max(len(v.options) for v in matches)
-    top = [v for v in matches if len(v.options) == best]
-    return top[0].sku if len(top) == 1 else None
+    """The SKU a store code (plus selected options) stands for, or None (see Binder.sku_for)."""
+    return Binder(mapping, lookups.get(mapping.system)).sku_for(code, options)
 
 
 def internals_by_code(mapping) -> dict[str, list[str]]:
@@ -228,9 +204,5 @@ class PullClient:
         pass
 
 
-def client_from_mapping(system_mapping, _secrets, _lookups=None) -> PullClient:
-    return PullClient(system_mapping.system)
-
-
-# The registry's own line for this kind belongs in connectors/registry.py (so `erp-bridge worker`
-# knows it too); registering here keeps `serve`, which imports the HTTP routes, working meanwhile.
+def client_from_context(ctx) -> PullClient:
+    return PullClient(ctx.system)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ..domain import Decrement, Increment
 from ..errors import RejectedError
+from ..mapping.binder import Binder
 
 ChannelChange = Decrement | Increment
 
@@ -15,8 +16,8 @@ def to_internal(mappings, change: ChannelChange) -> ChannelChange:
     if location is None:
         raise RejectedError(f"{change.channel} location {change.location!r} is not in {file} locations.map "
                             f"(or maps to several internal locations and none is primary)")
-    return change.model_copy(update={"item": _internal_item(mappings, mapping, change.item, file),
-                                     "location": location})
+    binder = Binder(mapping, mappings.lookups.get(mapping.system), file)
+    return change.model_copy(update={"item": binder.channel_sku(change.item), "location": location})
 
 
 def _channel(mappings, name: str):
@@ -24,15 +25,3 @@ def _channel(mappings, name: str):
     if mapping is None:
         raise RejectedError(f"no mapping file for channel {name!r}")
     return mapping
-
-
-def _internal_item(mappings, mapping, item: str, file: str) -> str:
-    if item.startswith("variant:"):
-        raise RejectedError(f"{mapping.system} line has no SKU ({item}); give the variant a SKU "
-                            f"that matches the system of record")
-    table = mappings.lookups.get(mapping.system)
-    listed = any(o.sku == item for o in mapping.items.overrides)
-    if mapping.items.unlisted == "error" and not listed and (table is None or item not in table.codes):
-        source = mapping.items.lookup.file if mapping.items.lookup else "items.overrides"
-        raise RejectedError(f"SKU {item!r} is not listed for {mapping.system} ({file}: {source})")
-    return item

@@ -15,7 +15,7 @@ import pytest
 from graphql import OperationDefinitionNode, parse, validate
 from graphql.execution.values import get_variable_values
 
-from erp_bridge.connectors.base import Figure
+from erp_bridge.domain import Figure
 from tests.fakes.shopify import ITEMS, LOCATION, SCHEMA, TOKEN, FakeShopify, connector_for
 
 MANY = {f"bulk-{n:03d}": str(43210987700000 + n) for n in range(300)}

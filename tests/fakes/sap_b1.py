@@ -370,15 +370,17 @@ def sap_mapping(url: str, *, role: str = "mirror", batch_size: int = 20, timeout
 
 def connector_for(sl: FakeServiceLayer, data_dir, *, mapping=None, settle_s: float = 0.0,
                   clock: Callable[[], float] = time.time, session_clock: Callable[[], float] = time.monotonic):
-    from erp_bridge.connectors.ledger import Ledger
-    from erp_bridge.connectors.sap_b1 import SapB1Connector, ServiceLayerSession
+    """The connector as the registry builds it (same factory), on the fake, with test clocks."""
+    from erp_bridge.connectors.runtime.context import ConnectorContext
+    from erp_bridge.connectors.sap_b1 import from_context
 
     mapping = mapping or sap_mapping(sl.url)
-    company, username, password = sl.credentials
-    session = ServiceLayerSession(sl.url, company, username, password,
-                                  timeout_s=mapping.connection.timeout_s, clock=session_clock)
-    ledger = Ledger(__import__("pathlib").Path(data_dir) / "ledger-sap_b1.sqlite3", clock=clock)
-    return SapB1Connector(mapping, session, ledger, settle_s=settle_s, clock=clock)
+    _, username, password = sl.credentials
+    secrets = {mapping.connection.auth.secrets["username"]: username,
+               mapping.connection.auth.secrets["password"]: password}
+    storage = f"sqlite:///{data_dir}/queue.sqlite3"
+    ctx = ConnectorContext(mapping, secrets.__getitem__, {}, storage)
+    return from_context(ctx, settle_s=settle_s, clock=clock, session_clock=session_clock)
 
 
 def move(move_id: str, item: str = "chair-blue", quantity: Any = 1, direction: str = "out",

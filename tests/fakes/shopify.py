@@ -317,7 +317,7 @@ def connector_for(shop: FakeShopify, directory, **options):
 
 
 def connector_at(url: str, directory, token: str = TOKEN, **options):
-    from erp_bridge.connectors.shopify.connector import from_mapping
+    from erp_bridge.connectors import registry
     mappings = example_mapping_set(directory, url, **options)
     secrets = {"shopify_token": token, "shopify_webhook_secret": WEBHOOK_SECRET}
-    return from_mapping(mappings.systems["shopify"], secrets, lookups=mappings.lookups)
+    return registry.build(mappings.systems["shopify"], secrets, mappings.lookups)

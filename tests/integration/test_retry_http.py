@@ -19,6 +19,7 @@ from erp_bridge.dispatch.metrics import DispatchMetrics
 from erp_bridge.dispatch.routing import entry_for
 from erp_bridge.domain import Decrement
 from erp_bridge.queue.base import Outcome, RetryPolicy, State
+from erp_bridge.mapping.schema import SystemMapping
 from erp_bridge.queue.sqlite import SQLiteQueue
 from tests.fakes.clock import FakeClock
 from tests.fakes.http_target import FakeTarget, Reply
@@ -28,9 +29,13 @@ TIMEOUT_S = 0.3
 TOKEN = "s3cr3t-token-value"
 
 
-def mapping(url, auth=None):
-    return SimpleNamespace(system="shop", connector="http_json", limits=None, connection=SimpleNamespace(
-        base_url=url, timeout_s=TIMEOUT_S, headers={}, auth=auth or SimpleNamespace(kind="none")))
+def mapping(url, auth=None, on_status=None):
+    """A real http_json mapping (as a file would give it) pointing at the fake target."""
+    return SystemMapping.model_validate({
+        "version": 1, "system": "shop", "connector": "http_json", "role": "channel",
+        "connection": {"base_url": url, "timeout_s": TIMEOUT_S, "auth": auth or {"kind": "none"}},
+        "locations": {"map": [{"internal": "WH/Stock", "code": "WH"}]},
+        **({"writes": {"on_status": on_status}} if on_status else {})})
 
 
 @pytest.fixture
@@ -84,13 +89,13 @@ def statuses(target, key):
 @pytest.mark.parametrize("reply, state, error, delay", [
     (Reply(200), State.DONE, None, None),
     (Reply(409, body={"error": "duplicate"}), State.DONE, None, None),
-    (Reply(500, body={"error": "db down"}), State.PENDING, 'HTTP 500 from stock-changes: {"error": "db down"}', 1),
-    (Reply(503, {"Retry-After": "12"}), State.PENDING, "HTTP 503 from stock-changes", 12),
-    (Reply(429, {"Retry-After": "30"}, {"error": "slow down"}), State.PENDING, "HTTP 429 from stock-changes", 30),
-    (Reply(429), State.PENDING, "HTTP 429 from stock-changes", 1),
+    (Reply(500, body={"error": "db down"}), State.PENDING, 'HTTP 500 from POST stock-changes: {"error": "db down"}', 1),
+    (Reply(503, {"Retry-After": "12"}), State.PENDING, "HTTP 503 from POST stock-changes: (empty body)", 12),
+    (Reply(429, {"Retry-After": "30"}, {"error": "slow down"}), State.PENDING, 'HTTP 429 from POST stock-changes: {"error": "slow down"}', 30),
+    (Reply(429), State.PENDING, "HTTP 429 from POST stock-changes: (empty body)", 1),
     (Reply(400, body={"error": "unknown sku"}), State.DEAD,
-     'RejectedError: HTTP 400 from stock-changes: {"error": "unknown sku"}', None),
-    (Reply(422, body="x" * 5000), State.DEAD, "RejectedError: HTTP 422 from stock-changes: " + '"' + "x" * 199, None),
+     'RejectedError: HTTP 400 from POST stock-changes: {"error": "unknown sku"}', None),
+    (Reply(422, body="x" * 5000), State.DEAD, "RejectedError: HTTP 422 from POST stock-changes: " + '"' + "x" * 199, None),
     (Reply(hang=True), State.PENDING, "POST stock-changes timed out: ReadTimeout", 1),
 ], ids=["200-delivered", "409-duplicate-is-delivered", "500-retries", "503-retry-after",
         "429-retry-after", "429-without-retry-after-backs-off", "400-dead-letters", "422-excerpt-is-short",
@@ -133,8 +138,8 @@ def test_everything_is_delivered_or_dead_lettered_nothing_lost(target, queue, di
     assert statuses(target, key("rejected")) == [400]
     assert statuses(target, key("always-500")) == [500] * MAX_ATTEMPTS
     dead = {d.payload["order"]: d.last_error for d in queue.dead_letters()}
-    assert dead == {"rejected": 'RejectedError: HTTP 400 from stock-changes: {"error": "unknown sku"}',
-                    "always-500": f'HTTP 500 from stock-changes: {{"error": "down {MAX_ATTEMPTS}"}}'}
+    assert dead == {"rejected": 'RejectedError: HTTP 400 from POST stock-changes: {"error": "unknown sku"}',
+                    "always-500": f'HTTP 500 from POST stock-changes: {{"error": "down {MAX_ATTEMPTS}"}}'}
     tries = queue.attempts(entries["retry-after"].id)
     assert tries[1].started_at.timestamp() - tries[0].started_at.timestamp() >= 45
     assert {s.target: s.depth for s in queue.stats()}["shop"] == {
@@ -188,13 +193,42 @@ def test_redelivery_of_what_the_target_already_has_is_a_duplicate_it_drops(targe
 
 
 def test_bearer_token_is_sent_and_never_echoed_into_errors(target, queue, clock):
-    auth = SimpleNamespace(kind="bearer", secrets={"token": "shop_token"}, prefix=None, header="Authorization")
+    auth = {"kind": "bearer", "secrets": {"token": "shop_token"}}
+    connector = registry.build(mapping(target.url, auth), {"shop_token": SecretStr(TOKEN)})
+    d = Dispatcher(queue, {"shop": connector}, metrics=DispatchMetrics(CollectorRegistry()))
+    entry = enqueue(queue, "o1")[0]
+    target.plan(entry.idempotency_key, Reply(403, body={"error": f"bad token Bearer {TOKEN}"}))
+    d.run_once("w")
+    assert target.requests_for(entry.idempotency_key)[0].headers["Authorization"] == f"Bearer {TOKEN}"
+    error = queue.get(entry.id).last_error
+    assert TOKEN not in error and "***" in error
+    connector.close()
+
+
+def test_a_refused_static_token_is_a_configuration_error_naming_the_secret(target, queue, clock):
+    auth = {"kind": "bearer", "secrets": {"token": "shop_token"}}
     connector = registry.build(mapping(target.url, auth), {"shop_token": SecretStr(TOKEN)})
     d = Dispatcher(queue, {"shop": connector}, metrics=DispatchMetrics(CollectorRegistry()))
     entry = enqueue(queue, "o1")[0]
     target.plan(entry.idempotency_key, Reply(401, body={"error": f"bad token Bearer {TOKEN}"}))
     d.run_once("w")
-    assert target.requests_for(entry.idempotency_key)[0].headers["Authorization"] == f"Bearer {TOKEN}"
     error = queue.get(entry.id).last_error
-    assert TOKEN not in error and "***" in error
+    assert error == "ConfigError: shop refused the credentials (HTTP 401 from POST stock-changes): check secrets shop_token"
+    connector.close()
+
+
+@pytest.mark.parametrize("on_status, state, detail", [
+    (None, State.DEAD, "RejectedError: HTTP 422 from POST stock-changes: "),
+    ({"422": "retry"}, State.PENDING, "HTTP 422 from POST stock-changes: "),
+    ({"4xx": "ignore"}, State.DONE, None),
+], ids=["default-4xx-fails", "integrator-says-422-retries", "integrator-says-4xx-is-ignored"])
+def test_writes_on_status_decides_what_an_error_status_means(target, queue, clock, on_status, state, detail):
+    connector = registry.build(mapping(target.url, on_status=on_status), {})
+    d = Dispatcher(queue, {"shop": connector}, metrics=DispatchMetrics(CollectorRegistry()))
+    entry = enqueue(queue, "o1")[0]
+    target.plan(entry.idempotency_key, Reply(422, body={"error": "locked for stocktake"}))
+    d.run_once("w")
+    stored = queue.get(entry.id)
+    assert stored.state is state
+    assert (stored.last_error or "").startswith(detail) if detail else stored.last_error is None
     connector.close()

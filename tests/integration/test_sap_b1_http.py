@@ -15,7 +15,7 @@ import pytest
 import vcr
 from prometheus_client import CollectorRegistry
 
-from erp_bridge.connectors.base import Delivered
+from erp_bridge.domain import Delivered
 from erp_bridge.dispatch.dispatcher import Dispatcher
 from erp_bridge.dispatch.metrics import DispatchMetrics
 from erp_bridge.dispatch.routing import entry_for
@@ -94,7 +94,7 @@ def test_bad_item_dead_letters_with_its_name_and_the_rest_is_posted(sl, queue, d
     assert queue.get(good.id).state is State.DONE
     dead = queue.get(bad.id)
     assert dead.state is State.DEAD
-    assert dead.last_error == ("RejectedError: SAP error -5002: Item 'NO-SUCH-CHAIR' not found "
+    assert dead.last_error == ("RejectedError: HTTP 400 from POST InventoryGenExits: SAP error -5002: Item 'NO-SUCH-CHAIR' not found "
                                "[DocumentLines.ItemCode][line: 1]")
     assert [line["ItemCode"] for line in sl.lines()] == ["CHAIR-BLUE"]
 

@@ -18,7 +18,7 @@ import vcr
 import yaml
 from prometheus_client import CollectorRegistry
 
-from erp_bridge.connectors.base import Delivered, Figure
+from erp_bridge.domain import Delivered, Figure
 from erp_bridge.dispatch.dispatcher import Dispatcher
 from erp_bridge.dispatch.metrics import DispatchMetrics
 from erp_bridge.dispatch.routing import entry_for

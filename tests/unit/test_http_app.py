@@ -122,7 +122,7 @@ def test_maintenance_purges_done_entries_past_retention_and_keeps_dead_letters(r
                                               idempotency_key="done-1", payload={}, quantity=Decimal(-1))])[0].id
         rt.queue.lease("w", 1, 30)
         rt.queue.ack([entry_id], "w")
-        assert rt.maintain() == {"queue": 0}  # done just now: within retention
+        assert rt.maintain() == {"queue": 0, "ledgers": 0}  # done just now: within retention
         rt.settings.queue.retention_days = 0.0
         assert rt.maintain() == {} and rt.queue.get(entry_id) is not None  # 0 keeps everything
         rt.settings.queue.retention_days = 1e-7  # about 9 ms

@@ -3,54 +3,54 @@ the mapping says so, a system of record (availability from ``Items``; decrements
 as goods issues/receipts). Facts and sources: ../shared/reference/vendor-apis.md §1; integrator
 guide: docs/connectors/sap_b1.md.
 
-Layering: the mapping engine builds every document body; this adapter only logs in, sends,
-classifies, and keeps the ledger that makes each event count once.
+What is SAP's own and stays here: the session login (session.py), SL's error envelope
+(classify.py), the reference-field search that settles a lost answer, and how ``Items`` reads as
+availability. Sending, classification and the exactly-once ledger are the runtime's.
 """
 from __future__ import annotations
 
 import time
 from collections import defaultdict
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, Callable, Sequence
 from urllib.parse import quote
 
-import requests
-
-from ...domain import Availability, Count, Decrement, Increment, StockMove
+from ...domain import Availability, Count, Decrement, Increment, Result, StockMove
 from ...errors import BridgeError, ConfigError, RejectedError
-from ...mapping.compile import compiled
-from ...mapping.engine import UnmappedError, item_code
-from ..base import Capability, Outcome
-from ..ledger import Ledger
-from ..registry import secret_value
-from .classify import classify, classify_exception
-from .documents import DocumentPoster
-from .session import ServiceLayerSession
+from ...mapping.binder import Binder
+from ...mapping.compile import UnmappedError, compiled
+from ..base import Capability
+from ..runtime.context import ConnectorContext
+from ..runtime.documents import DocumentTarget, DocumentWriter
+from ..runtime.ledger import Intent, Ledger
+from ..runtime.sender import Reply, Sender
+from .session import session_sender
 
-__all__ = ["SapB1Connector", "ServiceLayerSession", "from_mapping", "classify"]
+__all__ = ["SapB1Connector", "from_context", "session_sender"]
 ITEM_SELECT = "ItemCode,ItemWarehouseInfoCollection"
 CAPABILITIES = {"mirror": {Capability.POST_MOVES},
                 "system_of_record": {Capability.READ_AVAILABILITY, Capability.APPLY_STOCK_CHANGES}}
 
 
 class SapB1Connector:
-    def __init__(self, mapping: Any, session: ServiceLayerSession, ledger: Ledger, lookups: Any = None, *,
+    def __init__(self, mapping: Any, sender: Sender, ledger: Ledger, lookups: Any = None, *,
                  settle_s: float | None = None, clock: Callable[[], float] = time.time):
         self.name = mapping.system
-        self.mapping, self.session, self.ledger = mapping, session, ledger
+        self.mapping, self.sender, self.ledger = mapping, sender, ledger
+        self.base_url = str(mapping.connection.base_url)
         self.capabilities = frozenset(c for role in mapping.roles for c in CAPABILITIES.get(role, ()))
-        self._table = (lookups or {}).get(mapping.system)
+        self._binder = Binder(mapping, (lookups or {}).get(mapping.system))
         # long enough for a POST that timed out on our side to have finished inside SL
-        settle = settle_s if settle_s is not None else 3 * session.timeout[1]
-        self._documents = DocumentPoster(mapping, lookups, session, ledger, settle_s=settle, clock=clock)
+        settle = settle_s if settle_s is not None else 3 * sender.timeout[1]
+        self._documents = DocumentWriter(mapping, lookups, sender, ledger, DocumentTarget(self._find, _doc_entry),
+                                         settle_s=settle, clock=clock)
 
-    def post_moves(self, moves: Sequence[StockMove]) -> list[Outcome]:
-        return self._documents.post(moves)
+    def post_moves(self, moves: Sequence[StockMove]) -> list[Result]:
+        return self._documents.write(moves)
 
-    def apply_stock_changes(self, changes: Sequence[Decrement | Increment | Count]) -> list[Outcome]:
+    def apply_stock_changes(self, changes: Sequence[Decrement | Increment | Count]) -> list[Result]:
         counts = {id(c) for c in changes if isinstance(c, Count)}
-        posted = iter(self._documents.post([c for c in changes if id(c) not in counts]))
+        posted = iter(self._documents.write([c for c in changes if id(c) not in counts]))
         refused = RejectedError("sap_b1 takes decrements and increments, not absolute counts")
         return [refused if id(c) in counts else next(posted) for c in changes]
 
@@ -69,33 +69,34 @@ class SapB1Connector:
                     result[(sku, location)] = figure
         return result
 
-    def prune(self, older_than_s: float) -> int:
-        """Forget posted documents older than the queue's retention (their moves are done)."""
-        return self.ledger.prune(older_than_s)
-
     def close(self) -> None:
-        self.session.close()
+        self.sender.close()
         self.ledger.close()
+
+    def _find(self, intent: Intent) -> str | None:
+        """The DocEntry of the document that carries ``intent``'s key in the reference field."""
+        literal = intent.document_key.replace("'", "''")  # OData string literal
+        query = quote(f"{self._documents.reference_field} eq '{literal}'", safe="'")
+        reply = self.sender.call("GET", f"{self.base_url}/{intent.kind}?$filter={query}&$select=DocEntry",
+                                 what=f"GET {intent.kind} (search)")
+        if isinstance(reply, BridgeError):
+            raise reply
+        found = (reply.body or {}).get("value") or []
+        return str(found[0].get("DocEntry", "?")) if found else None
 
     def _warehouses(self, sku: str) -> dict[str, dict]:
         try:
-            code = item_code(self.mapping, self._table, sku)
+            code = self._binder.item_code(sku)
         except UnmappedError:
             return {}
-        url = f"{self.session.base_url}/Items('{quote(code.replace(chr(39), chr(39) * 2), safe='')}')"
-        what = "GET Items"
-        try:
-            response = self.session.request("GET", f"{url}?$select={ITEM_SELECT}")
-        except requests.RequestException as exc:
-            raise classify_exception(exc, what) from None
-        with response:
-            if response.status_code == 404:
-                return {}  # SL: -2028 "No matching records found": not an item of this company
-            outcome = classify(response, what, self.session.redact)
-            if isinstance(outcome, BridgeError):
-                raise outcome
-            body = response.json(parse_float=Decimal)
-        return {row.get("WarehouseCode"): row for row in body.get("ItemWarehouseInfoCollection") or []}
+        url = f"{self.base_url}/Items('{quote(code.replace(chr(39), chr(39) * 2), safe='')}')?$select={ITEM_SELECT}"
+        # SL: 404 / -2028 "No matching records found": not an item of this company
+        reply = self.sender.call("GET", url, what="GET Items", on_status={**self.sender.on_status, "404": "ignore"})
+        if isinstance(reply, BridgeError):
+            raise reply
+        if reply.status == 404 or not isinstance(reply.body, dict):
+            return {}
+        return {row.get("WarehouseCode"): row for row in reply.body.get("ItemWarehouseInfoCollection") or []}
 
     def _figure(self, sku: str, location: str, rows: dict[str, dict]) -> Availability | None:
         entry = self.mapping.location_entry(location)
@@ -109,15 +110,17 @@ class SapB1Connector:
                             free=on_hand - reserved, forecast=on_hand - reserved + ordered)
 
 
-def from_mapping(system_mapping: Any, secrets: Any, lookups: Any = None) -> SapB1Connector:
-    """Registry factory. ``secrets``: the settings object (``.secret()``, ``.data_dir``) or a plain
-    mapping of secret names to values (the ledger then goes under ./var, the settings default)."""
-    conn = system_mapping.connection
+def _doc_entry(reply: Reply) -> str | None:
+    body = reply.body
+    return str(body["DocEntry"]) if isinstance(body, dict) and "DocEntry" in body else None
+
+
+def from_context(ctx: ConnectorContext, *, settle_s: float | None = None, clock: Callable[[], float] = time.time,
+                 session_clock: Callable[[], float] = time.monotonic) -> SapB1Connector:
+    conn, names = ctx.mapping.connection, ctx.mapping.connection.auth.secrets
     if not conn.database:
-        raise ConfigError(f"{system_mapping.system}: connection.database must name the SAP CompanyDB")
-    names = conn.auth.secrets
-    session = ServiceLayerSession(str(conn.base_url), conn.database, secret_value(secrets, names["username"]),
-                                  secret_value(secrets, names["password"]), timeout_s=float(conn.timeout_s))
-    data_dir = Path(getattr(secrets, "data_dir", None) or "var")
-    ledger = Ledger(data_dir / f"ledger-{system_mapping.system}.sqlite3")
-    return SapB1Connector(system_mapping, session, ledger, lookups)
+        raise ConfigError(f"{ctx.system}: connection.database must name the SAP CompanyDB")
+    sender = session_sender(ctx.system, str(conn.base_url), conn.database, ctx.secret(names["username"]),
+                            ctx.secret(names["password"]), timeout_s=float(conn.timeout_s),
+                            on_status=dict(ctx.mapping.writes.on_status), clock=session_clock)
+    return SapB1Connector(ctx.mapping, sender, ctx.ledger(clock), ctx.lookups, settle_s=settle_s, clock=clock)

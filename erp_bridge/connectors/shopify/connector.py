@@ -18,7 +18,6 @@ import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from decimal import ROUND_FLOOR, Decimal
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ...domain import Decrement, Increment
@@ -26,11 +25,12 @@ from ...errors import BridgeError, ConfigError, RejectedError, RetryableError
 from ...errors import NotAttempted
 from ...mapping.compile import UnmappedError, auth_headers
 from ...mapping.engine import build_requests
-from ...mapping.lookups import LookupTable, load_lookup
+from ...mapping.lookups import LookupTable
 from ...mapping.schema import SystemMapping, UnitRule
 from ...mapping.wire import HttpRequest
-from ..base import Capability, Delivered, Figure, Outcome
-from ..registry import secret_value
+from ..base import Capability
+from ...domain import Delivered, Figure, Result
+from ..runtime.context import ConnectorContext
 from . import webhooks
 from .graphql import Transport
 
@@ -83,7 +83,7 @@ class ShopifyConnector:
 
     # -- availability out -----------------------------------------------------------------------
 
-    def push_availability(self, figures: Sequence[Figure]) -> list[Outcome]:
+    def push_availability(self, figures: Sequence[Figure]) -> list[Result]:
         outcomes: list[Any] = [None] * len(figures)
         rows = [r for r in (self._row(i, f, outcomes) for i, f in enumerate(figures)) if r is not None]
         self._know_bases(rows, outcomes)
@@ -280,31 +280,14 @@ def _check_units(mapping: SystemMapping) -> None:
                           f"remove the units section (conversions would skew changeFromQuantity)")
 
 
-def from_mapping(system_mapping: SystemMapping, secrets: Any,
-                 lookups: Mapping[str, LookupTable] | None = None) -> ShopifyConnector:
-    """Factory for the registry. ``lookups``: the MappingSet's tables (items.lookup needs one)."""
-    m = system_mapping
+def from_context(ctx: ConnectorContext) -> ShopifyConnector:
+    """Registry factory: the token from the context's secrets, the SKU table from its lookups."""
+    m = ctx.mapping
     token_name = m.connection.auth.secrets.get("token")
     if m.connection.auth.kind != "header" or not token_name:
         raise ConfigError(f"{m.system}: Shopify takes auth kind header (X-Shopify-Access-Token) with secrets.token")
-    lookup = _lookup_table(m, secrets, lookups)
-    webhook_secret = secret_value(secrets, m.webhooks.secret) if m.webhooks else None
-    transport = Transport({token_name: secret_value(secrets, token_name)}, token_name,
-                          timeout_s=float(m.connection.timeout_s))
-    return ShopifyConnector(m, transport, lookup=lookup, webhook_secret=webhook_secret)
-
-
-def _lookup_table(m: SystemMapping, settings: Any, lookups: Mapping[str, LookupTable] | None) -> LookupTable | None:
-    """The SKU table: the loaded MappingSet's when given; else read again from the settings'
-    mappings_dir, since registry.build hands a factory only (mapping, settings)."""
-    spec = m.items.lookup
-    if lookups is not None or spec is None:
-        return (lookups or {}).get(m.system)
-    directory = getattr(settings, "mappings_dir", None)
-    if directory is None:
-        raise ConfigError(f"{m.system}: items.lookup names {spec.file} but the connector got no lookup tables")
-    path = Path(directory) / spec.file
-    table, problems = load_lookup(path, str(path), spec.sku_column, spec.code_column)
-    if table is None:
-        raise ConfigError(problems)
-    return table
+    if m.items.lookup is not None and ctx.table is None:
+        raise ConfigError(f"{m.system}: items.lookup names {m.items.lookup.file} but the connector got no lookup tables")
+    webhook_secret = ctx.secret(m.webhooks.secret) if m.webhooks else None
+    transport = Transport({token_name: ctx.secret(token_name)}, token_name, timeout_s=float(m.connection.timeout_s))
+    return ShopifyConnector(m, transport, lookup=ctx.table, webhook_secret=webhook_secret)

@@ -16,8 +16,8 @@ import requests
 
 from ...errors import BridgeError, ConfigError, NotAttempted, RejectedError, RetryableError
 from ...mapping.wire import PLACEHOLDER
-from ..http import ThreadSessions
-from ..http_json import CONNECT_TIMEOUT_S, EXCERPT_CHARS, retry_after_s
+from ..runtime.classify import CONNECT_TIMEOUT_S, Redactor, retry_after_s
+from ..runtime.sessions import ThreadSessions
 
 #: a wait for cost budget up to this long happens in place; longer ones go back to the queue
 INLINE_WAIT_S = 1.0
@@ -101,9 +101,7 @@ def _code(error: Any) -> str | None:
 
 
 def _excerpt(text: str, redact: tuple[str, ...]) -> str:
-    for value in redact:
-        text = text.replace(value, "***")
-    return " ".join(text[:EXCERPT_CHARS * 4].split())[:EXCERPT_CHARS] or "(empty body)"
+    return Redactor.of(redact).excerpt(text)
 
 
 class Transport:

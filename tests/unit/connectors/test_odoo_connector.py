@@ -10,7 +10,7 @@ from decimal import Decimal
 import odoorpc
 import pytest
 
-from erp_bridge.connectors.base import Delivered
+from erp_bridge.domain import Delivered
 from erp_bridge.connectors.odoo import _outcome, availability_of, classify, rpc_line
 from erp_bridge.domain import Count, Decrement, Increment
 from erp_bridge.errors import ConfigError, RejectedError, RetryableError

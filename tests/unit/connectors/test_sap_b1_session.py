@@ -1,4 +1,4 @@
-"""SAP B1 Service Layer: response classification, login, both cookies, one re-login, logout."""
+"""SAP B1 Service Layer on the runtime: SL error classification, login, both cookies, one re-login, logout."""
 from __future__ import annotations
 
 import threading
@@ -7,9 +7,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from erp_bridge.connectors.base import Delivered
-from erp_bridge.connectors.sap_b1 import ServiceLayerSession, classify
-from erp_bridge.connectors.sap_b1.classify import SessionInvalid
+from erp_bridge.domain import Delivered
+from erp_bridge.connectors.runtime.classify import Redactor, classify_response
+from erp_bridge.connectors.runtime.sender import Reply
+from erp_bridge.connectors.sap_b1 import session_sender
+from erp_bridge.connectors.sap_b1.classify import sap_message
 from erp_bridge.errors import ConfigError, RejectedError, RetryableError
 from tests.fakes.clock import FakeClock
 from tests.fakes.sap_b1 import Fault, FakeServiceLayer, connector_for, move, sap_mapping
@@ -30,21 +32,21 @@ def sap_body(code, value):
 @pytest.mark.parametrize("status, body, headers, kind, message, after", [
     (201, b'{"DocEntry": 7}', {}, Delivered, None, None),
     (204, b"", {}, Delivered, None, None),
-    (401, sap_body(301, "Invalid session."), {}, SessionInvalid, "SAP session invalid or expired (POST X)", None),
-    (400, sap_body(301, "Invalid session."), {}, SessionInvalid, "SAP session invalid or expired (POST X)", None),
-    (429, b"", {"Retry-After": "7"}, RetryableError, "HTTP 429 from POST X", 7),
-    (503, b"", {"Retry-After": "12"}, RetryableError, "HTTP 503 from POST X", 12),
+    (429, b"", {"Retry-After": "7"}, RetryableError, "HTTP 429 from POST X: (empty body)", 7),
+    (503, b"", {"Retry-After": "12"}, RetryableError, "HTTP 503 from POST X: (empty body)", 12),
     (500, sap_body(-1, "Internal error"), {}, RetryableError, "HTTP 500 from POST X: SAP error -1: Internal error", None),
-    (502, b"<html>bad gateway</html>", {}, RetryableError, "HTTP 502 from POST X", None),
-    (400, sap_body(-5002, "Item 'NOPE' not found"), {}, RejectedError, "SAP error -5002: Item 'NOPE' not found", None),
-    (400, sap_body(-10, f"bad {PASSWORD}"), {}, RejectedError, "SAP error -10: bad ***", None),
-    (404, b"not json", {}, RejectedError, "HTTP 404 from POST X (no SAP error body)", None),
-], ids=["201-created", "204-no-content", "401-relogin", "invalid-session-code-relogin", "429-retry-after",
-        "503-retry-after", "500-retry-with-sap-reason", "502-html-retry", "400-rejected-with-sap-reason",
-        "400-echoed-secret-redacted", "404-without-body-rejected"])
+    (502, b"<html>bad gateway</html>", {}, RetryableError, "HTTP 502 from POST X: <html>bad gateway</html>", None),
+    (400, sap_body(-5002, "Item 'NOPE' not found"), {}, RejectedError,
+     "HTTP 400 from POST X: SAP error -5002: Item 'NOPE' not found", None),
+    (400, sap_body(-10, f"bad {PASSWORD}"), {}, RejectedError, "HTTP 400 from POST X: SAP error -10: bad ***", None),
+    (404, b"not json", {}, RejectedError, "HTTP 404 from POST X: not json", None),
+], ids=["201-created", "204-no-content", "429-retry-after", "503-retry-after", "500-retry-with-sap-reason",
+        "502-html-retry", "400-rejected-with-sap-reason", "400-echoed-secret-redacted", "404-without-sap-body"])
 def test_classify(status, body, headers, kind, message, after):
-    outcome = classify(response(status, body, headers), "POST X", redact=(PASSWORD,))
-    assert type(outcome) is kind
+    on_status = {"429": "retry", "5xx": "retry", "4xx": "fail"}
+    outcome = classify_response(response(status, body, headers), "POST X", on_status, Redactor.of([PASSWORD]),
+                                sap_message)
+    assert isinstance(outcome, kind)
     if message is not None:
         assert str(outcome) == message and getattr(outcome, "after", None) == after
 
@@ -57,20 +59,26 @@ def sl():
 
 
 def session(sl, password=PASSWORD, clock=None, timeout_s=2.0):
-    return ServiceLayerSession(sl.url, "SBODEMOUS", "manager", password, timeout_s=timeout_s,
-                               **({"clock": clock} if clock else {}))
+    return session_sender("sap_b1", sl.url, "SBODEMOUS", "manager", password, timeout_s=timeout_s,
+                          **({"clock": clock} if clock else {}))
 
 
 def get_item(s, sl):
-    return s.request("GET", f"{sl.url}/Items('CHAIR-BLUE')?$select=ItemCode")
+    """The status SL answered (a Reply's, or the classified error's); raises what a login raises."""
+    reply = s.call("GET", f"{sl.url}/Items('CHAIR-BLUE')?$select=ItemCode")
+    if isinstance(reply, Reply):
+        return reply.status
+    if reply.status is None:  # no answer from SL, or the login refused: what the caller classifies
+        raise reply
+    return reply.status
 
 
 def test_login_once_then_both_cookies_on_every_call(sl):
     s = session(sl)
-    assert [get_item(s, sl).status_code for _ in range(3)] == [200] * 3
+    assert [get_item(s, sl) for _ in range(3)] == [200] * 3
     calls = [r for r in sl.received if r.path != "Login"]
     session_id, route = next(iter(sl.sessions)), next(iter(sl.sessions.values()))["route"]
-    assert (sl.logins, s.logins) == (1, 1)
+    assert (sl.logins, s.auth.fetches) == (1, 1)
     assert [r.cookies for r in calls] == [{"B1SESSION": session_id, "ROUTEID": route}] * 3
     login = next(r for r in sl.received if r.path == "Login")
     assert login.body == {"CompanyDB": "SBODEMOUS", "UserName": "manager", "Password": PASSWORD}
@@ -87,7 +95,7 @@ def test_expired_session_causes_exactly_one_relogin(sl):
     s = session(sl)
     get_item(s, sl)
     sl.expire_sessions()
-    assert get_item(s, sl).status_code == 200
+    assert get_item(s, sl) == 200
     assert (sl.logins, [r.status for r in sl.received if r.path.startswith("Items")]) == (2, [200, 401, 200])
 
 
@@ -99,7 +107,7 @@ def test_concurrent_threads_on_an_expired_session_share_one_relogin(sl):
 
     def call(_):
         start.wait()
-        return get_item(s, sl).status_code
+        return get_item(s, sl)
     with ThreadPoolExecutor(8) as pool:
         assert list(pool.map(call, range(8))) == [200] * 8
     assert sl.logins == 2
@@ -111,8 +119,9 @@ def test_session_still_invalid_after_relogin_is_retryable_not_a_loop(sl):
     sl.fail_next(Fault(401, body={"error": {"code": 301, "message": {"lang": "en-us", "value": "Invalid session."}}}),
                  Fault(401, body={"error": {"code": 301, "message": {"lang": "en-us", "value": "Invalid session."}}},
                        path="Items"))
-    assert get_item(s, sl).status_code == 401
-    assert sl.logins == 2  # one re-login, then the 401 is the caller's to classify
+    reply = s.call("GET", f"{sl.url}/Items('CHAIR-BLUE')?$select=ItemCode")
+    assert isinstance(reply, RetryableError) and reply.status == 401
+    assert sl.logins == 2  # one re-login, then the 401 is retryable (no loop, no dead letter for a glitch)
 
 
 def test_idle_session_is_renewed_before_sl_would_drop_it(sl):
@@ -153,7 +162,7 @@ def test_close_logs_out_and_ends_the_session(sl, tmp_path):
 
 def test_every_request_has_the_mapping_timeout(sl, tmp_path):
     connector = connector_for(sl, tmp_path, mapping=sap_mapping(sl.url, timeout_s=0.5))
-    assert connector.session.timeout == (0.5, 0.5)
+    assert connector.sender.timeout == (0.5, 0.5)
     sl.fail_next(Fault(201, hang_s=1.5, path="InventoryGenExits"))
     outcome = connector.post_moves([move("1")])[0]
     assert isinstance(outcome, RetryableError) and str(outcome) == "POST InventoryGenExits timed out: ReadTimeout"

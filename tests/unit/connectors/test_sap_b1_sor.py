@@ -7,9 +7,11 @@ from decimal import Decimal
 import pytest
 
 from erp_bridge.connectors import registry
-from erp_bridge.connectors.base import Capability, Delivered
+from erp_bridge.connectors.base import Capability
+from erp_bridge.domain import Delivered
 from erp_bridge.domain import Count, Decrement, Increment
 from erp_bridge.errors import RejectedError, RetryableError
+from erp_bridge.settings import Settings
 from tests.fakes.sap_b1 import Fault, FakeServiceLayer, connector_for, sap_mapping
 
 
@@ -90,11 +92,8 @@ def test_decrements_and_increments_become_issues_and_receipts_once(sap, sl):
     ("system_of_record", {Capability.READ_AVAILABILITY, Capability.APPLY_STOCK_CHANGES}),
 ], ids=["mirror", "system-of-record"])
 def test_capabilities_follow_the_role_in_the_mapping(sl, tmp_path, role, capabilities):
-    class Settings:
-        data_dir = tmp_path
-        def secret(self, name):
-            return {"sap_b1_user": "manager", "sap_b1_password": "secret"}[name]
-    connector = registry.build(sap_mapping(sl.url, role=role), Settings())
+    settings = Settings(data_dir=str(tmp_path), secrets={"sap_b1_user": "manager", "sap_b1_password": "secret"})
+    connector = registry.build(sap_mapping(sl.url, role=role), settings)
     assert connector.capabilities == capabilities
-    assert connector.ledger.path == tmp_path / "ledger-sap_b1.sqlite3"
+    assert connector.ledger.path == tmp_path / "queue.sqlite3"  # the ledger lives with the queue
     connector.close()

@@ -12,7 +12,7 @@ from decimal import Decimal
 import pytest
 import requests
 
-from erp_bridge.connectors.base import Delivered, Figure
+from erp_bridge.domain import Delivered, Figure
 from erp_bridge.connectors.shopify.graphql import CostBudget, classify
 from erp_bridge.connectors.shopify.webhooks import WebhookRejected
 from erp_bridge.errors import NotAttempted
@@ -260,15 +260,14 @@ def test_webhook_signed_with_another_secret_is_refused_unchanged(connector):
 
 # --- factory -------------------------------------------------------------------------------------
 
-def test_registry_builds_the_connector_from_settings_reading_the_lookup_table_from_mappings_dir(shop, tmp_path):
-    from types import SimpleNamespace
-
+def test_registry_builds_the_connector_with_the_mapping_sets_lookup_table(shop, tmp_path):
     from erp_bridge.connectors import registry
     from tests.fakes.shopify import example_mapping_set
     mappings = example_mapping_set(tmp_path / "mappings", shop.url)
-    settings = SimpleNamespace(mappings_dir=tmp_path / "mappings",
-                               secret=lambda name: {"shopify_token": TOKEN, "shopify_webhook_secret": WEBHOOK_SECRET}[name])
-    connector = registry.build(mappings.systems["shopify"], settings)
+    secrets = {"shopify_token": TOKEN, "shopify_webhook_secret": WEBHOOK_SECRET}
+    with pytest.raises(ConfigError, match="items.lookup names shopify_items.csv but the connector got no lookup"):
+        registry.build(mappings.systems["shopify"], secrets)
+    connector = registry.build(mappings.systems["shopify"], secrets, mappings.lookups)
     assert connector.push_availability([figure("chair-blue", 5)]) == [Delivered("set")]
     [unstocked] = connector.push_availability([figure("007", 2, previous=0)])  # mapped by the table, not stocked
     assert f"Shopify refused SKU 007 at WH/Stock ({ITEMS['007']} @ {LOCATION})" in str(unstocked)
@@ -279,7 +278,7 @@ def test_registry_builds_the_connector_from_settings_reading_the_lookup_table_fr
     (("writes:", "units: {default: {factor: 12}}\nwrites:"), "remove the units section"),
 ], ids=["bearer-auth", "units-conversion"])
 def test_factory_refuses_a_mapping_it_cannot_serve_safely(shop, tmp_path, edit, says):
-    from erp_bridge.connectors.shopify.connector import from_mapping
+    from erp_bridge.connectors import registry
     from erp_bridge.mapping.loader import load_mappings
     from tests.fakes.shopify import example_mapping_set
     example_mapping_set(tmp_path / "m", shop.url)
@@ -287,5 +286,5 @@ def test_factory_refuses_a_mapping_it_cannot_serve_safely(shop, tmp_path, edit, 
     path.write_text(path.read_text().replace(*edit, 1))
     mappings = load_mappings(tmp_path / "m")
     with pytest.raises(ConfigError, match=says):
-        from_mapping(mappings.systems["shopify"], {"shopify_token": TOKEN, "shopify_webhook_secret": "x"},
-                     lookups=mappings.lookups)
+        registry.build(mappings.systems["shopify"], {"shopify_token": TOKEN, "shopify_webhook_secret": "x"},
+                       mappings.lookups)

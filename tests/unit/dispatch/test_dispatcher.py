@@ -10,7 +10,8 @@ from decimal import Decimal
 import pytest
 from prometheus_client import CollectorRegistry
 
-from erp_bridge.connectors.base import Capability, Delivered, Figure
+from erp_bridge.connectors.base import Capability
+from erp_bridge.domain import Delivered, Figure
 from erp_bridge.dispatch.dispatcher import Dispatcher, TargetLimits
 from erp_bridge.dispatch.metrics import DispatchMetrics
 from erp_bridge.dispatch.routing import entry_for

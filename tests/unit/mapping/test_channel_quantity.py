@@ -7,7 +7,7 @@ import pytest
 
 from erp_bridge.domain import Availability
 from erp_bridge.errors import MappingError
-from erp_bridge.mapping.engine import channel_figure, channel_quantity
+from erp_bridge.sync.policy import channel_figure, channel_quantity
 from erp_bridge.mapping.schema import QuantityPolicy
 
 

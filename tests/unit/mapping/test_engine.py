@@ -7,7 +7,7 @@ from decimal import Decimal as D
 
 import pytest
 
-from erp_bridge.connectors.base import Figure
+from erp_bridge.domain import Figure
 from erp_bridge.domain import AvailabilityChanged, Count, Decrement, StockMove
 from erp_bridge.errors import MappingError
 from erp_bridge.mapping.compile import auth_headers

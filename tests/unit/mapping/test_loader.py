@@ -98,7 +98,7 @@ def test_preview_never_shows_a_secret_value(monkeypatch, tmp_path):
 
 
 def test_requests_carry_secret_names_as_placeholders(example_set):
-    from erp_bridge.connectors.base import Figure
+    from erp_bridge.domain import Figure
     from erp_bridge.mapping.engine import build_requests
     from decimal import Decimal
     request = build_requests(Figure("007", "WH/Stock", Decimal(4)), example_set.systems["shopify"],

@@ -7,7 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from erp_bridge.connectors.base import Capability, Delivered, Figure
+from erp_bridge.connectors.base import Capability
+from erp_bridge.domain import Delivered, Figure
 from erp_bridge.domain import Availability, Decrement
 from erp_bridge.errors import RejectedError, RetryableError
 from erp_bridge.queue import open_queue

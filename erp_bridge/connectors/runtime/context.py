@@ -1,0 +1,46 @@
+"""What a connector factory is given: typed, the same for ``serve``, ``worker`` and ``config check``."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+from ...mapping.lookups import LookupTable
+from ...mapping.schema import SystemMapping
+from . import auth as auth_strategies
+from .classify import Action, VendorMessage
+from .ledger import Ledger
+from .sender import Sender
+
+
+@dataclass(frozen=True)
+class ConnectorContext:
+    mapping: SystemMapping
+    #: secret name -> value; raises ConfigError naming how to set a missing one
+    secret: Callable[[str], str]
+    #: the mapping set's item tables by system name
+    lookups: Mapping[str, LookupTable] = field(default_factory=dict)
+    #: the queue's storage URL: connector ledgers live there, so they move with the queue
+    storage_url: str = "sqlite:///var/queue.sqlite3"
+
+    @property
+    def system(self) -> str:
+        return self.mapping.system
+
+    @property
+    def table(self) -> LookupTable | None:
+        return self.lookups.get(self.mapping.system)
+
+    def sender(self, *, message: VendorMessage | None = None, auth: auth_strategies.Strategy | None = None,
+               on_status_defaults: Mapping[str, Action] | None = None, realm: str | None = None) -> Sender:
+        """The runtime's sender for this mapping: its timeout, auth, headers and ``on_status``
+        (a connector's defaults first, so the integrator's file wins)."""
+        conn = self.mapping.connection
+        strategy = auth or auth_strategies.build(conn.auth, self.secret, timeout_s=float(conn.timeout_s), realm=realm)
+        names = ", ".join(conn.auth.secrets.values())
+        return Sender(self.system, timeout_s=float(conn.timeout_s), auth=strategy,
+                      on_status={**(on_status_defaults or {}), **self.mapping.writes.on_status},
+                      message=message, headers=conn.headers, secret_names=f"secrets {names}" if names else "")
+
+    def ledger(self, clock: Callable[[], float] = time.time) -> Ledger:
+        return Ledger(self.storage_url, self.system, clock=clock)
