@@ -41,6 +41,8 @@ class DocumentTarget:
 
     find: Find
     document_id: DocumentId
+    #: a 2xx answer that still says "refused" (an envelope with an error code), else None
+    refused: Callable[[Reply], "BridgeError | None"] | None = None
 
 
 class DocumentWriter:
@@ -130,6 +132,10 @@ class DocumentWriter:
         reply = self._sender.send(request, body={**request.body, self.reference_field: doc_key},
                                   what=f"{request.method} {_entity(request.url)}")
         if isinstance(reply, Reply):
+            refused = self._target.refused(reply) if self._target.refused else None
+            if refused is not None:
+                self._ledger.drop(doc_key)  # the target created nothing
+                return refused
             self._ledger.done(doc_key, self._target.document_id(reply))
             return Delivered("posted")
         if _nothing_created(reply):

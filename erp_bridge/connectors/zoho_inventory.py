@@ -1,0 +1,211 @@
+"""Zoho Inventory on the connector runtime: a mirror (moves -> inventory adjustments) and a system
+of record (stock per location from ``/itemdetails``; channel sales applied as adjustments).
+
+What is Zoho's own, and all that is here (docs/connectors/zoho_inventory.md):
+- the data centre: the API host (``www.zohoapis.<dc>``) and the accounts host that issues tokens
+  must be of the same DC, else every refresh fails with ``invalid_client``; checked at start;
+- the ``organization_id`` query parameter on every call, taken from the mapping's requests;
+- the ``{"code": ..., "message": ...}`` error envelope (``code`` 0 is success, also on HTTP 200);
+- exactly once without an idempotency key: the runtime's ledger plus ``reference_number``. The
+  list endpoint documents no ``reference_number`` filter, so a lost answer is settled by paging
+  the adjustments newest first and stopping past the intent's date (a bounded date window).
+OAuth 2 refresh-token flow, ``on_status``, ``Retry-After`` and redaction are the runtime's.
+"""
+from __future__ import annotations
+
+import time
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any, Callable, Sequence
+from urllib.parse import urlsplit
+
+import requests
+
+from ..domain import Availability, Count, Decrement, Increment, Result, StockMove
+from ..errors import BridgeError, ConfigError, RejectedError
+from ..mapping.binder import Binder
+from ..mapping.compile import UnmappedError, compiled
+from ..mapping.schema import SystemMapping
+from .base import Capability
+from .runtime.classify import json_or_none
+from .runtime.context import ConnectorContext
+from .runtime.documents import DocumentTarget, DocumentWriter
+from .runtime.ledger import Intent
+from .runtime.paginate import PageNumber
+from .runtime.sender import Reply, Sender
+
+#: API host suffix -> the accounts server of the same data centre (Zoho's "Multiple Data Centers")
+ACCOUNTS = {"com": "accounts.zoho.com", "eu": "accounts.zoho.eu", "in": "accounts.zoho.in",
+            "com.au": "accounts.zoho.com.au", "jp": "accounts.zoho.jp", "ca": "accounts.zohocloud.ca",
+            "com.cn": "accounts.zoho.com.cn", "sa": "accounts.zoho.sa"}
+#: /itemdetails takes a comma-separated id list; stay well under URL limits
+READ_BATCH = 50
+#: how far past an intent's date the settle search pages back, and at most how many pages
+SETTLE_WINDOW_DAYS = 1
+SETTLE_MAX_PAGES = 20
+CAPABILITIES = {"mirror": {Capability.POST_MOVES},
+                "system_of_record": {Capability.READ_AVAILABILITY, Capability.APPLY_STOCK_CHANGES}}
+
+
+def zoho_message(response: requests.Response) -> str | None:
+    """``Zoho error <code>: <message>`` from Zoho's envelope, or None when the body is not it."""
+    body = json_or_none(response)
+    if isinstance(body, dict) and "code" in body:
+        return f"Zoho error {body.get('code')}: {body.get('message') or ''}".rstrip()
+    return None
+
+
+class ZohoInventoryConnector:
+    def __init__(self, mapping: SystemMapping, sender: Sender, writer_ledger: Any, lookups: Any = None, *,
+                 settle_s: float | None = None, clock: Callable[[], float] = time.time):
+        self.name, self.mapping, self.sender = mapping.system, mapping, sender
+        self.ledger = writer_ledger
+        self.base_url = str(mapping.connection.base_url)
+        self.organization_id = organization_id(mapping)
+        self.capabilities = frozenset(c for role in mapping.roles for c in CAPABILITIES.get(role, ()))
+        self._binder = Binder(mapping, (lookups or {}).get(mapping.system))
+        settle = settle_s if settle_s is not None else 3 * sender.timeout[1]
+        self._documents = DocumentWriter(mapping, lookups, sender, writer_ledger,
+                                         DocumentTarget(self._find, _adjustment_id, refused=_refused), settle_s=settle, clock=clock)
+
+    # --- mirror and system of record: writes -------------------------------------------------------
+    def post_moves(self, moves: Sequence[StockMove]) -> list[Result]:
+        return self._documents.write(moves)
+
+    def apply_stock_changes(self, changes: Sequence[Decrement | Increment | Count]) -> list[Result]:
+        counts = {id(c) for c in changes if isinstance(c, Count)}
+        written = iter(self._documents.write([c for c in changes if id(c) not in counts]))
+        refused = RejectedError("zoho_inventory takes decrements and increments, not absolute counts")
+        return [refused if id(c) in counts else next(written) for c in changes]
+
+    # --- system of record: reads -------------------------------------------------------------------
+    def read_availability(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Availability]:
+        """Per (SKU, location) from ``/itemdetails``: on_hand = location_stock_on_hand, free =
+        location_actual_available_stock (on hand less what sales orders committed). Items and
+        locations Zoho does not know are absent."""
+        by_code: dict[str, list[tuple[str, str]]] = {}
+        for sku, location in keys:
+            try:
+                by_code.setdefault(self._binder.item_code(sku), []).append((sku, location))
+            except UnmappedError:
+                continue
+        codes, result = list(by_code), {}
+        for start in range(0, len(codes), READ_BATCH):
+            for item in self._item_details(codes[start:start + READ_BATCH]):
+                for sku, location in by_code.get(str(item.get("item_id")), []):
+                    figure = self._figure(sku, location, item)
+                    if figure is not None:
+                        result[(sku, location)] = figure
+        return result
+
+    def close(self) -> None:
+        self.sender.close()
+        self.ledger.close()
+
+    def _item_details(self, item_ids: list[str]) -> list[dict]:
+        reply = self.sender.call("GET", f"{self.base_url}/itemdetails", what="GET itemdetails",
+                                 params={"item_ids": ",".join(item_ids), "organization_id": self.organization_id})
+        if isinstance(reply, BridgeError):
+            raise reply
+        envelope_error(reply, "GET itemdetails")
+        return list((reply.body or {}).get("items") or [])
+
+    def _figure(self, sku: str, location: str, item: dict) -> Availability | None:
+        code = self._binder.location_code(location)
+        row = next((r for r in item.get("locations") or [] if str(r.get("location_id")) == code), None)
+        if row is None or self.mapping.internal_location(code or "") != location:
+            return None
+        factor = compiled(self.mapping).units(sku, None)[0]
+        on_hand = _decimal(row.get("location_stock_on_hand")) / factor
+        free = _decimal(row.get("location_actual_available_stock", row.get("location_available_stock"))) / factor
+        return Availability(item=sku, location=location, on_hand=on_hand, reserved=on_hand - free, free=free)
+
+    # --- settling a lost answer ----------------------------------------------------------------------
+    def _find(self, intent: Intent) -> str | None:
+        """The adjustment carrying ``intent``'s key in ``reference_number``: newest first, back to
+        the day before the intent (Zoho dates are the organisation's local dates)."""
+        oldest = (datetime.fromtimestamp(intent.created_at, timezone.utc).date() - timedelta(days=SETTLE_WINDOW_DAYS))
+        paginator = PageNumber(has_more=lambda body: bool(((body or {}).get("page_context") or {}).get("has_more_page")))
+        pages = self.sender.pages("GET", f"{self.base_url}/inventoryadjustments", paginator,
+                                  what="GET inventoryadjustments (search)", max_pages=SETTLE_MAX_PAGES,
+                                  params={"organization_id": self.organization_id})
+        for page in pages:
+            adjustments = (page.body or {}).get("inventory_adjustments") or []
+            for adjustment in adjustments:
+                if adjustment.get("reference_number") == intent.document_key:
+                    return str(adjustment.get("inventory_adjustment_id") or "?")
+            if adjustments and all(_date(a.get("date")) < oldest for a in adjustments):
+                return None  # the whole page is older than the window: it is not there
+        return None
+
+
+
+def envelope_error(reply: Reply, what: str) -> None:
+    """Zoho says success with ``code`` 0; anything else in a 2xx body is a refusal."""
+    refused = _refused(reply, what)
+    if refused is not None:
+        raise refused
+
+
+def _refused(reply: Reply, what: str = "POST inventoryadjustments") -> RejectedError | None:
+    body = reply.body
+    if isinstance(body, dict) and body.get("code") not in (0, None):
+        return RejectedError(f"HTTP {reply.status} from {what}: Zoho error {body.get('code')}: {body.get('message')}")
+    return None
+
+
+def _adjustment_id(reply: Reply) -> str | None:
+    body = reply.body if isinstance(reply.body, dict) else {}
+    adjustment = body.get("inventory_adjustment") or {}
+    found = adjustment.get("inventory_adjustment_id")
+    return str(found) if found is not None else None
+
+
+def _decimal(value: Any) -> Decimal:
+    try:
+        return Decimal(str(value if value not in (None, "") else 0))
+    except InvalidOperation:
+        return Decimal(0)
+
+
+def _date(value: Any) -> date:
+    try:
+        return date.fromisoformat(str(value)[:10])
+    except ValueError:
+        return date.max  # unreadable: keep paging rather than conclude "not there"
+
+
+def organization_id(mapping: SystemMapping) -> str:
+    """The organization_id every request of the mapping sends (Zoho needs it on every call)."""
+    found = {str(spec.query["organization_id"].const) for spec in mapping.requests.values()
+             if "organization_id" in spec.query and spec.query["organization_id"].kind == "const"}
+    if len(found) != 1 or len(mapping.requests) != sum(1 for s in mapping.requests.values() if "organization_id" in s.query):
+        raise ConfigError(f"{mapping.system}: every request needs the same constant query.organization_id "
+                          "(Zoho requires it on every call; GET /organizations lists yours)")
+    return found.pop()
+
+
+def check_data_centre(mapping: SystemMapping) -> None:
+    """The token's accounts host must belong to the API host's data centre."""
+    api_host = urlsplit(str(mapping.connection.base_url)).hostname or ""
+    token_url = mapping.connection.auth.token_url or ""
+    token_host = urlsplit(token_url).hostname or ""
+    if not api_host.startswith("www.zohoapis."):
+        return  # a proxy or a test double: nothing to compare
+    expected = ACCOUNTS.get(api_host.removeprefix("www.zohoapis."))
+    if expected is None:
+        raise ConfigError(f"{mapping.system}: connection.base_url host {api_host} is not a Zoho data centre "
+                          f"({', '.join('www.zohoapis.' + dc for dc in ACCOUNTS)})")
+    if token_host != expected:
+        raise ConfigError(f"{mapping.system}: connection.auth.token_url must be https://{expected}/oauth/v2/token "
+                          f"for the data centre of {api_host} (tokens are issued per data centre)")
+
+
+def from_context(ctx: ConnectorContext, *, settle_s: float | None = None,
+                 clock: Callable[[], float] = time.time) -> ZohoInventoryConnector:
+    mapping = ctx.mapping
+    if mapping.connection.auth.kind != "oauth2_refresh_token":
+        raise ConfigError(f"{mapping.system}: Zoho Inventory takes auth kind oauth2_refresh_token")
+    check_data_centre(mapping)
+    sender = ctx.sender(message=zoho_message)
+    return ZohoInventoryConnector(mapping, sender, ctx.ledger(clock), ctx.lookups, settle_s=settle_s, clock=clock)
