@@ -7,7 +7,7 @@ source, the lookup tables, the storage) and returns a connector that declares it
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import import_module
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
@@ -33,13 +33,17 @@ class Kind:
     module: str | None
     factory: str = "from_context"
     summary: str = ""
+    #: the vendor's documented limits, used where the mapping's ``limits`` leaves a field unset
+    limits: Mapping[str, float] = field(default_factory=dict)
 
 
 KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("sap_b1", ".sap_b1", summary="SAP Business One Service Layer"),
     Kind("netsuite", None, summary="NetSuite (planned: mapping validates, no connector yet)"),
     Kind("dynamics365", None, summary="Dynamics 365 (planned: mapping validates, no connector yet)"),
-    Kind("zoho_inventory", ".zoho_inventory", summary="Zoho Inventory"),
+    # 100 requests per minute per organisation; 5 concurrent calls on the free plan (10 paid)
+    Kind("zoho_inventory", ".zoho_inventory", summary="Zoho Inventory",
+         limits={"concurrency": 5, "rate_per_s": 1.5, "burst": 10}),
     Kind("odoo", ".odoo", "OdooConnector.from_context", "Odoo through the stock_sync_bridge module"),
     Kind("shopify", ".shopify.connector", summary="Shopify Admin GraphQL"),
     Kind("http_json", ".http_json", summary="a custom JSON endpoint"),

@@ -12,9 +12,9 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal, Optional
 
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr,
-                      StringConstraints, WithJsonSchema, field_validator)
+                      StringConstraints, WithJsonSchema, field_validator, model_validator)
 
-from ..connectors.registry import kinds
+from ..connectors.registry import KINDS, kinds
 from .nodes import FormatText, NodeIn, TransformName
 from .transforms import TRIGGERS
 
@@ -346,6 +346,15 @@ class SystemMapping(Strict):
     pull: Optional[Pull] = None
 
     _compiled: Any = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _vendor_limits(self) -> "SystemMapping":
+        """Fields the file leaves out of ``limits`` take the vendor's documented limits (registry)."""
+        defaults = {k: v for k, v in KINDS[self.connector].limits.items() if k not in self.limits.model_fields_set}
+        if defaults:
+            given = self.limits.model_dump(include=self.limits.model_fields_set)
+            self.limits = Limits.model_validate({**defaults, **given})
+        return self
 
     @field_validator("version")
     @classmethod
