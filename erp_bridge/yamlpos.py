@@ -204,7 +204,7 @@ def problems_from_validation(doc: YamlDoc, exc: ValidationError, prefix: Iterabl
         loc = [*prefix, *(p for p in err["loc"] if not _is_union_tag(p))]
         # '[key]' ends the loc when the key itself is wrong (e.g. an unquoted 429): point at the key
         at_key = err["type"] == "extra_forbidden" or (err["loc"] and err["loc"][-1] == "[key]")
-        problems.append(doc.problem(loc, error_message(err), at_key=bool(at_key)))
+        problems.append(doc.problem(loc, error_message(dict(err)), at_key=bool(at_key)))
     return problems
 
 

@@ -6,7 +6,7 @@ from collections import Counter
 from typing import Collection, Iterator
 
 from .nodes import Node, format_parts, literal_number, walk_dict
-from .schema import RequestSpec, SystemMapping
+from .schema import Pull, RequestSpec, SystemMapping
 from .transforms import ANY, ATTR_PREFIX, NUMBER, TEXT, chain_type, field_type
 
 Found = Iterator[tuple[tuple, str]]
@@ -87,7 +87,7 @@ def _items(m: SystemMapping) -> Found:
 
 
 def _locations(m: SystemMapping) -> Found:
-    entries, first = m.locations.map, {}
+    entries, first = m.locations.map, dict[str, int]()
     for index, entry in enumerate(entries):
         if entry.internal in first:
             yield ("locations", "map", index, "internal"), (
@@ -166,9 +166,9 @@ def _node_ok(m: SystemMapping, spec: RequestSpec, path: tuple, node: Node) -> Fo
             if inner.kind == "lines":
                 yield path, "lines inside lines: a document has one level of lines"
                 break
-    if kind == "field":
+    if kind == "field" and node.field is not None:
         yield from _field_usable(m, spec, node.field, (*path, "field"))
-    elif kind == "format":
+    elif kind == "format" and node.format is not None:
         for slot in (s for _, s in format_parts(node.format) if s):
             yield from _field_usable(m, spec, slot, (*path, "format"))
     if kind in ("field", "const", "format") and node.transform:
@@ -183,7 +183,7 @@ def _start_type(node: Node, spec: RequestSpec) -> str:
         return TEXT
     if node.kind == "const":
         return NUMBER if literal_number(node.const) else (TEXT if isinstance(node.const, str) else ANY)
-    types = {field_type(node.field, t) for t in spec.on} - {None}
+    types = {found for t in spec.on if (found := field_type(node.field or "", t)) is not None}
     return types.pop() if len(types) == 1 else ANY
 
 
@@ -214,11 +214,10 @@ def _pull(m: SystemMapping) -> Found:
     yield from _ship_to(m)
     yield from _variants(m)
     if m.pull is not None:
-        yield from _pull_section(m)
+        yield from _pull_section(m.pull)
 
 
-def _pull_section(m: SystemMapping) -> Found:
-    pull = m.pull
+def _pull_section(pull: Pull) -> Found:
     if pull.protocol == "inventory_levels" and pull.token_secret is None:
         yield ("pull",), "inventory_levels needs token_secret: the NAME of the bearer token callers present"
     if pull.page_size > pull.max_ids:

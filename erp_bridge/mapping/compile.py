@@ -57,6 +57,7 @@ class Compiled:
 
 def compiled(mapping: SystemMapping) -> Compiled:
     private = mapping.__pydantic_private__  # direct: BaseModel.__getattr__ is slow for private attrs
+    assert private is not None  # SystemMapping declares a private attribute, so pydantic keeps the dict
     found = private.get("_compiled")
     if found is None:
         found = private["_compiled"] = _compile_mapping(mapping)
@@ -64,7 +65,7 @@ def compiled(mapping: SystemMapping) -> Compiled:
 
 
 def _compile_mapping(m: SystemMapping) -> Compiled:
-    specs = {}
+    specs: dict[str, CompiledSpec] = {}
     for name, spec in m.requests.items():
         one = _compile_spec(name, spec, m)
         specs.update({trigger: one for trigger in spec.on})

@@ -52,7 +52,7 @@ def build_requests(event: Input | Sequence[Input], system_mapping: SystemMapping
     c = compiled(system_mapping)
     table = lookups.get(c.system) if lookups else None
     if not isinstance(event, (list, tuple)):  # the hot path: one event, one request
-        spec, ctx = _prepare(event, c, table, now)
+        spec, ctx = _prepare(event, c, table, now)  # type: ignore[arg-type]  # a Sequence is a list or tuple
         return [_request(spec, [ctx], new_id)]
     groups: dict[str, tuple[CompiledSpec, list[dict]]] = {}
     for one in event:

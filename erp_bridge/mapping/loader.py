@@ -70,7 +70,7 @@ def display_name(path: Path) -> str:
 
 
 def _load(named: list[tuple[Path, str]], secret_names, problems: list[Problem]) -> MappingSet:
-    result, docs, tables = MappingSet(), {}, {}
+    result, docs, tables = MappingSet(), dict[str, YamlDoc](), dict[str, LookupTable]()
     for path, display in named:
         mapping, doc = _load_one(path, display, secret_names, problems)
         if mapping is None:
@@ -128,7 +128,7 @@ def _attach_lookup(result: MappingSet, mapping: SystemMapping, path: Path, doc: 
 
 
 def _cross_checks(result: MappingSet, docs: dict[str, YamlDoc]) -> list[Problem]:
-    problems, owner = [], {}
+    problems, owner = list[Problem](), dict[str, str]()
     for system, mapping in result.systems.items():
         for index, entry in enumerate(mapping.locations.map):
             if mapping.role_of(entry.internal) != "system_of_record":

@@ -14,7 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from ..domain import Figure
 from ..domain import Availability, AvailabilityChanged, Count, Decrement, Increment, StockMove, parse_event
@@ -87,14 +87,14 @@ def _one(item: Any, prefix: list, text: str, display: str, mapping: SystemMappin
         raise MappingError(_located(exc, [*prefix, "availability"], text, display)) from None
 
 
-_KINDS = {"move": StockMove, "decrement": Decrement, "increment": Increment, "count": Count,
+_KINDS: dict[str, type[BaseModel]] = {"move": StockMove, "decrement": Decrement, "increment": Increment, "count": Count,
           "availability": AvailabilityChanged}
 
 
 def _parse(item: Any) -> Any:
     # the class itself, not the tagged union, so that error paths read "quantity", not "decrement.quantity"
-    cls = _KINDS.get(item.get("kind")) if isinstance(item, dict) else None
-    return cls.model_validate(item) if cls else parse_event(item)
+    cls = _KINDS.get(str(item.get("kind"))) if isinstance(item, dict) else None
+    return cls.model_validate(item) if cls is not None else parse_event(item)
 
 
 def _figure(event: AvailabilityChanged, extra: dict, mapping: SystemMapping) -> Figure:

@@ -238,14 +238,15 @@ class Idempotency(Strict):
     field: Optional[Code] = None
 
 
-_DEFAULT_STATUS = {"429": "retry", "5xx": "retry", "4xx": "fail"}
+StatusAction = Literal["retry", "fail", "ignore"]
+_DEFAULT_STATUS: dict[str, StatusAction] = {"429": "retry", "5xx": "retry", "4xx": "fail"}
 
 
 class Writes(Strict):
     mode: Literal["delta", "absolute"] = "delta"
     batch_size: int = Field(default=1, ge=1, le=1000)
     idempotency: Idempotency = Idempotency(strategy="none")
-    on_status: dict[StatusKey, Literal["retry", "fail", "ignore"]] = dict(_DEFAULT_STATUS)
+    on_status: dict[StatusKey, StatusAction] = dict(_DEFAULT_STATUS)
 
     def action_for(self, status: int) -> str:
         """retry / fail / ignore for an HTTP error status: exact entry, then class, then default."""
@@ -384,7 +385,7 @@ class SystemMapping(Strict):
 
     @property
     def roles(self) -> set[str]:
-        return {entry.role or self.role for entry in self.locations.map} - {None}
+        return {role for entry in self.locations.map if (role := entry.role or self.role) is not None}
 
     def role_names(self) -> set[str]:
         return self.roles
