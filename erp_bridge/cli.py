@@ -61,6 +61,13 @@ def _default_config() -> Path | None:
 
 
 def _add_dlq(sub) -> None:
+    rec = sub.add_parser("reconcile", help="compare every channel with the availability rule; --fix corrects")
+    rec.add_argument("--system", help="only this channel (a mapping's system name)")
+    rec.add_argument("--location", help="only this internal location (e.g. WH/Stock)")
+    rec.add_argument("--fix", action="store_true", help="correct what is safe to correct, through the queue")
+    rec.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    rec.set_defaults(handler=cmd_reconcile)
+
     dlq = sub.add_parser("dlq", help="dead letters: list, show, replay").add_subparsers(
         dest="dlq_command", metavar="ACTION", required=True)
     lst = dlq.add_parser("list", help="list dead letters")
@@ -146,6 +153,66 @@ def cmd_status(args) -> int:
             print(f"{r['target']:<20} {r.get('pending', 0):>8} {r.get('leased', 0):>8} "
                   f"{r.get('done', 0):>10} {r.get('dead', 0):>6}  {age}")
     return 0
+
+
+def cmd_reconcile(args) -> int:
+    """Exit 0 when every channel shows the rule's figure (or every difference was corrected), else 1."""
+    from .runtime import build_runtime
+    from .sync.reconcile import reconcile, rows
+
+    runtime = build_runtime(_settings(args))
+    try:
+        with _progress_bar(args.format == "table") as bar:
+            report = reconcile(runtime, args.system, args.location, fix=args.fix, progress=bar)
+    finally:
+        runtime.close()
+    found = list(rows(report))
+    if args.format == "json":
+        print(report.as_json())
+    elif args.format == "csv":
+        import csv
+
+        writer = csv.DictWriter(sys.stdout, fieldnames=["system", "item", "location", "shows", "should", "fixed", "cause"])
+        writer.writeheader()
+        writer.writerows(found)
+    else:
+        _print_reconcile(report, found)
+    return 0 if all(r["fixed"] == "yes" for r in found) else 1
+
+
+def _progress_bar(enabled: bool):
+    """A terminal progress bar (tqdm, on stderr) for long runs; nothing when not a terminal."""
+    from contextlib import nullcontext
+
+    if not (enabled and sys.stderr.isatty()):
+        return nullcontext(None)
+    from tqdm import tqdm
+
+    class _Bar:
+        def __enter__(self):
+            self.bar = tqdm(unit="key", desc="reconcile", file=sys.stderr)
+            return self.bar.update
+
+        def __exit__(self, *exc):
+            self.bar.close()
+    return _Bar()
+
+
+def _print_reconcile(report, found: list[dict]) -> None:
+    for system, count in sorted(report.checked.items()):
+        print(f"{system}: {count} key(s) checked, {report.drift().get(system, 0)} differ")
+    for system, why in sorted(report.skipped.items()):
+        print(f"{system}: not reconciled: {why}")
+    if found:
+        print(f"\n{'system':<12} {'item':<20} {'location':<16} {'shows':>8} {'should':>8} {'fixed':<5}  cause")
+        for r in found:
+            print(f"{r['system']:<12} {_safe(r['item']):<20} {_safe(r['location']):<16} {r['shows']:>8} "
+                  f"{r['should']:>8} {r['fixed']:<5}  {_safe(r['cause'])}")
+
+
+def _safe(text: str) -> str:
+    """Control characters from a channel's data are shown escaped, never sent to the terminal."""
+    return text.encode("unicode_escape").decode("ascii") if not text.isprintable() else text
 
 
 def cmd_dlq_list(args) -> int:

@@ -36,6 +36,7 @@ class Runtime:
     inactive: dict = field(default_factory=dict)
     intake: Any = None
     _maintenance: Any = None
+    _scheduled: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         from .queue.groupcommit import GroupCommit
@@ -48,6 +49,7 @@ class Runtime:
             poller.start()
         if self.settings.queue.retention_days:
             self._maintenance = _Every(MAINTENANCE_INTERVAL_S, self.maintain, "maintenance").start()
+        self._scheduled = [_Every(every, task, name).start() for every, task, name in self._reconcile_schedule()]
         log.info("workers started", extra={"workers": self.settings.workers.count,
                                            "targets": sorted(self.connectors), "inactive": sorted(self.inactive)})
 
@@ -57,12 +59,26 @@ class Runtime:
             self._maintenance.stop()
         for poller in self.pollers.values():
             poller.stop()
+        for task in self._scheduled:
+            task.stop()
         self.dispatcher.stop(self.settings.workers.shutdown_deadline_s)
+        self.close()
+        log.info("workers stopped")
+
+    def close(self) -> None:
+        """Release connectors and storage (a runtime built for a command that started nothing)."""
         for connector in self.connectors.values():
             connector.close()
         self.figures.close()
         self.queue.close()
-        log.info("workers stopped")
+
+    def _reconcile_schedule(self) -> list:
+        from .sync.reconcile import reconcile
+
+        r = self.settings.reconcile
+        runs = [(r.every_s, lambda: reconcile(self, fix=r.fix), "reconcile"),
+                (r.sample_every_s, lambda: reconcile(self, fix=r.fix, sample=r.sample_size), "reconcile-sample")]
+        return [run for run in runs if run[0] > 0]
 
     def workers_alive(self) -> bool:
         return self.dispatcher.alive() and all(p.alive() for p in self.pollers.values())

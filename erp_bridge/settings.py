@@ -55,6 +55,18 @@ class RetrySettings(_Section):
     jitter: float = Field(0.5, ge=0, le=1)
 
 
+class ReconcileSettings(_Section):
+    """Scheduled reconciliation (docs/reconciliation.md); 0 turns a run off."""
+
+    #: a full run (every synced item at every channel location) this often
+    every_s: float = Field(86400.0, ge=0)
+    #: a light run over a sample of keys this often
+    sample_every_s: float = Field(3600.0, ge=0)
+    sample_size: int = Field(200, ge=1)
+    #: scheduled runs correct what is safe to correct (through the queue), not only report it
+    fix: bool = False
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__",
                                       extra="forbid", case_sensitive=False)
@@ -65,6 +77,7 @@ class Settings(BaseSettings):
     queue: QueueSettings = QueueSettings()
     workers: WorkerSettings = WorkerSettings()
     retry: RetrySettings = RetrySettings()
+    reconcile: ReconcileSettings = ReconcileSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     #: bearer token of the admin API; without it the admin API answers 503
     admin_token: SecretStr | None = None

@@ -8,6 +8,7 @@ instead means the whole batch failed the same way (network down, 5xx). Connector
 """
 from __future__ import annotations
 
+from decimal import Decimal
 from enum import StrEnum
 from typing import Mapping, Protocol, Sequence, runtime_checkable
 
@@ -22,6 +23,8 @@ class Capability(StrEnum):
     VERIFY_WEBHOOK = "verify_webhook"
     #: the system keeps a transactional outbox the bridge polls (fetch/ack markers and journal)
     OUTBOX = "outbox"
+    #: a channel can say what it shows now (reconciliation)
+    READ_LISTED = "read_listed"
 
 
 @runtime_checkable
@@ -53,6 +56,11 @@ class VerifiesWebhooks(Protocol):
     def verify_webhook(self, headers: Mapping[str, str], body: bytes, url: str) -> list[Event]:
         """Check the signature over the raw body, then normalise. Raises RejectedError (forged,
         malformed) with a reason that never contains the body or a secret."""
+
+
+class ReadsListed(Protocol):
+    def read_listed(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Decimal]:
+        """What the channel shows now per (SKU, internal location); keys it does not stock are absent."""
 
 
 class ReadsOutbox(Protocol):

@@ -9,13 +9,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from .. import __version__
-from . import admin, health, metrics, odoo, pull, webhooks
+from . import admin, health, metrics, odoo, pull, reconcile, webhooks
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
 
 #: (module with ``router``) in the order they are mounted. Webhook and pull routes join here.
-ROUTE_GROUPS = [health, metrics, admin, webhooks, odoo, pull]
+ROUTE_GROUPS = [health, metrics, admin, reconcile, webhooks, odoo, pull]
 
 
 def create_app(runtime: "Runtime", manage_lifecycle: bool = True) -> FastAPI:

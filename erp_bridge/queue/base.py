@@ -144,6 +144,10 @@ class Queue(Protocol):
 
     def dead_letters(self, target: str | None = None, limit: int = 100, offset: int = 0) -> list[Entry]: ...
 
+    def unfinished(self, target: str, limit: int = 100_000) -> list[Entry]:
+        """Pending and leased entries of ``target`` (still on their way), oldest first."""
+        raise NotImplementedError
+
     def replay(self, entry_id: int) -> Entry:
         """A dead entry goes back to pending with its attempts reset. KeyError if unknown,
         ValueError if it is not dead."""

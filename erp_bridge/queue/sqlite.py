@@ -318,6 +318,11 @@ class SQLiteQueue:
                           " LIMIT ? OFFSET ?", [*args, limit, offset])
         return [_entry(r) for r in rows]
 
+    def unfinished(self, target: str, limit: int = 100_000) -> list[Entry]:
+        rows = self._read("SELECT * FROM entries WHERE state IN ('pending', 'leased') AND target = ? ORDER BY id"
+                          " LIMIT ?", [target, limit])
+        return [_entry(r) for r in rows]
+
     def replay(self, entry_id: int) -> Entry:
         with self._tx() as db:
             row = self._row(db, entry_id)

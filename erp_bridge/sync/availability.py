@@ -137,28 +137,35 @@ class AvailabilityPush:
 
     def __call__(self, target: str, connector, entries: Sequence[Entry]) -> list[Result | BridgeError]:
         mapping = self.mappings.systems[target]
-        wanted = {e.id: self._internals(mapping, e) for e in entries}
-        keys = list(dict.fromkeys(k for ks in wanted.values() for k in ks))
-        pending = {k: self._pending(k) for k in keys}  # before the read: see AvailabilityCache
-        read = self.reader.read(keys)
-        prepared = [self._figure(target, mapping, e, wanted[e.id], read, pending) for e in entries]
+        quantities = self.expected(target, [(e.item, e.location) for e in entries])
+        prepared = [self._figure(target, mapping, e, quantities[(e.item, e.location)]) for e in entries]
         todo = [p for p in prepared if isinstance(p, Figure)]
         results = iter(_push(connector, todo) if todo else [])
         outcomes = [next(results) if isinstance(p, Figure) else p for p in prepared]
         for entry, item, outcome in zip(entries, prepared, outcomes):
             if isinstance(item, Figure) and isinstance(outcome, Delivered):
-                self.figures.put(target, item.item, self._code(mapping, entry), item.quantity)
+                self.figures.put(target, item.item, self._code(mapping, entry.location), item.quantity)
         return outcomes
 
-    @staticmethod
-    def _code(mapping, entry: Entry) -> str:
-        return mapping.location_entry(entry.location).code
+    def expected(self, target: str, keys: Sequence[Key]) -> dict[Key, Decimal | BridgeError]:
+        """The rule's figure now for each (item, channel location) of ``target``: the SoR read now,
+        less the decrements received but not applied (read first: see AvailabilityCache)."""
+        mapping = self.mappings.systems[target]
+        wanted = {key: self._internals(mapping, key) for key in dict.fromkeys(keys)}
+        internal = list(dict.fromkeys(k for ks in wanted.values() for k in ks))
+        pending = {k: self._pending(k) for k in internal}
+        read = self.reader.read(internal)
+        return {key: self._quantity(target, mapping, key, ks, read, pending) for key, ks in wanted.items()}
 
-    def _internals(self, mapping, entry: Entry) -> list[Key]:
-        located = mapping.location_entry(entry.location)
+    @staticmethod
+    def _code(mapping, location: str) -> str:
+        return mapping.location_entry(location).code
+
+    def _internals(self, mapping, key: Key) -> list[Key]:
+        located = mapping.location_entry(key[1])
         if located is None:
             return []
-        return [(entry.item, loc) for loc in mapping.internal_locations(located.code)]
+        return [(key[0], loc) for loc in mapping.internal_locations(located.code)]
 
     def _pending(self, key: Key) -> Decimal | BridgeError:
         try:
@@ -166,11 +173,11 @@ class AvailabilityPush:
         except ConfigError as exc:
             return exc
 
-    def _figure(self, target: str, mapping, entry: Entry, keys: list[Key], read,
-                pending: dict[Key, Decimal | BridgeError]) -> Figure | Result | BridgeError:
+    def _quantity(self, target: str, mapping, key: Key, keys: list[Key], read,
+                  pending: dict[Key, Decimal | BridgeError]) -> Decimal | BridgeError:
         if not keys:
-            return RejectedError(f"{target} does not sell location {entry.location!r} (locations.map)")
-        failed = next((p for p in [*pending.values(), *(read[k] for k in keys)]
+            return RejectedError(f"{target} does not sell location {key[1]!r} (locations.map)")
+        failed = next((p for p in [*(pending[k] for k in keys), *(read[k] for k in keys)]
                        if isinstance(p, BridgeError) and not isinstance(p, RejectedError)), None)
         if failed is not None:  # transient or configuration: this figure cannot be known now
             return failed
@@ -179,8 +186,12 @@ class AvailabilityPush:
             return read[keys[0]]
         # a warehouse where the SoR does not hold the item contributes nothing to the sum
         combined = aggregate([self.reader.net(read[k], pending[k]) for k in known], mapping.locations.aggregation)
-        quantity = channel_quantity(mapping.quantity_policy or DEFAULT_POLICY, combined)
-        previous = self.figures.get(target, entry.item, self._code(mapping, entry))
+        return channel_quantity(mapping.quantity_policy or DEFAULT_POLICY, combined)
+
+    def _figure(self, target: str, mapping, entry: Entry, quantity: Decimal | BridgeError) -> Figure | Result:
+        if isinstance(quantity, BridgeError):
+            return quantity
+        previous = self.figures.get(target, entry.item, self._code(mapping, entry.location))
         if previous is not None and previous == quantity:
             return Delivered("unchanged")
         return Figure(item=entry.item, location=entry.location, quantity=quantity, previous=previous,

@@ -33,6 +33,17 @@ class FigureStore:
                              "DO UPDATE SET quantity=excluded.quantity, pushed_at=excluded.pushed_at",
                              (target, item, location, str(quantity), time.time()))
 
+    def items(self, target: str) -> list[tuple[str, str]]:
+        """Every (item, channel location code) a figure was pushed to for ``target``."""
+        with self._lock:
+            return [(r[0], r[1]) for r in self._db.execute(
+                "SELECT item, location FROM pushed WHERE target=? ORDER BY item, location", (target,))]
+
+    def forget(self, target: str, item: str, location: str) -> None:
+        """The channel does not show what was pushed (reconciliation): the next figure is pushed."""
+        with self._lock:
+            self._db.execute("DELETE FROM pushed WHERE target=? AND item=? AND location=?", (target, item, location))
+
     def close(self) -> None:
         with self._lock:
             self._db.close()

@@ -63,7 +63,7 @@ class Row:
 
 
 class ShopifyConnector:
-    capabilities = frozenset({Capability.PUSH_AVAILABILITY, Capability.VERIFY_WEBHOOK})
+    capabilities = frozenset({Capability.PUSH_AVAILABILITY, Capability.VERIFY_WEBHOOK, Capability.READ_LISTED})
 
     def __init__(self, mapping: SystemMapping, transport: Transport, *, lookup: LookupTable | None = None,
                  webhook_secret: str | None = None):
@@ -225,6 +225,21 @@ class ShopifyConnector:
         with self._lock:
             self.observed.update((k, v) for k, v in found.items() if v is not None)
         return found
+
+    def read_listed(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Decimal]:
+        """What Shopify shows now (``available``) per (SKU, internal location), for reconciliation;
+        keys the mapping cannot map or Shopify does not stock there are absent."""
+        where: dict[tuple[str, str], Key] = {}
+        for sku, location in keys:
+            try:
+                line = _lines(self._build([Figure(sku, location, Decimal(0))], DRAFT_ID))[0]
+            except UnmappedError:
+                continue
+            where[(sku, location)] = (str(line["inventoryItemId"]), str(line["locationId"]))
+        read = self._read(list(dict.fromkeys(where.values())))
+        if isinstance(read, BridgeError):
+            raise read
+        return {key: Decimal(found) for key, at in where.items() if (found := read.get(at)) is not None}
 
     # -- webhooks in ----------------------------------------------------------------------------
 

@@ -1,0 +1,235 @@
+"""Reconciliation (DESIGN.md flow 6): find and fix drift between what each channel shows and what
+the availability rule says it should show, and explain each difference.
+
+The safety net, not the mechanism: it reads the system of record and the channel now (batched),
+computes the rule's figure exactly as a push would (``AvailabilityPush.expected``: SoR free now,
+less the sales received but not yet applied), and names the likely cause of every difference.
+``fix`` corrects through the normal queue (an availability entry: compare-and-set, idempotency,
+ordering and rate limits apply, and the figure is recomputed at dispatch, so a fix can never
+raise a channel above the rule); a key with a delivery in flight is never corrected, it is
+reported as such.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from ..connectors.base import Capability, ReadsListed
+from ..domain import AvailabilityChanged
+from ..errors import BridgeError
+from ..mapping.binder import Binder
+from ..mapping.compile import UnmappedError
+from ..queue.base import Entry, NewEntry, Queue
+from .availability import AvailabilityPush
+from .figures import FigureStore
+
+#: keys read from a channel (and the SoR) per call
+BATCH = 250
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class Difference:
+    system: str
+    item: str
+    location: str  # the channel's location code
+    shows: Decimal | None  # None: the channel does not list the item there
+    should: Decimal | None  # None: the rule cannot say now (see cause)
+    cause: str
+    fixed: bool = False
+
+
+@dataclass
+class Report:
+    started_at: float
+    finished_at: float = 0.0
+    checked: dict[str, int] = field(default_factory=dict)
+    differences: list[Difference] = field(default_factory=list)
+    #: systems that could not be reconciled, and why
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def drift(self) -> dict[str, int]:
+        counts = {system: 0 for system in self.checked}
+        for diff in self.differences:
+            counts[diff.system] = counts.get(diff.system, 0) + 1
+        return counts
+
+    def as_json(self) -> str:
+        return json.dumps(asdict(self), default=str, indent=2)
+
+
+class Reconciler:
+    def __init__(self, mappings, connectors: dict, push: AvailabilityPush, queue: Queue, figures: FigureStore):
+        self.mappings, self.connectors, self.push = mappings, connectors, push
+        self.queue, self.figures = queue, figures
+        #: at most this many keys per channel (a sample run), else all
+        self.limit: int | None = None
+
+    def run(self, system: str | None = None, location: str | None = None, *, fix: bool = False,
+            progress: Progress | None = None, clock: Callable[[], float] = time.time) -> Report:
+        report = Report(started_at=clock())
+        for mapping in self.mappings.channels():
+            if system is not None and mapping.system != system:
+                continue
+            connector = self.connectors.get(mapping.system)
+            if connector is None or Capability.READ_LISTED not in connector.capabilities:
+                report.skipped[mapping.system] = "its connector cannot read what the channel shows"
+                continue
+            keys = self.keys(mapping, location)
+            report.checked[mapping.system] = len(keys)
+            for start in range(0, len(keys), BATCH):
+                chunk = keys[start:start + BATCH]
+                report.differences.extend(self._compare(mapping, connector, chunk, fix))
+                if progress:
+                    progress(len(chunk))
+        report.finished_at = clock()
+        return report
+
+    def keys(self, mapping, location: str | None = None) -> list[tuple[str, str]]:
+        """(SKU, representative internal location) for every synced item at every channel location:
+        the SKUs the mapping lists (overrides, lookup table) and every SKU ever pushed there."""
+        table = self.mappings.lookups.get(mapping.system)
+        skus = {o.sku for o in mapping.items.overrides} | set(table.codes if table else ())
+        codes = list(dict.fromkeys(e.code for e in mapping.locations.map if (e.role or mapping.role) == "channel"))
+        pushed = self.figures.items(mapping.system)
+        skus |= {item for item, _ in pushed}
+        keys = [(sku, mapping.internal_location(code) or mapping.internal_locations(code)[0])
+                for code in codes for sku in sorted(skus)]
+        keys = [k for k in keys if location is None or k[1] == location]
+        return _sample(keys, self.limit) if self.limit is not None else keys
+
+    def _compare(self, mapping, connector: ReadsListed, keys: Sequence[tuple[str, str]],
+                 fix: bool) -> list[Difference]:
+        binder = Binder(mapping, self.mappings.lookups.get(mapping.system))
+        try:
+            shows = connector.read_listed(keys)
+        except BridgeError as exc:
+            return [Difference(mapping.system, sku, binder.location_code(loc) or loc, None, None,
+                               f"cannot read the channel: {exc}") for sku, loc in keys]
+        should = self.push.expected(mapping.system, keys)
+        busy = self._in_flight(mapping.system)
+        dead = self._dead(mapping.system)
+        out = []
+        for key in keys:
+            diff = self._difference(mapping, binder, key, shows.get(key), should[key], busy, dead)
+            if diff is not None:
+                out.append(self._fixed(mapping, key, diff) if fix and _fixable(diff, key, busy) else diff)
+        return out
+
+    def _difference(self, mapping, binder: Binder, key: tuple[str, str], shows: Decimal | None,
+                    should: Decimal | BridgeError, busy: dict, dead: dict) -> Difference | None:
+        code = binder.location_code(key[1]) or key[1]
+        if isinstance(should, BridgeError):
+            if shows is None:
+                return None  # neither the SoR nor the channel has it: nothing to show, nothing shown
+            return Difference(mapping.system, key[0], code, shows, None, f"the rule cannot say now: {should}")
+        if shows == should:
+            return None
+        return Difference(mapping.system, key[0], code, shows, should,
+                          self._cause(mapping, binder, key, code, shows, should, busy, dead))
+
+    def _cause(self, mapping, binder: Binder, key: tuple[str, str], code: str, shows: Decimal | None,
+               should: Decimal, busy: dict, dead: dict) -> str:
+        try:
+            binder.item_code(key[0])
+        except UnmappedError as exc:
+            return f"unmapped SKU: {exc}"
+        if key in busy:
+            return f"a delivery is in flight (entry {busy[key].id}, {busy[key].state.value})"
+        if key in dead:
+            return f"a dead-lettered delivery (entry {dead[key].id}: erp-bridge dlq show {dead[key].id})"
+        if shows is None:
+            return "the channel does not list the item at this location (connect it there in the channel)"
+        pending = self.push.reader.pending(*key)
+        if pending:
+            return f"sales received but not yet applied in the system of record ({-pending} units)"
+        pushed = self.figures.get(mapping.system, key[0], code)
+        if pushed is not None and pushed == should:
+            return f"changed on the platform (the bridge pushed {pushed}; it shows {shows})"
+        return (f"an availability change did not reach the channel (last pushed "
+                f"{'nothing' if pushed is None else pushed})")
+
+    def _in_flight(self, target: str) -> dict[tuple[str, str], Entry]:
+        return {(e.item, e.location): e for e in self.queue.unfinished(target) if e.kind == "availability"}
+
+    def _dead(self, target: str) -> dict[tuple[str, str], Entry]:
+        return {(e.item, e.location): e for e in self.queue.dead_letters(target, limit=100_000)
+                if e.kind == "availability"}
+
+    def _fixed(self, mapping, key: tuple[str, str], diff: Difference) -> Difference:
+        """Correct through the queue: forget the last pushed figure (the channel does not show
+        it), then one availability entry; the push recomputes the figure and compares-and-sets."""
+        self.figures.forget(mapping.system, key[0], diff.location)
+        sor = self.mappings.system_of_record(key[1]).system
+        event = AvailabilityChanged(system=sor, item=key[0], location=key[1], origin="reconcile")
+        self.queue.enqueue([NewEntry(target=mapping.system, kind="availability", item=key[0], location=key[1],
+                                     idempotency_key=f"{mapping.system}:reconcile:{key[0]}@{key[1]}:{time.time():.6f}",
+                                     payload=event.model_dump(mode="json"), coalesce=True)])
+        return Difference(**{**asdict(diff), "fixed": True})
+
+
+def _sample(keys: list[tuple[str, str]], size: int) -> list[tuple[str, str]]:
+    """A different slice each hour, so hourly samples cover the whole catalogue over time."""
+    if len(keys) <= size:
+        return keys
+    start = (int(time.time() // 3600) * size) % len(keys)
+    return (keys + keys)[start:start + size]
+
+
+def _fixable(diff: Difference, key: tuple[str, str], busy: dict) -> bool:
+    """Never a key with a delivery in flight, never an unmapped one, never without a rule figure."""
+    return diff.should is not None and key not in busy and not diff.cause.startswith("unmapped")
+
+
+def save(report: Report, path: Path) -> None:
+    """The last report, kept for the admin API (written whole, then renamed)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(report.as_json())
+    tmp.replace(path)
+
+
+def rows(report: Report) -> Iterable[dict[str, str]]:
+    for d in report.differences:
+        yield {"system": d.system, "item": d.item, "location": d.location,
+               "shows": "-" if d.shows is None else str(d.shows), "should": "-" if d.should is None else str(d.should),
+               "fixed": "yes" if d.fixed else "no", "cause": d.cause}
+
+
+# --- running it against a built runtime (CLI, schedule, admin API) -------------------------------
+LAST_REPORT = "reconcile-last.json"
+_DRIFT = None
+
+
+def reconcile(runtime, system: str | None = None, location: str | None = None, *, fix: bool = False,
+              sample: int | None = None, progress: Progress | None = None) -> Report:
+    """One run over ``runtime``'s mappings and connectors; the report is kept and the drift
+    gauges set. ``sample``: check only that many keys per channel, the oldest-pushed first."""
+    push = AvailabilityPush(runtime.mappings, runtime.reader, runtime.figures)
+    reconciler = Reconciler(runtime.mappings, runtime.connectors, push, runtime.queue, runtime.figures)
+    if sample is not None:
+        reconciler.limit = sample
+    report = reconciler.run(system, location, fix=fix, progress=progress)
+    save(report, Path(runtime.settings.data_dir) / LAST_REPORT)
+    gauge = drift_gauge()
+    for name, count in report.drift().items():
+        gauge.labels(system=name).set(count)
+    return report
+
+
+def last_report(data_dir: Path) -> dict | None:
+    path = Path(data_dir) / LAST_REPORT
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def drift_gauge():
+    global _DRIFT
+    if _DRIFT is None:
+        from prometheus_client import Gauge
+
+        _DRIFT = Gauge("erp_bridge_reconcile_drift_keys", "Keys whose channel figure differed from the rule "
+                       "at the last reconciliation, per system", ["system"])
+    return _DRIFT

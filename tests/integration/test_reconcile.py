@@ -1,0 +1,155 @@
+"""Reconciliation against the doubles: SAP Business One is the system of record, Shopify the channel.
+Each kind of drift is created, reported with its cause, and (where safe) fixed once through the queue."""
+from __future__ import annotations
+
+import json
+import re
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from erp_bridge.cli import main
+from erp_bridge.domain import Decrement
+from erp_bridge.dispatch.routing import entry_for
+from erp_bridge.queue.base import State
+from erp_bridge.runtime import build_runtime
+from erp_bridge.settings import load_settings
+from erp_bridge.sync.reconcile import LAST_REPORT, reconcile
+from tests.fakes.sap_b1 import FakeServiceLayer
+from tests.fakes.shopify import ITEMS, LOCATION, TOKEN, WEBHOOK_SECRET, FakeShopify, example_mapping_set
+
+REPO = Path(__file__).resolve().parents[2]
+ADMIN = "admin-token-for-tests"
+
+
+@pytest.fixture
+def world(tmp_path, monkeypatch):
+    with FakeServiceLayer() as sap, FakeShopify(TOKEN) as shop:
+        maps = tmp_path / "mappings"
+        example_mapping_set(maps, shop.url)
+        text = (REPO / "mappings" / "sap_b1.yaml").read_text().replace("https://sap.example.com:50000/b1s/v1", sap.url)
+        (maps / "sap_b1.yaml").write_text(re.sub(r"^role: mirror$", "role: system_of_record", text, flags=re.M))
+        (tmp_path / "bridge.yaml").write_text("data_dir: data\nmappings_dir: mappings\n"
+                                              "retry: {base_s: 0.1, cap_s: 0.2, jitter: 0, max_attempts: 3}\n")
+        secrets = {"SAP_B1_USER": sap.credentials[1], "SAP_B1_PASSWORD": sap.credentials[2],
+                   "SHOPIFY_TOKEN": TOKEN, "SHOPIFY_WEBHOOK_SECRET": WEBHOOK_SECRET}
+        for name, value in secrets.items():
+            monkeypatch.setenv(f"ERP_BRIDGE_SECRETS__{name}", value)
+        monkeypatch.setenv("ERP_BRIDGE_ADMIN_TOKEN", ADMIN)
+        sap.stock("CHAIR-BLUE", "01", in_stock=10, committed=2)  # free 8
+        sap.stock("CHAIR-RED", "01", in_stock=4)
+        shop.stock(ITEMS["chair-blue"], LOCATION, 7)  # the rule: free - safety buffer 1 (mappings/shopify.yaml)
+        shop.stock(ITEMS["chair-red"], LOCATION, 3)
+        runtime = build_runtime(load_settings(tmp_path / "bridge.yaml"))
+        try:
+            yield runtime, sap, shop, tmp_path
+        finally:
+            runtime.close()
+
+
+def deliver(runtime) -> None:
+    for _ in range(10):
+        if not runtime.dispatcher.run_once("w"):
+            return
+
+
+def causes(report) -> dict[str, str]:
+    return {d.item: d.cause for d in report.differences}
+
+
+def test_in_sync_reports_nothing_and_keeps_the_report(world):
+    runtime, _, _, tmp_path = world
+    report = reconcile(runtime)
+    assert report.differences == [] and report.checked == {"shopify": 4}  # 4 SKUs in the table, one location
+    kept = json.loads((tmp_path / "data" / LAST_REPORT).read_text())
+    assert kept["checked"] == {"shopify": 4} and kept["differences"] == []
+
+
+def test_an_edit_on_the_platform_is_reported_then_fixed_once(world):
+    runtime, _, shop, _ = world
+    runtime.figures.put("shopify", "chair-blue", LOCATION, Decimal(7))  # what the bridge pushed
+    shop.stock(ITEMS["chair-blue"], LOCATION, 11)  # a merchant typed 11 in Shopify's admin
+    report = reconcile(runtime)
+    [diff] = report.differences
+    assert (diff.item, diff.shows, diff.should) == ("chair-blue", Decimal(11), Decimal(7))
+    assert diff.cause == "changed on the platform (the bridge pushed 7; it shows 11)" and not diff.fixed
+
+    fixed = reconcile(runtime, fix=True)
+    assert [d.fixed for d in fixed.differences] == [True]
+    deliver(runtime)
+    assert shop.levels[(ITEMS["chair-blue"], LOCATION)] == 7
+    assert len(shop.mutations()) == 1  # one compare-and-set push, 11 -> 7
+    assert reconcile(runtime, fix=True).differences == []  # nothing left, nothing pushed again
+    deliver(runtime)
+    assert len(shop.mutations()) == 1
+
+
+def test_a_missed_change_in_the_system_of_record(world):
+    runtime, sap, _, _ = world
+    sap.stock("CHAIR-RED", "01", in_stock=1)  # changed in SAP; no event reached the bridge
+    assert causes(reconcile(runtime)) == {"chair-red": "an availability change did not reach the channel "
+                                                       "(last pushed nothing)"}
+
+
+def test_a_sale_not_yet_applied_in_the_system_of_record(world):
+    runtime, _, _, _ = world
+    sale = Decrement(channel="shopify", order="1001", line="1", item="chair-red", location="WH/Stock",
+                     quantity=Decimal(3))
+    runtime.queue.enqueue([entry_for("sap_b1", sale)])  # received, SAP has not applied it yet
+    report = reconcile(runtime)
+    [diff] = report.differences
+    assert (diff.shows, diff.should) == (Decimal(3), Decimal(0))
+    assert diff.cause == "sales received but not yet applied in the system of record (3 units)"
+
+
+def test_a_key_with_a_delivery_in_flight_is_reported_and_never_corrected(world):
+    runtime, _, shop, _ = world
+    shop.stock(ITEMS["chair-blue"], LOCATION, 2)
+    runtime.accept(runtime.router.availability("sap_b1", "chair-blue", "WH/Stock", cause="t1"))
+    report = reconcile(runtime, fix=True)
+    [diff] = report.differences
+    assert diff.cause.startswith("a delivery is in flight (entry ") and not diff.fixed
+    assert len([e for e in runtime.queue.unfinished("shopify")]) == 1  # no second entry was added
+
+
+def test_a_dead_letter_an_unlisted_item_and_an_unmapped_sku(world):
+    runtime, sap, shop, _ = world
+    [entry] = runtime.accept(runtime.router.availability("sap_b1", "chair-red", "WH/Stock", cause="t2"))
+    leased = runtime.queue.lease("w", 10, 30)
+    runtime.queue.fail(leased[0].id, "w", "RejectedError: refused", retryable=False)
+    shop.stock(ITEMS["chair-red"], LOCATION, 9)
+    sap.stock("TABLE-OAK", "01", in_stock=2)  # SAP has it; Shopify does not stock it at the location
+    runtime.figures.put("shopify", "ghost-sku", LOCATION, Decimal(1))  # pushed once, since unmapped
+    sap.stock("GHOST-SKU", "01", in_stock=1)
+    found = causes(reconcile(runtime))
+    assert found["chair-red"] == f"a dead-lettered delivery (entry {entry.id}: erp-bridge dlq show {entry.id})"
+    assert found["table-oak"].startswith("the channel does not list the item at this location")
+    assert found["ghost-sku"].startswith("unmapped SKU: item 'ghost-sku' has no shopify id")
+
+
+def test_the_command_prints_a_table_and_exits_1_on_drift(world, capsys):
+    runtime, _, shop, tmp_path = world
+    shop.stock(ITEMS["chair-blue"], LOCATION, 11)
+    code = main(["--config", str(tmp_path / "bridge.yaml"), "reconcile", "--format", "csv"])
+    out = capsys.readouterr().out.splitlines()
+    assert code == 1 and out[0] == "system,item,location,shows,should,fixed,cause"
+    assert out[1].startswith(f"shopify,chair-blue,{LOCATION},11,7,no,")
+
+
+def test_the_last_report_is_served_by_the_admin_api_and_drift_is_a_gauge(world):
+    from fastapi.testclient import TestClient
+    from prometheus_client import REGISTRY
+
+    from erp_bridge.http.app import create_app
+
+    runtime, _, shop, _ = world
+    client = TestClient(create_app(runtime, manage_lifecycle=False))
+    auth = {"Authorization": f"Bearer {ADMIN}"}
+    assert client.get("/admin/reconciliation", headers=auth).status_code == 404  # none has run yet
+    shop.stock(ITEMS["chair-red"], LOCATION, 5)
+    reconcile(runtime)
+    answer = client.get("/admin/reconciliation", headers=auth)
+    assert answer.status_code == 200 and [d["item"] for d in answer.json()["differences"]] == ["chair-red"]
+    assert client.get("/admin/reconciliation").status_code == 401
+    assert REGISTRY.get_sample_value("erp_bridge_reconcile_drift_keys", {"system": "shopify"}) == 1
