@@ -118,6 +118,7 @@ class _Server(ThreadingHTTPServer):
 
 def _handler(target: FakeTarget) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        disable_nagle_algorithm = True  # headers and body go in two writes: no 40 ms delayed-ACK stall
         protocol_version = "HTTP/1.1"  # keep-alive, as real endpoints do
         # one write per response and no Nagle: headers and body in separate small segments
         # would meet the client's delayed ACK and cost ~40 ms a request

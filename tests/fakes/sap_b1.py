@@ -299,6 +299,7 @@ class _Server(ThreadingHTTPServer):
 
 def _handler(sl: FakeServiceLayer):
     class Handler(BaseHTTPRequestHandler):
+        disable_nagle_algorithm = True  # headers and body go in two writes: no 40 ms delayed-ACK stall
         protocol_version = "HTTP/1.1"
 
         def do_GET(self):  # noqa: N802

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any, Callable, Sequence
 from urllib.parse import quote
@@ -60,9 +61,13 @@ class SapB1Connector:
         by_sku: dict[str, list[str]] = defaultdict(list)
         for sku, location in keys:
             by_sku[sku].append(location)
+        # SL reads one item per call: up to limits.concurrency calls at once (the sender is thread-safe)
+        workers = max(1, min(self.mapping.limits.concurrency, len(by_sku)))
+        with ThreadPoolExecutor(workers, thread_name_prefix=f"{self.name}-read") as pool:
+            warehouses = dict(zip(by_sku, pool.map(self._warehouses, by_sku)))
         result = {}
         for sku, locations in by_sku.items():
-            rows = self._warehouses(sku)
+            rows = warehouses[sku]
             for location in locations:
                 figure = self._figure(sku, location, rows)
                 if figure is not None:
