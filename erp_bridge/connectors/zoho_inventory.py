@@ -43,7 +43,8 @@ READ_BATCH = 50
 #: how far past an intent's date the settle search pages back, and at most how many pages
 SETTLE_WINDOW_DAYS = 1
 SETTLE_MAX_PAGES = 20
-CAPABILITIES = {"mirror": {Capability.POST_MOVES},
+# a mirror's stock is read too: for reconciliation (docs/reconciliation.md), never for the rule
+CAPABILITIES = {"mirror": {Capability.POST_MOVES, Capability.READ_AVAILABILITY},
                 "system_of_record": {Capability.READ_AVAILABILITY, Capability.APPLY_STOCK_CHANGES}}
 
 

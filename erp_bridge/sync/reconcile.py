@@ -20,7 +20,7 @@ from typing import Callable, Iterable, Sequence
 
 from ..connectors.base import Capability, ReadsListed
 from ..domain import AvailabilityChanged
-from ..errors import BridgeError
+from ..errors import BridgeError, RejectedError
 from ..mapping.binder import Binder
 from ..mapping.compile import UnmappedError
 from ..queue.base import Entry, NewEntry, Queue
@@ -72,6 +72,7 @@ class Reconciler:
     def run(self, system: str | None = None, location: str | None = None, *, fix: bool = False,
             progress: Progress | None = None, clock: Callable[[], float] = time.time) -> Report:
         report = Report(started_at=clock())
+        self._mirrors(report, system, location, progress)
         for mapping in self.mappings.channels():
             if system is not None and mapping.system != system:
                 continue
@@ -88,6 +89,59 @@ class Reconciler:
                     progress(len(chunk))
         report.finished_at = clock()
         return report
+
+    def _mirrors(self, report: Report, system: str | None, location: str | None, progress: Progress | None) -> None:
+        for mapping in self.mappings.mirrors():
+            if system is not None and mapping.system != system:
+                continue
+            connector = self.connectors.get(mapping.system)
+            if connector is None or Capability.READ_AVAILABILITY not in connector.capabilities:
+                report.skipped[mapping.system] = "its connector cannot read the mirror's stock"
+                continue
+            keys = [(sku, loc) for loc in self._mirror_locations(mapping, location) for sku in self._catalogue()]
+            report.checked[mapping.system] = len(keys)
+            for start in range(0, len(keys), BATCH):
+                chunk = keys[start:start + BATCH]
+                report.differences.extend(self._compare_mirror(mapping, connector, chunk))
+                if progress:
+                    progress(len(chunk))
+
+    @staticmethod
+    def _mirror_locations(mapping, location: str | None) -> list[str]:
+        return [e.internal for e in mapping.locations.map
+                if (e.role or mapping.role) == "mirror" and location in (None, e.internal)]
+
+    def _catalogue(self) -> list[str]:
+        """Every SKU any mapping lists or any channel was pushed (mirrors have no catalogue of their own)."""
+        skus: set[str] = set()
+        for mapping in self.mappings.systems.values():
+            table = self.mappings.lookups.get(mapping.system)
+            skus |= {o.sku for o in mapping.items.overrides} | set(table.codes if table else ())
+            skus |= {item for item, _ in self.figures.items(mapping.system)}
+        return sorted(skus)
+
+    def _compare_mirror(self, mapping, connector, keys: Sequence[tuple[str, str]]) -> list[Difference]:
+        """The mirror's on-hand against the system of record's: a report, never a fix (a correction
+        would be a document in the mirror, which only people should decide)."""
+        binder = Binder(mapping, self.mappings.lookups.get(mapping.system))
+        try:
+            mirror = connector.read_availability(keys)
+        except BridgeError as exc:
+            return [Difference(mapping.system, sku, binder.location_code(loc) or loc, None, None,
+                               f"cannot read the mirror: {exc}") for sku, loc in keys]
+        sor = self.push.reader.read(keys)
+        moving = self._unfinished(mapping.system, "move")
+        dead = self._dead_of(mapping.system, "move")
+        out = []
+        for key in keys:
+            held, truth = mirror.get(key), sor.get(key)
+            should = truth.on_hand if not isinstance(truth, BridgeError) and truth is not None else None
+            shows = held.on_hand if held is not None else None
+            if shows == should or (shows is None and should is None):
+                continue
+            out.append(Difference(mapping.system, key[0], binder.location_code(key[1]) or key[1], shows, should,
+                                  _mirror_cause(key, shows, should, truth, moving, dead)))
+        return out
 
     def keys(self, mapping, location: str | None = None) -> list[tuple[str, str]]:
         """(SKU, representative internal location) for every synced item at every channel location:
@@ -154,11 +208,16 @@ class Reconciler:
                 f"{'nothing' if pushed is None else pushed})")
 
     def _in_flight(self, target: str) -> dict[tuple[str, str], Entry]:
-        return {(e.item, e.location): e for e in self.queue.unfinished(target) if e.kind == "availability"}
+        return {k: es[0] for k, es in self._unfinished(target, "availability").items()}
 
     def _dead(self, target: str) -> dict[tuple[str, str], Entry]:
-        return {(e.item, e.location): e for e in self.queue.dead_letters(target, limit=100_000)
-                if e.kind == "availability"}
+        return {k: es[0] for k, es in self._dead_of(target, "availability").items()}
+
+    def _unfinished(self, target: str, kind: str) -> dict[tuple[str, str], list[Entry]]:
+        return _by_key(e for e in self.queue.unfinished(target) if e.kind == kind)
+
+    def _dead_of(self, target: str, kind: str) -> dict[tuple[str, str], list[Entry]]:
+        return _by_key(e for e in self.queue.dead_letters(target, limit=100_000) if e.kind == kind)
 
     def _fixed(self, mapping, key: tuple[str, str], diff: Difference) -> Difference:
         """Correct through the queue: forget the last pushed figure (the channel does not show
@@ -170,6 +229,29 @@ class Reconciler:
                                      idempotency_key=f"{mapping.system}:reconcile:{key[0]}@{key[1]}:{time.time():.6f}",
                                      payload=event.model_dump(mode="json"), coalesce=True)])
         return Difference(**{**asdict(diff), "fixed": True})
+
+
+def _by_key(entries: Iterable[Entry]) -> dict[tuple[str, str], list[Entry]]:
+    out: dict[tuple[str, str], list[Entry]] = {}
+    for entry in entries:
+        out.setdefault((entry.item, entry.location), []).append(entry)
+    return out
+
+
+def _mirror_cause(key: tuple[str, str], shows: Decimal | None, should: Decimal | None, truth,
+                  moving: dict, dead: dict) -> str:
+    if isinstance(truth, BridgeError) and not isinstance(truth, RejectedError):
+        return f"cannot read the system of record now: {truth}"
+    if key in moving:
+        return f"{len(moving[key])} move(s) on their way to the mirror (entry {moving[key][0].id} first)"
+    if key in dead:
+        return f"a dead-lettered move (entry {dead[key][0].id}: erp-bridge dlq show {dead[key][0].id})"
+    if shows is None:
+        return "the mirror does not hold the item at this location"
+    if should is None:
+        return "the system of record does not hold the item at this location"
+    return ("the stock differs with no move pending: an adjustment made in the mirror or the system of record "
+            "outside the bridge, or a move the system of record did not journal")
 
 
 def _sample(keys: list[tuple[str, str]], size: int) -> list[tuple[str, str]]:

@@ -153,3 +153,39 @@ def test_the_last_report_is_served_by_the_admin_api_and_drift_is_a_gauge(world):
     assert answer.status_code == 200 and [d["item"] for d in answer.json()["differences"]] == ["chair-red"]
     assert client.get("/admin/reconciliation").status_code == 401
     assert REGISTRY.get_sample_value("erp_bridge_reconcile_drift_keys", {"system": "shopify"}) == 1
+
+
+@pytest.fixture
+def mirrored(world):
+    """A second SAP company as a mirror of the same warehouses (a second Service Layer double)."""
+    runtime, sap, shop, tmp_path = world
+    with FakeServiceLayer() as mirror_sl:
+        text = (REPO / "mappings" / "sap_b1.yaml").read_text().replace("https://sap.example.com:50000/b1s/v1",
+                                                                       mirror_sl.url)
+        (tmp_path / "mappings" / "sap_mirror.yaml").write_text(text.replace("system: sap_b1", "system: sap_mirror"))
+        runtime.close()
+        rebuilt = build_runtime(load_settings(tmp_path / "bridge.yaml"))
+        try:
+            yield rebuilt, sap, mirror_sl
+        finally:
+            rebuilt.close()
+
+
+def test_a_mirror_is_compared_with_the_system_of_record_and_never_corrected(mirrored):
+    from erp_bridge.domain import StockMove
+
+    runtime, sap, mirror = mirrored
+    mirror.stock("CHAIR-BLUE", "01", in_stock=10)  # the same as SAP: in sync
+    mirror.stock("CHAIR-RED", "01", in_stock=6)  # SAP holds 4: someone adjusted the mirror
+    sap.stock("TABLE-OAK", "01", in_stock=2)  # a move is on its way for the table
+    move = StockMove(system="sap_b1", move_id="m1", item="table-oak", quantity=Decimal(2), from_location="Vendors",
+                     to_location="WH/Stock", location="WH/Stock", direction="in")
+    runtime.queue.enqueue([entry_for("sap_mirror", move)])
+    report = reconcile(runtime, system="sap_mirror", fix=True)
+    found = {d.item: (d.shows, d.should, d.cause, d.fixed) for d in report.differences}
+    assert set(found) == {"chair-red", "table-oak"}
+    assert found["chair-red"][:2] == (Decimal(6), Decimal(4)) and found["chair-red"][2].startswith(
+        "the stock differs with no move pending")
+    assert found["table-oak"][2].startswith("1 move(s) on their way to the mirror")
+    assert not any(fixed for *_, fixed in found.values())  # a mirror is reported, never corrected
+    assert mirror.posted() == []

@@ -29,7 +29,8 @@ from .session import session_sender
 
 __all__ = ["SapB1Connector", "from_context", "session_sender"]
 ITEM_SELECT = "ItemCode,ItemWarehouseInfoCollection"
-CAPABILITIES = {"mirror": {Capability.POST_MOVES},
+# a mirror's stock is read too: for reconciliation (docs/reconciliation.md), never for the rule
+CAPABILITIES = {"mirror": {Capability.POST_MOVES, Capability.READ_AVAILABILITY},
                 "system_of_record": {Capability.READ_AVAILABILITY, Capability.APPLY_STOCK_CHANGES}}
 
 
