@@ -74,10 +74,7 @@ class ZohoInventoryConnector:
         return self._documents.write(moves)
 
     def apply_stock_changes(self, changes: Sequence[Decrement | Increment | Count]) -> list[Result]:
-        counts = {id(c) for c in changes if isinstance(c, Count)}
-        written = iter(self._documents.write([c for c in changes if id(c) not in counts]))
-        refused = RejectedError("zoho_inventory takes decrements and increments, not absolute counts")
-        return [refused if id(c) in counts else next(written) for c in changes]
+        return self._documents.write_changes(changes)
 
     # --- system of record: reads -------------------------------------------------------------------
     def read_availability(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Availability]:

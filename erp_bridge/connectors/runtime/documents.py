@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Sequence
 from urllib.parse import urlsplit
 
-from ...domain import Delivered, Result
+from ...domain import Count, Delivered, Result
 from ...errors import BridgeError, ConfigError, MappingError, RejectedError, RetryableError
 from ...mapping.engine import HttpRequest, UnmappedError, build_requests
 from .batch import not_attempted
@@ -60,6 +60,14 @@ class DocumentWriter:
         if todo:
             self._post_all(todo, by_key, outcomes)
         return [outcomes[e.idempotency_key] for e in events]
+
+    def write_changes(self, changes: Sequence[Any]) -> list[Result]:
+        """Channel sales and returns as documents; an absolute count is refused (a document target
+        takes changes, and counts go to reconciliation)."""
+        counts = {id(c) for c in changes if isinstance(c, Count)}
+        written = iter(self.write([c for c in changes if id(c) not in counts]))
+        refused = RejectedError(f"{self._mapping.system} takes decrements and increments, not absolute counts")
+        return [refused if id(c) in counts else next(written) for c in changes]
 
     # --- before posting ---------------------------------------------------------------------
     def _mappable(self, event: Any, outcomes: dict[str, Result]) -> bool:

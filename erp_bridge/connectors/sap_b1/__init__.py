@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 from urllib.parse import quote
 
 from ...domain import Availability, Count, Decrement, Increment, Result, StockMove
-from ...errors import BridgeError, ConfigError, RejectedError
+from ...errors import BridgeError, ConfigError
 from ...mapping.binder import Binder
 from ...mapping.compile import UnmappedError, compiled
 from ..base import Capability
@@ -51,10 +51,7 @@ class SapB1Connector:
         return self._documents.write(moves)
 
     def apply_stock_changes(self, changes: Sequence[Decrement | Increment | Count]) -> list[Result]:
-        counts = {id(c) for c in changes if isinstance(c, Count)}
-        posted = iter(self._documents.write([c for c in changes if id(c) not in counts]))
-        refused = RejectedError("sap_b1 takes decrements and increments, not absolute counts")
-        return [refused if id(c) in counts else next(posted) for c in changes]
+        return self._documents.write_changes(changes)
 
     def read_availability(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Availability]:
         """From ``Items('{ItemCode}')``: on_hand=InStock, reserved=Committed, free=InStock-Committed,
