@@ -3,7 +3,7 @@
 Each request body is validated with jsonschema against the operation's own requestBody schema,
 ``$ref``s resolved inside the spec, plus the rules the spec states in prose: quantities are decimal
 strings with at most 5 decimals, at most 100 changes per BatchChangeInventory. Unknown operations
-and unknown top-level fields are violations too. Used by the fake (it answers 400 like Square) and
+deprecated operations and unknown top-level fields are violations too. Used by the fake (it answers 400 like Square) and
 by the contract tests (every request the connector sent).
 """
 from __future__ import annotations
@@ -48,6 +48,8 @@ def violations(method: str, path: str, body: Any) -> list[str]:
     """Every way ``body`` breaks the contract of ``method path`` (empty: it conforms)."""
     if path not in spec()["paths"] or method.lower() not in spec()["paths"][path]:
         return [f"{method} {path} is not an operation of Square's API"]
+    if spec()["paths"][path][method.lower()].get("deprecated"):
+        return [f"{method} {path} is deprecated (the inventory aliases were retired on 2023-11-15)"]
     found = [f"{'/'.join(map(str, e.absolute_path)) or '(body)'}: {e.message}"
              for e in _validator(path, method).iter_errors(body)]
     if isinstance(body, dict):
