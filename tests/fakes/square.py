@@ -55,6 +55,7 @@ def error(category: str, code: str, detail: str, field_name: str | None = None) 
     return {"errors": [one]}
 
 
+CREATE_PATH = "/v2/inventory/changes/batch-create"
 RATE_LIMITED = Fault(429, error("RATE_LIMIT_ERROR", "RATE_LIMITED", "Rate limit exceeded."))
 
 
