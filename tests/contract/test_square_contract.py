@@ -15,7 +15,8 @@ from erp_bridge.domain import Figure
 from tests.fakes import square_spec
 from tests.fakes.square import FakeSquare, connector_for
 
-pytestmark = pytest.mark.skipif(not square_spec.available(), reason="../shared/specs/square/api.json is not beside the repo")
+pytestmark = pytest.mark.skipif(not square_spec.available(),
+                                reason="../shared/specs/square/api.json is not beside the repo")
 OPERATIONS = {"/v2/inventory/changes/batch-create", "/v2/inventory/counts/batch-retrieve",
               "/v2/inventory/changes/batch-retrieve"}
 

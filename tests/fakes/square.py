@@ -150,7 +150,8 @@ class FakeSquare:
         with self._lock:
             self.received.append((path, body))
             if headers.get("authorization") != f"Bearer {self.token}":
-                return 401, {}, error("AUTHENTICATION_ERROR", "UNAUTHORIZED", "This request could not be authorized."), False
+                refused = error("AUTHENTICATION_ERROR", "UNAUTHORIZED", "This request could not be authorized.")
+                return 401, {}, refused, False
             fault = self._fault(path)
         if fault is not None and fault.hang_s:
             self._release.wait(fault.hang_s)
@@ -205,7 +206,8 @@ class FakeSquare:
         if count["occurred_at"] >= self._last_count_at.get(key, ""):  # an older count changes nothing
             self.counts[key] = quantity
             self._last_count_at[key] = count["occurred_at"]
-        return self._record("PHYSICAL_COUNT", {**count, "source": {"product": "EXTERNAL_API", "application_id": "sq0idp-bridge"}})
+        source = {"product": "EXTERNAL_API", "application_id": "sq0idp-bridge"}
+        return self._record("PHYSICAL_COUNT", {**count, "source": source})
 
     def _adjust(self, sku: str, location: str, quantity: Any, source: str, target: str, **ids: str) -> bytes:
         key = (VARIATIONS.get(sku, sku), location)
@@ -226,14 +228,17 @@ class FakeSquare:
 
     def _count_rows(self, body: dict) -> list[dict]:
         ids, locations = set(body.get("catalog_object_ids") or []), set(body.get("location_ids") or [])
-        return [self._count_row(k) for k in self.counts if (not ids or k[0] in ids) and (not locations or k[1] in locations)]
+        return [self._count_row(k) for k in self.counts
+                if (not ids or k[0] in ids) and (not locations or k[1] in locations)]
 
     def _count_row(self, key: Key) -> dict:
         return {"catalog_object_id": key[0], "catalog_object_type": "ITEM_VARIATION", "state": "IN_STOCK",
-                "location_id": key[1], "quantity": str(self.counts[key]), "calculated_at": rfc3339(datetime.now(timezone.utc))}
+                "location_id": key[1], "quantity": str(self.counts[key]),
+                "calculated_at": rfc3339(datetime.now(timezone.utc))}
 
     def _change_rows(self, body: dict) -> list[dict]:
-        locations, types = set(body.get("location_ids") or []), set(body.get("types") or ["PHYSICAL_COUNT", "ADJUSTMENT"])
+        locations = set(body.get("location_ids") or [])
+        types = set(body.get("types") or ["PHYSICAL_COUNT", "ADJUSTMENT"])
         after = body.get("updated_after") or ""
         return [c for c in self.history if c["type"] in types and _detail(c)["created_at"] > after
                 and (not locations or _detail(c)["location_id"] in locations)]

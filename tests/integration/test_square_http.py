@@ -33,7 +33,8 @@ from tests.fakes.http_target import FakeTarget
 from tests.fakes.square import (CREATE_PATH, LOCATION, NOTIFICATION_URL, RATE_LIMITED, VARIATIONS, FakeSquare, Fault,
                                 connector_for, example_mapping_set, error)
 
-pytestmark = pytest.mark.skipif(not square_spec.available(), reason="../shared/specs/square/api.json is not beside the repo")
+pytestmark = pytest.mark.skipif(not square_spec.available(),
+                                reason="../shared/specs/square/api.json is not beside the repo")
 BLUE = VARIATIONS["chair-blue"]
 SOR = ("version: 1\nsystem: sor\nconnector: http_json\nrole: system_of_record\n"
        "connection: {{base_url: '{url}', auth: {{kind: none}}, timeout_s: 1}}\n"
@@ -94,7 +95,8 @@ def test_a_till_sale_decrements_the_system_of_record_once(service, square, sor):
         adjustment = square.changes("ADJUSTMENT")[0]["adjustment"]["id"]
         assert decrements(sor) == [f"square:txn-1:{adjustment}"]
         body = next(r.body for r in sor.received if r.path == "stock-changes")
-        assert (body["item"], body["location"], body["quantity"], body["kind"]) == ("chair-blue", "WH/Stock", "2", "decrement")
+        assert (body["item"], body["location"], body["quantity"], body["kind"]) == (
+            "chair-blue", "WH/Stock", "2", "decrement")
     with service() as client:  # a restart reads the history again from its stored cursor
         time.sleep(1.0)
         square.recount("chair-red", 9)  # reported, not applied
@@ -145,8 +147,9 @@ def test_the_dispatcher_gets_every_count_through(square, tmp_path, fault):
     connector = connector_for(square, tmp_path / "mappings")
     dispatcher = Dispatcher(queue, {"square": connector}, pusher=Availability(**{"chair-blue": 6, "chair-red": 3}),
                             metrics=DispatchMetrics(CollectorRegistry()))
-    entries = queue.enqueue([entry_for("square", AvailabilityChanged(system="sor", item=sku, location="WH/Stock",
-                                                                     sequence=1)) for sku in ("chair-blue", "chair-red")])
+    markers = [AvailabilityChanged(system="sor", item=sku, location="WH/Stock", sequence=1)
+               for sku in ("chair-blue", "chair-red")]
+    entries = queue.enqueue([entry_for("square", marker) for marker in markers])
     square.fail_next(fault)
     dispatcher.run_once("w")
     assert {queue.get(e.id).state for e in entries} != {State.DONE} or fault.lost

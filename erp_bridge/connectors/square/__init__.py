@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ...errors import ConfigError
 from ...mapping.binder import Binder
+from ...mapping.schema import Webhooks
 from ..runtime.context import ConnectorContext
 from . import history
 from .connector import SquareConnector, square_message
@@ -22,14 +23,15 @@ def from_context(ctx: ConnectorContext) -> SquareConnector:
         raise ConfigError(f"{m.system}: set connection.headers.Square-Version (the API version the mapping's "
                           f"bodies were written for, e.g. 2025-08-20)")
     if m.items.lookup is not None and ctx.table is None:
-        raise ConfigError(f"{m.system}: items.lookup names {m.items.lookup.file} but the connector got no lookup tables")
+        raise ConfigError(f"{m.system}: items.lookup names {m.items.lookup.file} but the connector got no "
+                          "lookup tables")
     _check_states(m.system, m.webhooks)
     key = ctx.secret(m.webhooks.secret) if m.webhooks else None
     return SquareConnector(m, ctx.sender(message=square_message), ctx.inbox(), binder=Binder(m, ctx.table),
                            webhook_key=key)
 
 
-def _check_states(system: str, hooks) -> None:
+def _check_states(system: str, hooks: Webhooks | None) -> None:
     for name in ("sale_states", "return_states"):
         unknown = [s for s in (getattr(hooks, name, None) or []) if s not in history.STATES]
         if unknown:

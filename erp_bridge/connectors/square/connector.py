@@ -14,16 +14,15 @@ In: see webhooks.py (verified notifications are stored, then nudge the poller) a
 from __future__ import annotations
 
 import json
-import logging
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from decimal import ROUND_FLOOR, Decimal
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import requests
 
-from ...domain import Delivered, Figure, Result
+from ...domain import Decrement, Delivered, Figure, Increment, Result
 from ...errors import BridgeError, ConfigError, RejectedError, RetryableError
 from ...mapping.binder import Binder
 from ...mapping.compile import UnmappedError
@@ -36,7 +35,6 @@ from ..runtime.inbox import Inbox
 from ..runtime.sender import Reply, Sender
 from . import history, webhooks
 
-log = logging.getLogger(__name__)
 KEY_NAMESPACE = uuid.UUID("0b6f7a52-52e1-4c8e-8f8a-3c2d5e9b7a41")
 DRAFT_ID = "00000000-0000-0000-0000-000000000000"
 MAX_CHANGES = 100  # BatchChangeInventory takes at most 100 changes
@@ -68,9 +66,9 @@ class SquareConnector:
         self._base = str(mapping.connection.base_url).rstrip("/")
         self._batch_size = min(mapping.writes.batch_size, MAX_CHANGES)
         hooks = mapping.webhooks
-        self._rules = history.Rules(self.name, binder.sku_of,
-                                    tuple(hooks.sale_states) if hooks and hooks.sale_states else history.SALE_STATES,
-                                    tuple(hooks.return_states) if hooks and hooks.return_states else history.RETURN_STATES)
+        sale = tuple(hooks.sale_states) if hooks and hooks.sale_states else history.SALE_STATES
+        back = tuple(hooks.return_states) if hooks and hooks.return_states else history.RETURN_STATES
+        self._rules = history.Rules(self.name, binder.sku_of, sale, back)
         self._wake: Callable[[], None] = lambda: None
 
     # -- availability out -----------------------------------------------------------------------
@@ -128,8 +126,8 @@ class SquareConnector:
         return self._sender.send(self._build(figures, key, now), what="BatchChangeInventory")
 
     def _build(self, figures: list[Figure], key: str, now: datetime | None = None) -> HttpRequest:
-        request = build_requests(figures, self._mapping, {self.name: self._binder.table} if self._binder.table else None,
-                                 now=now or self._clock(), new_id=lambda: key)[0]
+        tables = {self.name: self._binder.table} if self._binder.table else None
+        request = build_requests(figures, self._mapping, tables, now=now or self._clock(), new_id=lambda: key)[0]
         _check_echo_marker(self.name, request)
         return request
 
@@ -147,7 +145,7 @@ class SquareConnector:
                              for c in page.get("counts") or [] if c.get("state") == history.IN_STOCK)
         return found
 
-    def _pages(self, path: str, body: dict[str, Any], what: str):
+    def _pages(self, path: str, body: dict[str, Any], what: str) -> Iterator[dict[str, Any] | BridgeError]:
         """Square's POST listings: the cursor goes back in the body until the answer has none."""
         for _ in range(MAX_PAGES):
             reply = self._sender.call("POST", self._base + path, body=body, what=what)
@@ -163,9 +161,12 @@ class SquareConnector:
 
     # -- sales in -------------------------------------------------------------------------------
 
-    def verify_webhook(self, headers: Mapping[str, str], body: bytes, url: str) -> list:
+    def verify_webhook(self, headers: Mapping[str, str], body: bytes,
+                       url: str) -> list[Decrement | Increment]:  # noqa: ARG002
         """Verify, store the notification durably, nudge the poller. Returns no stock changes:
-        those come from the history (history.py), so a notification can never count a sale."""
+        those come from the history (history.py), so a notification can never count a sale.
+        ``url`` (what the bridge saw) is not signed: behind a proxy or TLS terminator it differs
+        from the subscription's URL, so the configured ``webhooks.notification_url`` is."""
         hooks = self._mapping.webhooks
         if self._webhook_key is None or hooks is None or not hooks.notification_url:
             raise ConfigError(f"{self.name}: the mapping needs webhooks.secret and webhooks.notification_url "

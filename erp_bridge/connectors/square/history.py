@@ -122,7 +122,8 @@ def _common(body: Mapping[str, Any], rules: Rules, quantity: Decimal | None) -> 
 def _what(body: Mapping[str, Any], rules: Rules) -> str:
     item = str(body.get("catalog_object_id"))
     sku = rules.sku_of(item)
-    return f"{rules.channel}: {'SKU ' + sku if sku else 'catalog object'} ({item}) at location {body.get('location_id')}"
+    what = f"SKU {sku}" if sku else "catalog object"
+    return f"{rules.channel}: {what} ({item}) at location {body.get('location_id')}"
 
 
 def _by(body: Mapping[str, Any]) -> str:

@@ -12,7 +12,8 @@ from erp_bridge.errors import BridgeError, ConfigError, NotAttempted, RejectedEr
 from tests.fakes import square_spec
 from tests.fakes.square import (LOCATION, RATE_LIMITED, VARIATIONS, FakeSquare, Fault, connector_for, error)
 
-pytestmark = pytest.mark.skipif(not square_spec.available(), reason="../shared/specs/square/api.json is not beside the repo")
+pytestmark = pytest.mark.skipif(not square_spec.available(),
+                                reason="../shared/specs/square/api.json is not beside the repo")
 BLUE, RED = VARIATIONS["chair-blue"], VARIATIONS["chair-red"]
 CREATE = "/v2/inventory/changes/batch-create"
 
@@ -72,7 +73,8 @@ def test_a_batch_refused_for_one_row_is_retried_row_by_row(square, tmp_path):
     connector = connector_for(square, tmp_path, extra_items={"ghost": "GHOSTVARIATION1"})
     results = connector.push_availability([figure("chair-blue", 4), figure("ghost", 1), figure("chair-red", 6)])
     assert results[0] == Delivered("counted") and results[2] == Delivered("counted")
-    assert isinstance(results[1], RejectedError) and "NOT_FOUND" in str(results[1]) and "GHOSTVARIATION1" in str(results[1])
+    assert isinstance(results[1], RejectedError)
+    assert "NOT_FOUND" in str(results[1]) and "GHOSTVARIATION1" in str(results[1])
     assert square.counts[(BLUE, LOCATION)] == 4 and square.counts[(RED, LOCATION)] == 6
     connector.close()
 
