@@ -76,3 +76,20 @@ def test_a_notification_wakes_the_poller_at_once(world):
         assert poller.alive()
     finally:
         poller.stop()
+
+
+def test_a_sale_of_an_unlisted_variation_is_queued_and_replayable_after_the_table_is_fixed(world, tmp_path):
+    from erp_bridge.errors import RejectedError
+    from erp_bridge.sync.translate import to_internal
+    square, queue, connector, router = world
+    poller = ChannelPoller("square", connector, router, queue, interval_s=60)
+    poller.run_once()
+    square.stock("NEWVARIATION7", 5)
+    square.sell("NEWVARIATION7", 1, "txn-5")
+    change = connector.poll_changes().changes[0]
+    assert change.item == "NEWVARIATION7"
+    with pytest.raises(RejectedError, match="'NEWVARIATION7' is not listed for square"):
+        to_internal(router.mappings, change)
+    assert poller.run_once() == 1 and int(queue.pending_quantity("odoo", "NEWVARIATION7", "L8GQ5K3W1XJ9Z")) == -1
+    fixed = example_mapping_set(tmp_path / "fixed", square.url, with_odoo=True, extra_items={"stool": "NEWVARIATION7"})
+    assert to_internal(fixed, change).item == "stool"
