@@ -26,6 +26,9 @@ def from_context(ctx: ConnectorContext) -> SquareConnector:
         raise ConfigError(f"{m.system}: items.lookup names {m.items.lookup.file} but the connector got no "
                           "lookup tables")
     _check_states(m.system, m.webhooks)
+    if m.webhooks is not None and not m.webhooks.notification_url:
+        raise ConfigError(f"{m.system}: set webhooks.notification_url to the URL exactly as registered in Square's "
+                          f"webhook subscription (Square signs it with the body)")
     key = ctx.secret(m.webhooks.secret) if m.webhooks else None
     return SquareConnector(m, ctx.sender(message=square_message), ctx.inbox(), binder=Binder(m, ctx.table),
                            webhook_key=key)

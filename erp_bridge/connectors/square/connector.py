@@ -169,8 +169,8 @@ class SquareConnector:
         from the subscription's URL, so the configured ``webhooks.notification_url`` is."""
         hooks = self._mapping.webhooks
         if self._webhook_key is None or hooks is None or not hooks.notification_url:
-            raise ConfigError(f"{self.name}: the mapping needs webhooks.secret and webhooks.notification_url "
-                              f"(the URL exactly as registered in Square's subscription)")
+            raise webhooks.WebhookRejected(404, f"{self.name}: the mapping has no webhooks section, so notifications "
+                                                f"are not taken (the history is polled); add webhooks to take them")
         notice = webhooks.verify(self._webhook_key, hooks.notification_url, headers, body, self._clock())
         if self._inbox.record("notice", [notice.event_id]):
             self._wake()

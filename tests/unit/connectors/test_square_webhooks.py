@@ -105,3 +105,21 @@ def test_connector_stores_each_event_once_and_wakes_the_poller_once(tmp_path):
         assert connector.verify_webhook(headers, body, "http://10.0.0.5:8080/webhooks/square") == []  # redelivered
         assert woken == [1] and connector._inbox.seen("notice", "evt-42")
         connector.close()
+
+
+def test_a_mapping_with_webhooks_but_no_notification_url_is_refused_at_start(tmp_path):
+    from erp_bridge.connectors import registry
+    from erp_bridge.errors import ConfigError
+    from tests.fakes.square import example_mapping_set
+    mappings = example_mapping_set(tmp_path, "http://127.0.0.1:9")
+    hooks = mappings.systems["square"].webhooks.model_copy(update={"notification_url": None})
+    mapping = mappings.systems["square"].model_copy(update={"webhooks": hooks})
+    secrets = {"square_token": "t", "square_webhook_signature_key": "k"}
+    with pytest.raises(ConfigError, match="notification_url to the URL exactly as registered"):
+        registry.build(mapping, secrets, mappings.lookups, storage_url=f"sqlite:///{tmp_path}/q.sqlite3")
+    bare = registry.build(mappings.systems["square"].model_copy(update={"webhooks": None}), {"square_token": "t"},
+                          mappings.lookups, storage_url=f"sqlite:///{tmp_path}/q.sqlite3")
+    with pytest.raises(WebhookRejected) as refused:
+        bare.verify_webhook({}, b"{}", "")
+    assert refused.value.status == 404
+    bare.close()
