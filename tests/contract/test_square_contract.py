@@ -36,11 +36,11 @@ def sent(tmp_path_factory):
         square.recount("chair-blue", 4)
         connector.commit_poll(connector.poll_changes())
         connector.close()
-        return list(square.received), list(square.violations)
+        return list(square.received), list(square.violations), list(square.answered)
 
 
 def test_every_request_conforms_to_squares_openapi(sent):
-    received, violations = sent
+    received, violations, _ = sent
     assert violations == []
     for path, body in received:
         assert square_spec.violations("POST", path, body) == [], (path, body)
@@ -48,11 +48,19 @@ def test_every_request_conforms_to_squares_openapi(sent):
 
 
 def test_the_scenarios_sent_what_they_claim(sent):
-    received, _ = sent
+    received, _, _ = sent
     creates = [body for path, body in received if path == "/v2/inventory/changes/batch-create"]
     assert max(len(body["changes"]) for body in creates) == 100  # 131 counts: a full batch and the rest
     assert any(len(body["changes"]) == 1 for body in creates)  # the batch refused for GHOST1, row by row
     assert all(1 <= len(body["idempotency_key"]) <= 128 for body in creates)
+
+
+def test_the_fakes_answers_conform_to_squares_response_schemas(sent):
+    _, _, answered = sent
+    assert {path for path, _ in answered} == OPERATIONS
+    for path, body in answered:
+        assert square_spec.response_violations("POST", path, body) == [], (path, body)
+    assert square_spec.response_violations("POST", "/v2/inventory/counts/batch-retrieve", {"counts": [{"quantity": 3}]})
 
 
 GOOD = {"idempotency_key": "k-1", "changes": [{"type": "PHYSICAL_COUNT", "physical_count": {

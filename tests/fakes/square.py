@@ -69,6 +69,7 @@ class FakeSquare:
         self.counts: dict[Key, Decimal] = {}
         self.history: list[dict] = []  # InventoryChange objects, oldest first
         self.received: list[tuple[str, Any]] = []
+        self.answered: list[tuple[str, Any]] = []  # (path, body) of every 200 answer
         self.violations: list[str] = []
         self._faults: list[Fault] = []
         self._keys: dict[str, tuple[str, Any]] = {}
@@ -159,6 +160,8 @@ class FakeSquare:
             return fault.status, fault.headers, fault.body, False
         with self._lock:
             status, out = self._serve(method, path, body)
+            if status == 200:
+                self.answered.append((path, out))
         return status, {}, out, bool(fault and fault.lost)
 
     def _fault(self, path: str) -> Fault | None:

@@ -38,6 +38,18 @@ def _validator(path: str, method: str) -> jsonschema.protocols.Validator:
     return jsonschema.Draft4Validator(document)
 
 
+@lru_cache(maxsize=None)
+def _response_validator(path: str, method: str) -> jsonschema.protocols.Validator:
+    schema = spec()["paths"][path][method.lower()]["responses"]["200"]["content"]["application/json"]["schema"]
+    return jsonschema.Draft4Validator({"components": spec()["components"], **schema})
+
+
+def response_violations(method: str, path: str, body: object) -> list[str]:
+    """How a 200 answer the fake gave breaks the operation's response schema (the fake's honesty)."""
+    return [f"{'/'.join(map(str, e.absolute_path)) or '(body)'}: {e.message}"
+            for e in _response_validator(path, method).iter_errors(body)]
+
+
 def _properties(path: str, method: str) -> set[str]:
     schema = spec()["paths"][path][method.lower()]["requestBody"]["content"]["application/json"]["schema"]
     name = schema["$ref"].rsplit("/", 1)[-1]
