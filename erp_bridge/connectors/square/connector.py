@@ -86,7 +86,8 @@ class SquareConnector:
                 for row in todo[n + self._batch_size:]:
                     outcomes[row.index] = not_attempted(down)
                 break
-        return [o if o is not None else RejectedError("not pushed") for o in outcomes]
+        # every row has its outcome by now; should one not, it is retried rather than dropped
+        return [o if o is not None else RetryableError("not pushed in this attempt") for o in outcomes]
 
     def _row(self, index: int, figure: Figure, outcomes: list) -> Row | None:
         if figure.quantity.as_tuple().exponent < -DECIMALS:  # type: ignore[operator]
@@ -109,9 +110,11 @@ class SquareConnector:
         dead-letters with Square's own message and the others go through."""
         reply = self._send_counts(batch)
         if isinstance(reply, RejectedError) and len(batch) > 1:
-            for row in batch:
+            for n, row in enumerate(batch):
                 down = self._push([row], outcomes)
-                if down is not None:
+                if down is not None:  # the rest of this batch is not sent either
+                    for rest in batch[n + 1:]:
+                        outcomes[rest.index] = not_attempted(down)
                     return down
             return None
         for row in batch:

@@ -175,3 +175,14 @@ def test_history_pages_are_followed(square, connector):
     for n in range(1205):
         square._adjust("chair-blue", LOCATION, 1, "IN_STOCK", "SOLD", transaction_id=f"t{n}")
     assert len(connector.poll_changes().changes) == 1205
+
+
+def test_throttled_while_going_row_by_row_leaves_the_rest_for_later(square, tmp_path):
+    connector = connector_for(square, tmp_path, extra_items={"ghost": "GHOSTVARIATION1"})
+    refused = Fault(400, error("INVALID_REQUEST_ERROR", "NOT_FOUND", "no such variation",
+                               "changes[1].physical_count.catalog_object_id"), path=CREATE)
+    square.fail_next(refused, Fault(**{**RATE_LIMITED.__dict__, "path": CREATE}))  # the batch, then its first row
+    results = connector.push_availability([figure("chair-blue", 4), figure("ghost", 1), figure("chair-red", 6)])
+    assert isinstance(results[0], RetryableError) and not isinstance(results[0], NotAttempted)
+    assert isinstance(results[1], NotAttempted) and isinstance(results[2], NotAttempted)
+    connector.close()
