@@ -160,3 +160,20 @@ def test_the_dispatcher_gets_every_count_through(square, tmp_path, fault):
     assert square.counts[(BLUE, LOCATION)] == 6 and square.counts[(VARIATIONS["chair-red"], LOCATION)] == 3
     connector.close()
     queue.close()
+
+
+def test_a_variation_square_refuses_dead_letters_with_squares_reason_and_the_rest_goes_through(square, tmp_path):
+    queue = SQLiteQueue(tmp_path / "q.db", RetryPolicy(max_attempts=5, base_s=1, jitter=0))
+    connector = connector_for(square, tmp_path / "mappings", extra_items={"ghost": "GHOSTVARIATION1"})
+    dispatcher = Dispatcher(queue, {"square": connector}, metrics=DispatchMetrics(CollectorRegistry()),
+                            pusher=Availability(**{"chair-blue": 6, "ghost": 1, "chair-red": 3}))
+    markers = [AvailabilityChanged(system="sor", item=sku, location="WH/Stock", sequence=1)
+               for sku in ("chair-blue", "ghost", "chair-red")]
+    entries = queue.enqueue([entry_for("square", marker) for marker in markers])
+    dispatcher.run_once("w")
+    blue, ghost, red = (queue.get(e.id) for e in entries)
+    assert (blue.state, ghost.state, red.state) == (State.DONE, State.DEAD, State.DONE)
+    assert "NOT_FOUND" in ghost.last_error and "GHOSTVARIATION1" in ghost.last_error
+    assert square.token not in ghost.last_error
+    connector.close()
+    queue.close()
