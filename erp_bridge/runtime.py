@@ -119,6 +119,8 @@ class Runtime:
 
 
 MAINTENANCE_INTERVAL_S = 3600.0
+#: a channel's history is read on every notification, and at least this often without one
+HISTORY_POLL_MIN_S = 30.0
 
 
 class _Every:
@@ -236,7 +238,7 @@ def build_runtime(settings: Settings) -> Runtime:
 def _report(runtime: "Runtime", target: str, entry, state, error) -> None:
     """Per-target results go back to the outbox the entry came from (Odoo shows them)."""
     poller = runtime.pollers.get((entry.payload or {}).get("system"))
-    if poller is not None:
+    if hasattr(poller, "report"):  # outbox pollers only; a channel's history takes no reports
         poller.report(target, entry, state, error)
 
 
@@ -248,13 +250,23 @@ def _invalidate(cache, entries) -> None:
 
 
 def _pollers(runtime: Runtime) -> dict:
-    """One outbox poller per system of record whose connector reads an outbox (Odoo)."""
+    """One outbox poller per system of record whose connector reads an outbox (Odoo), one history
+    poller per channel whose connector polls its changes (Square)."""
     from .connectors.base import Capability
     from .sync.outbox import OutboxPoller
 
-    return {name: OutboxPoller(name, connector, runtime.router, runtime.queue, runtime.cache,
-                               runtime.settings.workers.outbox_poll_s, on_enqueued=runtime.dispatcher.wake)
-            for name, connector in runtime.connectors.items() if Capability.OUTBOX in connector.capabilities}
+    from .sync.channel_poll import ChannelPoller
+
+    pollers: dict = {name: OutboxPoller(name, connector, runtime.router, runtime.queue, runtime.cache,
+                                        runtime.settings.workers.outbox_poll_s, on_enqueued=runtime.dispatcher.wake)
+                     for name, connector in runtime.connectors.items() if Capability.OUTBOX in connector.capabilities}
+    # channels whose webhooks only nudge: their sales are read from the channel's history
+    history_s = max(runtime.settings.workers.outbox_poll_s, HISTORY_POLL_MIN_S)  # notifications wake it sooner
+    pollers.update({name: ChannelPoller(name, connector, runtime.router, runtime.queue,
+                                        history_s, on_enqueued=runtime.dispatcher.wake)
+                    for name, connector in runtime.connectors.items()
+                    if Capability.POLL_CHANGES in connector.capabilities})
+    return pollers
 
 
 def run_workers(settings: Settings) -> int:

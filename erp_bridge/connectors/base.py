@@ -8,9 +8,10 @@ instead means the whole batch failed the same way (network down, 5xx). Connector
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
-from typing import Mapping, Protocol, Sequence, runtime_checkable
+from typing import Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 from ..domain import Availability, Count, Decrement, Event, Figure, Increment, Result, StockMove
 
@@ -25,6 +26,8 @@ class Capability(StrEnum):
     OUTBOX = "outbox"
     #: a channel can say what it shows now (reconciliation)
     READ_LISTED = "read_listed"
+    #: sales are read from the channel's own history by a poller (its webhooks only nudge it)
+    POLL_CHANGES = "poll_changes"
 
 
 @runtime_checkable
@@ -71,3 +74,28 @@ class ReadsOutbox(Protocol):
     def fetch_journal(self, limit: int = 500) -> list[dict]: ...
 
     def ack_journal(self, results: list[dict]) -> list[dict]: ...
+
+
+@dataclass(frozen=True)
+class Polled:
+    """One pass over a channel's history: the sales and returns found, and what the connector
+    remembers once their queue entries are stored (``commit_poll``)."""
+
+    changes: Sequence[Decrement | Increment]
+    #: ids of the history entries read, so a re-read one is skipped
+    seen: tuple[str, ...] = ()
+    #: how far the history has been read (the connector's own format)
+    cursor: str | None = None
+    #: changes seen but deliberately not applied (a recount typed into a till), for the log
+    reports: tuple[str, ...] = ()
+
+
+class PollsChanges(Protocol):
+    def poll_changes(self) -> Polled:
+        """Read the history since the stored cursor; raises BridgeError when the channel fails."""
+
+    def commit_poll(self, polled: Polled) -> None:
+        """Remember ``polled`` (after its entries are durably queued): ids seen, cursor advanced."""
+
+    def on_notice(self, wake: Callable[[], None]) -> None:
+        """``wake`` is called when a verified notification says the history has news."""

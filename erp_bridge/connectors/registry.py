@@ -46,6 +46,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
          limits={"concurrency": 5, "rate_per_s": 1.5, "burst": 10}),
     Kind("odoo", ".odoo", "OdooConnector.from_context", "Odoo through the stock_sync_bridge module"),
     Kind("shopify", ".shopify.connector", summary="Shopify Admin GraphQL"),
+    Kind("square", ".square", summary="Square Inventory API (POS and online)"),
     Kind("http_json", ".http_json", summary="a custom JSON endpoint"),
     Kind("pull", "..sync.pull", "client_from_context", "a store that pulls availability"),
 )}

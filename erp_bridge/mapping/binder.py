@@ -66,6 +66,9 @@ class Binder:
                                 f"that matches the system of record")
         listed = any(o.sku == item for o in self.mapping.items.overrides)
         if self.mapping.items.unlisted == "error" and not listed and (self.table is None or item not in self.table.codes):
+            own = self.table.sku_of(item) if self.table is not None else None
+            if own is not None:  # the channel named its own id (Square's variation id): the table knows it
+                return own
             source = self.mapping.items.lookup.file if self.mapping.items.lookup else "items.overrides"
             raise RejectedError(f"SKU {item!r} is not listed for {self.mapping.system} ({self.file}: {source})")
         return item

@@ -9,6 +9,7 @@ from ...mapping.lookups import LookupTable
 from ...mapping.schema import SystemMapping
 from . import auth as auth_strategies
 from .classify import Action, VendorMessage
+from .inbox import Inbox
 from .ledger import Ledger
 from .sender import Sender
 
@@ -44,3 +45,6 @@ class ConnectorContext:
 
     def ledger(self, clock: Callable[[], float] = time.time) -> Ledger:
         return Ledger(self.storage_url, self.system, clock=clock)
+
+    def inbox(self, clock: Callable[[], float] = time.time) -> Inbox:
+        return Inbox(self.storage_url, self.system, clock=clock)

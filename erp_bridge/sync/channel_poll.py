@@ -1,0 +1,77 @@
+"""A channel's history -> the bridge's durable queue (flow 3 for platforms whose webhooks only nudge).
+
+Square's notifications say "counts changed", not "this was sold" (see connectors/square/history.py).
+The poller reads the channel's history on a nudge (a verified notification) or every
+``interval_s``, routes each sale or return exactly as a webhook's would be routed, stores the
+entries in one transaction, and only then lets the connector advance its cursor. A crash between
+the two re-reads the same history; its entries already exist (idempotency keys), so nothing is
+queued twice, and nothing read is lost.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Callable
+
+from ..connectors.base import Polled, PollsChanges
+from ..errors import BridgeError
+from ..queue.base import Queue
+from .router import Router
+
+log = logging.getLogger(__name__)
+
+
+class ChannelPoller:
+    def __init__(self, channel: str, connector: PollsChanges, router: Router, queue: Queue,
+                 interval_s: float, on_enqueued: Callable[[], None] = lambda: None):
+        self.channel, self.connector, self.router, self.queue = channel, connector, router, queue
+        self.interval_s, self.on_enqueued = interval_s, on_enqueued
+        self._nudged = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        connector.on_notice(self.nudge)
+
+    def nudge(self) -> None:
+        self._nudged.set()
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=f"history-{self.channel}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stop.set()
+        self._nudged.set()
+        if self._thread:
+            self._thread.join(timeout_s)
+
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._nudged.clear()
+            try:
+                self.run_once()
+            except BridgeError as exc:  # the channel is down or refused: the cursor stays, try later
+                log.warning("history of %s: %s", self.channel, exc, extra={"target": self.channel, "error": str(exc)})
+            except Exception:  # the poller must outlive any one bad pass
+                log.exception("history of %s: pass failed", self.channel)
+            self._nudged.wait(self.interval_s)
+
+    def run_once(self) -> int:
+        """One pass; returns how many sales and returns it queued."""
+        polled = self.connector.poll_changes()
+        # raises RejectedError when no system of record can be chosen: nothing is committed then
+        entries = [e for change in polled.changes for e in self.router.channel_change(change)]
+        if entries:
+            self.queue.enqueue(entries)
+            self.on_enqueued()
+        self.connector.commit_poll(polled)
+        _report(self.channel, polled)
+        return len(polled.changes)
+
+
+def _report(channel: str, polled: Polled) -> None:
+    for line in polled.reports:
+        log.warning("%s", line, extra={"target": channel, "report": "not_applied"})
