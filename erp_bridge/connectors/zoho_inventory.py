@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 from urllib.parse import urlsplit
 
 import requests
@@ -25,12 +25,13 @@ from ..domain import Availability, Count, Decrement, Increment, Result, StockMov
 from ..errors import BridgeError, ConfigError, RejectedError
 from ..mapping.binder import Binder
 from ..mapping.compile import UnmappedError, compiled
+from ..mapping.lookups import LookupTable
 from ..mapping.schema import SystemMapping
 from .base import Capability
 from .runtime.classify import json_or_none
 from .runtime.context import ConnectorContext
 from .runtime.documents import DocumentTarget, DocumentWriter
-from .runtime.ledger import Intent
+from .runtime.ledger import Intent, Ledger
 from .runtime.paginate import PageNumber
 from .runtime.sender import Reply, Sender
 
@@ -56,27 +57,40 @@ def zoho_message(response: requests.Response) -> str | None:
 
 
 class ZohoInventoryConnector:
-    def __init__(self, mapping: SystemMapping, sender: Sender, writer_ledger: Any, lookups: Any = None, *,
-                 settle_s: float | None = None, clock: Callable[[], float] = time.time):
+    def __init__(self, mapping: SystemMapping, sender: Sender, ledger: Ledger,
+                 lookups: Mapping[str, LookupTable] | None = None, *, settle_s: float | None = None,
+                 clock: Callable[[], float] = time.time):
         self.name, self.mapping, self.sender = mapping.system, mapping, sender
-        self.ledger = writer_ledger
+        self.ledger = ledger
         self.base_url = str(mapping.connection.base_url)
         self.organization_id = organization_id(mapping)
         self.capabilities = frozenset(c for role in mapping.roles for c in CAPABILITIES.get(role, ()))
         self._binder = Binder(mapping, (lookups or {}).get(mapping.system))
+        #: event key -> the date its adjustment carries, while a write settles (the search window)
+        self._dates: dict[str, date] = {}
         settle = settle_s if settle_s is not None else 3 * sender.timeout[1]
-        self._documents = DocumentWriter(mapping, lookups, sender, writer_ledger,
-                                         DocumentTarget(self._find, _adjustment_id, refused=_refused), settle_s=settle, clock=clock)
+        target = DocumentTarget(self._find, _adjustment_id, refused=_refused)
+        self._documents = DocumentWriter(mapping, lookups, sender, ledger, target, settle_s=settle, clock=clock)
 
     # --- mirror and system of record: writes -------------------------------------------------------
     def post_moves(self, moves: Sequence[StockMove]) -> list[Result]:
-        return self._documents.write(moves)
+        return self._write(moves)
 
     def apply_stock_changes(self, changes: Sequence[Decrement | Increment | Count]) -> list[Result]:
         counts = {id(c) for c in changes if isinstance(c, Count)}
-        written = iter(self._documents.write([c for c in changes if id(c) not in counts]))
+        written = iter(self._write([c for c in changes if id(c) not in counts]))
         refused = RejectedError("zoho_inventory takes decrements and increments, not absolute counts")
         return [refused if id(c) in counts else next(written) for c in changes]
+
+    def _write(self, events: Sequence[StockMove | Decrement | Increment]) -> list[Result]:
+        """The DocumentWriter, with each event's date at hand for the settle search."""
+        dates = {e.idempotency_key: e.occurred_at.astimezone(timezone.utc).date() for e in events}
+        self._dates.update(dates)  # keys are distinct per call: one delivery per key is in flight
+        try:
+            return self._documents.write(events)
+        finally:
+            for key in dates:
+                self._dates.pop(key, None)
 
     # --- system of record: reads -------------------------------------------------------------------
     def read_availability(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Availability]:
@@ -122,22 +136,39 @@ class ZohoInventoryConnector:
 
     # --- settling a lost answer ----------------------------------------------------------------------
     def _find(self, intent: Intent) -> str | None:
-        """The adjustment carrying ``intent``'s key in ``reference_number``: newest first, back to
-        the day before the intent (Zoho dates are the organisation's local dates)."""
-        oldest = (datetime.fromtimestamp(intent.created_at, timezone.utc).date() - timedelta(days=SETTLE_WINDOW_DAYS))
-        paginator = PageNumber(has_more=lambda body: bool(((body or {}).get("page_context") or {}).get("has_more_page")))
+        """The adjustment carrying ``intent``'s key in ``reference_number``. The list is newest
+        date first and documents no reference filter, so page back to the day before the
+        adjustment's own date (the event's date, which can be days before the post); a page
+        wholly older than that ends the search: it is not there."""
+        oldest = self._window_start(intent)
+        paginator = PageNumber(has_more=_has_more)
         pages = self.sender.pages("GET", f"{self.base_url}/inventoryadjustments", paginator,
-                                  what="GET inventoryadjustments (search)", max_pages=SETTLE_MAX_PAGES,
+                                  what="GET inventoryadjustments (search)", max_pages=SETTLE_MAX_PAGES + 1,
                                   params={"organization_id": self.organization_id})
-        for page in pages:
+        for number, page in enumerate(pages, 1):
             adjustments = (page.body or {}).get("inventory_adjustments") or []
-            for adjustment in adjustments:
-                if adjustment.get("reference_number") == intent.document_key:
-                    return str(adjustment.get("inventory_adjustment_id") or "?")
+            found = next((a for a in adjustments if a.get("reference_number") == intent.document_key), None)
+            if found is not None:
+                return str(found.get("inventory_adjustment_id") or "?")
             if adjustments and all(_date(a.get("date")) < oldest for a in adjustments):
-                return None  # the whole page is older than the window: it is not there
+                return None
+            if number == SETTLE_MAX_PAGES:
+                raise RejectedError(
+                    f"cannot tell whether Zoho has the adjustment with reference_number {intent.document_key}: "
+                    f"{SETTLE_MAX_PAGES} pages of adjustments dated since {oldest} did not reach it. Search for "
+                    "that reference number in Zoho Inventory: if it is there, the event is applied and this dead "
+                    "letter can be discarded; if not, apply it by hand (a replay would search the same way)")
         return None
 
+    def _window_start(self, intent: Intent) -> date:
+        posted = datetime.fromtimestamp(intent.created_at, timezone.utc).date()
+        dates = [self._dates[k] for k in intent.keys if k in self._dates]
+        return min([posted, *dates]) - timedelta(days=SETTLE_WINDOW_DAYS)
+
+
+def _has_more(body: object) -> bool:
+    context = body.get("page_context") if isinstance(body, dict) else None
+    return bool(isinstance(context, dict) and context.get("has_more_page"))
 
 
 def envelope_error(reply: Reply, what: str) -> None:
@@ -148,8 +179,9 @@ def envelope_error(reply: Reply, what: str) -> None:
 
 
 def _refused(reply: Reply, what: str = "POST inventoryadjustments") -> RejectedError | None:
+    """A 2xx whose envelope says it failed. A status ``on_status`` said to ignore stays ignored."""
     body = reply.body
-    if isinstance(body, dict) and body.get("code") not in (0, None):
+    if 200 <= reply.status < 300 and isinstance(body, dict) and body.get("code") not in (0, None):
         return RejectedError(f"HTTP {reply.status} from {what}: Zoho error {body.get('code')}: {body.get('message')}")
     return None
 
