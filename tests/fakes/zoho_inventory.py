@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import socket
 import threading
 import time
 import uuid
@@ -33,7 +32,7 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
-from tests.fakes.sap_b1 import Fault, _number, _Server
+from tests.fakes.served import Fault, Served, drop_connection, send_json
 
 API_ROOT, TOKEN_PATH = "/inventory/v1", "/oauth/v2/token"
 SPECS = Path("../shared/specs/zoho-inventory")
@@ -68,7 +67,7 @@ class Answer:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-class FakeZoho:
+class FakeZoho(Served):
     def __init__(self, *, client_id: str = "1000.CLIENTID", client_secret: str = "client-secret-value",
                  refresh_token: str = "1000.refresh-token-value", organization_id: str = "20071234567",
                  token_lifetime_s: int = 3600, per_minute: int = 100, daily: int = 10_000,
@@ -86,8 +85,6 @@ class FakeZoho:
         self.faults: list[Fault] = []
         self.cond = threading.Condition(threading.RLock())
         self._ids = itertools.count(4815000000050001)
-        self._port = 0
-        self._server: _Server | None = None
 
     # --- lifecycle ------------------------------------------------------------------------------
     @property
@@ -98,25 +95,8 @@ class FakeZoho:
     def token_url(self) -> str:
         return f"http://127.0.0.1:{self._port}{TOKEN_PATH}"
 
-    def __enter__(self) -> "FakeZoho":
-        self.up()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.down()
-
-    def up(self) -> None:
-        self._server = _Server(("127.0.0.1", self._port), _handler(self))
-        self._server.daemon_threads = True
-        self._port = self._server.server_port
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def down(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server.cut_all()
-            self._server = None
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        return _handler(self)
 
     # --- test controls --------------------------------------------------------------------------
     def stock(self, item_id: str, location_id: str, on_hand: Any, committed: Any = 0) -> None:
@@ -362,23 +342,8 @@ def _handler(zoho: FakeZoho) -> type[BaseHTTPRequestHandler]:
             if hang_s:
                 time.sleep(hang_s)
             if drop:
-                self.connection.shutdown(socket.SHUT_RDWR)  # Zoho or the network died mid-answer
-                self.close_connection = True
-                return
-            self._send(answer)
-
-        def _send(self, answer: Answer) -> None:
-            data = b"" if answer.payload is None else json.dumps(answer.payload, default=_number).encode()
-            try:
-                self.send_response(answer.status)
-                for name, value in answer.headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Type", "application/json;charset=UTF-8")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-            except (BrokenPipeError, ConnectionResetError):
-                self.close_connection = True
+                return drop_connection(self)  # Zoho or the network died mid-answer
+            send_json(self, answer.status, answer.headers, answer.payload, "application/json;charset=UTF-8")
 
         def log_message(self, *args: Any) -> None:
             pass
