@@ -185,3 +185,23 @@ def test_the_mapping_limits_stay_under_zohos_documented_limits(zoho):
 
 def test_secrets_for_the_double_are_the_mappings_names(zoho):
     assert set(secrets_for(zoho, zoho_mapping(zoho))) == {"zoho_client_id", "zoho_client_secret", "zoho_refresh_token"}
+
+
+# --- several lines per adjustment (writes.batch_size > 1) -------------------------------------------
+def test_a_refused_multi_line_adjustment_is_retried_line_by_line(zoho, tmp_path):
+    c = connector_for(zoho, tmp_path, mapping=zoho_mapping(zoho, batch_size=3))
+    zoho.fail_next(Fault(status=200, body={"code": 1001, "message": "Stock is locked"}, path="inventoryadjustments"))
+    assert c.post_moves([move("1"), move("2", item="chair-red"), move("3", item="007")]) == [POSTED] * 3
+    c.close()
+    assert sorted(zoho.references()) == ["odoo:move:1", "odoo:move:2", "odoo:move:3"]
+    assert [len(r.body["line_items"]) for r in zoho.api_calls("POST")] == [3, 1, 1, 1]
+
+
+def test_one_line_zoho_refuses_rejects_only_its_event(zoho, tmp_path):
+    zoho.items.pop(ITEMS["007"])
+    c = connector_for(zoho, tmp_path, mapping=zoho_mapping(zoho, batch_size=3))
+    first, second, third = c.post_moves([move("1"), move("2", item="007"), move("3", item="chair-red")])
+    c.close()
+    assert first == third == POSTED
+    assert isinstance(second, RejectedError) and "Zoho error 2006" in str(second)
+    assert sorted(zoho.references()) == ["odoo:move:1", "odoo:move:3"]
