@@ -211,7 +211,8 @@ def organization_id(mapping: SystemMapping) -> str:
     """The organization_id every request of the mapping sends (Zoho needs it on every call)."""
     found = {str(spec.query["organization_id"].const) for spec in mapping.requests.values()
              if "organization_id" in spec.query and spec.query["organization_id"].kind == "const"}
-    if len(found) != 1 or len(mapping.requests) != sum(1 for s in mapping.requests.values() if "organization_id" in s.query):
+    every = all("organization_id" in spec.query for spec in mapping.requests.values())
+    if len(found) != 1 or not every:
         raise ConfigError(f"{mapping.system}: every request needs the same constant query.organization_id "
                           "(Zoho requires it on every call; GET /organizations lists yours)")
     return found.pop()

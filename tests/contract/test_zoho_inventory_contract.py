@@ -19,7 +19,8 @@ from ruamel.yaml import YAML
 
 from erp_bridge.domain import Decrement, Increment
 from tests.fakes.sap_b1 import Fault, move
-from tests.fakes.zoho_inventory import API_ROOT, SPECS, TOKEN_PATH, FakeZoho, connector_for, openapi, stocked, zoho_mapping
+from tests.fakes.zoho_inventory import (API_ROOT, SPECS, TOKEN_PATH, FakeZoho, connector_for, openapi, stocked,
+                                        zoho_mapping)
 
 SERVER = "https://www.zohoapis.com/inventory/v1"  # the documents' server
 DOCUMENT = {"/inventoryadjustments": "inventoryadjustments.yml", "/itemdetails": "items.yml"}

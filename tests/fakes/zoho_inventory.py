@@ -131,7 +131,8 @@ class FakeZoho(Served):
             return [a.get("reference_number", "") for a in self.adjustments]
 
     # --- the service ----------------------------------------------------------------------------
-    def handle(self, method: str, raw_path: str, headers: dict[str, str], raw: bytes) -> tuple[Answer, str | None, float]:
+    def handle(self, method: str, raw_path: str, headers: dict[str, str],
+               raw: bytes) -> tuple[Answer, str | None, float]:
         """(answer, drop, hang seconds) for one request."""
         parts = urlsplit(raw_path)
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}

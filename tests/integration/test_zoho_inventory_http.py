@@ -47,7 +47,8 @@ def dispatcher_for(zoho, queue, clock, tmp_path, **mapping_options):
     timeout_s = mapping_options.pop("timeout_s", 1.0)
     mapping = zoho_mapping(zoho, timeout_s=timeout_s, **mapping_options)
     connector = connector_for(zoho, tmp_path, mapping=mapping, clock=clock, settle_s=3 * timeout_s)
-    return Dispatcher(queue, {TARGET: connector}, metrics=DispatchMetrics(CollectorRegistry()), batch_size=16), connector
+    metrics = DispatchMetrics(CollectorRegistry())
+    return Dispatcher(queue, {TARGET: connector}, metrics=metrics, batch_size=16), connector
 
 
 @pytest.fixture
@@ -145,7 +146,8 @@ def test_5xx_retries_and_posts_once(zoho, queue, dispatcher, clock, status):
     settle(dispatcher, queue, clock)
     assert states(queue, entries) == [State.DONE] * 2
     posted_once(zoho, "odoo:move:1", "odoo:move:2")
-    assert f"HTTP {status} from POST inventoryadjustments: Zoho error 1: Internal error" in queue.attempts(entries[0].id)[0].error
+    expected = f"HTTP {status} from POST inventoryadjustments: Zoho error 1: Internal error"
+    assert expected in queue.attempts(entries[0].id)[0].error
 
 
 def test_token_expiry_mid_batch_refreshes_once_and_duplicates_nothing(zoho, queue, dispatcher, clock):
@@ -192,7 +194,8 @@ def test_daily_quota_exhausted_retries_later_and_loses_nothing(zoho, queue, disp
     [entry] = enqueue(queue, move("1"))
     dispatcher.run_once("w")
     assert queue.get(entry.id).state is State.PENDING
-    assert "Zoho error 45: You have reached the maximum number of API calls for the day" in queue.get(entry.id).last_error
+    expected = "Zoho error 45: You have reached the maximum number of API calls for the day"
+    assert expected in queue.get(entry.id).last_error
     zoho.daily = 10_000
     settle(dispatcher, queue, clock)
     posted_once(zoho, "odoo:move:1")
@@ -211,7 +214,8 @@ def test_zoho_down_then_up_every_move_once(zoho, queue, dispatcher, clock):
 
 
 # --- dead letters: what to fix, and no secret -------------------------------------------------
-def test_mapping_errors_and_items_zoho_refuses_dead_letter_with_the_reason_and_no_secret(zoho, queue, dispatcher, clock):
+def test_mapping_errors_and_items_zoho_refuses_dead_letter_with_the_reason_and_no_secret(zoho, queue, dispatcher,
+                                                                                       clock):
     zoho.items.pop(ITEMS["007"])  # mapped in the file, unknown to this organisation
     good, unmapped, unknown_location, refused = enqueue(
         queue, move("1"), move("2", item="no-such-chair"), move("3", location="WH9/Stock"), move("4", item="007"))

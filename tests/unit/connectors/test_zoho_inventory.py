@@ -47,7 +47,8 @@ def test_every_data_centre_accepts_its_own_accounts_server(zoho, dc):
 def test_a_token_url_of_another_data_centre_names_the_right_one(zoho, dc):
     other = "accounts.zoho.eu" if dc != "eu" else "accounts.zoho.com"
     with pytest.raises(ConfigError) as caught:
-        check_data_centre(with_hosts(zoho, f"https://www.zohoapis.{dc}/inventory/v1", f"https://{other}/oauth/v2/token"))
+        check_data_centre(with_hosts(zoho, f"https://www.zohoapis.{dc}/inventory/v1",
+                                     f"https://{other}/oauth/v2/token"))
     assert f"must be https://{ACCOUNTS[dc]}/oauth/v2/token" in str(caught.value)
     assert f"www.zohoapis.{dc}" in str(caught.value)
 
@@ -55,12 +56,14 @@ def test_a_token_url_of_another_data_centre_names_the_right_one(zoho, dc):
 def test_the_canadian_data_centre_issues_tokens_on_zohocloud(zoho):
     assert ACCOUNTS["ca"] == "accounts.zohocloud.ca"
     with pytest.raises(ConfigError, match="accounts.zohocloud.ca"):
-        check_data_centre(with_hosts(zoho, "https://www.zohoapis.ca/inventory/v1", "https://accounts.zoho.ca/oauth/v2/token"))
+        check_data_centre(with_hosts(zoho, "https://www.zohoapis.ca/inventory/v1",
+                                     "https://accounts.zoho.ca/oauth/v2/token"))
 
 
 def test_an_api_host_of_no_data_centre_is_refused_with_the_list(zoho):
     with pytest.raises(ConfigError, match=r"www.zohoapis.de is not a Zoho data centre \(www.zohoapis.com, "):
-        check_data_centre(with_hosts(zoho, "https://www.zohoapis.de/inventory/v1", "https://accounts.zoho.de/oauth/v2/token"))
+        check_data_centre(with_hosts(zoho, "https://www.zohoapis.de/inventory/v1",
+                                     "https://accounts.zoho.de/oauth/v2/token"))
 
 
 def test_the_shipped_mapping_is_one_data_centre():

@@ -90,14 +90,15 @@ def test_eight_threads_seeing_a_401_renew_once(zoho):
     assert sender.auth.fetches == 2
 
 
-@pytest.mark.parametrize("change, error", [("refresh_token", "invalid_code"), ("client_secret", "invalid_client_secret"),
+@pytest.mark.parametrize("change, error", [("refresh_token", "invalid_code"),
+                                           ("client_secret", "invalid_client_secret"),
                                            ("client_id", "invalid_client")])
 def test_a_refused_refresh_is_a_config_error_naming_the_secrets_not_their_values(zoho, change, error):
     client_id, secret, refresh = zoho.client
     values = {"client_id": client_id, "client_secret": secret, "refresh_token": refresh}
     values[change] = "1000.wrong-" + change
-    strategy = OAuth2(zoho.token_url, values["client_id"], values["client_secret"], refresh_token=values["refresh_token"],
-                      names=NAMES, timeout_s=2.0)
+    strategy = OAuth2(zoho.token_url, values["client_id"], values["client_secret"],
+                      refresh_token=values["refresh_token"], names=NAMES, timeout_s=2.0)
     with pytest.raises(ConfigError) as caught:
         strategy.current()
     message = str(caught.value)
@@ -153,7 +154,8 @@ def test_tba_signs_with_hmac_sha256_as_rfc_5849_computes_it():
     strategy = OAuth1Tba(CONSUMER_KEY, CONSUMER_SECRET, TOKEN_ID, TOKEN_SECRET, realm="1234567_SB1")
     strategy._oauth.client.nonce, strategy._oauth.client.timestamp = "fixednonce42", "1700000000"
     url = "https://1234567-sb1.suitetalk.api.netsuite.com/services/rest/record/v1/inventoryAdjustment?expand=true&q=a b"
-    request = requests.Request("POST", url, data=b'{"memo": "x"}', headers={"Content-Type": "application/json"}).prepare()
+    request = requests.Request("POST", url, data=b'{"memo": "x"}',
+                               headers={"Content-Type": "application/json"}).prepare()
     signed = strategy(request)
     oauth = header_params(signed.headers["Authorization"])
     assert oauth["realm"] == "1234567_SB1" and oauth["oauth_signature_method"] == "HMAC-SHA256"

@@ -82,7 +82,8 @@ def test_sender_pages_stops_at_max_pages_with_a_config_error(zoho):
 
 
 def test_sender_pages_raises_the_first_failure(zoho):
-    zoho.fail_next(Fault(status=400, body={"code": 4, "message": "Invalid value passed for page"}, path="inventoryadjustments"))
+    invalid = {"code": 4, "message": "Invalid value passed for page"}
+    zoho.fail_next(Fault(status=400, body=invalid, path="inventoryadjustments"))
     s = sender(zoho)
     with pytest.raises(RejectedError, match="HTTP 400 from GET list: .*Invalid value passed for page"):
         list(s.pages("GET", zoho.url + "/inventoryadjustments", ZOHO_MORE, what="GET list",
