@@ -189,6 +189,19 @@ def test_429_with_retry_after_is_honoured_and_the_rest_of_the_batch_is_not_attem
     posted_once(zoho, *[f"odoo:move:{n}" for n in range(1, 7)])
 
 
+def test_429_without_retry_after_falls_back_to_the_backoff(zoho, queue, dispatcher, clock):
+    zoho.per_minute, zoho.retry_after = 1, False
+    first, second = enqueue(queue, *spread(2))
+    before = clock()
+    dispatcher.run_once("w")
+    throttled = queue.get(second.id)
+    assert queue.get(first.id).state is State.DONE and throttled.attempts == 1
+    assert throttled.available_at.timestamp() - before == pytest.approx(1, abs=0.5)  # base_s: no header to honour
+    clock.advance(61)
+    settle(dispatcher, queue, clock)
+    posted_once(zoho, "odoo:move:1", "odoo:move:2")
+
+
 def test_daily_quota_exhausted_retries_later_and_loses_nothing(zoho, queue, dispatcher, clock):
     zoho.daily = 0
     [entry] = enqueue(queue, move("1"))
