@@ -44,6 +44,8 @@ READ_BATCH = 50
 #: how far past an intent's date the settle search pages back, and at most how many pages
 SETTLE_WINDOW_DAYS = 1
 SETTLE_MAX_PAGES = 20
+#: one object of Zoho's JSON answers (an item, a location row), as parsed
+ZohoObject = dict[str, Any]
 CAPABILITIES = {"mirror": {Capability.POST_MOVES},
                 "system_of_record": {Capability.READ_AVAILABILITY, Capability.APPLY_STOCK_CHANGES}}
 
@@ -77,10 +79,10 @@ class ZohoInventoryConnector:
         return self._write(moves)
 
     def apply_stock_changes(self, changes: Sequence[Decrement | Increment | Count]) -> list[Result]:
-        counts = {id(c) for c in changes if isinstance(c, Count)}
-        written = iter(self._write([c for c in changes if id(c) not in counts]))
+        deltas = [c for c in changes if not isinstance(c, Count)]
+        written = iter(self._write(deltas))
         refused = RejectedError("zoho_inventory takes decrements and increments, not absolute counts")
-        return [refused if id(c) in counts else next(written) for c in changes]
+        return [refused if isinstance(c, Count) else next(written) for c in changes]
 
     def _write(self, events: Sequence[StockMove | Decrement | Increment]) -> list[Result]:
         """The DocumentWriter, with each event's date at hand for the settle search."""
@@ -116,7 +118,7 @@ class ZohoInventoryConnector:
         self.sender.close()
         self.ledger.close()
 
-    def _item_details(self, item_ids: list[str]) -> list[dict]:
+    def _item_details(self, item_ids: list[str]) -> list[ZohoObject]:
         reply = self.sender.call("GET", f"{self.base_url}/itemdetails", what="GET itemdetails",
                                  params={"item_ids": ",".join(item_ids), "organization_id": self.organization_id})
         if isinstance(reply, BridgeError):
@@ -124,7 +126,7 @@ class ZohoInventoryConnector:
         envelope_error(reply, "GET itemdetails")
         return list((reply.body or {}).get("items") or [])
 
-    def _figure(self, sku: str, location: str, item: dict) -> Availability | None:
+    def _figure(self, sku: str, location: str, item: ZohoObject) -> Availability | None:
         code = self._binder.location_code(location)
         row = next((r for r in item.get("locations") or [] if str(r.get("location_id")) == code), None)
         if row is None or self.mapping.internal_location(code or "") != location:
@@ -193,14 +195,14 @@ def _adjustment_id(reply: Reply) -> str | None:
     return str(found) if found is not None else None
 
 
-def _decimal(value: Any) -> Decimal:
+def _decimal(value: object) -> Decimal:
     try:
         return Decimal(str(value if value not in (None, "") else 0))
     except InvalidOperation:
         return Decimal(0)
 
 
-def _date(value: Any) -> date:
+def _date(value: object) -> date:
     try:
         return date.fromisoformat(str(value)[:10])
     except ValueError:

@@ -29,10 +29,14 @@ from decimal import Decimal
 from functools import lru_cache
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
 from tests.fakes.served import Fault, Served, drop_connection, send_json
+
+if TYPE_CHECKING:
+    from erp_bridge.connectors.zoho_inventory import ZohoInventoryConnector
+    from erp_bridge.mapping.schema import SystemMapping
 
 API_ROOT, TOKEN_PATH = "/inventory/v1", "/oauth/v2/token"
 SPECS = Path("../shared/specs/zoho-inventory")
@@ -359,7 +363,8 @@ WH, WH2 = "4815000000034001", "4815000000034009"
 
 
 def zoho_mapping(zoho: FakeZoho, *, role: str = "mirror", timeout_s: float = 2.0, batch_size: int = 1,
-                 location_roles: dict[str, str] | None = None, on_status: dict[str, str] | None = None) -> Any:
+                 location_roles: dict[str, str] | None = None,
+                 on_status: dict[str, str] | None = None) -> SystemMapping:
     """The shipped mapping (mappings/zoho_inventory.yaml) pointed at the double: tests run what ships."""
     from erp_bridge.mapping.schema import SystemMapping
     from erp_bridge.yamlpos import load_yaml_file
@@ -372,19 +377,19 @@ def zoho_mapping(zoho: FakeZoho, *, role: str = "mirror", timeout_s: float = 2.0
         data["writes"]["on_status"] = on_status
     for entry in data["locations"]["map"]:
         if entry["internal"] in (location_roles or {}):
-            entry["role"] = location_roles[entry["internal"]]  # type: ignore[index]
+            entry["role"] = (location_roles or {})[entry["internal"]]
     return SystemMapping.model_validate(data)
 
 
-def secrets_for(zoho: FakeZoho, mapping: Any) -> dict[str, str]:
+def secrets_for(zoho: FakeZoho, mapping: SystemMapping) -> dict[str, str]:
     names = mapping.connection.auth.secrets
     client_id, client_secret, refresh_token = zoho.client
     return {names["client_id"]: client_id, names["client_secret"]: client_secret,
             names["refresh_token"]: refresh_token}
 
 
-def connector_for(zoho: FakeZoho, data_dir: Any, *, mapping: Any = None, settle_s: float = 0.0,
-                  clock: Callable[[], float] = time.time) -> Any:
+def connector_for(zoho: FakeZoho, data_dir: Path | str, *, mapping: SystemMapping | None = None,
+                  settle_s: float = 0.0, clock: Callable[[], float] = time.time) -> ZohoInventoryConnector:
     """The connector as the registry builds it (same factory), on the double."""
     from erp_bridge.connectors.runtime.context import ConnectorContext
     from erp_bridge.connectors.zoho_inventory import from_context
