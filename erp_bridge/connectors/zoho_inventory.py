@@ -39,6 +39,8 @@ from .runtime.sender import Reply, Sender
 ACCOUNTS = {"com": "accounts.zoho.com", "eu": "accounts.zoho.eu", "in": "accounts.zoho.in",
             "com.au": "accounts.zoho.com.au", "jp": "accounts.zoho.jp", "ca": "accounts.zohocloud.ca",
             "com.cn": "accounts.zoho.com.cn", "sa": "accounts.zoho.sa"}
+#: Zoho Accounts' answer (HTTP 400) past 10 access tokens per refresh token in 10 minutes
+TOKEN_THROTTLED = "Access Denied"
 #: /itemdetails takes a comma-separated id list; stay well under URL limits
 READ_BATCH = 50
 #: how far past an intent's date the settle search pages back, and at most how many pages
@@ -242,5 +244,5 @@ def from_context(ctx: ConnectorContext, *, settle_s: float | None = None,
     if mapping.connection.auth.kind != "oauth2_refresh_token":
         raise ConfigError(f"{mapping.system}: Zoho Inventory takes auth kind oauth2_refresh_token")
     check_data_centre(mapping)
-    sender = ctx.sender(message=zoho_message)
+    sender = ctx.sender(message=zoho_message, transient_token_errors=(TOKEN_THROTTLED,))
     return ZohoInventoryConnector(mapping, sender, ctx.ledger(clock), ctx.lookups, settle_s=settle_s, clock=clock)

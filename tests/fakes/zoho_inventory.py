@@ -191,7 +191,7 @@ class FakeZoho(Served):
             return Answer(200, {"error": "invalid_code"})
         now = self.clock()
         if sum(1 for t in self.issued if now - t < 600) >= TOKENS_PER_10_MIN:
-            return Answer(400, {"error": "Access Denied", "error_description":
+            return Answer(400, {"error": "Access Denied", "status": "failure", "error_description":
                                 "You have made too many requests continuously. Please try again after some time."})
         self.issued.append(now)
         token = f"1000.{uuid.uuid4().hex}.{uuid.uuid4().hex}"

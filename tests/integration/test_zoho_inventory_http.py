@@ -307,3 +307,19 @@ def test_a_lost_answer_for_a_backdated_move_is_found_beyond_a_page_of_newer_adju
     assert queue.get(entry.id).state is State.DONE
     assert zoho.references().count("odoo:move:1") == 1
     assert [r.query["page"] for r in zoho.api_calls("GET", POST[1])] == ["1", "2"]
+
+
+def test_a_throttled_token_endpoint_delays_the_batch_and_loses_nothing(zoho, queue, dispatcher, clock):
+    """Zoho Accounts issues at most 10 access tokens per refresh token in 10 minutes, then answers
+    400 ``Access Denied``: that is a wait, not wrong credentials, and nothing reached Zoho."""
+    zoho.issued = [clock()] * 10
+    entries = enqueue(queue, *spread(3))
+    dispatcher.run_once("w")
+    waiting = [queue.get(e.id) for e in entries]
+    assert {e.state for e in waiting} == {State.PENDING}
+    assert "the token endpoint asks to wait (Access Denied" in waiting[0].last_error
+    assert [e.attempts for e in waiting] == [1, 0, 0] and zoho.api_calls() == []
+    clock.advance(601)
+    settle(dispatcher, queue, clock)
+    posted_once(zoho, "odoo:move:1", "odoo:move:2", "odoo:move:3")
+    assert zoho.api_calls("GET") == []  # nothing was sent, so nothing had to be searched for

@@ -165,3 +165,24 @@ def test_tba_signs_with_hmac_sha256_as_rfc_5849_computes_it():
     assert oauth["oauth_signature"] != rfc5849_signature("GET", signed.url, oauth)  # the check can fail
     sent = str(signed.headers["Authorization"])
     assert CONSUMER_SECRET not in sent and quote(TOKEN_SECRET) not in sent
+
+
+THROTTLED = {"error": "Access Denied", "status": "failure",
+             "error_description": "You have made too many requests continuously. Please try again after some time."}
+
+
+@pytest.mark.parametrize("transient, outcome", [((), ConfigError), (("Access Denied",), RetryableError)])
+def test_a_vendors_throttle_named_transient_is_retried_not_reported_as_wrong_credentials(zoho, transient, outcome):
+    zoho.fail_next(Fault(status=400, body=THROTTLED, path="/oauth/v2/token"))
+    client_id, secret, refresh = zoho.client
+    strategy = OAuth2(zoho.token_url, client_id, secret, refresh_token=refresh, names=NAMES, transient_errors=transient)
+    with pytest.raises(outcome, match="Access Denied: You have made too many requests"):
+        strategy.current()
+
+
+@pytest.mark.parametrize("error", ["temporarily_unavailable", "server_error"])
+def test_rfc_6749s_own_transient_errors_are_retried(zoho, error):
+    zoho.fail_next(Fault(status=400, body={"error": error}, headers={"Retry-After": "5"}, path="/oauth/v2/token"))
+    with pytest.raises(RetryableError) as caught:
+        oauth2(zoho).current()
+    assert caught.value.after == 5 and error in str(caught.value)
