@@ -3,12 +3,14 @@ of record (stock per location from ``/itemdetails``; channel sales applied as ad
 
 What is Zoho's own, and all that is here (docs/connectors/zoho_inventory.md):
 - the data centre: the API host (``www.zohoapis.<dc>``) and the accounts host that issues tokens
-  must be of the same DC, else every refresh fails with ``invalid_client``; checked at start;
+  must be of the same DC (tokens are issued per DC); checked at start;
 - the ``organization_id`` query parameter on every call, taken from the mapping's requests;
 - the ``{"code": ..., "message": ...}`` error envelope (``code`` 0 is success, also on HTTP 200);
 - exactly once without an idempotency key: the runtime's ledger plus ``reference_number``. The
   list endpoint documents no ``reference_number`` filter, so a lost answer is settled by paging
-  the adjustments newest first and stopping past the intent's date (a bounded date window).
+  the adjustments newest first and stopping a day before the adjustment's own date (a bounded
+  date window, at most SETTLE_MAX_PAGES pages);
+- Zoho Accounts' token throttle (HTTP 400 ``Access Denied``) is a wait, not wrong credentials.
 OAuth 2 refresh-token flow, ``on_status``, ``Retry-After`` and redaction are the runtime's.
 """
 from __future__ import annotations
