@@ -3,12 +3,14 @@ of record (stock per location from ``/itemdetails``; channel sales applied as ad
 
 What is Zoho's own, and all that is here (docs/connectors/zoho_inventory.md):
 - the data centre: the API host (``www.zohoapis.<dc>``) and the accounts host that issues tokens
-  must be of the same DC, else every refresh fails with ``invalid_client``; checked at start;
+  must be of the same DC (tokens are issued per DC); checked at start;
 - the ``organization_id`` query parameter on every call, taken from the mapping's requests;
 - the ``{"code": ..., "message": ...}`` error envelope (``code`` 0 is success, also on HTTP 200);
 - exactly once without an idempotency key: the runtime's ledger plus ``reference_number``. The
   list endpoint documents no ``reference_number`` filter, so a lost answer is settled by paging
-  the adjustments newest first and stopping past the intent's date (a bounded date window).
+  the adjustments newest first and stopping a day before the adjustment's own date (a bounded
+  date window, at most SETTLE_MAX_PAGES pages);
+- Zoho Accounts' token throttle (HTTP 400 ``Access Denied``) is a wait, not wrong credentials.
 OAuth 2 refresh-token flow, ``on_status``, ``Retry-After`` and redaction are the runtime's.
 """
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import time
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 from urllib.parse import urlsplit
 
 import requests
@@ -25,12 +27,13 @@ from ..domain import Availability, Count, Decrement, Increment, Result, StockMov
 from ..errors import BridgeError, ConfigError, RejectedError
 from ..mapping.binder import Binder
 from ..mapping.compile import UnmappedError, compiled
+from ..mapping.lookups import LookupTable
 from ..mapping.schema import SystemMapping
 from .base import Capability
 from .runtime.classify import json_or_none
 from .runtime.context import ConnectorContext
 from .runtime.documents import DocumentTarget, DocumentWriter
-from .runtime.ledger import Intent
+from .runtime.ledger import Intent, Ledger
 from .runtime.paginate import PageNumber
 from .runtime.sender import Reply, Sender
 
@@ -38,11 +41,15 @@ from .runtime.sender import Reply, Sender
 ACCOUNTS = {"com": "accounts.zoho.com", "eu": "accounts.zoho.eu", "in": "accounts.zoho.in",
             "com.au": "accounts.zoho.com.au", "jp": "accounts.zoho.jp", "ca": "accounts.zohocloud.ca",
             "com.cn": "accounts.zoho.com.cn", "sa": "accounts.zoho.sa"}
+#: Zoho Accounts' answer (HTTP 400) past 10 access tokens per refresh token in 10 minutes
+TOKEN_THROTTLED = "Access Denied"
 #: /itemdetails takes a comma-separated id list; stay well under URL limits
 READ_BATCH = 50
 #: how far past an intent's date the settle search pages back, and at most how many pages
 SETTLE_WINDOW_DAYS = 1
 SETTLE_MAX_PAGES = 20
+#: one object of Zoho's JSON answers (an item, a location row), as parsed
+ZohoObject = dict[str, Any]
 # a mirror's stock is read too: for reconciliation (docs/reconciliation.md), never for the rule
 CAPABILITIES = {"mirror": {Capability.POST_MOVES, Capability.READ_AVAILABILITY},
                 "system_of_record": {Capability.READ_AVAILABILITY, Capability.APPLY_STOCK_CHANGES}}
@@ -57,24 +64,37 @@ def zoho_message(response: requests.Response) -> str | None:
 
 
 class ZohoInventoryConnector:
-    def __init__(self, mapping: SystemMapping, sender: Sender, writer_ledger: Any, lookups: Any = None, *,
-                 settle_s: float | None = None, clock: Callable[[], float] = time.time):
+    def __init__(self, mapping: SystemMapping, sender: Sender, ledger: Ledger,
+                 lookups: Mapping[str, LookupTable] | None = None, *, settle_s: float | None = None,
+                 clock: Callable[[], float] = time.time):
         self.name, self.mapping, self.sender = mapping.system, mapping, sender
-        self.ledger = writer_ledger
+        self.ledger = ledger
         self.base_url = str(mapping.connection.base_url)
         self.organization_id = organization_id(mapping)
         self.capabilities = frozenset(c for role in mapping.roles for c in CAPABILITIES.get(role, ()))
         self._binder = Binder(mapping, (lookups or {}).get(mapping.system))
+        #: event key -> the date its adjustment carries, while a write settles (the search window)
+        self._dates: dict[str, date] = {}
         settle = settle_s if settle_s is not None else 3 * sender.timeout[1]
-        self._documents = DocumentWriter(mapping, lookups, sender, writer_ledger,
-                                         DocumentTarget(self._find, _adjustment_id, refused=_refused), settle_s=settle, clock=clock)
+        target = DocumentTarget(self._find, _adjustment_id, refused=_refused)
+        self._documents = DocumentWriter(mapping, lookups, sender, ledger, target, settle_s=settle, clock=clock)
 
     # --- mirror and system of record: writes -------------------------------------------------------
     def post_moves(self, moves: Sequence[StockMove]) -> list[Result]:
-        return self._documents.write(moves)
+        return self._dated(moves, self._documents.write)
 
     def apply_stock_changes(self, changes: Sequence[Decrement | Increment | Count]) -> list[Result]:
-        return self._documents.write_changes(changes)
+        return self._dated(changes, self._documents.write_changes)
+
+    def _dated(self, events: Sequence[Any], write: Callable[[Sequence[Any]], list[Result]]) -> list[Result]:
+        """``write`` (the DocumentWriter's), with each event's date at hand for the settle search."""
+        dates = {e.idempotency_key: e.occurred_at.astimezone(timezone.utc).date() for e in events}
+        self._dates.update(dates)  # keys are distinct per call: one delivery per key is in flight
+        try:
+            return write(events)
+        finally:
+            for key in dates:
+                self._dates.pop(key, None)
 
     # --- system of record: reads -------------------------------------------------------------------
     def read_availability(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Availability]:
@@ -100,7 +120,7 @@ class ZohoInventoryConnector:
         self.sender.close()
         self.ledger.close()
 
-    def _item_details(self, item_ids: list[str]) -> list[dict]:
+    def _item_details(self, item_ids: list[str]) -> list[ZohoObject]:
         reply = self.sender.call("GET", f"{self.base_url}/itemdetails", what="GET itemdetails",
                                  params={"item_ids": ",".join(item_ids), "organization_id": self.organization_id})
         if isinstance(reply, BridgeError):
@@ -108,7 +128,7 @@ class ZohoInventoryConnector:
         envelope_error(reply, "GET itemdetails")
         return list((reply.body or {}).get("items") or [])
 
-    def _figure(self, sku: str, location: str, item: dict) -> Availability | None:
+    def _figure(self, sku: str, location: str, item: ZohoObject) -> Availability | None:
         code = self._binder.location_code(location)
         row = next((r for r in item.get("locations") or [] if str(r.get("location_id")) == code), None)
         if row is None or self.mapping.internal_location(code or "") != location:
@@ -120,22 +140,39 @@ class ZohoInventoryConnector:
 
     # --- settling a lost answer ----------------------------------------------------------------------
     def _find(self, intent: Intent) -> str | None:
-        """The adjustment carrying ``intent``'s key in ``reference_number``: newest first, back to
-        the day before the intent (Zoho dates are the organisation's local dates)."""
-        oldest = (datetime.fromtimestamp(intent.created_at, timezone.utc).date() - timedelta(days=SETTLE_WINDOW_DAYS))
-        paginator = PageNumber(has_more=lambda body: bool(((body or {}).get("page_context") or {}).get("has_more_page")))
+        """The adjustment carrying ``intent``'s key in ``reference_number``. The list is newest
+        date first and documents no reference filter, so page back to the day before the
+        adjustment's own date (the event's date, which can be days before the post); a page
+        wholly older than that ends the search: it is not there."""
+        oldest = self._window_start(intent)
+        paginator = PageNumber(has_more=_has_more)
         pages = self.sender.pages("GET", f"{self.base_url}/inventoryadjustments", paginator,
-                                  what="GET inventoryadjustments (search)", max_pages=SETTLE_MAX_PAGES,
+                                  what="GET inventoryadjustments (search)", max_pages=SETTLE_MAX_PAGES + 1,
                                   params={"organization_id": self.organization_id})
-        for page in pages:
+        for number, page in enumerate(pages, 1):
             adjustments = (page.body or {}).get("inventory_adjustments") or []
-            for adjustment in adjustments:
-                if adjustment.get("reference_number") == intent.document_key:
-                    return str(adjustment.get("inventory_adjustment_id") or "?")
+            found = next((a for a in adjustments if a.get("reference_number") == intent.document_key), None)
+            if found is not None:
+                return str(found.get("inventory_adjustment_id") or "?")
             if adjustments and all(_date(a.get("date")) < oldest for a in adjustments):
-                return None  # the whole page is older than the window: it is not there
+                return None
+            if number == SETTLE_MAX_PAGES:
+                raise RejectedError(
+                    f"cannot tell whether Zoho has the adjustment with reference_number {intent.document_key}: "
+                    f"{SETTLE_MAX_PAGES} pages of adjustments dated since {oldest} did not reach it. Search for "
+                    "that reference number in Zoho Inventory: if it is there, the event is applied and this dead "
+                    "letter can be discarded; if not, apply it by hand (a replay would search the same way)")
         return None
 
+    def _window_start(self, intent: Intent) -> date:
+        posted = datetime.fromtimestamp(intent.created_at, timezone.utc).date()
+        dates = [self._dates[k] for k in intent.keys if k in self._dates]
+        return min([posted, *dates]) - timedelta(days=SETTLE_WINDOW_DAYS)
+
+
+def _has_more(body: object) -> bool:
+    context = body.get("page_context") if isinstance(body, dict) else None
+    return bool(isinstance(context, dict) and context.get("has_more_page"))
 
 
 def envelope_error(reply: Reply, what: str) -> None:
@@ -146,8 +183,9 @@ def envelope_error(reply: Reply, what: str) -> None:
 
 
 def _refused(reply: Reply, what: str = "POST inventoryadjustments") -> RejectedError | None:
+    """A 2xx whose envelope says it failed. A status ``on_status`` said to ignore stays ignored."""
     body = reply.body
-    if isinstance(body, dict) and body.get("code") not in (0, None):
+    if 200 <= reply.status < 300 and isinstance(body, dict) and body.get("code") not in (0, None):
         return RejectedError(f"HTTP {reply.status} from {what}: Zoho error {body.get('code')}: {body.get('message')}")
     return None
 
@@ -159,14 +197,14 @@ def _adjustment_id(reply: Reply) -> str | None:
     return str(found) if found is not None else None
 
 
-def _decimal(value: Any) -> Decimal:
+def _decimal(value: object) -> Decimal:
     try:
         return Decimal(str(value if value not in (None, "") else 0))
     except InvalidOperation:
         return Decimal(0)
 
 
-def _date(value: Any) -> date:
+def _date(value: object) -> date:
     try:
         return date.fromisoformat(str(value)[:10])
     except ValueError:
@@ -177,7 +215,8 @@ def organization_id(mapping: SystemMapping) -> str:
     """The organization_id every request of the mapping sends (Zoho needs it on every call)."""
     found = {str(spec.query["organization_id"].const) for spec in mapping.requests.values()
              if "organization_id" in spec.query and spec.query["organization_id"].kind == "const"}
-    if len(found) != 1 or len(mapping.requests) != sum(1 for s in mapping.requests.values() if "organization_id" in s.query):
+    every = all("organization_id" in spec.query for spec in mapping.requests.values())
+    if len(found) != 1 or not every:
         raise ConfigError(f"{mapping.system}: every request needs the same constant query.organization_id "
                           "(Zoho requires it on every call; GET /organizations lists yours)")
     return found.pop()
@@ -205,5 +244,5 @@ def from_context(ctx: ConnectorContext, *, settle_s: float | None = None,
     if mapping.connection.auth.kind != "oauth2_refresh_token":
         raise ConfigError(f"{mapping.system}: Zoho Inventory takes auth kind oauth2_refresh_token")
     check_data_centre(mapping)
-    sender = ctx.sender(message=zoho_message)
+    sender = ctx.sender(message=zoho_message, transient_token_errors=(TOKEN_THROTTLED,))
     return ZohoInventoryConnector(mapping, sender, ctx.ledger(clock), ctx.lookups, settle_s=settle_s, clock=clock)

@@ -15,16 +15,17 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from http.cookies import SimpleCookie
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from tests.fakes.served import Fault, Served, drop_connection, send_json
 
 ROOT = "/b1s/v1"
 DOCUMENTS = ("InventoryGenExits", "InventoryGenEntries")
@@ -41,21 +42,6 @@ def sap_error(code: int, value: str) -> dict:
 
 
 @dataclass
-class Fault:
-    """What the next matching request gets instead of (or after) normal service."""
-
-    status: int = 500
-    headers: dict[str, str] = field(default_factory=dict)
-    body: Any = None
-    hang_s: float = 0.0
-    #: "after_commit": process (store the document), then close the socket without answering;
-    #: "before": close the socket without processing anything
-    drop: str | None = None
-    #: only requests whose path contains this (e.g. "InventoryGenExits") match; None: any call
-    path: str | None = None
-
-
-@dataclass
 class Received:
     method: str
     path: str
@@ -65,7 +51,7 @@ class Received:
     status: int | None = None
 
 
-class FakeServiceLayer:
+class FakeServiceLayer(Served):
     def __init__(self, company: str = "SBODEMOUS", username: str = "manager", password: str = "secret",
                  session_timeout_min: int = 30, udfs: tuple[str, ...] = ("U_BridgeKey",),
                  clock: Callable[[], float] = time.monotonic):
@@ -78,35 +64,14 @@ class FakeServiceLayer:
         self.faults: list[Fault] = []
         self.logins = self.logouts = 0
         self.cond = threading.Condition(threading.RLock())
-        self._port = 0
-        self._server: ThreadingHTTPServer | None = None
 
     # --- lifecycle ------------------------------------------------------------------------------
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self._port}{ROOT}"
 
-    def __enter__(self) -> "FakeServiceLayer":
-        self.up()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.down()
-
-    def up(self) -> None:
-        """Listen (again, on the same port after ``down``)."""
-        self._server = _Server(("127.0.0.1", self._port), _handler(self))
-        self._server.daemon_threads = True
-        self._port = self._server.server_port
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def down(self) -> None:
-        """Stop listening: new connections are refused until ``up``."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server.cut_all()
-            self._server = None
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        return _handler(self)
 
     # --- test controls --------------------------------------------------------------------------
     def stock(self, item: str, warehouse: str, in_stock: Any, committed: Any = 0, ordered: Any = 0) -> None:
@@ -270,33 +235,6 @@ def _select(entity: dict, query: dict) -> dict:
     return {k: v for k, v in entity.items() if k in fields} if fields else entity
 
 
-class _Server(ThreadingHTTPServer):
-    """Remembers open connections so that ``down`` also cuts kept-alive ones, as a dead host does."""
-
-    def __init__(self, *args: Any):
-        super().__init__(*args)
-        self.open: set[socket.socket] = set()
-
-    def get_request(self):
-        conn, address = super().get_request()
-        self.open.add(conn)
-        return conn, address
-
-    def shutdown_request(self, request: Any) -> None:
-        self.open.discard(request)
-        super().shutdown_request(request)
-
-    def cut_all(self) -> None:
-        for conn in list(self.open):
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # dropped connections and client timeouts are part of the scenarios
-
-
 def _handler(sl: FakeServiceLayer):
     class Handler(BaseHTTPRequestHandler):
         disable_nagle_algorithm = True  # headers and body go in two writes: no 40 ms delayed-ACK stall
@@ -317,36 +255,16 @@ def _handler(sl: FakeServiceLayer):
             cookies = {k: m.value for k, m in SimpleCookie(self.headers.get("Cookie", "")).items()}
             status, headers, payload, drop = sl.handle(method, self.path, cookies, body)
             if drop:
-                self.connection.shutdown(socket.SHUT_RDWR)  # as if SL or the network died mid-answer
-                self.close_connection = True
-                return
+                return drop_connection(self)
             self._send(status, headers, payload)
 
         def _send(self, status: int, headers: dict, payload: Any) -> None:
-            data = b"" if payload is None else json.dumps(payload, default=_number).encode()
-            try:
-                self.send_response(status)
-                for name, value in headers.items():
-                    for one in value if isinstance(value, list) else [value]:
-                        self.send_header(name, one)
-                if payload is not None:
-                    self.send_header("Content-Type", "application/json;odata=minimalmetadata;charset=utf-8")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-            except (BrokenPipeError, ConnectionResetError):
-                self.close_connection = True
+            send_json(self, status, headers, payload, "application/json;odata=minimalmetadata;charset=utf-8")
 
         def log_message(self, *args):
             pass
 
     return Handler
-
-
-def _number(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return float(value)
-    raise TypeError(type(value).__name__)
 
 
 # --- helpers the SAP B1 tests share -----------------------------------------------------------

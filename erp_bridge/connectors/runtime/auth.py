@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
 import requests
 from oauthlib.oauth2 import BackendApplicationClient, OAuth2Error, WebApplicationClient
@@ -27,6 +27,9 @@ from .classify import CONNECT_TIMEOUT_S, Redactor, retry_after_s, transport_erro
 EXPIRY_MARGIN_S = 60.0
 #: a token that announced no lifetime is renewed after this long
 DEFAULT_TOKEN_LIFETIME_S = 3000.0
+#: token-endpoint ``error`` values that mean "not now" rather than "wrong credentials" (RFC 6749's
+#: own; a connector adds its vendor's, e.g. Zoho's throttle ``Access Denied``)
+TRANSIENT_TOKEN_ERRORS = frozenset({"temporarily_unavailable", "server_error"})
 Secret = Callable[[str], str]
 
 
@@ -143,9 +146,11 @@ class OAuth2(Renewing):
 
     def __init__(self, token_url: str, client_id: str, client_secret: str, *, refresh_token: str | None = None,
                  scope: str | None = None, header: str = "Authorization", prefix: str = "Bearer ",
-                 timeout_s: float = 10.0, names: str = "", clock: Callable[[], float] = time.monotonic):
+                 timeout_s: float = 10.0, names: str = "", clock: Callable[[], float] = time.monotonic,
+                 transient_errors: Collection[str] = ()):
         super().__init__(header, prefix, clock)
         self.token_url, self._scope, self._names = token_url, scope, names
+        self._transient = TRANSIENT_TOKEN_ERRORS | frozenset(transient_errors)
         self._client_id, self._client_secret, self._refresh_token = client_id, client_secret, refresh_token
         self._timeout = (min(CONNECT_TIMEOUT_S, timeout_s), timeout_s)
         self.secret_values = tuple(v for v in (client_secret, refresh_token, client_id) if v)
@@ -167,8 +172,11 @@ class OAuth2(Renewing):
             try:
                 token = client.parse_request_body_response(response.text, scope=self._scope)
             except OAuth2Error as exc:
-                raise ConfigError(f"the token endpoint refused the credentials ({exc.error}"
-                                  f"{': ' + self._redact(exc.description) if exc.description else ''}): "
+                said = f"{exc.error}{': ' + self._redact(exc.description) if exc.description else ''}"
+                if exc.error in self._transient:
+                    raise RetryableError(f"the token endpoint asks to wait ({said})",
+                                         after=retry_after_s(response.headers.get("Retry-After"))) from None
+                raise ConfigError(f"the token endpoint refused the credentials ({said}): "
                                   f"check secrets {self._names}") from None
             except ValueError:  # not JSON, or a token answer without access_token
                 raise RetryableError(f"{what} answered HTTP {response.status_code} without a token: "
@@ -226,9 +234,11 @@ class SessionLogin(Renewing):
                 pass  # shutting down: the target drops the session at its own timeout
 
 
-def build(auth: Auth, secret: Secret, *, timeout_s: float = 10.0, realm: str | None = None) -> Strategy:
+def build(auth: Auth, secret: Secret, *, timeout_s: float = 10.0, realm: str | None = None,
+          transient_token_errors: Collection[str] = ()) -> Strategy:
     """The strategy for a mapping's ``connection.auth`` (session_login is the connector's own:
-    each system logs in its way, see SessionLogin)."""
+    each system logs in its way, see SessionLogin). ``transient_token_errors``: the token
+    endpoint's ``error`` values that are retried, not reported as wrong credentials."""
     kind, names = auth.kind, auth.secrets
 
     def value(role: str) -> str:
@@ -252,5 +262,5 @@ def build(auth: Auth, secret: Secret, *, timeout_s: float = 10.0, realm: str | N
         return OAuth2(auth.token_url, value("client_id"), value("client_secret"), refresh_token=refresh,
                       scope=auth.scope, header=auth.header,
                       prefix=auth.prefix if auth.prefix is not None else "Bearer ", timeout_s=timeout_s,
-                      names=", ".join(names.values()))
+                      names=", ".join(names.values()), transient_errors=transient_token_errors)
     raise ConfigError(f"auth kind {kind} is a login of the connector's own protocol; this connector has none")

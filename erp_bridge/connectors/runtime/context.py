@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Callable, Collection, Mapping
 
 from ...mapping.lookups import LookupTable
 from ...mapping.schema import SystemMapping
@@ -33,11 +33,14 @@ class ConnectorContext:
         return self.lookups.get(self.mapping.system)
 
     def sender(self, *, message: VendorMessage | None = None, auth: auth_strategies.Strategy | None = None,
-               on_status_defaults: Mapping[str, Action] | None = None, realm: str | None = None) -> Sender:
+               on_status_defaults: Mapping[str, Action] | None = None, realm: str | None = None,
+               transient_token_errors: Collection[str] = ()) -> Sender:
         """The runtime's sender for this mapping: its timeout, auth, headers and ``on_status``
-        (a connector's defaults first, so the integrator's file wins)."""
+        (a connector's defaults first, so the integrator's file wins); ``transient_token_errors``:
+        the vendor's token-endpoint errors that mean "wait", not "wrong credentials"."""
         conn = self.mapping.connection
-        strategy = auth or auth_strategies.build(conn.auth, self.secret, timeout_s=float(conn.timeout_s), realm=realm)
+        strategy = auth or auth_strategies.build(conn.auth, self.secret, timeout_s=float(conn.timeout_s), realm=realm,
+                                                 transient_token_errors=transient_token_errors)
         names = ", ".join(conn.auth.secrets.values())
         return Sender(self.system, timeout_s=float(conn.timeout_s), auth=strategy,
                       on_status={**(on_status_defaults or {}), **self.mapping.writes.on_status},

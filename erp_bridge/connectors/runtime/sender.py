@@ -68,7 +68,8 @@ class Sender:
                 response.close()
                 self.auth.renew(generation)
                 response = self._send(method, url, data, params, sent_headers)
-        except BridgeError as exc:  # the strategy could not get a credential
+        except BridgeError as exc:  # the strategy could not get a credential: the request was not
+            exc.never_sent = True  # sent, or was refused with a 401, so the target created nothing
             return exc
         except requests.RequestException as exc:
             return transport_error(exc, what)

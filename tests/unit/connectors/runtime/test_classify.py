@@ -1,0 +1,100 @@
+"""runtime/classify.py: on_status precedence (exact > class > the connector's defaults > built-in),
+Retry-After as seconds and as an HTTP date, the vendor's message, and the Redactor."""
+from __future__ import annotations
+
+from email.utils import format_datetime
+from datetime import datetime, timezone
+
+import pytest
+import requests
+
+from erp_bridge.connectors.runtime.classify import Redactor, action_for, classify_response, retry_after_s
+from erp_bridge.connectors.runtime.context import ConnectorContext
+from erp_bridge.domain import Delivered
+from erp_bridge.errors import RejectedError, RetryableError
+from tests.fakes.zoho_inventory import FakeZoho, zoho_mapping
+
+
+def response(status, body=b"", headers=None):
+    r = requests.Response()
+    r.status_code, r._content = status, body
+    r.headers = requests.structures.CaseInsensitiveDict(headers or {})
+    return r
+
+
+@pytest.mark.parametrize("status, on_status, action", [
+    (409, {"409": "ignore", "4xx": "fail"}, "ignore"),  # exact beats class
+    (409, {"4xx": "retry"}, "retry"),  # the class when no exact entry
+    (404, {"409": "ignore"}, "fail"),  # built-in: other 4xx fail
+    (429, {}, "retry"), (503, {}, "retry"), (500, {"400": "fail"}, "retry"),  # built-in: 429 and 5xx retry
+    (429, {"4xx": "fail"}, "fail"),  # 429 is a 4xx: a class entry overrides the built-in retry
+    (429, {"4xx": "fail", "429": "retry"}, "retry"),
+    (500, {"5xx": "fail"}, "fail"),
+    (418, {}, "fail"),
+])
+def test_action_for_exact_then_class_then_built_in(status, on_status, action):
+    assert action_for(status, on_status) == action
+
+
+@pytest.fixture(scope="module")
+def zoho():
+    return FakeZoho()  # only its URLs and names: never started
+
+
+def context_sender(zoho, file_on_status, defaults):
+    mapping = zoho_mapping(zoho, on_status=file_on_status)
+    ctx = ConnectorContext(mapping, lambda name: "value-of-" + name)
+    return ctx.sender(on_status_defaults=defaults)
+
+
+@pytest.mark.parametrize("file_on_status, defaults, status, action", [
+    ({}, {"409": "ignore"}, 409, "ignore"),  # the connector's default applies when the file is silent
+    ({"409": "fail"}, {"409": "ignore"}, 409, "fail"),  # the file's exact entry wins over it
+    ({}, {"409": "ignore"}, 404, "fail"),  # and the built-in rules below it
+    ({"4xx": "retry"}, {}, 404, "retry"),
+    ({}, {}, 429, "retry"),
+])
+def test_the_connectors_defaults_sit_under_the_mapping_file(zoho, file_on_status, defaults, status, action):
+    sender = context_sender(zoho, file_on_status, defaults)
+    assert action_for(status, sender.on_status) == action
+
+
+def test_changing_on_status_changes_the_outcome_of_the_same_answer():
+    answer = response(409, b'{"code": 1001, "message": "already exists"}')
+    outcomes = [classify_response(answer, "POST X", on_status, Redactor()) for on_status in (
+        {}, {"409": "retry"}, {"409": "ignore"})]
+    assert [type(o) for o in outcomes] == [RejectedError, RetryableError, Delivered]
+    assert outcomes[2] == Delivered("ignored HTTP 409 (writes.on_status)")
+    assert outcomes[0].status == 409
+
+
+def test_retry_after_in_seconds_and_as_an_http_date():
+    now = 1_700_000_000.0
+    date = format_datetime(datetime.fromtimestamp(now + 90, timezone.utc), usegmt=True)
+    assert retry_after_s("120", lambda: now) == 120
+    assert retry_after_s(" 7 ", lambda: now) == 7
+    assert retry_after_s(date, lambda: now) == pytest.approx(90)
+    assert retry_after_s(format_datetime(datetime.fromtimestamp(now - 60, timezone.utc), usegmt=True), lambda: now) == 0
+    assert retry_after_s(None) is None and retry_after_s("") is None and retry_after_s("soon") is None
+
+
+def test_a_retry_carries_the_targets_retry_after_and_the_vendors_message():
+    answer = response(429, b'{"code": 44, "message": "too many"}', {"Retry-After": "60"})
+    outcome = classify_response(answer, "POST X", {}, Redactor(), message=lambda r: "Zoho error 44: too many")
+    assert isinstance(outcome, RetryableError) and outcome.after == 60 and outcome.status == 429
+    assert str(outcome) == "HTTP 429 from POST X: Zoho error 44: too many"
+
+
+def test_the_redactor_removes_every_secret_longest_first_and_bounds_the_excerpt():
+    redact = Redactor.of(["abc", "abcdef", "", "tok-1"])
+    assert redact.values == ("abcdef", "tok-1", "abc")
+    assert redact("key=abcdef token=tok-1 short=abc") == "key=*** token=*** short=***"
+    assert redact.excerpt("x" * 2000) == "x" * 200 and redact.excerpt("   ") == "(empty body)"
+    assert redact.excerpt("a\n  b\tabcdef") == "a b ***"
+
+
+def test_an_error_excerpt_never_carries_a_secret():
+    secret = "1000.secret-token-value"
+    answer = response(400, f'{{"message": "bad token {secret}"}}'.encode())
+    outcome = classify_response(answer, "POST X", {}, Redactor.of([secret]))
+    assert secret not in str(outcome) and "***" in str(outcome)
