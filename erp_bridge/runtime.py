@@ -36,11 +36,16 @@ class Runtime:
     inactive: dict = field(default_factory=dict)
     intake: Any = None
     _maintenance: Any = None
+    #: masks every configured secret value in a text (errors before they are stored or shown)
+    redact: Any = None
 
     def __post_init__(self) -> None:
+        from .logs import Redactor
         from .queue.groupcommit import GroupCommit
 
         self.intake = GroupCommit(self.queue.enqueue)
+        if self.redact is None:
+            self.redact = Redactor(self.settings.secret_values())
 
     def start(self) -> None:
         self.dispatcher.start()
@@ -130,7 +135,8 @@ class _Every:
 
 def retry_policy(settings: Settings) -> RetryPolicy:
     r = settings.retry
-    return RetryPolicy(max_attempts=r.max_attempts, base_s=r.base_s, cap_s=r.cap_s, jitter=r.jitter)
+    return RetryPolicy(max_attempts=r.max_attempts, base_s=r.base_s, cap_s=r.cap_s, jitter=r.jitter,
+                       sale_max_attempts=r.sale_max_attempts)
 
 
 def _open_queue(settings: Settings) -> Queue:
