@@ -263,8 +263,13 @@ def cmd_config_check(args) -> int:
 def cmd_mappings_check(args) -> int:
     from .mapping import cli_support
 
+    from .runtime import mapping_files
+
     settings = _settings(args)
-    files = args.files or sorted(Path(settings.mappings_dir).glob("*.yaml"))
+    missing = [str(f) for f in args.files if not f.exists()]
+    if missing:
+        raise ConfigError("\n".join(f"{f}: no such file or directory" for f in missing))
+    files = args.files or mapping_files(settings)  # a missing or empty mappings_dir is an error
     secret_names = set(settings.secrets) if args.secrets else None
     for line in cli_support.check(files, secret_names=secret_names):
         print(line)
@@ -284,8 +289,17 @@ def cmd_mappings_schema(args) -> int:
 def cmd_mappings_preview(args) -> int:
     from .mapping import cli_support
 
+    from .mapping.compile import UnmappedError
+    from .runtime import mapping_files
+
     settings = _settings(args)
-    print(cli_support.preview(args.system, args.event, Path(settings.mappings_dir)))
+    mapping_files(settings)
+    try:
+        print(cli_support.preview(args.system, args.event, Path(settings.mappings_dir)))
+    except UnmappedError as exc:  # what dispatch would dead-letter: say why, no traceback
+        print(f"erp-bridge: {args.system} cannot map this event (it would dead-letter): {_safe(str(exc))}",
+              file=sys.stderr)
+        return 1
     return 0
 
 
