@@ -29,6 +29,20 @@ class _Section(BaseModel):
 class HttpSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8470, ge=1, le=65535)
+    #: request body cap for routes not in route_body_bytes; over it: 413 before the body is read
+    max_body_bytes: int = Field(65536, ge=0)
+    #: body caps by path prefix (the longest matching prefix wins)
+    route_body_bytes: dict[str, int] = {"/webhooks/": 2 * 1024 * 1024}
+    #: the request line and headers together; over it the request is refused (400)
+    max_header_bytes: int = Field(16384, ge=1024, le=1024 * 1024)
+    #: a request's headers must arrive within this, else the connection is closed (slowloris)
+    header_timeout_s: float = Field(10.0, gt=0)
+    #: a request's whole body must arrive within this, else 408
+    body_timeout_s: float = Field(30.0, gt=0)
+    #: requests in the application at once; more get 503 + Retry-After (health checks never do)
+    max_concurrent_requests: int = Field(256, ge=1)
+    #: open connections; more get 503 (keep it under the unit's LimitNOFILE)
+    max_connections: int = Field(16384, ge=16)
 
 
 class QueueSettings(_Section):

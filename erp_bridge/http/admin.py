@@ -49,7 +49,7 @@ def status(request: Request) -> dict:
 
 @router.get("/dead-letters", dependencies=[Depends(require_admin)])
 def dead_letters(request: Request, target: str | None = None,
-                 limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0)) -> dict:
+                 limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0, le=MAX_ID)) -> dict:
     runtime = request.app.state.runtime
     entries = runtime.queue.dead_letters(target=target, limit=limit, offset=offset)
     return {"entries": [entry_json(e, runtime.redact) for e in entries]}

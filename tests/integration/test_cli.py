@@ -35,6 +35,21 @@ def run(args: list[str], env: dict | None = None, timeout: float = 60) -> subpro
                           env={**full_env, **(env or {})})
 
 
+def local_mappings(tmp_path: Path) -> Path:
+    """The example mappings with every system's URL on a closed local port: a service started
+    here with the Odoo secrets set polls Odoo, and must not reach for odoo.example.com."""
+    import re
+    import shutil
+
+    target = tmp_path / "mappings"
+    shutil.copytree(REPO / "mappings", target)
+    for path in target.glob("*.yaml"):
+        text = re.sub(r"base_url: https?://\S+?(/admin/api/\S+)?(\s)", r"base_url: http://127.0.0.1:9\1\2",
+                      path.read_text())
+        path.write_text(text)
+    return target
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -98,7 +113,7 @@ def test_config_check_never_prints_a_secret(tmp_path):
 def test_serve_logs_and_answers_without_leaking_secrets(tmp_path):
     port = free_port()
     config = tmp_path / "bridge.yaml"
-    config.write_text(f"mappings_dir: {REPO / 'mappings'}\ndata_dir: {tmp_path / 'data'}\nlog_level: DEBUG\n"
+    config.write_text(f"mappings_dir: {local_mappings(tmp_path)}\ndata_dir: {tmp_path / 'data'}\nlog_level: DEBUG\n"
                       f"http: {{port: {port}}}\n")
     env = dict(SECRETS)
     proc = subprocess.Popen([ERP_BRIDGE, "--config", str(config), "serve"], stdout=subprocess.PIPE,
