@@ -41,7 +41,8 @@ def create_app(runtime: "Runtime", manage_lifecycle: bool = True) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     http = runtime.settings.http
     app.add_middleware(InputGuard, max_body_bytes=http.max_body_bytes, route_body_bytes=http.route_body_bytes,
-                       body_timeout_s=http.body_timeout_s, max_concurrent_requests=http.max_concurrent_requests)
+                       body_timeout_s=http.body_timeout_s, max_concurrent_requests=http.max_concurrent_requests,
+                       max_header_bytes=http.max_header_bytes)
     app.openapi = lambda: _openapi(app)
     return app
 

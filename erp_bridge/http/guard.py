@@ -8,7 +8,8 @@
   (or of the previous response), and its whole body within ``http.body_timeout_s``; otherwise the
   connection is closed (headers) or answered 408 (body). Slowloris then holds a connection for
   seconds, not forever, and the unit's raised ``LimitNOFILE`` leaves room for many.
-- Headers: h11 refuses a header block over ``http.max_header_bytes`` (431-class 400).
+- Headers: a header block over ``http.max_header_bytes`` is refused: by h11 while it arrives (400),
+  and by this middleware when it arrived at once (431).
 - Concurrency: at most ``http.max_concurrent_requests`` requests are in the application at once;
   more get 503 with ``Retry-After`` (webhook senders retry). Health checks are never refused.
 """
@@ -46,8 +47,10 @@ class InputGuard:
     """ASGI middleware: body caps and deadlines, and the in-flight request limit."""
 
     def __init__(self, app, *, max_body_bytes: int, route_body_bytes: Mapping[str, int] | None = None,
-                 body_timeout_s: float = 30.0, max_concurrent_requests: int = 256):
+                 body_timeout_s: float = 30.0, max_concurrent_requests: int = 256,
+                 max_header_bytes: int = 16384):
         self.app = app
+        self.max_header_bytes = max_header_bytes
         self.default = max_body_bytes
         # longest prefix first, so /webhooks/shopify beats /webhooks/
         self.routes = sorted((route_body_bytes or {}).items(), key=lambda kv: len(kv[0]), reverse=True)
@@ -62,6 +65,8 @@ class InputGuard:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         path = scope.get("path", "")
+        if sum(len(k) + len(v) + 4 for k, v in scope.get("headers", ())) > self.max_header_bytes:
+            return await _reply(send, 431, f"request headers over {self.max_header_bytes} bytes", close=True)
         limit = self.limit_for(path)
         declared = _content_length(scope)
         if declared == -1:
