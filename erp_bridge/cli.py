@@ -137,7 +137,7 @@ def cmd_worker(args) -> int:
 def cmd_status(args) -> int:
     from .runtime import open_queue_for
 
-    with open_queue_for(_settings(args)) as queue:
+    with open_queue_for(_settings(args), existing=True) as queue:
         rows = [{"target": s.target, **{str(k): v for k, v in s.depth.items()},
                  "oldest_pending_age_s": s.oldest_pending_age_s} for s in queue.stats()]
     if args.json:
@@ -168,7 +168,7 @@ def cmd_dlq_list(args) -> int:
 
     settings = _settings(args)
     redact = Redactor(settings.secret_values())
-    with open_queue_for(settings) as queue:
+    with open_queue_for(settings, existing=True) as queue:
         entries = queue.dead_letters(target=args.target, limit=args.limit, offset=args.offset)
     if not entries:
         print("no dead letters")
@@ -185,7 +185,7 @@ def cmd_dlq_show(args) -> int:
 
     settings = _settings(args)
     redact = Redactor(settings.secret_values())
-    with open_queue_for(settings) as queue:
+    with open_queue_for(settings, existing=True) as queue:
         entry = queue.get(args.entry_id)
         if entry is None:
             print(f"erp-bridge: no queue entry {args.entry_id}", file=sys.stderr)
@@ -204,7 +204,7 @@ def cmd_dlq_replay(args) -> int:
     if not args.entry_ids and not args.all:
         print("erp-bridge: name entry ids, or use --all", file=sys.stderr)
         return 2
-    with open_queue_for(_settings(args)) as queue:
+    with open_queue_for(_settings(args), existing=True) as queue:
         ids = args.entry_ids or _all_dead_ids(queue, args.target)
         failed = 0
         for n, entry_id in enumerate(ids, 1):
@@ -223,7 +223,7 @@ def cmd_dlq_discard(args) -> int:
 
     who = f"cli:{os.environ.get('USER') or os.getuid()}"
     failed = 0
-    with open_queue_for(_settings(args)) as queue:
+    with open_queue_for(_settings(args), existing=True) as queue:
         for entry_id in args.entry_ids:
             try:
                 queue.discard(entry_id, args.reason, who=who)

@@ -152,7 +152,11 @@ def _open_queue(settings: Settings) -> Queue:
 
 
 @contextmanager
-def open_queue_for(settings: Settings) -> Iterator[Queue]:
+def open_queue_for(settings: Settings, existing: bool = False) -> Iterator[Queue]:
+    """``existing``: the queue must be there already (status, dlq): a command pointed at the wrong
+    config must say so, not open a new, empty queue in ./var."""
+    if existing:
+        _must_exist(settings)
     queue = _open_queue(settings)
     try:
         yield queue
@@ -171,6 +175,15 @@ def mapping_files(settings: Settings) -> list[Path]:
     if not files:
         raise ConfigError(f"mappings_dir {directory.resolve()}: holds no mapping files (*.yaml)")
     return files
+
+
+def _must_exist(settings: Settings) -> None:
+    url = settings.queue_url
+    path = Path(url.removeprefix("sqlite:///"))
+    if url.startswith("sqlite:///") and not path.exists():
+        raise ConfigError(f"no queue at {path.resolve()}: is this the service's configuration? Pass "
+                          f"--config (or set {ENV_PREFIX}CONFIG); an installed service uses "
+                          f"/etc/erp-bridge/config.yaml")
 
 
 def load_mapping_set(settings: Settings):

@@ -117,3 +117,20 @@ def test_dlq_list_escapes_control_characters_and_discard_records_a_reason(tmp_pa
     assert run(["--config", str(config), "dlq", "list"]).stdout.strip() == "no dead letters"
     shown = run(["--config", str(config), "dlq", "show", str(entry.id)])
     assert '"state": "discarded"' in shown.stdout and "cancelled by phone" in shown.stdout
+
+
+def test_status_on_a_config_without_a_queue_says_so_instead_of_opening_an_empty_one(tmp_path):
+    config = tmp_path / "bridge.yaml"
+    config.write_text(f"data_dir: data\nmappings_dir: {REPO / 'mappings'}\n")
+    for args in (["status"], ["dlq", "list"]):
+        result = run(["--config", str(config), *args])
+        assert result.returncode == 2 and f"no queue at {tmp_path / 'data' / 'queue.sqlite3'}" in result.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_the_service_unit_and_installer_hold_up_under_load_and_on_debian():
+    unit = (REPO / "scripts" / "systemd" / "erp-bridge.service").read_text()
+    assert "\nLimitNOFILE=65536\n" in unit
+    installer = (REPO / "scripts" / "install-service.sh").read_text()
+    assert "venv --help" not in installer.replace("`python3 -m venv --help`", "")
+    assert "import ensurepip, venv" in installer and "/usr/local/bin/erp-bridge" in installer
