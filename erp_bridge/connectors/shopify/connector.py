@@ -43,6 +43,10 @@ READ_BATCH = 50
 STALE_RETRY_S = 1.0
 UNSENT_DELAY_S = 1.0
 STALE = "CHANGE_FROM_QUANTITY_STALE"
+#: user-error codes that say "not now" rather than "never": the same request (same @idempotent
+#: key) is sent again later. IDEMPOTENCY_CONCURRENT_REQUEST: the key's first request is still
+#: running at Shopify; once it is done, a repeat returns its result.
+RETRYABLE_CODES = {"IDEMPOTENCY_CONCURRENT_REQUEST": 2.0}
 READ_FIELD = ('r{i}: inventoryItem(id: $i{i}) {{ inventoryLevel(locationId: $l{i}) '
               '{{ quantities(names: ["available"]) {{ name quantity }} }} }}')
 
@@ -181,6 +185,10 @@ class ShopifyConnector:
                     continue
                 if error.get("code") == STALE:
                     stale.append(row)
+                elif error.get("code") in RETRYABLE_CODES:
+                    outcomes[row.index] = RetryableError(
+                        f"Shopify: {error.get('code')} for {row.name()}: {error.get('message')}",
+                        after=RETRYABLE_CODES[error["code"]])
                 else:
                     outcomes[row.index] = RejectedError(
                         f"Shopify refused {row.name()}: {error.get('code') or 'error'}: {error.get('message')}")
