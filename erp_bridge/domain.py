@@ -14,6 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapte
 Text = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 Qty = Annotated[Decimal, Field(allow_inf_nan=False)]
 PositiveQty = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
+#: more than any channel sells or takes back in one line; a larger figure is a bug or an attack
+MAX_CHANNEL_QUANTITY = Decimal(10**9)
+ChannelQty = Annotated[Decimal, Field(gt=0, le=MAX_CHANNEL_QUANTITY, allow_inf_nan=False)]
 
 BRIDGE_ORIGIN_PREFIX = "bridge:"
 
@@ -104,7 +107,7 @@ class _ChannelChange(_Event):
     line: Text
     item: Text
     location: Text
-    quantity: PositiveQty
+    quantity: ChannelQty
     occurred_at: datetime = Field(default_factory=utcnow)
     idempotency_key: Text = ""
 

@@ -63,3 +63,11 @@ def test_availability_keys_of_distinct_item_locations_differ(item1, loc1, item2,
     a = AvailabilityChanged(system="odoo", item=item1, location=loc1, sequence=1)
     b = AvailabilityChanged(system="odoo", item=item2, location=loc2, sequence=1)
     assert (a.idempotency_key == b.idempotency_key) == ((item1, loc1) == (item2, loc2))
+
+
+def test_a_channel_quantity_beyond_a_sane_bound_is_refused_not_stored():
+    import pytest
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="less than or equal to 1000000000"):
+        Decrement(channel="pos", order="1", line="1", item="A", location="L", quantity=Decimal("1e308"))
