@@ -341,7 +341,6 @@ def example_mapping_set(directory, url: str, timeout_s: float = 0.5, batch_size:
     (``extra_items``: more SKU -> numeric inventory item id rows for the table)."""
     import re
     import shutil
-    from pathlib import Path
 
     from erp_bridge.mapping.loader import load_mappings
     source = Path(__file__).resolve().parents[2] / "mappings"
