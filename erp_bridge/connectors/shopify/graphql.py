@@ -17,6 +17,7 @@ import requests
 from ...errors import BridgeError, ConfigError, NotAttempted, RejectedError, RetryableError
 from ...mapping.wire import PLACEHOLDER
 from ..http import ThreadSessions
+from ...logs import Redactor
 from ..http_json import CONNECT_TIMEOUT_S, EXCERPT_CHARS, retry_after_s
 
 #: a wait for cost budget up to this long happens in place; longer ones go back to the queue
@@ -101,8 +102,7 @@ def _code(error: Any) -> str | None:
 
 
 def _excerpt(text: str, redact: tuple[str, ...]) -> str:
-    for value in redact:
-        text = text.replace(value, "***")
+    text = Redactor(redact)(text)  # whole values, not fragments of words
     return " ".join(text[:EXCERPT_CHARS * 4].split())[:EXCERPT_CHARS] or "(empty body)"
 
 
