@@ -81,6 +81,7 @@ class FakeShopify:
     """Start with ``with FakeShopify(token) as shop:``; ``shop.url`` is the shop's base URL."""
 
     def __init__(self, token: str, bucket: float = 1000.0, restore_rate: float = 100.0):
+        real_schema()  # built here, once per process: never inside a request the client times
         self.token = token
         self.levels: dict[tuple[str, str], int] = {}
         self.requests: list[dict] = []
