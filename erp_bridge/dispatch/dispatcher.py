@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from ..connectors.base import Capability, Connector, Delivered
 from ..errors import BridgeError, ConfigError, RejectedError, RetryableError
-from ..queue.base import Entry, Queue, State
+from ..queue.base import SALE_KINDS, Entry, Queue, State
 from .metrics import DispatchMetrics, default_metrics
 from ..errors import NotAttempted
 from .ratelimit import TokenBucket
@@ -243,6 +243,14 @@ class Dispatcher:
                 self._final(target, entry, state, verdict.error)
         if tried:
             self._count(target, delivered, states, duration)
+            self._overdue(target, [e for (e, _, _), s in zip(tried, states) if s is State.PENDING])
+
+    def _overdue(self, target: str, retrying: list[Entry]) -> None:
+        """Sales still retried past the normal budget: the alert that replaces a dead letter."""
+        policy = getattr(self._queue, "policy", None)
+        n = sum(1 for e in retrying if e.kind in SALE_KINDS and policy is not None and policy.overdue(e.attempts + 1))
+        if n:
+            self._metrics.sales_overdue.labels(target).inc(n)
 
     def _verdict(self, outcome) -> Verdict:
         verdict = classify(outcome)

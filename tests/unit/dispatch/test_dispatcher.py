@@ -259,3 +259,18 @@ def test_an_upstream_error_that_echoes_the_credentials_is_stored_and_served_reda
     texts = [stored.last_error, *(a.error for a in queue.attempts(entry.id))]
     assert stored.state is State.DEAD and all("hunter2-odoo" not in t and "'bridge'" not in t for t in texts)
     assert "'login': '***', 'password': '***'" in stored.last_error and "(erp-bridge client)" in stored.last_error
+
+
+def test_a_sale_past_the_retry_budget_keeps_retrying_and_counts_as_overdue(tmp_path, clock, metrics):
+    """Issue 9.1: with sales unbounded, the alert replaces the dead letter."""
+    q = SQLiteQueue(tmp_path / "sales.db", RetryPolicy(max_attempts=3, base_s=1, jitter=0, sale_max_attempts=0),
+                    clock=clock)
+    odoo = MemorySystem("odoo", reply=lambda item: RetryableError("Odoo: connection refused"))
+    d = dispatcher(q, metrics, odoo)
+    [entry] = enqueue(q, "odoo", sale())
+    for _ in range(5):
+        d.run_once("w")
+        clock.advance(3600)
+    assert q.get(entry.id).state is State.PENDING and q.get(entry.id).attempts == 5
+    assert metrics.registry.get_sample_value("erp_bridge_sale_retries_overdue_total", {"target": "odoo"}) == 3
+    q.close()
