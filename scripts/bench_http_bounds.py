@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import resource
 import shutil
 import socket
@@ -61,10 +62,9 @@ def start(tmp: Path, port: int) -> subprocess.Popen:
     maps = tmp / "mappings"
     shutil.copytree(REPO / "mappings", maps)
     for path in maps.glob("*.yaml"):  # nothing may leave the machine: every system on a closed port
-        text = path.read_text()
-        path.write_text("\n".join(
-            "  base_url: http://127.0.0.1:9" + ("/admin/api/2026-04" if "/admin/api/" in line else "")
-            if line.strip().startswith("base_url:") else line for line in text.splitlines()) + "\n")
+        text = re.sub(r"base_url: https?://\S+?(/admin/api/\S+)?(\s)", r"base_url: http://127.0.0.1:9\1\2",
+                      path.read_text())
+        path.write_text(re.sub(r"token_url: https?://\S+", "token_url: http://127.0.0.1:9/token", text))
     (tmp / "bridge.yaml").write_text(f"data_dir: {tmp / 'data'}\nmappings_dir: {maps}\nlog_level: ERROR\n"
                                      f"http: {{port: {port}}}\n")
     env = {**os.environ, "ERP_BRIDGE_SECRETS__SHOPIFY_TOKEN": "t", "ERP_BRIDGE_SECRETS__SHOPIFY_WEBHOOK_SECRET": "w",

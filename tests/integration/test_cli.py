@@ -46,7 +46,7 @@ def local_mappings(tmp_path: Path) -> Path:
     for path in target.glob("*.yaml"):
         text = re.sub(r"base_url: https?://\S+?(/admin/api/\S+)?(\s)", r"base_url: http://127.0.0.1:9\1\2",
                       path.read_text())
-        path.write_text(text)
+        path.write_text(re.sub(r"token_url: https?://\S+", "token_url: http://127.0.0.1:9/token", text))
     return target
 
 
