@@ -17,8 +17,22 @@ from .errors import BridgeError
 Text = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 Qty = Annotated[Decimal, Field(allow_inf_nan=False)]
 PositiveQty = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
+#: more than any channel sells or takes back in one line; a larger figure is a bug or an attack
+MAX_CHANNEL_QUANTITY = Decimal(10**9)
+ChannelQty = Annotated[Decimal, Field(gt=0, le=MAX_CHANNEL_QUANTITY, allow_inf_nan=False)]
 
 BRIDGE_ORIGIN_PREFIX = "bridge:"
+
+
+def key_part(value: str) -> str:
+    """One part of an idempotency key, escaped so that no two distinct tuples of parts give the
+    same key: ``%`` and the separators ``:`` and ``@`` are percent-encoded. Ids made of letters,
+    digits, ``-``, ``_``, ``.`` and ``/`` are unchanged, so existing keys keep their form."""
+    return value.replace("%", "%25").replace(":", "%3A").replace("@", "%40")
+
+
+def make_key(*parts: str) -> str:
+    return ":".join(key_part(str(p)) for p in parts)
 
 
 def utcnow() -> datetime:
@@ -59,7 +73,7 @@ class AvailabilityChanged(_Event):
     @property
     def idempotency_key(self) -> str:
         seq = "" if self.sequence is None else f":{self.sequence}"
-        return f"{self.system}:availability:{self.item}@{self.location}{seq}"
+        return f"{key_part(self.system)}:availability:{key_part(self.item)}@{key_part(self.location)}{seq}"
 
 
 class StockMove(_Event):
@@ -83,7 +97,7 @@ class StockMove(_Event):
 
     @property
     def idempotency_key(self) -> str:
-        return f"{self.system}:move:{self.move_id}"
+        return f"{self.system}:move:{self.move_id}"  # one free part, last: unambiguous as it is
 
     @property
     def signed_quantity(self) -> Decimal:
@@ -96,7 +110,7 @@ class _ChannelChange(_Event):
     line: Text
     item: Text
     location: Text
-    quantity: PositiveQty
+    quantity: ChannelQty
     occurred_at: datetime = Field(default_factory=utcnow)
     idempotency_key: Text = ""
 
@@ -107,7 +121,7 @@ class _ChannelChange(_Event):
         return self
 
     def default_key(self) -> str:
-        return f"{self.channel}:{self.order}:{self.line}"
+        return make_key(self.channel, self.order, self.line)
 
 
 class Decrement(_ChannelChange):
@@ -127,7 +141,7 @@ class Increment(_ChannelChange):
     reason: Literal["cancel", "refund", "return"] = "cancel"
 
     def default_key(self) -> str:
-        return f"{self.channel}:{self.order}:{self.line}:{self.reason}"
+        return make_key(self.channel, self.order, self.line, self.reason)
 
     @property
     def signed_quantity(self) -> Decimal:
@@ -147,7 +161,7 @@ class Count(_Event):
 
     @property
     def idempotency_key(self) -> str:
-        return f"{self.system}:count:{self.reference}"
+        return f"{self.system}:count:{self.reference}"  # one free part, last: unambiguous
 
 
 Event = Annotated[

@@ -29,6 +29,20 @@ class _Section(BaseModel):
 class HttpSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8470, ge=1, le=65535)
+    #: request body cap for routes not in route_body_bytes; over it: 413 before the body is read
+    max_body_bytes: int = Field(65536, ge=0)
+    #: body caps by path prefix (the longest matching prefix wins)
+    route_body_bytes: dict[str, int] = {"/webhooks/": 2 * 1024 * 1024}
+    #: the request line and headers together; over it the request is refused (400)
+    max_header_bytes: int = Field(16384, ge=1024, le=1024 * 1024)
+    #: a request's headers must arrive within this, else the connection is closed (slowloris)
+    header_timeout_s: float = Field(10.0, gt=0)
+    #: a request's whole body must arrive within this, else 408
+    body_timeout_s: float = Field(30.0, gt=0)
+    #: requests in the application at once; more get 503 + Retry-After (health checks never do)
+    max_concurrent_requests: int = Field(256, ge=1)
+    #: open connections; more get 503 (keep it under the unit's LimitNOFILE)
+    max_connections: int = Field(16384, ge=16)
 
 
 class QueueSettings(_Section):
@@ -53,6 +67,10 @@ class RetrySettings(_Section):
     base_s: float = Field(1.0, gt=0)
     cap_s: float = Field(600.0, gt=0)
     jitter: float = Field(0.5, ge=0, le=1)
+    #: retryable failures a channel sale/restock may have before it dead-letters; 0 = never (it
+    #: keeps retrying every cap_s and logs an ALERT once past max_attempts): a sale is not a
+    #: notification, and the SoR must take it once it is back
+    sale_max_attempts: int = Field(0, ge=0)
 
 
 class ReconcileSettings(_Section):

@@ -9,7 +9,9 @@ src=$(cd "$(dirname "$0")/.." && pwd)
 prefix=/opt/erp-bridge
 
 id erp-bridge >/dev/null 2>&1 || useradd --system --home-dir /var/lib/erp-bridge --shell /usr/sbin/nologin erp-bridge
-python3 -m venv --help >/dev/null 2>&1 || apt-get install -y python3-venv
+# `python3 -m venv --help` succeeds on Debian without python3-venv; creating one then fails for
+# want of ensurepip. Check what venv creation needs.
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || apt-get install -y python3-venv
 mkdir -p "$prefix"
 cp -a "$src/README.md" "$prefix/"
 python3 -m venv "$prefix/venv"
@@ -25,9 +27,12 @@ if [ ! -f /etc/erp-bridge/config.yaml ]; then
 fi
 chgrp -R erp-bridge /etc/erp-bridge/config.yaml /etc/erp-bridge/mappings
 install -m 0644 "$src/scripts/systemd/erp-bridge.service" /etc/systemd/system/erp-bridge.service
+# The command on PATH, on the service's config unless told otherwise (status, dlq, config check)
+install -m 0755 "$src/scripts/erp-bridge-wrapper.sh" /usr/local/bin/erp-bridge
 
 "$prefix/venv/bin/erp-bridge" --config /etc/erp-bridge/config.yaml config check >/dev/null
 systemctl daemon-reload
 systemctl enable --now erp-bridge.service
 systemctl --no-pager status erp-bridge.service || true
 echo "Secrets: one file per secret in /etc/erp-bridge/credentials (e.g. admin_token), then: systemctl restart erp-bridge"
+echo "Command: /usr/local/bin/erp-bridge (uses /etc/erp-bridge/config.yaml), e.g.: sudo -u erp-bridge erp-bridge status"

@@ -44,6 +44,9 @@ class DispatchMetrics:
         self.deliveries = Counter("erp_bridge_deliveries", "Entries delivered", ["target"], registry=r)
         self.retries = Counter("erp_bridge_retries", "Attempts that will be retried", ["target"], registry=r)
         self.dead_letters = Counter("erp_bridge_dead_letters", "Entries dead-lettered", ["target"], registry=r)
+        self.sales_overdue = Counter("erp_bridge_sale_retries_overdue",
+                                     "Retries of channel sales past retry.max_attempts (they never dead-letter "
+                                     "on a retryable failure: alert on this)", ["target"], registry=r)
         self.attempt_seconds = Histogram("erp_bridge_delivery_duration_seconds",
                                          "Duration of one delivery call to a target", ["target"],
                                          buckets=LATENCY_BUCKETS, registry=r)

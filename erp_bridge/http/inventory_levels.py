@@ -18,7 +18,7 @@ from __future__ import annotations
 import hmac
 from datetime import datetime, timezone
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
@@ -40,7 +40,7 @@ def _error(parameter: str, message: str) -> dict:
 
 
 @router.get("/inventory-levels", responses={400: {}, 401: {}, 503: {}})
-async def inventory_levels(request: Request, inventoryItemIds: list[str] | None = None,  # noqa: N803
+async def inventory_levels(request: Request, inventoryItemIds: list[str] | None = Query(None),  # noqa: N803
                            shipToCountry: str | None = None, available: str | None = None,  # noqa: N803
                            updatedSince: str | None = None, limit: str | None = None,  # noqa: N803
                            startingAfter: str | None = None) -> JSONResponse:  # noqa: N803
@@ -130,7 +130,7 @@ def _since(value: str | None, errors: list) -> datetime | None:
 def _limit(value: str | None, page_size: int, errors: list) -> int:
     if value is None:
         return page_size
-    if not value.isdigit() or not 1 <= int(value) <= page_size:
+    if not (value.isascii() and value.isdigit() and len(value) <= 9) or not 1 <= int(value) <= page_size:
         errors.append(_error("limit", f"limit must be a whole number from 1 to {page_size}"))
         return page_size
     return int(value)

@@ -14,13 +14,21 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from ..connectors.base import Capability
-from ..errors import RejectedError
+from ..errors import BridgeError, RejectedError
 
 router = APIRouter(tags=["webhooks"])
 log = logging.getLogger(__name__)
 
 
-@router.post("/webhooks/{system}")
+BODY_DOC = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": {"type": "object", "description": "the platform's own payload"}}}}}
+ANSWERS = {200: {"description": "verified and stored durably"}, 400: {"description": "malformed (why)"},
+           401: {"description": "signature missing or wrong"}, 403: {"description": "another shop"},
+           404: {"description": "no such system here"}, 413: {"description": "body over the limit"},
+           503: {"description": "the bridge cannot take it now (why)"}}
+
+
+@router.post("/webhooks/{system}", responses=ANSWERS, openapi_extra=BODY_DOC)
 async def receive(system: str, request: Request) -> JSONResponse:
     runtime = request.app.state.runtime
     connector = runtime.connectors.get(system)
@@ -36,5 +44,8 @@ async def receive(system: str, request: Request) -> JSONResponse:
         log.warning("webhook for %s refused: %s", system, exc,
                     extra={"system": system, "status": status, "bytes": len(body)})
         return JSONResponse({"error": str(exc)}, status_code=status)
+    except BridgeError as exc:  # a configuration that cannot take it: never a 500 with a traceback
+        log.error("webhook for %s not taken: %s", system, exc, extra={"system": system, "bytes": len(body)})
+        return JSONResponse({"error": f"the bridge cannot take this delivery now: {exc}"}, status_code=503)
     await run_in_threadpool(runtime.accept, entries)
     return JSONResponse({"accepted": len(changes)}, status_code=200)

@@ -1,8 +1,6 @@
 """What the Shopify connector sends, checked against the Admin API contract it targets.
 
-Shopify publishes no machine-readable schema file (../shared/specs/README.md: introspection only),
-so the contract is the schema excerpt of tests/fakes/shopify.py, written from the shopify.dev
-pages cited in vendor-apis.md §5. Every document the connector sends in the scenarios below must
+The contract is Shopify's own Admin GraphQL schema, 2026-04 (../shared/specs/shopify). Every document the connector sends in the scenarios below must
 validate there (graphql-core ``validate``, variables coerced to their declared types), every
 inventorySetQuantities row must carry changeFromQuantity (mandatory from 2026-04), the mutation
 must carry @idempotent (mandatory from 2026-04), and no input array may exceed 250 items.
@@ -16,7 +14,7 @@ from graphql import OperationDefinitionNode, parse, validate
 from graphql.execution.values import get_variable_values
 
 from erp_bridge.domain import Figure
-from tests.fakes.shopify import ITEMS, LOCATION, SCHEMA, TOKEN, FakeShopify, connector_for
+from tests.fakes.shopify import ITEMS, LOCATION, TOKEN, FakeShopify, connector_for, real_schema
 
 MANY = {f"bulk-{n:03d}": str(43210987700000 + n) for n in range(300)}
 SHOPIFY_MAX_INPUT = 250
@@ -58,10 +56,11 @@ def test_the_scenarios_cover_reads_mutations_and_a_big_batch(sent):
 
 
 def test_every_document_validates_against_the_schema(sent):
+    schema = real_schema()
     for request in sent:
         document = parse(request["query"])
-        assert validate(SCHEMA, document) == [], request["query"]
-        coerced = get_variable_values(SCHEMA, operation(document).variable_definitions, request["variables"])
+        assert validate(schema, document) == [], request["query"]
+        coerced = get_variable_values(schema, operation(document).variable_definitions, request["variables"])
         assert not isinstance(coerced, list), coerced  # a list of errors: the variables do not fit their types
 
 

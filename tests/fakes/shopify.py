@@ -1,7 +1,10 @@
 """A Shopify Admin GraphQL API double on 127.0.0.1 that behaves like the documented service.
 
-It executes real GraphQL (graphql-core) against an excerpt of the Admin schema, so a query with a
-wrong field, argument or type fails here as it would at Shopify. Modelled (vendor-apis.md §5 and
+It executes real GraphQL (graphql-core) against Shopify's own Admin schema (2026-04, from
+../shared/specs/shopify), so a query with a wrong field, argument, input field or type fails here
+as it would at Shopify; and it refuses what Shopify refuses in inventorySetQuantities (a ``name``
+other than available/on_hand, an unknown ``reason``, the same item and location twice in one call,
+totals beyond +-1,000,000,000), with the schema's own user-error codes. Modelled (vendor-apis.md §5 and
 shopify.dev pages cited there): `X-Shopify-Access-Token` auth (401 body as Shopify sends it);
 `inventorySetQuantities` with `changeFromQuantity` compare-and-set (`CHANGE_FROM_QUANTITY_STALE`,
 nothing applied) and required on every row since 2026-04; the `@idempotent(key:)` directive,
@@ -23,35 +26,43 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from functools import lru_cache
+from pathlib import Path
+
 from graphql import GraphQLError, build_schema, graphql_sync
 from graphql.execution.values import get_directive_values
 
 API_VERSION = "2026-07"
-SDL = """
-directive @idempotent(key: String!) on FIELD
-enum InventorySetQuantitiesUserErrorCode {
-  CHANGE_FROM_QUANTITY_STALE INVALID_INVENTORY_ITEM INVALID_LOCATION INVALID_NAME INVALID_REASON
-  INVALID_QUANTITY_NEGATIVE ITEM_NOT_STOCKED_AT_LOCATION NON_MUTABLE_INVENTORY_ITEM
-}
-input InventoryQuantityInput {
-  inventoryItemId: ID!  locationId: ID!  quantity: Int!  changeFromQuantity: Int  compareQuantity: Int
-}
-input InventorySetQuantitiesInput {
-  name: String!  reason: String!  referenceDocumentUri: String
-  quantities: [InventoryQuantityInput!]!  ignoreCompareQuantity: Boolean
-}
-type InventorySetQuantitiesUserError { code: InventorySetQuantitiesUserErrorCode  field: [String!]  message: String! }
-type Location { id: ID! }
-type InventoryQuantity { name: String!  quantity: Int! }
-type InventoryLevel { id: ID!  location: Location!  quantities(names: [String!]!): [InventoryQuantity!]! }
-type InventoryItem { id: ID!  sku: String  inventoryLevel(locationId: ID!): InventoryLevel }
-type InventoryChange { name: String!  delta: Int!  quantityAfterChange: Int }
-type InventoryAdjustmentGroup { id: ID!  reason: String!  referenceDocumentUri: String  changes: [InventoryChange!]! }
-type InventorySetQuantitiesPayload { inventoryAdjustmentGroup: InventoryAdjustmentGroup  userErrors: [InventorySetQuantitiesUserError!]! }
-type Query { inventoryItem(id: ID!): InventoryItem }
-type Mutation { inventorySetQuantities(input: InventorySetQuantitiesInput!): InventorySetQuantitiesPayload }
-"""
-SCHEMA = build_schema(SDL)
+#: Shopify's own Admin GraphQL schema (2026-04), as the vendor publishes it: every document the
+#: bridge sends is validated and executed against it, so a field, argument or input the real API
+#: does not have fails here as it would there
+REAL_SDL = Path(__file__).resolve().parents[3] / "shared" / "specs" / "shopify" / "admin-2026-04.graphql"
+#: the codes Shopify returns in InventorySetQuantitiesUserError.code (from the schema's enum)
+USER_ERROR_CODES = frozenset((
+    "INVALID_INVENTORY_ITEM INVALID_LOCATION INVALID_QUANTITY_NEGATIVE INVALID_REASON INVALID_REFERENCE_DOCUMENT "
+    "ITEM_NOT_STOCKED_AT_LOCATION INVALID_QUANTITY_TOO_HIGH INVALID_QUANTITY_TOO_LOW COMPARE_QUANTITY_REQUIRED "
+    "COMPARE_QUANTITY_STALE CHANGE_FROM_QUANTITY_STALE INVALID_NAME NO_DUPLICATE_INVENTORY_ITEM_ID_GROUP_ID_PAIR "
+    "NON_MUTABLE_INVENTORY_ITEM IDEMPOTENCY_CONCURRENT_REQUEST IDEMPOTENCY_KEY_PARAMETER_MISMATCH").split())
+#: inventorySetQuantities' accepted ``name``s and ``reason``s (shopify.dev quantities-states)
+NAMES = ("available", "on_hand")
+REASONS = frozenset(("correction", "cycle_count_available", "damaged", "movement_created", "movement_updated",
+                     "movement_received", "movement_canceled", "other", "promotion", "quality_control",
+                     "received", "reservation_created", "reservation_deleted", "reservation_updated",
+                     "restock", "safety_stock", "shrinkage"))
+MAX_TOTAL, MIN_TOTAL = 1_000_000_000, -1_000_000_000
+
+
+@lru_cache(maxsize=1)
+def real_schema():
+    """Built once per process (about 3 s: the SDL is 3.4 MB)."""
+    if not REAL_SDL.exists():
+        raise RuntimeError(f"the Shopify Admin schema is missing: {REAL_SDL} (../shared/specs beside the repository)")
+    # assume_valid: graphql-core is stricter than Shopify about deprecations on interface fields
+    schema = build_schema(REAL_SDL.read_text(encoding="utf-8"), assume_valid=True, assume_valid_sdl=True)
+    assert {v for v in schema.type_map["InventorySetQuantitiesUserErrorCode"].values} == USER_ERROR_CODES
+    return schema
+
+
 MUTATION_COST, QUERY_COST = 10, 2
 INVALID_TOKEN = {"errors": "[API] Invalid API key or access token (unrecognized login or wrong password)"}
 
@@ -70,6 +81,7 @@ class FakeShopify:
     """Start with ``with FakeShopify(token) as shop:``; ``shop.url`` is the shop's base URL."""
 
     def __init__(self, token: str, bucket: float = 1000.0, restore_rate: float = 100.0):
+        real_schema()  # built here, once per process: never inside a request the client times
         self.token = token
         self.levels: dict[tuple[str, str], int] = {}
         self.requests: list[dict] = []
@@ -77,6 +89,10 @@ class FakeShopify:
         #: every inventorySetQuantities input that changed stock (a replayed key adds nothing)
         self.adjustments: list[dict] = []
         self.faults: list[Fault] = []
+        #: keys whose first request is still running (IDEMPOTENCY_CONCURRENT_REQUEST for a repeat)
+        self.in_progress: set[str] = set()
+        #: the next N mutations are answered IDEMPOTENCY_CONCURRENT_REQUEST, nothing applied
+        self.concurrent_next = 0
         self.bucket_max, self.restore_rate = bucket, restore_rate
         self._available, self._at = bucket, time.monotonic()
         self.lock = threading.RLock()
@@ -145,7 +161,7 @@ class FakeShopify:
                 "code": "THROTTLED", "documentation": "https://shopify.dev/api/usage/rate-limits"}}],
                 "extensions": {"cost": {"requestedQueryCost": cost, "actualQueryCost": None, "throttleStatus": status}}}
         self._available -= cost
-        result = graphql_sync(SCHEMA, query, root_value=self, variable_values=variables)
+        result = graphql_sync(real_schema(), query, root_value=self, variable_values=variables)
         payload: dict[str, Any] = {"data": result.data}
         if result.errors:
             payload["errors"] = [e.formatted for e in result.errors]
@@ -169,10 +185,14 @@ class FakeShopify:
         if key is None:
             raise GraphQLError("The @idempotent directive is required for inventorySetQuantities (2026-04)")
         fingerprint = json.dumps(input, sort_keys=True)
+        if key in self.in_progress or self.concurrent_next:
+            self.concurrent_next = max(0, self.concurrent_next - 1)
+            return _refusal("IDEMPOTENCY_CONCURRENT_REQUEST", None, "This request is currently in progress, please try again.")
         if key in self.idempotent:
             first, result = self.idempotent[key]
             if first != fingerprint:
-                raise GraphQLError("The idempotency key was already used with different arguments")
+                return _refusal("IDEMPOTENCY_KEY_PARAMETER_MISMATCH", None,
+                                "The same idempotency key cannot be used with different operation parameters.")
             return result
         result = self._set(input)
         self.idempotent[key] = (fingerprint, result)
@@ -180,8 +200,18 @@ class FakeShopify:
 
     def _set(self, input: dict) -> dict:
         errors = []
+        if input["name"] not in NAMES:
+            errors.append(_error("INVALID_NAME", ["input", "name"], "The quantity name must be either 'available' or 'on_hand'."))
+        if input["reason"] not in REASONS:
+            errors.append(_error("INVALID_REASON", ["input", "reason"], "The specified reason is invalid."))
+        seen: dict[tuple, int] = {}
         for i, row in enumerate(input["quantities"]):
-            errors += self._row_errors(i, row, input.get("ignoreCompareQuantity"))
+            key = (row["inventoryItemId"], row["locationId"])
+            if key in seen:
+                errors.append(_error("NO_DUPLICATE_INVENTORY_ITEM_ID_GROUP_ID_PAIR", ["input", "quantities", str(i)],
+                                     "The combination of inventoryItemId and locationId must be unique."))
+            seen.setdefault(key, i)
+            errors += self._row_errors(i, row)
         if errors:
             return {"inventoryAdjustmentGroup": None, "userErrors": errors}
         changes = []
@@ -196,29 +226,42 @@ class FakeShopify:
                                              "referenceDocumentUri": input.get("referenceDocumentUri"),
                                              "changes": changes}, "userErrors": []}
 
-    def _row_errors(self, i: int, row: dict, ignore_compare: bool | None) -> list[dict]:
+    def _row_errors(self, i: int, row: dict) -> list[dict]:
         path = ["input", "quantities", str(i)]
         key = (row["inventoryItemId"], row["locationId"])
         if key not in self.levels:
             code = "INVALID_INVENTORY_ITEM" if not any(k[0] == key[0] for k in self.levels) else "ITEM_NOT_STOCKED_AT_LOCATION"
             return [{"code": code, "field": path + ["inventoryItemId"], "message": "The inventory item is not stocked at the location."}]
-        if "changeFromQuantity" not in row and not ignore_compare:
+        if "changeFromQuantity" not in row:  # required since 2026-04 (null opts out)
             return [{"code": None, "field": path + ["changeFromQuantity"],
                      "message": "changeFromQuantity is required (pass null to opt out)."}]
         expected = row.get("changeFromQuantity")
         if expected is not None and expected != self.levels[key]:
             return [{"code": "CHANGE_FROM_QUANTITY_STALE", "field": path + ["changeFromQuantity"],
                      "message": "The specified compare quantity does not match the current quantity."}]
+        if row["quantity"] > MAX_TOTAL:
+            return [_error("INVALID_QUANTITY_TOO_HIGH", path + ["quantity"], "The total quantity can't be higher than 1,000,000,000.")]
+        if row["quantity"] < MIN_TOTAL:
+            return [_error("INVALID_QUANTITY_TOO_LOW", path + ["quantity"], "The total quantity can't be lower than -1,000,000,000.")]
         if row["quantity"] < 0:
             return [{"code": "INVALID_QUANTITY_NEGATIVE", "field": path + ["quantity"], "message": "Quantity can't be negative."}]
         return []
+
+
+def _error(code: str, field: list | None, message: str) -> dict:
+    assert code in USER_ERROR_CODES, code
+    return {"code": code, "field": field, "message": message}
+
+
+def _refusal(code: str, field: list | None, message: str) -> dict:
+    return {"inventoryAdjustmentGroup": None, "userErrors": [_error(code, field, message)]}
 
 
 class _Item:
     def __init__(self, shop: FakeShopify, gid: str):
         self.shop, self.id = shop, gid
 
-    def inventoryLevel(self, info, locationId: str):  # noqa: N802
+    def inventoryLevel(self, info, locationId: str, includeInactive: bool = False):  # noqa: N802, N803
         if (self.id, locationId) not in self.shop.levels:
             return None
         qty = self.shop.levels[(self.id, locationId)]
@@ -227,7 +270,7 @@ class _Item:
 
 
 def _directive_key(info) -> str | None:
-    values = get_directive_values(SCHEMA.get_directive("idempotent"), info.field_nodes[0], info.variable_values)
+    values = get_directive_values(real_schema().get_directive("idempotent"), info.field_nodes[0], info.variable_values)
     return values["key"] if values else None
 
 
@@ -260,12 +303,17 @@ def _handler(shop: FakeShopify):
     return Handler
 
 
-def signed_webhook(secret: str, topic: str, payload: dict, webhook_id: str = "d1f8a8e4-0001") -> tuple[dict, bytes]:
+#: the shop of the repository's example mapping (mappings/shopify.yaml's base_url)
+SHOP_DOMAIN = "example-store.myshopify.com"
+
+
+def signed_webhook(secret: str, topic: str, payload: dict, webhook_id: str = "d1f8a8e4-0001",
+                   shop: str = SHOP_DOMAIN) -> tuple[dict, bytes]:
     """Headers and body exactly as Shopify delivers a webhook (shopify.dev delivery-structure)."""
     body = json.dumps(payload).encode()
     sig = base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
     return {"Content-Type": "application/json", "X-Shopify-Topic": topic, "X-Shopify-Hmac-Sha256": sig,
-            "X-Shopify-Shop-Domain": "bridge-test.myshopify.com", "X-Shopify-API-Version": API_VERSION,
+            "X-Shopify-Shop-Domain": shop, "X-Shopify-API-Version": API_VERSION,
             "X-Shopify-Webhook-Id": webhook_id, "X-Shopify-Event-Id": f"evt-{webhook_id}",
             "X-Shopify-Triggered-At": "2026-11-22T10:00:00Z"}, body
 
@@ -295,7 +343,6 @@ def example_mapping_set(directory, url: str, timeout_s: float = 0.5, batch_size:
     (``extra_items``: more SKU -> numeric inventory item id rows for the table)."""
     import re
     import shutil
-    from pathlib import Path
 
     from erp_bridge.mapping.loader import load_mappings
     source = Path(__file__).resolve().parents[2] / "mappings"

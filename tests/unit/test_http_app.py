@@ -130,3 +130,30 @@ def test_maintenance_purges_done_entries_past_retention_and_keeps_dead_letters(r
         assert rt.maintain()["queue"] == 1 and rt.queue.get(entry_id) is None
     finally:
         rt.queue.close()
+
+
+def test_readyz_shows_states_and_counts_never_configuration_values(client):
+    body = client.get("/readyz").text
+    assert '"active":1' in body.replace(" ", "") and "shop" not in body and "127.0.0.1" not in body
+
+
+def test_admin_serves_errors_stored_before_redaction_redacted(runtime):
+    """Rows written by an older version may hold a secret: the admin API masks them on the way out."""
+    rt = runtime(admin_token=TOKEN, secrets={"odoo_password": "pw-99-leaked"})
+    with TestClient(create_app(rt)) as c:
+        queue = c.app.state.runtime.queue
+        entry = queue.enqueue([NewEntry(target="odoo", kind="decrement", item="A", location="WH",
+                                        idempotency_key="k9", payload={}, quantity=Decimal(-1))])[0]
+        queue.lease("w", 1, 30)
+        queue.fail(entry.id, "w", "login refused for password pw-99-leaked", retryable=False)
+        texts = [c.get("/admin/dead-letters", headers=auth()).text, c.get(f"/admin/entries/{entry.id}", headers=auth()).text]
+    assert all("pw-99-leaked" not in t and "password ***" in t for t in texts)
+
+
+def test_discard_needs_a_reason_and_records_it(client):
+    entry_id = dead(client)
+    assert client.post(f"/admin/dead-letters/{entry_id}/discard", headers=auth(), json={}).status_code == 400
+    answer = client.post(f"/admin/dead-letters/{entry_id}/discard", headers=auth(), json={"reason": "counted by hand"})
+    assert answer.status_code == 200 and answer.json()["entry"]["state"] == "discarded"
+    assert "counted by hand" in answer.json()["entry"]["last_error"]
+    assert client.post(f"/admin/dead-letters/{entry_id}/discard", headers=auth(), json={"reason": "x"}).status_code == 409

@@ -9,7 +9,7 @@ reach a log line, a stored attempt or a dead letter.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, Callable, Mapping, Sequence
 
@@ -18,6 +18,7 @@ from urllib3.exceptions import NewConnectionError
 
 from ...domain import Delivered
 from ...errors import BridgeError, RejectedError, RetryableError
+from ...logs import Redactor as Mask
 
 EXCERPT_CHARS = 200
 CONNECT_TIMEOUT_S = 3.05
@@ -35,18 +36,21 @@ def with_status(error: BridgeError, status: int) -> BridgeError:
 
 @dataclass(frozen=True)
 class Redactor:
-    """Replaces every secret value (longest first) with ``***`` in text bound for humans."""
+    """Masks every secret value in text bound for humans (an error excerpt, a stored attempt):
+    whole values only, also JSON-escaped, as the log formatter does (logs.Redactor)."""
 
     values: tuple[str, ...] = ()
+    _mask: Any = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_mask", Mask(self.values))
 
     @classmethod
-    def of(cls, values: Sequence[str]) -> "Redactor":
+    def of(cls, values: Sequence[str]) -> Redactor:
         return cls(tuple(sorted({v for v in values if v}, key=len, reverse=True)))
 
     def __call__(self, text: str) -> str:
-        for value in self.values:
-            text = text.replace(value, "***")
-        return text
+        return self._mask(text) or ""
 
     def excerpt(self, text: str) -> str:
         return " ".join(self(text[:EXCERPT_CHARS * 4]).split())[:EXCERPT_CHARS] or "(empty body)"
@@ -57,7 +61,7 @@ def retry_after_s(value: str | None, now: Callable[[], float] = time.time) -> fl
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # "²" is a digit to str.isdigit, not to float()
         return float(value)
     try:
         return max(0.0, parsedate_to_datetime(value).timestamp() - now())

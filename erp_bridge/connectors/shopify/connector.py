@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any, Mapping, Sequence
+from urllib.parse import urlsplit
 
 from ...domain import Decrement, Increment
 from ...errors import BridgeError, ConfigError, RejectedError, RetryableError
@@ -42,6 +43,10 @@ READ_BATCH = 50
 STALE_RETRY_S = 1.0
 UNSENT_DELAY_S = 1.0
 STALE = "CHANGE_FROM_QUANTITY_STALE"
+#: user-error codes that say "not now" rather than "never": the same request (same @idempotent
+#: key) is sent again later. IDEMPOTENCY_CONCURRENT_REQUEST: the key's first request is still
+#: running at Shopify; once it is done, a repeat returns its result.
+RETRYABLE_CODES = {"IDEMPOTENCY_CONCURRENT_REQUEST": 2.0}
 READ_FIELD = ('r{i}: inventoryItem(id: $i{i}) {{ inventoryLevel(locationId: $l{i}) '
               '{{ quantities(names: ["available"]) {{ name quantity }} }} }}')
 
@@ -180,6 +185,10 @@ class ShopifyConnector:
                     continue
                 if error.get("code") == STALE:
                     stale.append(row)
+                elif error.get("code") in RETRYABLE_CODES:
+                    outcomes[row.index] = RetryableError(
+                        f"Shopify: {error.get('code')} for {row.name()}: {error.get('message')}",
+                        after=RETRYABLE_CODES[error["code"]])
                 else:
                     outcomes[row.index] = RejectedError(
                         f"Shopify refused {row.name()}: {error.get('code') or 'error'}: {error.get('message')}")
@@ -248,8 +257,14 @@ class ShopifyConnector:
         raises webhooks.WebhookRejected(status, reason) for a delivery to refuse."""
         if self._webhook_secret is None or self._mapping.webhooks is None:
             raise ConfigError(f"{self.name}: the mapping has no webhooks.secret to verify deliveries with")
-        delivery = webhooks.verify(self._webhook_secret, headers, body)
+        delivery = webhooks.verify(self._webhook_secret, headers, body, shop_domain=self.shop_domain)
         return webhooks.normalise(delivery, self.name, self._mapping.webhooks.default_location)
+
+    @property
+    def shop_domain(self) -> str | None:
+        """The shop's myshopify domain, from the Admin API URL (deliveries name it in a header)."""
+        host = urlsplit(self._mapping.connection.base_url).hostname
+        return host.lower() if host and host.endswith(".myshopify.com") else None
 
     def close(self) -> None:
         self._transport.close()

@@ -156,6 +156,17 @@ def test_retry_after_a_timeout_reuses_the_idempotent_key_and_shopify_applies_onc
     assert len(shop.adjustments) == 1 and shop.levels[(BLUE, LOCATION)] == 5
 
 
+def test_a_key_whose_first_request_is_still_running_is_retried_not_dead_lettered(shop, connector):
+    """Issue 9: IDEMPOTENCY_CONCURRENT_REQUEST is "try again", never a refusal."""
+    shop.concurrent_next = 1
+    [busy] = connector.push_availability([figure("chair-blue", 5, previous=3)])
+    assert isinstance(busy, RetryableError) and "IDEMPOTENCY_CONCURRENT_REQUEST" in str(busy) and busy.after
+    assert connector.push_availability([figure("chair-blue", 5, previous=3)]) == [Delivered("set")]
+    first, retry = shop.mutations()
+    assert first["variables"] == retry["variables"]  # the same request, the same key
+    assert shop.levels[(BLUE, LOCATION)] == 5 and len(shop.adjustments) == 1
+
+
 def test_same_content_later_gets_a_new_key_so_shopify_does_not_replay_an_old_result(shop, connector):
     same_key = ""  # markers without a sequence: the engine's default key, the same every time
     for quantity in (5, 3, 5):

@@ -238,3 +238,40 @@ def test_stop_lets_in_flight_work_finish_and_releases_what_waits(tmp_path, metri
     assert [a.outcome for a in queue.attempts(waiting.id)] == [Outcome.RELEASED]
     assert [e.id for e in queue.lease("later", 10, 30)] == [waiting.id]  # nothing lost
     queue.close()
+
+
+def test_an_upstream_error_that_echoes_the_credentials_is_stored_and_served_redacted(queue, metrics, tmp_path,
+                                                                                      monkeypatch):
+    """Issue 9: Odoo's failed login echoes the request; the raw user and password must not reach
+    the attempt rows, the dead letter, or anything that serves them."""
+    from types import SimpleNamespace
+
+    from erp_bridge.settings import load_settings
+
+    monkeypatch.setenv("ERP_BRIDGE_SECRETS__ODOO_USER", "bridge")
+    monkeypatch.setenv("ERP_BRIDGE_SECRETS__ODOO_PASSWORD", "hunter2-odoo")
+    settings = load_settings(None, data_dir=str(tmp_path), queue={"url": f"sqlite:///{tmp_path}/q.db"})
+    echo = "Access Denied: {'db': 'prod', 'login': 'bridge', 'password': 'hunter2-odoo'} (erp-bridge client)"
+    odoo = MemorySystem("odoo", reply=lambda item: RejectedError(echo))
+    d = Dispatcher.from_settings(queue, {"odoo": odoo}, settings, SimpleNamespace(systems={}), metrics=metrics)
+    [entry] = enqueue(queue, "odoo", sale())
+    d.run_once("w")
+    stored = queue.get(entry.id)
+    texts = [stored.last_error, *(a.error for a in queue.attempts(entry.id))]
+    assert stored.state is State.DEAD and all("hunter2-odoo" not in t and "'bridge'" not in t for t in texts)
+    assert "'login': '***', 'password': '***'" in stored.last_error and "(erp-bridge client)" in stored.last_error
+
+
+def test_a_sale_past_the_retry_budget_keeps_retrying_and_counts_as_overdue(tmp_path, clock, metrics):
+    """Issue 9.1: with sales unbounded, the alert replaces the dead letter."""
+    q = SQLiteQueue(tmp_path / "sales.db", RetryPolicy(max_attempts=3, base_s=1, jitter=0, sale_max_attempts=0),
+                    clock=clock)
+    odoo = MemorySystem("odoo", reply=lambda item: RetryableError("Odoo: connection refused"))
+    d = dispatcher(q, metrics, odoo)
+    [entry] = enqueue(q, "odoo", sale())
+    for _ in range(5):
+        d.run_once("w")
+        clock.advance(3600)
+    assert q.get(entry.id).state is State.PENDING and q.get(entry.id).attempts == 5
+    assert metrics.registry.get_sample_value("erp_bridge_sale_retries_overdue_total", {"target": "odoo"}) == 3
+    q.close()

@@ -1,0 +1,169 @@
+"""Bounds on unauthenticated input, before any route sees it.
+
+- Bodies: a per-route cap (``http.max_body_bytes``, ``http.route_body_bytes`` by path prefix). A
+  declared ``Content-Length`` over the cap is answered 413 before a byte of the body is read; a
+  chunked body is counted as it arrives and cut off at the cap. So memory per request is bounded
+  by the cap, whatever a client sends.
+- Slow clients: a request's headers must arrive within ``http.header_timeout_s`` of the connection
+  (or of the previous response), and its whole body within ``http.body_timeout_s``; otherwise the
+  connection is closed (headers) or answered 408 (body). Slowloris then holds a connection for
+  seconds, not forever, and the unit's raised ``LimitNOFILE`` leaves room for many.
+- Headers: a header block over ``http.max_header_bytes`` is refused: by h11 while it arrives (400),
+  and by this middleware when it arrived at once (431).
+- Concurrency: at most ``http.max_concurrent_requests`` requests are in the application at once;
+  more get 503 with ``Retry-After`` (webhook senders retry). Health checks are never refused.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any, Awaitable, Callable, Mapping
+
+from fastapi import HTTPException
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+log = logging.getLogger(__name__)
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict]]
+Send = Callable[[dict], Awaitable[None]]
+#: always answered, even at the concurrency limit: they are how an operator sees the service
+UNLIMITED = ("/healthz", "/readyz")
+
+
+class BodyTooLarge(HTTPException):
+    def __init__(self, limit: int):
+        super().__init__(413, f"request body over {limit} bytes (the limit for this route)")
+
+
+class BodyTooSlow(HTTPException):
+    def __init__(self, timeout_s: float):
+        super().__init__(408, f"request body not received within {timeout_s:g} s")
+
+
+class InputGuard:
+    """ASGI middleware: body caps and deadlines, and the in-flight request limit."""
+
+    def __init__(self, app, *, max_body_bytes: int, route_body_bytes: Mapping[str, int] | None = None,
+                 body_timeout_s: float = 30.0, max_concurrent_requests: int = 256,
+                 max_header_bytes: int = 16384):
+        self.app = app
+        self.max_header_bytes = max_header_bytes
+        self.default = max_body_bytes
+        # longest prefix first, so /webhooks/shopify beats /webhooks/
+        self.routes = sorted((route_body_bytes or {}).items(), key=lambda kv: len(kv[0]), reverse=True)
+        self.body_timeout_s = body_timeout_s
+        self.slots = max_concurrent_requests
+        self.in_flight = 0
+
+    def limit_for(self, path: str) -> int:
+        return next((limit for prefix, limit in self.routes if path.startswith(prefix)), self.default)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = scope.get("path", "")
+        if sum(len(k) + len(v) + 4 for k, v in scope.get("headers", ())) > self.max_header_bytes:
+            return await _reply(send, 431, f"request headers over {self.max_header_bytes} bytes", close=True)
+        limit = self.limit_for(path)
+        declared = _content_length(scope)
+        if declared == -1:
+            return await _reply(send, 400, "Content-Length is not a number")
+        if declared is not None and declared > limit:
+            return await _reply(send, 413, f"request body over {limit} bytes (the limit for this route)",
+                                close=True)
+        exempt = path in UNLIMITED
+        if not exempt and self.in_flight >= self.slots:
+            return await _reply(send, 503, "too many requests in progress; retry shortly",
+                                headers=[(b"retry-after", b"1")])
+        self.in_flight += 0 if exempt else 1
+        try:
+            await self.app(scope, self._bounded(receive, limit), send)
+        finally:
+            self.in_flight -= 0 if exempt else 1
+
+    def _bounded(self, receive: Receive, limit: int) -> Receive:
+        deadline = time.monotonic() + self.body_timeout_s
+        seen = 0
+
+        async def bounded() -> dict:
+            nonlocal seen
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                raise BodyTooSlow(self.body_timeout_s) from None
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise BodyTooLarge(limit)
+            return message
+        return bounded
+
+
+def _content_length(scope: Scope) -> int | None:
+    """The declared length; None when absent; -1 when it is not a plain number."""
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            return int(value) if value.isdigit() and len(value) <= 18 else -1
+    return None
+
+
+async def _reply(send: Send, status: int, error: str, headers: list | None = None, close: bool = False) -> None:
+    body = json.dumps({"error": error}).encode()
+    extra = [(b"connection", b"close")] if close else []
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+        *extra, *(headers or [])]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a deadline for each request's headers: a client that opens a
+    connection and sends its request line and headers slowly (slowloris) is disconnected after
+    ``header_timeout_s``, instead of holding a descriptor for as long as it likes."""
+
+    header_timeout_s: float = 10.0
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._headers_deadline = None
+        self._arm()
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._headers_deadline = self.loop.call_later(self.header_timeout_s, self._too_slow)
+
+    def _disarm(self) -> None:
+        if getattr(self, "_headers_deadline", None) is not None:
+            self._headers_deadline.cancel()
+            self._headers_deadline = None
+
+    def _in_request(self) -> bool:
+        return self.cycle is not None and not self.cycle.response_complete
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        if self._in_request():
+            self._disarm()
+
+    def on_response_complete(self) -> None:
+        self._arm()  # before the next pipelined request may start (and disarm it)
+        super().on_response_complete()
+        if self._in_request():
+            self._disarm()
+
+    def connection_lost(self, exc) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _too_slow(self) -> None:
+        self._headers_deadline = None
+        if not self._in_request() and not self.transport.is_closing():
+            log.debug("closing a connection whose request headers took over %ss", self.header_timeout_s)
+            self.transport.close()
+
+
+def protocol_with(header_timeout_s: float) -> type[GuardedH11Protocol]:
+    return type("GuardedH11", (GuardedH11Protocol,), {"header_timeout_s": header_timeout_s})
