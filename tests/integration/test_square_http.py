@@ -11,7 +11,9 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
+from pathlib import Path
 from decimal import Decimal
 
 import pytest
@@ -81,9 +83,23 @@ def decrements(sor: FakeTarget) -> list[str]:
     return [r.key for r in sor.received if r.path == "stock-changes" and r.status == 200]
 
 
-def test_a_till_sale_decrements_the_system_of_record_once(service, square, sor):
+def history_started(data_dir: Path, timeout_s: float = 15.0) -> None:
+    """Wait for the poller's first pass, which starts the history (sales before it are the SoR's)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with sqlite3.connect(data_dir / "queue.sqlite3") as db:
+                if db.execute("SELECT 1 FROM inbox_cursors WHERE name = 'changes'").fetchone():
+                    return
+        except sqlite3.OperationalError:
+            pass  # the table is not there yet
+        time.sleep(0.05)
+    raise AssertionError("the Square history poller never made its first pass")
+
+
+def test_a_till_sale_decrements_the_system_of_record_once(service, square, sor, tmp_path):
     with service() as client:
-        time.sleep(0.5)  # the poller's first pass starts the history
+        history_started(tmp_path / "data")
         notice = square.sell("chair-blue", 2, "txn-1")
         assert deliver(client, square, notice).status_code == 200
         assert sor.wait_until(lambda t: len(decrements(t)) == 1, 10)
