@@ -37,7 +37,7 @@ class Kind:
 
 KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("sap_b1", ".sap_b1", summary="SAP Business One Service Layer"),
-    Kind("netsuite", None, summary="NetSuite (planned: mapping validates, no connector yet)"),
+    Kind("netsuite", ".netsuite", summary="NetSuite SuiteTalk: SOAP (upsertList, item search) or REST record API"),
     Kind("dynamics365", None, summary="Dynamics 365 (planned: mapping validates, no connector yet)"),
     Kind("zoho_inventory", ".zoho_inventory", summary="Zoho Inventory"),
     Kind("odoo", ".odoo", "OdooConnector.from_context", "Odoo through the stock_sync_bridge module"),
