@@ -186,6 +186,8 @@ def _unwrap(answer: Any, operation: str, reply: Reply, sender: Sender, what: str
     is classified like a record's statusDetail."""
     if reply.status != 200:
         raise RetryableError(f"{what}: HTTP {reply.status} without a SOAP fault")
+    if "body" in answer:  # zeep answers {header, body} when the output declares SOAP headers
+        answer = answer["body"]
     for name in ("writeResponseList", "searchResult"):
         if hasattr(answer, name) or (isinstance(answer, dict) and name in answer):
             value = answer[name] if isinstance(answer, dict) else getattr(answer, name)
