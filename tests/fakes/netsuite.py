@@ -340,7 +340,8 @@ def _handler(service: FakeNetSuite) -> type[BaseHTTPRequestHandler]:
 MAPPING_FILE = Path(__file__).resolve().parents[2] / "mappings" / "netsuite.yaml"
 
 
-def netsuite_mapping(url: str, *, role: str = "mirror", timeout_s: float = 2.0, rest: bool = False, **changes: Any):
+def netsuite_mapping(url: str, *, role: str = "mirror", timeout_s: float = 2.0, extra_body: dict | None = None,
+                     **changes: Any):
     """The example mapping (mappings/netsuite.yaml) pointed at ``url`` and the WSDL in ../shared/specs."""
     from erp_bridge.mapping.schema import SystemMapping
     from erp_bridge.yamlpos import load_yaml_file
@@ -348,6 +349,7 @@ def netsuite_mapping(url: str, *, role: str = "mirror", timeout_s: float = 2.0, 
     data = load_yaml_file(MAPPING_FILE).data
     data["connection"].update(base_url=url, timeout_s=timeout_s, wsdl=str(SPECS / "netsuite.wsdl"))
     data["role"] = role
+    data["requests"]["adjustment"]["body"].update(extra_body or {})
     data.update(changes)
     return SystemMapping.model_validate(data)
 

@@ -22,7 +22,7 @@ from ...mapping.engine import build_requests
 from ...mapping.schema import SystemMapping
 from ..base import Capability
 from ..runtime.batch import not_attempted
-from ..runtime.sender import Reply, Sender
+from ..runtime.sender import Sender
 from .ids import external_id
 from .passport import TbaPassport
 from .soap import CONCURRENCY, Codec
@@ -166,8 +166,8 @@ class NetSuiteSoapConnector:
                                  on_status={**self.sender.on_status, "500": "ignore"})
         if isinstance(reply, BridgeError):
             raise reply
-        answer = self.codec.reply(operation, reply.content, self.sender.redact, what)
-        return _unwrap(answer, operation, reply, self.sender, what)
+        answer = self.codec.reply(operation, reply.status, reply.content, self.sender.redact, what)
+        return _unwrap(answer, self.sender, what)
 
     def close(self) -> None:
         self.sender.close()
@@ -181,11 +181,9 @@ def _any_of(ids: list[str]) -> dict:
     return {"operator": "anyOf", "searchValue": [{"internalId": i} for i in ids]}
 
 
-def _unwrap(answer: Any, operation: str, reply: Reply, sender: Sender, what: str) -> Any:
+def _unwrap(answer: Any, sender: Sender, what: str) -> Any:
     """The response element's payload (writeResponseList, searchResult); a failed search status
     is classified like a record's statusDetail."""
-    if reply.status != 200:
-        raise RetryableError(f"{what}: HTTP {reply.status} without a SOAP fault")
     if "body" in answer:  # zeep answers {header, body} when the output declares SOAP headers
         answer = answer["body"]
     for name in ("writeResponseList", "searchResult"):

@@ -4,7 +4,7 @@ SOAP TBA is not OAuth 1.0a over HTTP (the runtime's ``OAuth1Tba`` signs HTTP req
 API): the credential is an element of every envelope, signed over
 ``account&consumerKey&tokenId&nonce&timestamp`` with the key ``consumerSecret&tokenSecret``,
 HMAC-SHA256, Base64 (Oracle, "TokenPassport Complex Type"). The HMAC itself is oauthlib's RFC 5849
-``sign_hmac_sha256``, which builds exactly that key; it percent-encodes the secrets first, a no-op
+``sign_hmac_sha256_with_client``, which builds exactly that key; it percent-encodes the secrets first, a no-op
 for the hex secrets NetSuite issues, and ``check_secret`` refuses any other secret rather than
 sign with a key NetSuite does not use. Nonce and timestamp come from oauthlib too; a fresh pair
 per envelope, so a retried request is never refused as a replay.
@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from oauthlib.common import generate_nonce, generate_timestamp
-from oauthlib.oauth1.rfc5849.signature import sign_hmac_sha256
+from oauthlib.oauth1 import Client
+from oauthlib.oauth1.rfc5849.signature import sign_hmac_sha256_with_client
 from oauthlib.oauth1.rfc5849.utils import escape
 
 from ...errors import ConfigError
@@ -54,7 +55,9 @@ def check_secret(value: str, name: str) -> None:
 
 def signature(creds: TbaCredentials, nonce: str, timestamp: str) -> str:
     base = "&".join((creds.account, creds.consumer_key, creds.token_id, nonce, timestamp))
-    return sign_hmac_sha256(base, creds.consumer_secret, creds.token_secret)
+    client = Client(creds.consumer_key, client_secret=creds.consumer_secret, resource_owner_key=creds.token_id,
+                    resource_owner_secret=creds.token_secret)
+    return sign_hmac_sha256_with_client(base, client)
 
 
 class TbaPassport(Strategy):

@@ -112,16 +112,23 @@ class Codec:
         message = self.client.create_message(self.service, operation, _soapheaders=headers, **body)
         return Envelope(operation, etree.tostring(message, xml_declaration=True, encoding="utf-8"))
 
-    def reply(self, operation: str, content: bytes, redact: Redactor, what: str) -> Any:
+    def reply(self, operation: str, status: int, content: bytes, redact: Redactor, what: str) -> Any:
         """The operation's result; a SOAP fault or an unreadable answer raises its BridgeError."""
+        unreadable = RetryableError(f"{what}: HTTP {status}, not a SOAP answer: "
+                                    f"{redact.excerpt(content.decode('utf-8', 'replace'))}")
         try:
             doc = parse_xml(content, self.client.transport, settings=self.client.settings)
         except (etree.XMLSyntaxError, ZeepError, ValueError):
-            raise RetryableError(f"{what}: not a SOAP answer: {redact.excerpt(content.decode('utf-8', 'replace'))}")
+            raise unreadable from None
         fault = doc.find(f"{{{SOAP_ENV}}}Body/{{{SOAP_ENV}}}Fault")
         if fault is not None:
             raise fault_error(fault, redact, what)
-        return self._binding.get(operation).process_reply(doc)
+        if status != 200 or doc.tag != f"{{{SOAP_ENV}}}Envelope":
+            raise unreadable
+        try:
+            return self._binding.get(operation).process_reply(doc)
+        except (ZeepError, ValueError, TypeError, AttributeError):
+            raise unreadable from None
 
 
 def fault_error(fault: etree._Element, redact: Redactor, what: str) -> BridgeError:
