@@ -373,3 +373,16 @@ def move(move_id: str, item: str = "chair-blue", quantity: Any = 1, direction: s
     return StockMove(system="odoo", move_id=move_id, item=item, quantity=Decimal(str(quantity)),
                      from_location=location if direction == "out" else other,
                      to_location=other if direction == "out" else location, location=location, direction=direction)
+
+
+def seed_wsdl_cache(cache_dir: Path, wsdl_url: str) -> None:
+    """Put the 2023_2 WSDL and XSDs of ../shared/specs into the connector's disk cache under the
+    account's URLs, as a first start would have fetched them (a cassette of the download)."""
+    from zeep.cache import SqliteCache
+
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    cache = SqliteCache(path=str(cache_dir / "netsuite-wsdl.sqlite3"), timeout=None)
+    base = wsdl_url.rsplit("/", 1)[0]
+    cache.add(wsdl_url, (SPECS / "netsuite.wsdl").read_bytes())
+    for xsd in sorted((SPECS / "xsd").glob("*.xsd")):
+        cache.add(f"{base}/xsd/{xsd.name}", xsd.read_bytes())

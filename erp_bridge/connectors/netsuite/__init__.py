@@ -28,7 +28,7 @@ from ..runtime.ledger import sqlite_path
 from .connector import NetSuiteSoapConnector, record_type
 from .ids import external_id
 from .passport import TbaCredentials, TbaPassport, masked_header
-from .rest import NetSuiteRestConnector, rest_request
+from .rest import NetSuiteRestConnector, rest_message, rest_request
 from .soap import Codec, default_wsdl, load_client
 
 __all__ = ["from_context", "protocol", "describe", "NetSuiteSoapConnector", "NetSuiteRestConnector"]
@@ -63,7 +63,7 @@ def from_context(ctx: ConnectorContext, *, now: Callable[[], datetime] | None = 
                           "(every record is upserted by its external id)")
     clock = now or (lambda: datetime.now(timezone.utc))
     if protocol(mapping) == "rest":
-        return NetSuiteRestConnector(mapping, ctx.sender(), ctx.lookups, now=clock)
+        return NetSuiteRestConnector(mapping, ctx.sender(message=rest_message), ctx.lookups, now=clock)
     strategy = passport or TbaPassport(TbaCredentials.from_secrets(mapping.connection.auth.secrets, ctx.secret))
     codec = codec_for(mapping, sqlite_path(ctx.storage_url).parent / "cache")
     return NetSuiteSoapConnector(mapping, ctx.sender(auth=strategy), codec, strategy, ctx.lookups, now=clock)

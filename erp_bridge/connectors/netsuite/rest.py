@@ -14,12 +14,15 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any, Callable, Sequence
 
+import requests
+
 from ...domain import Count, Decrement, Delivered, Increment, Result, StockMove
 from ...errors import ConfigError, MappingError, RejectedError
 from ...mapping.engine import HttpRequest, UnmappedError, build_requests
 from ...mapping.schema import SystemMapping
 from ..base import Capability
 from ..runtime.batch import until_down
+from ..runtime.classify import json_or_none
 from ..runtime.sender import Reply, Sender
 from .ids import external_id
 
@@ -39,6 +42,15 @@ def check_mapping(mapping: SystemMapping) -> None:
             if sublist not in replaced:
                 raise ConfigError(f"{where}: body.{sublist} is a sublist: add query: {{replace: {sublist}}}, "
                                   "else every replayed upsert appends its lines again and doubles the quantity")
+
+
+def rest_message(response: requests.Response) -> str | None:
+    """``CODE: detail`` per entry of NetSuite's REST error body (``o:errorDetails``), or None."""
+    body = json_or_none(response)
+    details = body.get("o:errorDetails") if isinstance(body, dict) else None
+    if not isinstance(details, list) or not details:
+        return None
+    return "; ".join(f"{d.get('o:errorCode', '?')}: {d.get('detail', '')}" for d in details if isinstance(d, dict))
 
 
 def sublists(body: dict) -> list[str]:
