@@ -107,7 +107,8 @@ class FakeNetSuite:
         self.faults: list[Fault] = []
         self.nonces: set[str] = set()
         self.searches: dict[str, list[tuple[str, str]]] = {}
-        self.in_flight = self.peak = 0
+        self.in_flight = self.peak = self.throttled = 0
+        self.latency_s = 0.0  # how long a request holds its concurrency seat
         self.page_size = 1000
         self.cond = threading.Condition(threading.RLock())
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -147,7 +148,9 @@ class FakeNetSuite:
             self.in_flight += 1
             self.peak = max(self.peak, self.in_flight)
             busy = self.in_flight > self.concurrency
+            self.throttled += busy
         try:
+            time.sleep(self.latency_s)
             if busy:
                 return 500, {}, fault("exceededConcurrentRequestLimitFault", "WS_REQUEST_BLOCKED",
                                       "The request could not be processed: concurrent request limit exceeded."), None
