@@ -11,7 +11,8 @@ import pytest
 from lxml import etree
 
 from erp_bridge.domain import Decrement
-from tests.fakes.netsuite import NS, SPECS, FakeNetSuite, Fault, connector_for, move, netsuite_mapping, validate_envelope
+from tests.fakes.netsuite import (NS, SPECS, FakeNetSuite, Fault, connector_for, move, netsuite_mapping,
+                                  validate_envelope)
 
 pytestmark = pytest.mark.skipif(not SPECS.exists(), reason="../shared/specs is not present")
 
@@ -35,7 +36,8 @@ def captured(tmp_path_factory):
                          quantity=Decimal(2))
         conn.apply_stock_changes([sale])
         conn.apply_stock_changes([sale])
-        conn.read_availability([(sku, loc) for sku in ("chair-blue", "chair-red", "007") for loc in ("WH/Stock", "WH2/Stock")])
+        conn.read_availability([(sku, loc) for sku in ("chair-blue", "chair-red", "007")
+                                for loc in ("WH/Stock", "WH2/Stock")])
         conn.close()
         return list(ns.envelopes), list(ns.operations)
 
@@ -60,7 +62,8 @@ def test_every_envelope_carries_one_signed_token_passport(captured):
 
 
 def test_records_are_upserted_by_external_id_only(captured):
-    records = [r for e in captured[0] for r in etree.fromstring(e).iterfind("soap:Body/msgs:upsertList/msgs:record", NS)]
+    records = [r for e in captured[0]
+               for r in etree.fromstring(e).iterfind("soap:Body/msgs:upsertList/msgs:record", NS)]
     assert len(records) == 4
     assert all(r.get("externalId") and r.get("internalId") is None for r in records)
     assert {r.get("externalId") for r in records} == {"odoo-3Amove-3A1", "odoo-3Amove-3A2", "shopify-3A1001-3A1"}

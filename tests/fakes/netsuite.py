@@ -31,8 +31,10 @@ from lxml import etree
 SPECS = Path("../shared/specs/netsuite-wsdl-2023_2")
 PATH = "/services/NetSuitePort_2023_2"
 V = "2023_2"
-NS = {"soap": "http://schemas.xmlsoap.org/soap/envelope/", "msgs": f"urn:messages_{V}.platform.webservices.netsuite.com",
-      "core": f"urn:core_{V}.platform.webservices.netsuite.com", "common": f"urn:common_{V}.platform.webservices.netsuite.com",
+NS = {"soap": "http://schemas.xmlsoap.org/soap/envelope/",
+      "msgs": f"urn:messages_{V}.platform.webservices.netsuite.com",
+      "core": f"urn:core_{V}.platform.webservices.netsuite.com",
+      "common": f"urn:common_{V}.platform.webservices.netsuite.com",
       "acct": f"urn:accounting_{V}.lists.webservices.netsuite.com",
       "inv": f"urn:inventory_{V}.transactions.webservices.netsuite.com",
       "xsi": "http://www.w3.org/2001/XMLSchema-instance"}
@@ -49,7 +51,8 @@ def schema() -> etree.XMLSchema:
             imports = "".join(f'<xsd:import namespace="{ns}" schemaLocation="{(xsd / f).as_uri()}"/>' for ns, f in (
                 (NS["msgs"], "platform.messages.xsd"), (NS["inv"], "transactions.inventory.xsd"),
                 (NS["acct"], "lists.accounting.xsd")))
-            wrapper = f'<xsd:schema xmlns:xsd="http://www.w3.org/2001/XMLSchema" targetNamespace="urn:bridge-test">{imports}</xsd:schema>'
+            wrapper = (f'<xsd:schema xmlns:xsd="http://www.w3.org/2001/XMLSchema" targetNamespace="urn:bridge-test">'
+                       f"{imports}</xsd:schema>")
             _SCHEMA = etree.XMLSchema(etree.fromstring(wrapper.encode(), base_url=(xsd / "x.xsd").as_uri()))
         return _SCHEMA
 
@@ -60,7 +63,8 @@ def validate_envelope(content: bytes) -> list[str]:
     if doc.tag != f"{{{NS['soap']}}}Envelope":
         return [f"not a SOAP 1.1 envelope: {doc.tag}"]
     body = doc.find("soap:Body", NS)
-    parts = list(doc.find("soap:Header", NS) if doc.find("soap:Header", NS) is not None else []) + list(body if body is not None else [])
+    header = doc.find("soap:Header", NS)
+    parts = list(header if header is not None else []) + list(body if body is not None else [])
     errors = []
     for part in parts:
         checker = schema()
@@ -179,8 +183,9 @@ class FakeNetSuite:
             if scripted is not None:
                 self.faults.remove(scripted)
                 if scripted.drop is None:
-                    body = scripted.body if scripted.body is not None else fault(scripted.fault_name or "", scripted.code,
-                                                                                 scripted.message)
+                    body = scripted.body
+                    if body is None:
+                        body = fault(scripted.fault_name or "", scripted.code, scripted.message)
                     return scripted.status, scripted.headers, body, None
             refused = self._passport(doc.find("soap:Header/msgs:tokenPassport", NS))
             if refused:
@@ -218,8 +223,8 @@ class FakeNetSuite:
         if op == "search":
             return self._search(request, doc)
         if op == "searchMoreWithId":
-            return self._page(request.findtext("msgs:searchId", namespaces=NS), int(request.findtext("msgs:pageIndex", namespaces=NS)),
-                              "searchMoreWithIdResponse")
+            search_id, index = (request.findtext(f"msgs:{n}", namespaces=NS) for n in ("searchId", "pageIndex"))
+            return self._page(search_id, int(index), "searchMoreWithIdResponse")
         return fault("", "", f"operation {op} is not served by this double", server=True)
 
     def _upsert(self, record: etree._Element) -> str:
@@ -234,13 +239,15 @@ class FakeNetSuite:
         for item, location, _ in lines:
             if item not in self.items or location not in self.locations:
                 bad = ("item", item) if item not in self.items else ("location", location)
-                return write_response(False, "", external, "INVALID_KEY_OR_REF", f"Invalid {bad[0]} reference key {bad[1]}.")
+                return write_response(False, "", external, "INVALID_KEY_OR_REF",
+                                      f"Invalid {bad[0]} reference key {bad[1]}.")
         existing = self.adjustments.get(external)
         if existing is not None:
             self._apply(existing.lines, -1)
             if listing.get("replaceAll", "true") == "false":
                 lines = existing.lines + lines
-        adjustment = Adjustment(existing.internal_id if existing else str(1000 + len(self.adjustments)), external, lines)
+        internal_id = existing.internal_id if existing else str(1000 + len(self.adjustments))
+        adjustment = Adjustment(internal_id, external, lines)
         self.adjustments[external] = adjustment
         self._apply(lines, 1)
         return write_response(True, adjustment.internal_id, external)
@@ -266,11 +273,11 @@ class FakeNetSuite:
         pages = max(1, -(-len(rows) // size))
         chunk = rows[(index - 1) * size:index * size]
         body = "".join(search_row(item, loc, *self.stock[(item, loc)]) for item, loc in chunk)
+        fields = "".join(f"<platformCore:{k}>{v}</platformCore:{k}>" for k, v in (
+            ("totalRecords", len(rows)), ("pageSize", size), ("totalPages", pages), ("pageIndex", index),
+            ("searchId", search_id), ("searchRowList", body)))
         return envelope(response, f'<platformCore:searchResult xmlns:platformCore="{NS["core"]}">'
-                        f'<platformCore:status isSuccess="true"/><platformCore:totalRecords>{len(rows)}</platformCore:totalRecords>'
-                        f"<platformCore:pageSize>{size}</platformCore:pageSize><platformCore:totalPages>{pages}</platformCore:totalPages>"
-                        f"<platformCore:pageIndex>{index}</platformCore:pageIndex><platformCore:searchId>{search_id}</platformCore:searchId>"
-                        f"<platformCore:searchRowList>{body}</platformCore:searchRowList></platformCore:searchResult>")
+                        f'<platformCore:status isSuccess="true"/>{fields}</platformCore:searchResult>')
 
 
 def envelope(response: str, inner: str) -> str:
@@ -285,9 +292,11 @@ def write_response(ok: bool, internal_id: str, external: str, code: str = "", me
     core = f'xmlns:platformCore="{NS["core"]}"'
     if ok:
         return (f'<writeResponse><platformCore:status isSuccess="true" {core}/><baseRef internalId="{internal_id}" '
-                f'externalId="{external}" type="inventoryAdjustment" xsi:type="platformCore:RecordRef" {core}/></writeResponse>')
+                f'externalId="{external}" type="inventoryAdjustment" xsi:type="platformCore:RecordRef" {core}/>'
+                "</writeResponse>")
     return (f'<writeResponse><platformCore:status isSuccess="false" {core}><platformCore:statusDetail type="ERROR">'
-            f"<platformCore:code>{code}</platformCore:code><platformCore:message>{xml_escape(message)}</platformCore:message>"
+            f"<platformCore:code>{code}</platformCore:code>"
+            f"<platformCore:message>{xml_escape(message)}</platformCore:message>"
             f"</platformCore:statusDetail></platformCore:status></writeResponse>")
 
 
@@ -296,7 +305,8 @@ def search_row(item: str, location: str, on_hand: Decimal, committed: Decimal) -
         return f"<platformCommon:{name}><platformCore:searchValue{value}</platformCommon:{name}>"
     return (f'<platformCore:searchRow xsi:type="listAcct:ItemSearchRow" xmlns:listAcct="{NS["acct"]}">'
             f'<listAcct:basic xmlns:platformCommon="{NS["common"]}">'
-            + column("internalId", f' internalId="{item}"/>') + column("inventoryLocation", f' internalId="{location}"/>')
+            + column("internalId", f' internalId="{item}"/>')
+            + column("inventoryLocation", f' internalId="{location}"/>')
             + column("locationQuantityAvailable", f">{on_hand - committed}</platformCore:searchValue>")
             + column("locationQuantityOnHand", f">{on_hand}</platformCore:searchValue>")
             + "</listAcct:basic></platformCore:searchRow>")
@@ -305,9 +315,11 @@ def search_row(item: str, location: str, on_hand: Decimal, committed: Decimal) -
 def fault(name: str, code: str, message: str, server: bool = False) -> str:
     detail = ""
     if name:
-        detail = (f'<detail><platformFaults:{name} xmlns:platformFaults="urn:faults_{V}.platform.webservices.netsuite.com">'
+        namespace = f"urn:faults_{V}.platform.webservices.netsuite.com"
+        detail = (f'<detail><platformFaults:{name} xmlns:platformFaults="{namespace}">'
                   f"<platformFaults:code>{code}</platformFaults:code><platformFaults:message>{xml_escape(message)}"
-                  f"</platformFaults:message></platformFaults:{name}><ns1:hostname xmlns:ns1=\"http://xml.apache.org/axis/\">"
+                  f"</platformFaults:message></platformFaults:{name}>"
+                  '<ns1:hostname xmlns:ns1="http://xml.apache.org/axis/">'
                   "partners-java001</ns1:hostname></detail>")
     kind = "soapenv:Server" if server else "soapenv:Server.userException"
     return (f'<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="{NS["soap"]}"><soapenv:Body>'

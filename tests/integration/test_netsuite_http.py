@@ -97,8 +97,8 @@ def test_a_burst_wider_than_the_concurrency_limit_backs_off_and_lands_once(ns, q
     ns.concurrency, ns.latency_s = 2, 0.3
     for n in range(100, 140):
         ns.put_stock(str(n), "1", 50)
-    mapping = netsuite_mapping(ns.url, items={"overrides": [{"sku": f"sku-{n}", "code": str(n)} for n in range(100, 140)],
-                                              "unlisted": "error"})
+    overrides = [{"sku": f"sku-{n}", "code": str(n)} for n in range(100, 140)]
+    mapping = netsuite_mapping(ns.url, items={"overrides": overrides, "unlisted": "error"})
     entries = enqueue(queue, *[move(str(n), item=f"sku-{n}", quantity=2) for n in range(100, 140)])
     connectors = [connector_for(ns, tmp_path, mapping=mapping) for _ in range(6)]
     dispatchers = [dispatcher_for(queue, c, limits={"netsuite": TargetLimits(concurrency=6)}) for c in connectors]

@@ -79,7 +79,8 @@ class NetSuiteSoapConnector:
     def _record_or_refusal(self, event: Event, records: dict[str, Any], outcomes: dict[str, Result]) -> None:
         key = event.idempotency_key
         try:
-            request = build_requests(event, self.mapping, self._lookups, now=self._now(), new_id=lambda: str(uuid.uuid4()))[0]
+            request = build_requests(event, self.mapping, self._lookups, now=self._now(),
+                                     new_id=lambda: str(uuid.uuid4()))[0]
             records[key] = self.codec.record(record_type(self.mapping, request.name), request.body or {},
                                              external_id(key))
         except UnmappedError as exc:
@@ -144,7 +145,8 @@ class NetSuiteSoapConnector:
             criteria={"basic": {"internalId": _any_of(codes), "inventoryLocation": _any_of(places)}},
             columns={"basic": {name: [{}] for name in ("internalId", "inventoryLocation", "locationQuantityOnHand",
                                                        "locationQuantityAvailable")}})
-        preferences = {"searchPreferences": {"bodyFieldsOnly": True, "returnSearchColumns": True, "pageSize": PAGE_SIZE}}
+        preferences = {"searchPreferences": {"bodyFieldsOnly": True, "returnSearchColumns": True,
+                                             "pageSize": PAGE_SIZE}}
         page = self.call("search", preferences, searchRecord=search)
         rows, index = _rows(page), 1
         while index < int(getattr(page, "totalPages", 0) or 0):

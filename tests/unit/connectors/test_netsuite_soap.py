@@ -37,7 +37,8 @@ def conn(ns, tmp_path):
 
 
 def sale(order: str, quantity=1, item="chair-blue"):
-    return Decrement(channel="shopify", order=order, line="1", item=item, location="WH/Stock", quantity=Decimal(quantity))
+    return Decrement(channel="shopify", order=order, line="1", item=item, location="WH/Stock",
+                     quantity=Decimal(quantity))
 
 
 def test_token_passport_signature_matches_an_independent_hmac():
@@ -137,19 +138,23 @@ def test_records_go_in_upsert_lists_of_at_most_the_limit(conn, ns, monkeypatch):
 def test_too_many_records_for_netsuite_is_refused_with_its_fault(conn, ns, monkeypatch):
     ns.max_records = 1
     results = conn.post_moves([move("1"), move("2")])
-    assert all(isinstance(r, RejectedError) and "exceededRecordCountFault EXCEEDED_MAX_RECORDS" in str(r) for r in results)
+    assert all(isinstance(r, RejectedError) for r in results)
+    assert all("exceededRecordCountFault EXCEEDED_MAX_RECORDS" in str(r) for r in results)
 
 
 @pytest.mark.parametrize("fault, kind, words", [
-    (Fault(fault_name="exceededConcurrentRequestLimitFault", code="WS_REQUEST_BLOCKED", message="limit"), RetryableError,
-     "concurrency limit is shared"),
+    (Fault(fault_name="exceededConcurrentRequestLimitFault", code="WS_REQUEST_BLOCKED", message="limit"),
+     RetryableError, "concurrency limit is shared"),
     (Fault(fault_name="exceededRequestLimitFault", code="WS_CONCUR_SESSION_DISALLWD", message="limit"), RetryableError,
      "WS_CONCUR_SESSION_DISALLWD"),
-    (Fault(fault_name="unexpectedErrorFault", code="UNEXPECTED_ERROR", message="oops"), RetryableError, "UNEXPECTED_ERROR"),
+    (Fault(fault_name="unexpectedErrorFault", code="UNEXPECTED_ERROR", message="oops"), RetryableError,
+     "UNEXPECTED_ERROR"),
     (Fault(fault_name="insufficientPermissionFault", code="INSUFFICIENT_PERMISSION",
-           message="Permission Violation: You need the 'Adjust Inventory' permission"), ConfigError, "Adjust Inventory"),
+           message="Permission Violation: You need the 'Adjust Inventory' permission"), ConfigError,
+     "Adjust Inventory"),
     (Fault(fault_name="invalidVersionFault", code="INVALID_VERSION", message="old"), ConfigError, "WSDL version"),
-    (Fault(status=429, body="<html>Too Many Requests</html>", headers={"Retry-After": "7"}), RetryableError, "HTTP 429"),
+    (Fault(status=429, body="<html>Too Many Requests</html>", headers={"Retry-After": "7"}), RetryableError,
+     "HTTP 429"),
     (Fault(status=503, body="<html>down</html>"), RetryableError, "HTTP 503"),
     (Fault(status=500, body="<html>proxy error</html>"), RetryableError, "not a SOAP answer"),
 ], ids=["concurrent-tba", "concurrent-session", "unexpected", "permission", "version", "429", "503", "500-html"])
