@@ -198,3 +198,37 @@ def test_availability_from_one_paged_item_search(ns, tmp_path, monkeypatch):
     assert figures[("sku-41", "WH/Stock")].free == 40
     assert ns.operations == ["search", "searchMoreWithId", "searchMoreWithId"]  # 14 rows, pages of 5
     conn.close()
+
+
+ACCOUNT_WSDL = "https://1234567.suitetalk.api.netsuite.com/wsdl/v2023_2_0/netsuite.wsdl"
+
+
+def test_the_account_wsdl_is_derived_from_the_endpoint():
+    from erp_bridge.connectors.netsuite.soap import default_wsdl
+    assert default_wsdl("https://1234567.suitetalk.api.netsuite.com/services/NetSuitePort_2023_2") == ACCOUNT_WSDL
+
+
+def test_the_account_wsdl_loads_from_the_disk_cache_without_network(ns, tmp_path):
+    from tests.fakes.netsuite import seed_wsdl_cache
+    seed_wsdl_cache(tmp_path / "cache", ACCOUNT_WSDL)  # what the first start fetched, next to the queue
+    data = netsuite_mapping(ns.url).model_dump(by_alias=True, exclude_none=True, exclude_unset=True)
+    data["connection"]["wsdl"] = ACCOUNT_WSDL
+    conn = connector_for(ns, tmp_path, mapping=type(netsuite_mapping(ns.url)).model_validate(data))
+    assert conn.post_moves([move("1")]) == [Delivered("upserted inventoryAdjustment 1000")]
+    conn.close()
+
+
+def test_an_unreachable_wsdl_is_a_configuration_error_naming_the_key(ns, tmp_path):
+    data = netsuite_mapping(ns.url).model_dump(by_alias=True, exclude_none=True, exclude_unset=True)
+    data["connection"]["wsdl"] = "http://127.0.0.1:9/wsdl/v2023_2_0/netsuite.wsdl"
+    with pytest.raises(ConfigError, match="cannot load the NetSuite WSDL from http://127.0.0.1:9/.*connection.wsdl"):
+        connector_for(ns, tmp_path, mapping=type(netsuite_mapping(ns.url)).model_validate(data))
+
+
+def test_preview_masks_every_credential(ns, tmp_path):
+    from datetime import datetime, timezone
+    from erp_bridge.connectors.netsuite import describe
+    text = describe(netsuite_mapping(ns.url), {}, [move("42")], now=datetime(2026, 11, 30, tzinfo=timezone.utc))
+    assert "<ns0:upsertList" in text and 'externalId="odoo-3Amove-3A42"' in text
+    assert 'algorithm="HMAC-SHA256">***</' in text
+    assert not any(secret in text for secret in ns.creds)
