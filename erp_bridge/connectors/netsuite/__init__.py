@@ -33,7 +33,8 @@ from .soap import Codec, default_wsdl, load_client
 
 __all__ = ["from_context", "protocol", "describe", "NetSuiteSoapConnector", "NetSuiteRestConnector"]
 SOAP_MARK, REST_MARK = "/services/NetSuitePort_", "/services/rest/record/v1"
-PREVIEW_CACHE = Path("var/cache")
+#: the WSDL cache when the queue is not a SQLite file (its folder), and for previews
+DEFAULT_CACHE = Path("var/cache")
 
 
 def protocol(mapping: SystemMapping) -> Literal["soap", "rest"]:
@@ -53,6 +54,14 @@ def codec_for(mapping: SystemMapping, cache_dir: Path | None) -> Codec:
     return Codec(load_client(location, cache_dir, float(conn.timeout_s)))
 
 
+def cache_dir(storage_url: str) -> Path:
+    """Next to the SQLite queue (``<data_dir>/cache``); DEFAULT_CACHE with PostgreSQL."""
+    try:
+        return sqlite_path(storage_url).parent / "cache"
+    except ConfigError:
+        return DEFAULT_CACHE
+
+
 def from_context(ctx: ConnectorContext, *, now: Callable[[], datetime] | None = None,
                  passport: TbaPassport | None = None) -> NetSuiteSoapConnector | NetSuiteRestConnector:
     mapping = ctx.mapping
@@ -65,7 +74,7 @@ def from_context(ctx: ConnectorContext, *, now: Callable[[], datetime] | None = 
     if protocol(mapping) == "rest":
         return NetSuiteRestConnector(mapping, ctx.sender(message=rest_message), ctx.lookups, now=clock)
     strategy = passport or TbaPassport(TbaCredentials.from_secrets(mapping.connection.auth.secrets, ctx.secret))
-    codec = codec_for(mapping, sqlite_path(ctx.storage_url).parent / "cache")
+    codec = codec_for(mapping, cache_dir(ctx.storage_url))
     return NetSuiteSoapConnector(mapping, ctx.sender(auth=strategy), codec, strategy, ctx.lookups, now=clock)
 
 
@@ -86,7 +95,7 @@ def describe(mapping: SystemMapping, lookups: Mapping[str, Any] | None, events: 
 
 
 def _soap_text(mapping: SystemMapping, type_name: str, body: dict, key: str) -> str:
-    codec = codec_for(mapping, PREVIEW_CACHE)
+    codec = codec_for(mapping, DEFAULT_CACHE)
     try:
         record = codec.record(type_name, body, external_id(key))
     except (TypeError, ValueError) as exc:

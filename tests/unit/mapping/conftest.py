@@ -51,5 +51,5 @@ def netsuite_wsdl_cached(tmp_path_factory):
     cache = tmp_path_factory.mktemp("netsuite-wsdl")
     seed_wsdl_cache(cache, SystemMapping.model_validate(load_yaml_file(MAPPINGS / "netsuite.yaml").data).connection.wsdl)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(netsuite, "PREVIEW_CACHE", cache)
+        patch.setattr(netsuite, "DEFAULT_CACHE", cache)
         yield
