@@ -171,9 +171,9 @@ class FakeNetSuite:
             doc = etree.fromstring(content)
         except etree.XMLSyntaxError as exc:
             return 500, {}, fault("", "", f"Invalid XML: {exc}", server=True), None
-        errors = validate_envelope(content)
         op = etree.QName(doc.find("soap:Body", NS)[0]).localname if doc.find("soap:Body", NS) is not None else "?"
         with self.cond:
+            errors = validate_envelope(content)  # one lxml schema object: not shared between threads at once
             self.envelopes.append(content)
             self.operations.append(op)
             if errors:
@@ -369,7 +369,7 @@ def netsuite_mapping(url: str, *, role: str = "mirror", timeout_s: float = 2.0, 
     return SystemMapping.model_validate(data)
 
 
-def connector_for(fake: FakeNetSuite, data_dir: Path, *, mapping: Any = None, nonce: Callable[[], str] | None = None):
+def connector_for(fake: FakeNetSuite, data_dir: Path, *, mapping: Any = None):
     """The connector as the registry builds it (same factory), on the fake."""
     from erp_bridge.connectors.netsuite import from_context
     from erp_bridge.connectors.runtime.context import ConnectorContext

@@ -21,6 +21,7 @@ from lxml import etree
 
 from ...errors import ConfigError
 from ...mapping.engine import build_requests
+from ...mapping.lookups import LookupTable
 from ...mapping.schema import SystemMapping
 from ...mapping.wire import mask, to_json
 from ..runtime.context import ConnectorContext
@@ -62,8 +63,8 @@ def cache_dir(storage_url: str) -> Path:
         return DEFAULT_CACHE
 
 
-def from_context(ctx: ConnectorContext, *, now: Callable[[], datetime] | None = None,
-                 passport: TbaPassport | None = None) -> NetSuiteSoapConnector | NetSuiteRestConnector:
+def from_context(ctx: ConnectorContext, *,
+                 now: Callable[[], datetime] | None = None) -> NetSuiteSoapConnector | NetSuiteRestConnector:
     mapping = ctx.mapping
     if mapping.connection.auth.kind != "oauth1_tba":
         raise ConfigError(f"{mapping.system}: NetSuite takes auth kind oauth1_tba (token-based authentication)")
@@ -73,12 +74,12 @@ def from_context(ctx: ConnectorContext, *, now: Callable[[], datetime] | None = 
     clock = now or (lambda: datetime.now(timezone.utc))
     if protocol(mapping) == "rest":
         return NetSuiteRestConnector(mapping, ctx.sender(message=rest_message), ctx.lookups, now=clock)
-    strategy = passport or TbaPassport(TbaCredentials.from_secrets(mapping.connection.auth.secrets, ctx.secret))
+    strategy = TbaPassport(TbaCredentials.from_secrets(mapping.connection.auth.secrets, ctx.secret))
     codec = codec_for(mapping, cache_dir(ctx.storage_url))
     return NetSuiteSoapConnector(mapping, ctx.sender(auth=strategy), codec, strategy, ctx.lookups, now=clock)
 
 
-def describe(mapping: SystemMapping, lookups: Mapping[str, Any] | None, events: Sequence[Any], *,
+def describe(mapping: SystemMapping, lookups: Mapping[str, LookupTable] | None, events: Sequence[Any], *,
              now: datetime, new_id: Callable[[], str] = lambda: str(uuid.uuid4())) -> str:
     """What ``mappings preview`` shows: the exact request per event, credentials as ``***``."""
     blocks = []

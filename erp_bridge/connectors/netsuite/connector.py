@@ -12,20 +12,21 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any, Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 from ...domain import Availability, Count, Decrement, Delivered, Increment, Result, StockMove
 from ...errors import BridgeError, ConfigError, MappingError, RejectedError, RetryableError
 from ...mapping.binder import Binder
 from ...mapping.compile import UnmappedError, compiled
 from ...mapping.engine import build_requests
+from ...mapping.lookups import LookupTable
 from ...mapping.schema import SystemMapping
 from ..base import Capability
 from ..runtime.batch import not_attempted
 from ..runtime.sender import Sender
 from .ids import external_id
 from .passport import TbaPassport
-from .soap import CONCURRENCY, Codec
+from .soap import CONCURRENCY, Codec, Zeep
 
 #: records per upsertList. Oracle documents list limits per peak/off-peak hours; third-party
 #: connectors use 200 for a synchronous upsertList: half of it leaves room for large records.
@@ -40,9 +41,13 @@ CAPABILITIES = {"mirror": {Capability.POST_MOVES},
 Event = StockMove | Decrement | Increment
 
 
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
 class NetSuiteSoapConnector:
     def __init__(self, mapping: SystemMapping, sender: Sender, codec: Codec, passport: TbaPassport,
-                 lookups: Any = None, now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+                 lookups: Mapping[str, LookupTable] | None = None, now: Callable[[], datetime] = _utcnow):
         self.name, self.mapping, self.sender, self.codec = mapping.system, mapping, sender, codec
         self.passport, self._lookups, self._now = passport, lookups, now
         self.url = str(mapping.connection.base_url)
@@ -54,14 +59,13 @@ class NetSuiteSoapConnector:
         return self.upsert(moves)
 
     def apply_stock_changes(self, changes: Sequence[Decrement | Increment | Count]) -> list[Result]:
-        counts = {id(c) for c in changes if isinstance(c, Count)}
-        written = iter(self.upsert([c for c in changes if id(c) not in counts]))  # type: ignore[misc]
+        written = iter(self.upsert([c for c in changes if not isinstance(c, Count)]))
         refused = RejectedError(f"{self.name} takes decrements and increments, not absolute counts")
-        return [refused if id(c) in counts else next(written) for c in changes]
+        return [refused if isinstance(c, Count) else next(written) for c in changes]
 
     def upsert(self, events: Sequence[Event]) -> list[Result]:
         outcomes: dict[str, Result] = {}
-        records: dict[str, Any] = {}
+        records: dict[str, Zeep] = {}
         for event in events:  # one record per key: a key twice in a batch is one upsert
             key = event.idempotency_key
             if key not in records and key not in outcomes:
@@ -76,7 +80,7 @@ class NetSuiteSoapConnector:
                 break
         return [outcomes[e.idempotency_key] for e in events]
 
-    def _record_or_refusal(self, event: Event, records: dict[str, Any], outcomes: dict[str, Result]) -> None:
+    def _record_or_refusal(self, event: Event, records: dict[str, Zeep], outcomes: dict[str, Result]) -> None:
         key = event.idempotency_key
         try:
             request = build_requests(event, self.mapping, self._lookups, now=self._now(),
@@ -90,7 +94,7 @@ class NetSuiteSoapConnector:
         except (TypeError, ValueError) as exc:  # a body field the record type does not have
             outcomes[key] = MappingError(f"{self.name}: the request body does not fit the record type: {exc}")
 
-    def _upsert_list(self, keys: list[str], records: list[Any]) -> tuple[list[Result], RetryableError | None]:
+    def _upsert_list(self, keys: list[str], records: list[Zeep]) -> tuple[list[Result], RetryableError | None]:
         """One outcome per record, and the error if the request as a whole failed retryably."""
         try:
             answer = self.call("upsertList", {}, record=records)
@@ -102,7 +106,7 @@ class NetSuiteSoapConnector:
             return [error] * len(keys), error
         return [self._outcome(key, response) for key, response in zip(keys, responses)], None
 
-    def _outcome(self, key: str, response: Any) -> Result:
+    def _outcome(self, key: str, response: Zeep) -> Result:
         status = response.status
         if status is not None and status.isSuccess:
             ref = response.baseRef
@@ -158,7 +162,7 @@ class NetSuiteSoapConnector:
         return rows
 
     # --- one SOAP call ---------------------------------------------------------------------------
-    def call(self, operation: str, headers: dict, **body: Any) -> Any:
+    def call(self, operation: str, headers: dict, **body: Zeep) -> Zeep:
         """Send one envelope through the runtime's sender and return the parsed result; raises the
         classified BridgeError (SOAP faults come as HTTP 500, read here, not retried blindly)."""
         envelope = self.codec.envelope(operation, {"tokenPassport": self.passport.header(), **headers}, **body)
@@ -183,7 +187,7 @@ def _any_of(ids: list[str]) -> dict:
     return {"operator": "anyOf", "searchValue": [{"internalId": i} for i in ids]}
 
 
-def _unwrap(answer: Any, sender: Sender, what: str) -> Any:
+def _unwrap(answer: Zeep, sender: Sender, what: str) -> Zeep:
     """The response element's payload (writeResponseList, searchResult); a failed search status
     is classified like a record's statusDetail."""
     if "body" in answer:  # zeep answers {header, body} when the output declares SOAP headers
@@ -196,7 +200,7 @@ def _unwrap(answer: Any, sender: Sender, what: str) -> Any:
     return answer
 
 
-def _check_status(status: Any, sender: Sender, what: str) -> None:
+def _check_status(status: Zeep, sender: Sender, what: str) -> None:
     if status is None or status.isSuccess in (True, None):
         return
     details = list(getattr(status, "statusDetail", None) or [])
@@ -209,7 +213,7 @@ def _check_status(status: Any, sender: Sender, what: str) -> None:
     raise RejectedError(f"{what}: {text}")
 
 
-def _rows(page: Any) -> list[tuple[str, str, Decimal, Decimal]]:
+def _rows(page: Zeep) -> list[tuple[str, str, Decimal, Decimal]]:
     rows = []
     for row in getattr(getattr(page, "searchRowList", None), "searchRow", None) or []:
         basic = row.basic
@@ -219,11 +223,11 @@ def _rows(page: Any) -> list[tuple[str, str, Decimal, Decimal]]:
     return rows
 
 
-def _select(column: Any) -> str | None:
+def _select(column: Zeep) -> str | None:
     value = column[0].searchValue if column else None
     return str(value.internalId) if value is not None and value.internalId is not None else None
 
 
-def _number(column: Any) -> Decimal:
+def _number(column: Zeep) -> Decimal:
     value = column[0].searchValue if column else None
     return Decimal(str(value)) if value is not None else Decimal(0)

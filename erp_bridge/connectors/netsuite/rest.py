@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timezone
-from typing import Any, Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import requests
 
 from ...domain import Count, Decrement, Delivered, Increment, Result, StockMove
 from ...errors import ConfigError, MappingError, RejectedError
 from ...mapping.engine import HttpRequest, UnmappedError, build_requests
+from ...mapping.lookups import LookupTable
 from ...mapping.schema import SystemMapping
 from ..base import Capability
 from ..runtime.batch import until_down
@@ -60,7 +61,7 @@ def sublists(body: dict) -> list[str]:
 
 
 class NetSuiteRestConnector:
-    def __init__(self, mapping: SystemMapping, sender: Sender, lookups: Any = None,
+    def __init__(self, mapping: SystemMapping, sender: Sender, lookups: Mapping[str, LookupTable] | None = None,
                  now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
         check_mapping(mapping)
         if "system_of_record" in mapping.roles:
@@ -76,12 +77,14 @@ class NetSuiteRestConnector:
     def apply_stock_changes(self, changes: Sequence[Decrement | Increment | Count]) -> list[Result]:
         return until_down(list(changes), self._upsert)
 
-    def request(self, event: Any) -> HttpRequest:
+    def request(self, event: StockMove | Decrement | Increment) -> HttpRequest:
         """The request the engine builds, with the external id NetSuite accepts in URL and body."""
         built = build_requests(event, self.mapping, self._lookups, now=self._now(), new_id=lambda: str(uuid.uuid4()))[0]
         return rest_request(built, event.idempotency_key)
 
-    def _upsert(self, event: Any) -> Result:
+    def _upsert(self, event: StockMove | Decrement | Increment | Count) -> Result:
+        if isinstance(event, Count):
+            return RejectedError(f"{self.name} takes decrements and increments, not absolute counts")
         try:
             request = self.request(event)
         except UnmappedError as exc:

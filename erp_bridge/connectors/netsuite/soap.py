@@ -33,6 +33,8 @@ CONCURRENCY = {"exceededConcurrentRequestLimitFault", "exceededRequestLimitFault
                "WS_CONCUR_SESSION_DISALLWD", "WS_REQUEST_BLOCKED", "SSS_REQUEST_LIMIT_EXCEEDED",
                "CONCURRENCY_LIMIT_EXCEEDED"}
 CREDENTIALS = {"invalidCredentialsFault", "invalidAccountFault", "invalidSessionFault"}
+#: what zeep builds and parses: records, replies (zeep ships no type information)
+Zeep = Any
 _LOCK = threading.Lock()
 _CLIENTS: dict[tuple[str, str], zeep.Client] = {}
 
@@ -81,19 +83,19 @@ class Codec:
         self.client = client
         self.service = client.bind("NetSuiteService", "NetSuitePort")
         self._binding = self.service._binding
-        self._types: dict[str, Any] = {}
+        self._types: dict[str, Zeep] = {}
 
-    def record(self, type_name: str, body: dict, external_id: str) -> Any:
+    def record(self, type_name: str, body: dict, external_id: str) -> Zeep:
         """A ``platformCore:Record`` of ``type_name`` (e.g. InventoryAdjustment) from a body the
         mapping built in SOAP field names; unknown fields are a MappingError-worthy TypeError."""
         return self.record_type(type_name)(**{**body, "externalId": external_id})
 
-    def record_type(self, type_name: str) -> Any:
+    def record_type(self, type_name: str) -> Zeep:
         if type_name not in self._types:
             self._types[type_name] = self._find_type(type_name)
         return self._types[type_name]
 
-    def _find_type(self, type_name: str) -> Any:
+    def _find_type(self, type_name: str) -> Zeep:
         namespaces = [ns for ns in self.client.wsdl.types.namespaces if ns
                       if any(ns.startswith(f"urn:{area}_") for area in RECORD_NAMESPACES)]
         for namespace in namespaces:
@@ -104,20 +106,21 @@ class Codec:
         raise ConfigError(f"NetSuite has no record type {type_name} in its transaction namespaces "
                           f"(the SOAP request path names the record type, e.g. /InventoryAdjustment)")
 
-    def get_type(self, local: str, area: str) -> Any:
+    def get_type(self, local: str, area: str) -> Zeep:
         namespace = next(ns for ns in self.client.wsdl.types.namespaces if ns and ns.startswith(f"urn:{area}_"))
         return self.client.get_type(f"{{{namespace}}}{local}")
 
-    def envelope(self, operation: str, headers: dict, **body: Any) -> Envelope:
+    def envelope(self, operation: str, headers: dict, **body: Zeep) -> Envelope:
         message = self.client.create_message(self.service, operation, _soapheaders=headers, **body)
         return Envelope(operation, etree.tostring(message, xml_declaration=True, encoding="utf-8"))
 
-    def reply(self, operation: str, status: int, content: bytes, redact: Redactor, what: str) -> Any:
+    def reply(self, operation: str, status: int, content: bytes, redact: Redactor, what: str) -> Zeep:
         """The operation's result; a SOAP fault or an unreadable answer raises its BridgeError."""
         unreadable = RetryableError(f"{what}: HTTP {status}, not a SOAP answer: "
                                     f"{redact.excerpt(content.decode('utf-8', 'replace'))}")
         try:
-            doc = parse_xml(content, self.client.transport, settings=self.client.settings)
+            # bytes, as zeep itself passes them: lxml reads the declared encoding (annotated str)
+            doc = parse_xml(content, self.client.transport, settings=self.client.settings)  # type: ignore[arg-type]
         except (etree.XMLSyntaxError, ZeepError, ValueError):
             raise unreadable from None
         fault = doc.find(f"{{{SOAP_ENV}}}Body/{{{SOAP_ENV}}}Fault")

@@ -135,7 +135,7 @@ def test_records_go_in_upsert_lists_of_at_most_the_limit(conn, ns, monkeypatch):
     assert ns.operations == ["upsertList"] * 3 and ns.on_hand("20", "1") == 5
 
 
-def test_too_many_records_for_netsuite_is_refused_with_its_fault(conn, ns, monkeypatch):
+def test_too_many_records_for_netsuite_is_refused_with_its_fault(conn, ns):
     ns.max_records = 1
     results = conn.post_moves([move("1"), move("2")])
     assert all(isinstance(r, RejectedError) for r in results)
@@ -225,7 +225,7 @@ def test_an_unreachable_wsdl_is_a_configuration_error_naming_the_key(ns, tmp_pat
         connector_for(ns, tmp_path, mapping=type(netsuite_mapping(ns.url)).model_validate(data))
 
 
-def test_preview_masks_every_credential(ns, tmp_path):
+def test_preview_masks_every_credential(ns):
     from datetime import datetime, timezone
     from erp_bridge.connectors.netsuite import describe
     text = describe(netsuite_mapping(ns.url), {}, [move("42")], now=datetime(2026, 11, 30, tzinfo=timezone.utc))
