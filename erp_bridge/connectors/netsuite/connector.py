@@ -53,6 +53,8 @@ class NetSuiteSoapConnector:
         self.url = str(mapping.connection.base_url)
         self.capabilities = frozenset(c for role in mapping.roles for c in CAPABILITIES.get(role, ()))
         self._binder = Binder(mapping, (lookups or {}).get(mapping.system))
+        for name in mapping.requests:  # an unknown record type is a start-up error, not a dead letter each
+            codec.record_type(record_type(mapping, name))
 
     # --- writes ----------------------------------------------------------------------------------
     def post_moves(self, moves: Sequence[StockMove]) -> list[Result]:

@@ -108,6 +108,13 @@ def test_unmapped_item_and_count_are_refused_alone(ns, tmp_path):
     sor.close()
 
 
+def test_an_unknown_record_type_is_refused_at_start(ns, tmp_path):
+    data = netsuite_mapping(ns.url).model_dump(by_alias=True, exclude_none=True, exclude_unset=True)
+    data["requests"]["adjustment"]["path"] = "/InventoryAdjustments"
+    with pytest.raises(ConfigError, match="NetSuite has no record type InventoryAdjustments"):
+        connector_for(ns, tmp_path, mapping=type(netsuite_mapping(ns.url)).model_validate(data))
+
+
 def test_a_body_field_the_record_does_not_have_is_a_mapping_error(ns, tmp_path):
     mapping = netsuite_mapping(ns.url, extra_body={"adjustmentQuantity": {"field": "quantity"}})
     conn = connector_for(ns, tmp_path, mapping=mapping)
