@@ -39,7 +39,7 @@ class Kind:
 
 KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("sap_b1", ".sap_b1", summary="SAP Business One Service Layer"),
-    Kind("netsuite", None, summary="NetSuite (planned: mapping validates, no connector yet)"),
+    Kind("netsuite", ".netsuite", summary="NetSuite SuiteTalk: SOAP (upsertList, item search) or REST record API"),
     Kind("dynamics365", None, summary="Dynamics 365 (planned: mapping validates, no connector yet)"),
     # 100 requests per minute per organisation; 5 concurrent calls on the free plan (10 paid)
     Kind("zoho_inventory", ".zoho_inventory", summary="Zoho Inventory",

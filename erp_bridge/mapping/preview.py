@@ -38,6 +38,9 @@ def preview(system: str, event_file: Path, mappings_dir: Path, *, now: datetime 
     if mapping.connector == "odoo":  # a fixed API over odoorpc: show the call itself
         from ..connectors.odoo import describe_call
         return describe_call(mapping, events)
+    if mapping.connector == "netsuite":  # the SOAP envelope (or the REST upsert) as the connector sends it
+        from ..connectors.netsuite import describe
+        return describe(mapping, mappings.lookups, events, now=now or datetime.now(timezone.utc))
     requests = build_requests(events, mapping, mappings.lookups, now=now or datetime.now(timezone.utc),
                               new_id=new_id or (lambda: str(uuid.uuid4())))
     return "\n\n".join(format_request(mapping.system, r) for r in requests) + "\n"

@@ -147,6 +147,9 @@ class Connection(Strict):
     database: Optional[Code] = None
     #: constant headers sent with every request (never credentials: see ``auth``)
     headers: dict[HeaderName, str] = {}
+    #: SOAP systems (NetSuite): the WSDL, an https URL or a file path; fetched once, cached on disk.
+    #: Unset: derived from base_url (docs/connectors/netsuite.md)
+    wsdl: Optional[Code] = None
 
 
 class Limits(Strict):

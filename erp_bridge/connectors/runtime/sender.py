@@ -32,6 +32,8 @@ class Reply:
     body: Any
     headers: Mapping[str, str] = field(default_factory=dict)
     detail: str = "delivered"
+    #: the body as received, for protocols that are not JSON (SOAP envelopes)
+    content: bytes = b""
 
 
 class Sender:
@@ -127,7 +129,8 @@ class Sender:
             return ConfigError(f"{self.system} refused the credentials (HTTP 401 from {what}): {check}")
         outcome = classify_response(response, what, on_status or self.on_status, self.redact, self._message)
         if isinstance(outcome, Delivered):
-            return Reply(response.status_code, json_or_none(response), dict(response.headers), outcome.detail)
+            return Reply(response.status_code, json_or_none(response), dict(response.headers), outcome.detail,
+                         response.content)
         return outcome
 
 

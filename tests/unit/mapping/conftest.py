@@ -34,3 +34,22 @@ def copy_case(case: Path, tmp_path: Path) -> Path:
 def example_set():
     from erp_bridge.mapping.loader import load_mappings
     return load_mappings(MAPPINGS)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def netsuite_wsdl_cached(tmp_path_factory):
+    """Previews of the NetSuite example load the account's WSDL; here it comes from the disk cache,
+    seeded from ../shared/specs, as after a first start (no network in tests)."""
+    import erp_bridge.connectors.netsuite as netsuite
+    from erp_bridge.mapping.schema import SystemMapping
+    from erp_bridge.yamlpos import load_yaml_file
+    from tests.fakes.netsuite import seed_wsdl_cache
+
+    if not (REPO.parent / "shared" / "specs" / "netsuite-wsdl-2023_2").exists():
+        yield
+        return
+    cache = tmp_path_factory.mktemp("netsuite-wsdl")
+    seed_wsdl_cache(cache, SystemMapping.model_validate(load_yaml_file(MAPPINGS / "netsuite.yaml").data).connection.wsdl)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(netsuite, "DEFAULT_CACHE", cache)
+        yield

@@ -86,7 +86,7 @@ def test_netsuite_body_uses_the_wsdl_field_names(example_set):
                      to_location="WH/Stock", location="WH/Stock", direction="in", occurred_at=NOW)
     body = build_requests(move, example_set.systems["netsuite"], example_set.lookups, now=NOW, new_id=fixed_ids())[0].body
     header, line = _xsd_names("InventoryAdjustment"), _xsd_names("InventoryAdjustmentInventory")
-    # REST names the inventoryList sublist "inventory" with "items"; everything else is the WSDL's
-    assert set(body) - {"inventory"} <= header
-    assert set(body["inventory"]["items"][0]) <= line
-    assert "adjustQtyBy" in line and "externalId" in header
+    # the SOAP example: every key is the WSDL's (the connector adds the externalId attribute)
+    assert set(body) <= header
+    assert set(body["inventoryList"]["inventory"][0]) <= line
+    assert "adjustQtyBy" in line and "externalId" in header and "replaceAll" in _xsd_names("InventoryAdjustmentInventoryList")
