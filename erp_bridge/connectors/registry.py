@@ -38,7 +38,8 @@ class Kind:
 KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("sap_b1", ".sap_b1", summary="SAP Business One Service Layer"),
     Kind("netsuite", None, summary="NetSuite (planned: mapping validates, no connector yet)"),
-    Kind("dynamics365", None, summary="Dynamics 365 (planned: mapping validates, no connector yet)"),
+    Kind("dynamics365", ".dynamics365.finops", summary="Dynamics 365 Supply Chain Management (F&O OData)"),
+    Kind("dynamics365_iv", ".dynamics365.inventory_visibility", summary="Dynamics 365 Inventory Visibility"),
     Kind("zoho_inventory", ".zoho_inventory", summary="Zoho Inventory"),
     Kind("odoo", ".odoo", "OdooConnector.from_context", "Odoo through the stock_sync_bridge module"),
     Kind("shopify", ".shopify.connector", summary="Shopify Admin GraphQL"),

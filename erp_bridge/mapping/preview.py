@@ -38,6 +38,10 @@ def preview(system: str, event_file: Path, mappings_dir: Path, *, now: datetime 
     if mapping.connector == "odoo":  # a fixed API over odoorpc: show the call itself
         from ..connectors.odoo import describe_call
         return describe_call(mapping, events)
+    if mapping.connector == "dynamics365":  # journals go as one OData $batch changeset: show it as sent
+        from ..connectors.dynamics365.finops import describe_batches
+        return describe_batches(mapping, events, mappings.lookups, now=now or datetime.now(timezone.utc),
+                                new_id=new_id or (lambda: str(uuid.uuid4()))) + "\n"
     requests = build_requests(events, mapping, mappings.lookups, now=now or datetime.now(timezone.utc),
                               new_id=new_id or (lambda: str(uuid.uuid4())))
     return "\n\n".join(format_request(mapping.system, r) for r in requests) + "\n"

@@ -32,6 +32,8 @@ class Reply:
     body: Any
     headers: Mapping[str, str] = field(default_factory=dict)
     detail: str = "delivered"
+    #: the raw body, for answers that are not JSON (an OData $batch is multipart/mixed)
+    text: str = field(default="", repr=False)
 
 
 class Sender:
@@ -126,7 +128,9 @@ class Sender:
             return ConfigError(f"{self.system} refused the credentials (HTTP 401 from {what}): {check}")
         outcome = classify_response(response, what, on_status or self.on_status, self.redact, self._message)
         if isinstance(outcome, Delivered):
-            return Reply(response.status_code, json_or_none(response), dict(response.headers), outcome.detail)
+            body = json_or_none(response)
+            return Reply(response.status_code, body, dict(response.headers), outcome.detail,
+                         text=response.text if body is None else "")
         return outcome
 
 
