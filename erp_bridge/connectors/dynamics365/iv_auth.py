@@ -48,7 +48,7 @@ class InventoryVisibilityToken(Renewing):
             self.aad.renew(aad.generation)
             response = self._exchange(self.aad.current().value)
         with response:
-            return self._token(response)
+            return self._read_token(response)
 
     def _exchange(self, aad_token: str) -> requests.Response:
         body = {"grant_type": "client_credentials", "client_assertion_type": "aad_app",
@@ -59,7 +59,7 @@ class InventoryVisibilityToken(Renewing):
         except requests.RequestException as exc:
             raise transport_error(exc, f"POST {self.token_url} (Inventory Visibility token)") from None
 
-    def _token(self, response: requests.Response) -> tuple[str, float]:
+    def _read_token(self, response: requests.Response) -> tuple[str, float]:
         what, redact = f"POST {self.token_url} (Inventory Visibility token)", Redactor.of(self.secret_values)
         if response.status_code == 429 or response.status_code >= 500:
             raise RetryableError(f"HTTP {response.status_code} from {what}",
