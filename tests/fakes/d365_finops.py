@@ -78,6 +78,7 @@ class FakeFinOps:
         self.items: set[str] = set()
         self.state = State()
         self.received: list[tuple[str, str, Any]] = []  # (method, path with query, parsed body)
+        self.batches: list[tuple[str, bytes]] = []  # (Content-Type, raw body) of every $batch
         self.lock = threading.RLock()
         self.served = Served(self)
 
@@ -129,6 +130,7 @@ class FakeFinOps:
         route, query = unquote(parts.path), {k: v[0] for k, v in parse_qs(parts.query).items()}
         with self.lock:
             if method == "POST" and route == "/data/$batch":
+                self.batches.append((headers.get("Content-Type", ""), body))
                 return self._batch(headers.get("Content-Type", ""), body)
             self.received.append((method, path, None))
             try:

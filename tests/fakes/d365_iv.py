@@ -53,6 +53,7 @@ class FakeInventoryVisibility:
         self.token_requests: list[tuple[str, dict]] = []
         self.counted: dict[str, dict] = {}  # event id -> the event, once
         self.received: list[tuple[str, Any]] = []  # (path, body) of API calls
+        self.headers_seen: list[dict[str, str]] = []  # their headers, in the same order
         #: (product, site, location) -> data source -> measure -> quantity
         self.measures: dict[tuple[str, str, str], dict[str, dict[str, Decimal]]] = defaultdict(
             lambda: defaultdict(lambda: defaultdict(Decimal)))
@@ -119,6 +120,7 @@ class FakeInventoryVisibility:
             return _problem({"Api-Version": ["The Api-Version header is required (1.0)."]})
         payload = _load(body)
         self.received.append((route.removeprefix(prefix), payload))
+        self.headers_seen.append(dict(headers))
         handler = {f"{prefix}/onhand": self._one, f"{prefix}/onhand/bulk": self._bulk,
                    f"{prefix}/onhand/indexquery": self._query}.get(route)
         if method != "POST" or handler is None:
