@@ -62,6 +62,8 @@ def _auth(m: SystemMapping) -> Found:
         yield at, f"{auth.kind} auth needs token_url"
     if auth.kind in ("azure_ad_client_credentials", "inventory_visibility") and auth.authority is None:
         yield at, f"{auth.kind} auth needs authority (https://login.microsoftonline.com/<tenant id>)"
+    if auth.kind == "azure_ad_client_credentials" and auth.scope is None:
+        yield at, f"{auth.kind} auth needs scope (F&O: https://<environment>.operations.dynamics.com/.default)"
 
 
 def _secrets_configured(m: SystemMapping, secret_names: Collection[str]) -> Found:

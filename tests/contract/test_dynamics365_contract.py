@@ -72,7 +72,8 @@ def test_journal_headers_and_lines_use_only_cdm_attributes(fo_capture):
     headers = [b for m, url, b in received if m == "POST" and url.endswith("/InventoryMovementJournalHeaders")]
     lines = [b for m, url, b in received if m == "POST" and url.endswith("/InventoryMovementJournalLine")]
     assert len(headers) == 3 and len(lines) == 4
-    header_attrs, line_attrs = cdm(COLLECTIONS["InventoryMovementJournalHeaders"]), cdm(COLLECTIONS["InventoryMovementJournalLine"])
+    header_attrs = cdm(COLLECTIONS["InventoryMovementJournalHeaders"])
+    line_attrs = cdm(COLLECTIONS["InventoryMovementJournalLine"])
     for header in headers:
         assert set(header) <= header_attrs, set(header) - header_attrs
         assert {"dataAreaId", "JournalNameId", "Description"} <= set(header) and len(header["Description"]) <= 60
@@ -106,7 +107,8 @@ def test_batch_is_one_changeset_of_application_http_parts_with_content_ids(fo_ca
         assert [p["Content-ID"] for p in parts] == [str(n) for n in range(1, len(parts) + 1)]
         assert all(p["Content-Transfer-Encoding"] == "binary" for p in parts)
         first_lines = [(p.get_payload(decode=True) or b"").split(b"\r\n", 1)[0].decode() for p in parts]
-        assert first_lines[0].startswith("POST http") and first_lines[0].endswith("/InventoryMovementJournalHeaders HTTP/1.1")
+        assert first_lines[0].startswith("POST http")
+        assert first_lines[0].endswith("/InventoryMovementJournalHeaders HTTP/1.1")
         assert all(line == "POST $1/InventoryMovementJournalLine HTTP/1.1" for line in first_lines[1:])
 
 

@@ -86,8 +86,9 @@ class InventoryVisibilityConnector:
         """One request for the chunk: Delivered for all, or the error; a refused bulk goes one by one."""
         if len(chunk) == 1:
             return self._one(chunk[0])
-        reply = self.sender.call("POST", f"{chunk[0].url}/bulk", body=[r.body for r in chunk],
-                                 headers=self.sender.engine_headers(chunk[0].headers), what=f"POST {chunk[0].name} bulk")
+        first = chunk[0]
+        reply = self.sender.call("POST", f"{first.url}/bulk", body=[r.body for r in chunk],
+                                 headers=self.sender.engine_headers(first.headers), what=f"POST {first.name} bulk")
         if isinstance(reply, RejectedError):
             return self._one_by_one(chunk)
         return _result(reply)
@@ -176,7 +177,8 @@ def check_idempotency(mapping: SystemMapping) -> None:
     for name, spec in mapping.requests.items():
         node = (spec.body or {}).get("id")
         if node is None or node.kind != "field" or node.field != "key":
-            raise ConfigError(f"{mapping.system}: request {name} must send the event key as its id (id: {{field: key}})")
+            raise ConfigError(f"{mapping.system}: request {name} must send the event key as its id "
+                              "(id: {field: key})")
 
 
 def from_context(ctx: ConnectorContext, *, token_clock: Callable[[], float] = time.monotonic
