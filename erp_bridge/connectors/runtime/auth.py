@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import msal
+import msal.exceptions
 import requests
 from oauthlib.oauth2 import BackendApplicationClient, OAuth2Error, WebApplicationClient
 from requests.auth import AuthBase, HTTPBasicAuth
@@ -221,6 +222,8 @@ class AzureAd(Renewing):
             result = app.acquire_token_for_client(scopes=[self.scope])
         except requests.RequestException as exc:
             raise transport_error(exc, what) from None
+        except msal.exceptions.MsalServiceError as exc:  # 429 / 5xx (msal keeps honouring Retry-After itself)
+            raise RetryableError(f"{what} failed: {self._redact.excerpt(str(exc))}") from None
         except ValueError as exc:  # msal: the authority's discovery document was not usable
             self._app = None
             raise RetryableError(f"{what}: {self._redact.excerpt(str(exc))}") from None
