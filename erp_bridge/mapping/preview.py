@@ -44,6 +44,9 @@ def preview(system: str, event_file: Path, mappings_dir: Path, *, now: datetime 
                                 new_id=new_id or (lambda: str(uuid.uuid4()))) + "\n"
     requests = build_requests(events, mapping, mappings.lookups, now=now or datetime.now(timezone.utc),
                               new_id=new_id or (lambda: str(uuid.uuid4())))
+    if mapping.connector == "dynamics365_iv":  # several change events go as one <path>/bulk
+        from ..connectors.dynamics365.inventory_visibility import as_sent
+        requests = as_sent(requests, mapping)
     return "\n\n".join(format_request(mapping.system, r) for r in requests) + "\n"
 
 

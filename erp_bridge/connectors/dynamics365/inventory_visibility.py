@@ -67,9 +67,9 @@ class InventoryVisibilityConnector:
     def _send(self, events: Sequence[Any]) -> list[Result]:
         built = {e.idempotency_key: self._build(e) for e in events}
         ready = [r for r in built.values() if isinstance(r, HttpRequest)]
-        chunks = [ready[i:i + self._bulk] for i in range(0, len(ready), self._bulk)]
         outcome: dict[str, Result] = {}
-        for chunk, results in zip(chunks, until_down(chunks, self._send_chunk)):
+        batches = chunks(ready, self._bulk)
+        for chunk, results in zip(batches, until_down(batches, self._send_chunk)):
             outcome.update(results if isinstance(results, dict) else {r.key: results for r in chunk})
         return [outcome.get(e.idempotency_key) or built[e.idempotency_key] for e in events]  # type: ignore[misc]
 
@@ -86,9 +86,7 @@ class InventoryVisibilityConnector:
         """One request for the chunk: Delivered for all, or the error; a refused bulk goes one by one."""
         if len(chunk) == 1:
             return self._one(chunk[0])
-        first = chunk[0]
-        reply = self.sender.call("POST", f"{first.url}/bulk", body=[r.body for r in chunk],
-                                 headers=self.sender.engine_headers(first.headers), what=f"POST {first.name} bulk")
+        reply = self.sender.send(bulk_of(chunk))
         if isinstance(reply, RejectedError):
             return self._one_by_one(chunk)
         return _result(reply)
@@ -144,6 +142,26 @@ class InventoryVisibilityConnector:
 
     def close(self) -> None:
         self.sender.close()
+
+
+def chunks(requests: list[HttpRequest], size: int) -> list[list[HttpRequest]]:
+    """Up to ``size`` requests per chunk, only requests to the same URL together, in order."""
+    by_url: dict[str, list[HttpRequest]] = {}
+    for request in requests:
+        by_url.setdefault(request.url, []).append(request)
+    return [same[i:i + size] for same in by_url.values() for i in range(0, len(same), size)]
+
+
+def bulk_of(chunk: list[HttpRequest]) -> HttpRequest:
+    """Several change events as one ``POST <path>/bulk`` of their bodies."""
+    first = chunk[0]
+    return HttpRequest("POST", f"{first.url}/bulk", first.headers, [r.body for r in chunk],
+                       f"{first.key}+{len(chunk) - 1}", tuple(r.key for r in chunk), f"{first.name} bulk")
+
+
+def as_sent(requests: list[HttpRequest], mapping: SystemMapping) -> list[HttpRequest]:
+    """``mappings preview``: the requests as the connector sends them (bulk where several go)."""
+    return [c[0] if len(c) == 1 else bulk_of(c) for c in chunks(requests, min(mapping.writes.batch_size, BULK_MAX))]
 
 
 def _result(reply: Reply | BridgeError) -> Result:
