@@ -30,6 +30,8 @@ from ...errors import BridgeError, ConfigError, RejectedError, RetryableError
 from ...mapping.binder import Binder
 from ...mapping.compile import UnmappedError, compiled
 from ...mapping.engine import build_requests
+from ...mapping.lookups import LookupTable
+from ...mapping.nodes import Node
 from ...mapping.schema import SystemMapping
 from ...mapping.wire import HttpRequest
 from ..base import Capability
@@ -50,10 +52,12 @@ ONHAND_SELECT = ",".join(("ItemNumber", "InventorySiteId", "InventoryWarehouseId
 CAPABILITIES = {"mirror": {Capability.POST_MOVES},
                 "system_of_record": {Capability.READ_AVAILABILITY, Capability.APPLY_STOCK_CHANGES}}
 Totals = dict[tuple[str, str], dict[str, Decimal]]
+Lookups = Mapping[str, LookupTable] | None
+WriteEvent = StockMove | Decrement | Increment
 
 
 class FinOpsConnector:
-    def __init__(self, mapping: SystemMapping, sender: Sender, ledger: Ledger, lookups: Any = None, *,
+    def __init__(self, mapping: SystemMapping, sender: Sender, ledger: Ledger, lookups: Lookups = None, *,
                  settle_s: float | None = None, clock: Callable[[], float] = time.time):
         self.name, self.mapping, self.sender, self.ledger = mapping.system, mapping, sender, ledger
         self.base_url = str(mapping.connection.base_url)
@@ -84,14 +88,18 @@ class FinOpsConnector:
         return reply if isinstance(reply, BridgeError) else self._outcome(reply, f"POST $batch {entity}")
 
     def _outcome(self, reply: Reply, what: str) -> Reply | BridgeError:
+        content_type = next((v for k, v in reply.headers.items() if k.lower() == "content-type"), "")
         try:
-            inner = odata_batch.parse(reply.headers.get("Content-Type", ""), reply.text)
+            inner = odata_batch.parse(content_type, reply.text)
         except ValueError as exc:  # unknown whether it was applied: the intent stays and is searched
             return RetryableError(f"{what}: unreadable answer ({exc})")
         failed = next((r for r in inner if r.status >= 300), None)
         if failed is not None:
-            return classify_response(_as_response(failed), what, self.sender.on_status, self.sender.redact,
-                                     d365_message)  # type: ignore[return-value]
+            outcome = classify_response(_as_response(failed), what, self.sender.on_status, self.sender.redact,
+                                        d365_message)
+            if isinstance(outcome, BridgeError):
+                return outcome
+            return Reply(failed.status, failed.json(), failed.headers, outcome.detail)  # on_status: ignore
         if not inner:
             return RetryableError(f"{what}: the answer holds no response for the changeset")
         return Reply(inner[0].status, inner[0].json(), inner[0].headers)
@@ -207,7 +215,7 @@ def company(mapping: SystemMapping) -> str:
     return value
 
 
-def _data_area_nodes(body: Mapping[str, Any]) -> list[Any]:
+def _data_area_nodes(body: Mapping[str, Node]) -> list[Node]:
     found = [body["dataAreaId"]] if "dataAreaId" in body else []
     for node in body.values():
         if node.kind == "lines" and node.lines and "dataAreaId" in node.lines:
@@ -215,7 +223,7 @@ def _data_area_nodes(body: Mapping[str, Any]) -> list[Any]:
     return found
 
 
-def describe_batches(mapping: SystemMapping, events: Sequence[Any], lookups: Any, *, now: datetime,
+def describe_batches(mapping: SystemMapping, events: Sequence[WriteEvent], lookups: Lookups, *, now: datetime,
                      new_id: Callable[[], str]) -> str:
     """``mappings preview``: each journal exactly as it goes out, the $batch body included."""
     lines_of, reference = line_keys(mapping), reference_field(mapping)

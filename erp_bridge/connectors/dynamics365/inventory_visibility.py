@@ -19,13 +19,14 @@ import time
 import uuid
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from ...domain import Availability, Count, Decrement, Delivered, Increment, Result, StockMove
 from ...errors import BridgeError, ConfigError, MappingError, RejectedError, RetryableError
 from ...mapping.binder import Binder
 from ...mapping.compile import UnmappedError, compiled
 from ...mapping.engine import build_requests
+from ...mapping.lookups import LookupTable
 from ...mapping.schema import SystemMapping
 from ...mapping.wire import HttpRequest
 from ..base import Capability
@@ -42,10 +43,14 @@ ON_HAND_MEASURE, FREE_MEASURE = ("iv", "onhand"), ("iv", "availabletoreserve")
 CAPABILITIES = {"mirror": {Capability.POST_MOVES},
                 "system_of_record": {Capability.READ_AVAILABILITY, Capability.APPLY_STOCK_CHANGES}}
 Built = dict[str, "HttpRequest | BridgeError"]
+Lookups = Mapping[str, LookupTable] | None
+WriteEvent = StockMove | Decrement | Increment
+#: one result for a whole chunk, or one per event key (a bulk re-sent event by event)
+ChunkResult = Result | dict[str, Result]
 
 
 class InventoryVisibilityConnector:
-    def __init__(self, mapping: SystemMapping, sender: Sender, lookups: Any = None):
+    def __init__(self, mapping: SystemMapping, sender: Sender, lookups: Lookups = None):
         self.name, self.mapping, self.sender = mapping.system, mapping, sender
         self.base_url = str(mapping.connection.base_url)
         self.organization_id = organization_id(mapping)
@@ -64,7 +69,7 @@ class InventoryVisibilityConnector:
         refused = RejectedError(f"{self.name} takes change events (decrements, increments), not absolute counts")
         return [refused if id(c) in counts else next(sent) for c in changes]
 
-    def _send(self, events: Sequence[Any]) -> list[Result]:
+    def _send(self, events: Sequence[WriteEvent]) -> list[Result]:
         built = {e.idempotency_key: self._build(e) for e in events}
         ready = [r for r in built.values() if isinstance(r, HttpRequest)]
         outcome: dict[str, Result] = {}
@@ -73,7 +78,7 @@ class InventoryVisibilityConnector:
             outcome.update(results if isinstance(results, dict) else {r.key: results for r in chunk})
         return [outcome.get(e.idempotency_key) or built[e.idempotency_key] for e in events]  # type: ignore[misc]
 
-    def _build(self, event: Any) -> HttpRequest | BridgeError:
+    def _build(self, event: WriteEvent) -> HttpRequest | BridgeError:
         try:
             return build_requests(event, self.mapping, self._lookups, now=datetime.now(timezone.utc),
                                   new_id=lambda: str(uuid.uuid4()))[0]
@@ -82,7 +87,7 @@ class InventoryVisibilityConnector:
         except MappingError as exc:
             return exc
 
-    def _send_chunk(self, chunk: list[HttpRequest]) -> Any:
+    def _send_chunk(self, chunk: list[HttpRequest]) -> ChunkResult:
         """One request for the chunk: Delivered for all, or the error; a refused bulk goes one by one."""
         if len(chunk) == 1:
             return self._one(chunk[0])
