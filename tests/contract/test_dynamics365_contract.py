@@ -126,7 +126,8 @@ def documented_keys(path: str) -> set[str]:
 def test_the_documented_keys_are_read_from_the_doc():
     assert documented_keys("/onhand") == {"id", "organizationId", "productId", "dimensionDataSource",
                                           "dimensions", "quantities"}
-    assert documented_keys("/onhand/indexquery") == {"dimensionDataSource", "filters", "groupByValues", "returnNegative"}
+    assert documented_keys("/onhand/indexquery") == {"dimensionDataSource", "filters", "groupByValues",
+                                                      "returnNegative"}
 
 
 @pytest.fixture(scope="module")

@@ -67,7 +67,8 @@ class FakeAzureAd:
 
     def _discovery(self) -> dict:
         base = self.authority
-        return {"token_endpoint": f"{base}/oauth2/v2.0/token", "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+        return {"token_endpoint": f"{base}/oauth2/v2.0/token",
+                "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
                 "issuer": f"{base}/v2.0", "token_endpoint_auth_methods_supported": ["client_secret_post"]}
 
     def _token(self, form: dict[str, str]) -> Answer:

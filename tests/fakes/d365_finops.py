@@ -240,7 +240,8 @@ class FakeFinOps:
         if isinstance(quantity, bool) or not isinstance(quantity, (int, Decimal)) or quantity == 0:
             return "Quantity must be a number other than 0."
         if not _DATETIME.match(str(line.get("TransactionDate", ""))):
-            return f"Cannot convert the literal '{line.get('TransactionDate')}' to the expected type 'Edm.DateTimeOffset'."
+            return (f"Cannot convert the literal '{line.get('TransactionDate')}' to the expected type "
+                    "'Edm.DateTimeOffset'.")
         return None
 
     def _company(self, payload: dict) -> None:
@@ -302,7 +303,8 @@ def _error(exc: Refused) -> Answer:
 
 
 def _json(status: int, payload: Any) -> Answer:
-    return status, {"Content-Type": "application/json; odata.metadata=minimal"}, json.dumps(payload, default=_number).encode()
+    data = json.dumps(payload, default=_number).encode()
+    return status, {"Content-Type": "application/json; odata.metadata=minimal"}, data
 
 
 def _batch_response(changesets: list[list[tuple[str, int, Any]]]) -> Answer:

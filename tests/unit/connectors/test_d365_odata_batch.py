@@ -39,7 +39,8 @@ def test_a_wrapped_changeset_answer_gives_one_response_per_request():
 
 
 def test_a_failed_changeset_answered_by_one_bare_part_is_read():
-    error = '{"error": {"code": "", "message": "An error has occurred.", "innererror": {"message": "Item X does not exist."}}}'
+    error = ('{"error": {"code": "", "message": "An error has occurred.", '
+             '"innererror": {"message": "Item X does not exist."}}}')
     text = "\r\n".join(["--b", "Content-Type: application/http", "Content-Transfer-Encoding: binary", "",
                         "HTTP/1.1 400 Bad Request", "Content-Type: application/json", "", error, "--b--", ""])
     [response] = parse("multipart/mixed; boundary=b", text)

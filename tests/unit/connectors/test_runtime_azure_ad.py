@@ -24,8 +24,8 @@ def aad(tmp_path, monkeypatch):
 
 
 def strategy(aad, secret="app-secret-123", clock=None) -> AzureAd:
-    return AzureAd(aad.authority, "bridge-app", secret, SCOPE, timeout_s=2.0, names="d365_client_id, d365_client_secret",
-                   clock=clock or FakeClock(0.0))
+    return AzureAd(aad.authority, "bridge-app", secret, SCOPE, timeout_s=2.0,
+                   names="d365_client_id, d365_client_secret", clock=clock or FakeClock(0.0))
 
 
 def test_a_token_is_cached_until_shortly_before_it_expires(aad):
@@ -84,7 +84,8 @@ def test_a_5xx_from_the_token_endpoint_is_retryable(aad):
 def test_the_auth_kind_builds_it_and_needs_authority_and_scope(aad):
     names = {"client_id": "id_name", "client_secret": "secret_name"}
     secrets = {"id_name": "bridge-app", "secret_name": "app-secret-123"}.__getitem__
-    built = build(Auth(kind="azure_ad_client_credentials", authority=aad.authority, scope=SCOPE, secrets=names), secrets)
+    auth = Auth(kind="azure_ad_client_credentials", authority=aad.authority, scope=SCOPE, secrets=names)
+    built = build(auth, secrets)
     assert isinstance(built, AzureAd) and built.current().value
     with pytest.raises(ConfigError, match="authority and connection.auth.scope"):
         build(Auth(kind="azure_ad_client_credentials", scope=SCOPE, secrets=names), secrets)
