@@ -98,11 +98,11 @@ def test_batch_is_one_changeset_of_application_http_parts_with_content_ids(fo_ca
     _, batches = fo_capture
     assert len(batches) == 3  # moves, the move whose answer was lost, the sale (its replay was a search)
     for content_type, body in batches:
-        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        message = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(
             f"Content-Type: {content_type}\r\n\r\n".encode() + body)
-        [changeset] = list(message.iter_parts())
+        [changeset] = list(message.get_payload())
         assert message.get_content_type() == changeset.get_content_type() == "multipart/mixed"
-        parts = list(changeset.iter_parts())
+        parts = list(changeset.get_payload())
         assert [p.get_content_type() for p in parts] == ["application/http"] * len(parts)
         assert [p["Content-ID"] for p in parts] == [str(n) for n in range(1, len(parts) + 1)]
         assert all(p["Content-Transfer-Encoding"] == "binary" for p in parts)

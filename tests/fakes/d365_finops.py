@@ -160,15 +160,15 @@ class FakeFinOps:
 
     # --- $batch ---------------------------------------------------------------------------------
     def _batch(self, content_type: str, body: bytes) -> Answer:
-        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        message = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(
             f"Content-Type: {content_type}\r\n\r\n".encode() + body)
         if not message.is_multipart():
             return _error(Refused(400, "The batch request must have a \"Content-Type\" header of multipart/mixed."))
         responses = []
-        for part in message.iter_parts():
+        for part in message.get_payload():
             if part.get_content_type() != "multipart/mixed":
                 return _error(Refused(400, "only changesets are supported by this double"))
-            responses.append(self._changeset(list(part.iter_parts())))
+            responses.append(self._changeset(list(part.get_payload())))
         return _batch_response(responses)
 
     def _changeset(self, parts: list) -> list[tuple[str, int, Any]]:
@@ -257,7 +257,7 @@ class FakeFinOps:
 def _request(payload: bytes) -> tuple[str, str, Any]:
     head, _, rest = payload.partition(b"\n")
     method, url, _version = head.decode().split()
-    inner = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(rest)
+    inner = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(rest)
     text = inner.get_payload(decode=True) or b""
     try:
         return method, url, json.loads(text, parse_float=Decimal) if text.strip() else None

@@ -79,7 +79,7 @@ def _request_lines(part: Part, headers: Mapping[str, str]) -> list[str]:
 def parse(content_type: str, body: str | bytes) -> list[InnerResponse]:
     """Every inner response of a ``$batch`` answer, in order, changesets flattened."""
     raw = body.encode() if isinstance(body, str) else body
-    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+    message = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(
         f"Content-Type: {content_type}\r\n\r\n".encode() + raw)
     if not message.is_multipart():
         raise ValueError(f"not a multipart $batch body (Content-Type {content_type})")
@@ -96,6 +96,6 @@ def _inner(payload: bytes, content_id: str | None) -> InnerResponse:
     first = head.decode("latin-1").split()
     if len(first) < 2 or not first[0].startswith("HTTP/") or not first[1].isdigit():
         raise ValueError(f"not an HTTP response in the $batch answer: {head[:80]!r}")
-    parsed = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(rest)
+    parsed = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(rest)
     text = parsed.get_payload(decode=True) or b""
     return InnerResponse(int(first[1]), dict(parsed.items()), text.decode("utf-8", "replace").strip(), content_id)
