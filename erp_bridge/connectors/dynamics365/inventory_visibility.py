@@ -38,6 +38,8 @@ from .errors import d365_message
 
 #: the bulk API takes at most this many events per request
 BULK_MAX = 512
+#: products per on-hand query (the service takes up to 5,000)
+QUERY_PRODUCTS = 1000
 #: calculated measures of the default configuration (data source ``iv``), compared case-insensitively
 ON_HAND_MEASURE, FREE_MEASURE = ("iv", "onhand"), ("iv", "availabletoreserve")
 CAPABILITIES = {"mirror": {Capability.POST_MOVES},
@@ -116,9 +118,11 @@ class InventoryVisibilityConnector:
                 continue
             if entry is not None and self.mapping.internal_location(entry.code) == location:
                 wanted.setdefault((code, entry.attrs.get("site", ""), entry.code), []).append((sku, location))
-        if not wanted:
-            return {}
-        rows = self._query({k[0] for k in wanted}, {k[1] for k in wanted}, {k[2] for k in wanted})
+        rows: dict[tuple[str, str, str], dict] = {}
+        codes = sorted({k[0] for k in wanted})
+        for start in range(0, len(codes), QUERY_PRODUCTS):
+            rows.update(self._query(set(codes[start:start + QUERY_PRODUCTS]), {k[1] for k in wanted},
+                                    {k[2] for k in wanted}))
         result = {}
         for (code, site, warehouse), asked in wanted.items():
             row = rows.get((code, site, warehouse))

@@ -142,3 +142,15 @@ def test_the_event_id_must_be_the_event_key(iv):
     mapping.writes.idempotency.field = "eventId"
     with pytest.raises(ConfigError, match="strategy: body_id, field: id"):
         iv_connector(iv, mapping=mapping)
+
+
+def test_no_secret_or_token_reaches_a_log_record(iv, aad, caplog):
+    caplog.set_level("DEBUG")
+    connector = iv_connector(iv)
+    connector.post_moves([move("1")])
+    iv.expire_tokens()
+    connector.post_moves([move("2")])
+    connector.close()
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    secrets = ["app-secret-123", *aad.issued, *iv.tokens]
+    assert caplog.records and not [s for s in secrets if s in logged]
