@@ -6,16 +6,21 @@ item dead-letters with F&O's own message; as system of record a channel sale is 
 queue and the ledger run on one fake clock, so backoff and settle windows are stepped, not slept."""
 from __future__ import annotations
 
+import json
+import os
+import re
 import time
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
+import vcr
 from prometheus_client import CollectorRegistry
 
 from erp_bridge.dispatch.dispatcher import Dispatcher
 from erp_bridge.dispatch.metrics import DispatchMetrics
 from erp_bridge.dispatch.routing import entry_for
-from erp_bridge.domain import Decrement
+from erp_bridge.domain import Decrement, Delivered
 from erp_bridge.queue.base import RetryPolicy, State
 from erp_bridge.queue.sqlite import SQLiteQueue
 from tests.fakes.azure_ad import FakeAzureAd
@@ -157,3 +162,85 @@ def test_inventory_visibility_as_system_of_record_applies_a_channel_sale_once(iv
     figure = connector.read_availability([("chair-blue", "WH/Stock")])[("chair-blue", "WH/Stock")]
     connector.close()
     assert list(iv.counted) == ["shopify:5001:1"] and figure.free == 96
+
+
+# --- cassettes ----------------------------------------------------------------------------------
+CASSETTES = Path(__file__).resolve().parents[1] / "cassettes" / "dynamics365"
+SECRET = "app-secret-123"
+
+
+def _scrub_request(request):
+    if request.body and b"client_secret=" in request.body:
+        request.body = re.sub(rb"client_secret=[^&]*", b"client_secret=FILTERED", request.body)
+        request.headers.pop("Content-Length", None)  # would tell the secret's length
+    return request
+
+
+def _scrub_response(response):
+    body = response["body"].get("string") or b""
+    if b"access_token" in body:
+        data = json.loads(body)
+        data["access_token"] = "FILTERED"
+        response["body"]["string"] = json.dumps(data).encode()
+    return response
+
+
+def recorder(record_mode):
+    return vcr.VCR(cassette_library_dir=str(CASSETTES), record_mode=record_mode,
+                   match_on=("method", "path", "query"),  # the doubles' ports change every run
+                   filter_headers=["Authorization"], before_record_request=_scrub_request,
+                   before_record_response=_scrub_response, decode_compressed_response=True)
+
+
+def happy_path(connector):
+    posted = connector.post_moves([move("4711", quantity=3), move("4712", item="chair-red", direction="in")])
+    figures = connector.read_availability([("chair-blue", "WH/Stock")])
+    connector.close()
+    return posted, figures
+
+
+def _both_roles(fo):
+    return fo_mapping(fo, role="system_of_record", location_roles={"WH/Stock": "mirror"})
+
+
+@pytest.mark.skipif(os.environ.get("RECORD_CASSETTES") != "1", reason="set RECORD_CASSETTES=1 to re-record")
+def test_record_the_happy_path_cassette(fo, tmp_path):
+    (CASSETTES / "happy_path.yaml").unlink(missing_ok=True)
+    with recorder("once").use_cassette("happy_path.yaml"):
+        posted, _ = happy_path(fo_connector(fo, tmp_path, mapping=_both_roles(fo)))
+    assert posted == [Delivered("posted")] * 2
+
+
+def test_replay_the_happy_path_through_the_real_connector(tmp_path, monkeypatch):
+    """Nothing listens on port 9: only the cassette answers (msal's discovery, the token, the
+    $batch, the on-hand read)."""
+    from erp_bridge.connectors.dynamics365.finops import from_context
+    from erp_bridge.connectors.runtime.context import ConnectorContext
+    from erp_bridge.mapping.schema import SystemMapping
+    from erp_bridge.yamlpos import load_yaml_file
+
+    data = load_yaml_file(Path(__file__).resolve().parents[2] / "mappings" / "dynamics365.yaml").data
+    data["connection"].update(base_url="http://127.0.0.1:9/data", timeout_s=2)
+    data["connection"]["auth"].update(authority="https://127.0.0.1:9/72f988bf-86f1-41af-91ab-2d7cd011db47",
+                                      scope="http://127.0.0.1:9/.default")
+    data["role"] = "system_of_record"
+    data["locations"]["map"][0]["role"] = "mirror"
+    mapping = SystemMapping.model_validate(data)
+    secrets = {"d365_client_id": "bridge-app", "d365_client_secret": "FILTERED"}
+    with recorder("none").use_cassette("happy_path.yaml") as cassette:
+        connector = from_context(ConnectorContext(mapping, secrets.__getitem__, {}, f"sqlite:///{tmp_path}/q.db"))
+        posted, figures = happy_path(connector)
+    assert posted == [Delivered("posted")] * 2
+    assert figures[("chair-blue", "WH/Stock")].on_hand == 1000  # unposted journals do not move on-hand
+    assert cassette.all_played
+    assert [r.path.rsplit("/", 1)[-1] for r in cassette.requests] == [
+        "openid-configuration", "token", "$batch", "WarehousesOnHandV2"]
+
+
+def test_no_secret_or_token_in_any_cassette():
+    files = sorted(CASSETTES.glob("*.yaml"))
+    assert files, "no cassettes: run with RECORD_CASSETTES=1"
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        assert SECRET not in text and "eyJ0eX" not in text, path.name
+        assert "client_secret=FILTERED" in text and "access_token" in text, path.name
