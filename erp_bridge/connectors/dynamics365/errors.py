@@ -32,8 +32,8 @@ def _odata(body: Any) -> str | None:
     error = body.get("error") if isinstance(body, dict) else None
     if not isinstance(error, dict):
         return None
-    inner = error.get("innererror") if isinstance(error.get("innererror"), dict) else {}
-    text = inner.get("message") or error.get("message")
+    inner = error.get("innererror")
+    text = (inner.get("message") if isinstance(inner, dict) else None) or error.get("message")
     code = error.get("code")
     return f"{code}: {text}" if code and text else str(text or code or "") or None
 

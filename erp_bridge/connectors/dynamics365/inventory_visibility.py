@@ -47,8 +47,6 @@ CAPABILITIES = {"mirror": {Capability.POST_MOVES},
 Built = dict[str, "HttpRequest | BridgeError"]
 Lookups = Mapping[str, LookupTable] | None
 WriteEvent = StockMove | Decrement | Increment
-#: one result for a whole chunk, or one per event key (a bulk re-sent event by event)
-ChunkResult = Result | dict[str, Result]
 
 
 class InventoryVisibilityConnector:
@@ -66,19 +64,19 @@ class InventoryVisibilityConnector:
         return self._send(moves)
 
     def apply_stock_changes(self, changes: Sequence[Decrement | Increment | Count]) -> list[Result]:
-        counts = {id(c) for c in changes if isinstance(c, Count)}
-        sent = iter(self._send([c for c in changes if id(c) not in counts]))
+        sent = iter(self._send([c for c in changes if isinstance(c, (Decrement, Increment))]))
         refused = RejectedError(f"{self.name} takes change events (decrements, increments), not absolute counts")
-        return [refused if id(c) in counts else next(sent) for c in changes]
+        return [refused if isinstance(c, Count) else next(sent) for c in changes]
 
     def _send(self, events: Sequence[WriteEvent]) -> list[Result]:
         built = {e.idempotency_key: self._build(e) for e in events}
         ready = [r for r in built.values() if isinstance(r, HttpRequest)]
-        outcome: dict[str, Result] = {}
+        outcome: dict[str, Result] = {}  # per event, when a bulk was re-sent event by event
         batches = chunks(ready, self._bulk)
-        for chunk, results in zip(batches, until_down(batches, self._send_chunk)):
-            outcome.update(results if isinstance(results, dict) else {r.key: results for r in chunk})
-        return [outcome.get(e.idempotency_key) or built[e.idempotency_key] for e in events]  # type: ignore[misc]
+        for chunk, result in zip(batches, until_down(batches, lambda chunk: self._send_chunk(chunk, outcome))):
+            for request in chunk:
+                outcome.setdefault(request.key, result)
+        return [outcome.get(e.idempotency_key) or _failed(built[e.idempotency_key]) for e in events]
 
     def _build(self, event: WriteEvent) -> HttpRequest | BridgeError:
         try:
@@ -89,20 +87,18 @@ class InventoryVisibilityConnector:
         except MappingError as exc:
             return exc
 
-    def _send_chunk(self, chunk: list[HttpRequest]) -> ChunkResult:
-        """One request for the chunk: Delivered for all, or the error; a refused bulk goes one by one."""
+    def _send_chunk(self, chunk: list[HttpRequest], outcome: dict[str, Result]) -> Result:
+        """One request for the chunk: its result stands for every event of it. A refused bulk goes
+        one by one: each event's result lands in ``outcome``; a retryable one stops the batch."""
         if len(chunk) == 1:
             return self._one(chunk[0])
         reply = self.sender.send(bulk_of(chunk))
-        if isinstance(reply, RejectedError):
-            return self._one_by_one(chunk)
-        return _result(reply)
-
-    def _one_by_one(self, chunk: list[HttpRequest]) -> dict[str, Result]:
-        results: dict[str, Result] = {}
+        if not isinstance(reply, RejectedError):
+            return _result(reply)
         for request, result in zip(chunk, until_down(chunk, self._one)):
-            results[request.key] = result
-        return results
+            outcome[request.key] = result
+        down = [outcome[r.key] for r in chunk if isinstance(outcome[r.key], RetryableError)]
+        return down[0] if down else Delivered("sent one by one")
 
     def _one(self, request: HttpRequest) -> Result:
         return _result(self.sender.send(request))
@@ -126,7 +122,9 @@ class InventoryVisibilityConnector:
         result = {}
         for (code, site, warehouse), asked in wanted.items():
             row = rows.get((code, site, warehouse))
-            for sku, location in asked if row is not None else ():
+            if row is None:
+                continue
+            for sku, location in asked:
                 result[(sku, location)] = self._figure(sku, location, row)
         return result
 
@@ -171,6 +169,10 @@ def bulk_of(chunk: list[HttpRequest]) -> HttpRequest:
 def as_sent(requests: list[HttpRequest], mapping: SystemMapping) -> list[HttpRequest]:
     """``mappings preview``: the requests as the connector sends them (bulk where several go)."""
     return [c[0] if len(c) == 1 else bulk_of(c) for c in chunks(requests, min(mapping.writes.batch_size, BULK_MAX))]
+
+
+def _failed(built: HttpRequest | BridgeError) -> Result:
+    return built if isinstance(built, BridgeError) else RetryableError("not sent")  # every built one is sent
 
 
 def _result(reply: Reply | BridgeError) -> Result:

@@ -34,11 +34,7 @@ class InventoryVisibilityToken(Renewing):
         self.aad, self.environment_id, self.token_url = aad, environment_id, token_url
         self._timeout = (min(CONNECT_TIMEOUT_S, timeout_s), timeout_s)
         self._http = requests.Session()
-        self._own: tuple[str, ...] = ()
-
-    @property  # type: ignore[override]
-    def secret_values(self) -> tuple[str, ...]:
-        return (*self.aad.secret_values, *self._own)
+        self.secret_values = aad.secret_values
 
     def fetch(self) -> tuple[str, float]:
         aad = self.aad.current()
@@ -48,7 +44,9 @@ class InventoryVisibilityToken(Renewing):
             self.aad.renew(aad.generation)
             response = self._exchange(self.aad.current().value)
         with response:
-            return self._read_token(response)
+            value, lifetime = self._read_token(response)
+        self.secret_values = (*self.aad.secret_values, value)  # both tokens, and the client secret
+        return value, lifetime
 
     def _exchange(self, aad_token: str) -> requests.Response:
         body = {"grant_type": "client_credentials", "client_assertion_type": "aad_app",
@@ -65,15 +63,15 @@ class InventoryVisibilityToken(Renewing):
             raise RetryableError(f"HTTP {response.status_code} from {what}",
                                  after=retry_after_s(response.headers.get("Retry-After")))
         try:
-            token = response.json() if response.ok else None
-            value, lifetime = token["access_token"], float(token.get("expires_in") or DEFAULT_TOKEN_LIFETIME_S)
-        except (ValueError, TypeError, KeyError):
+            token = response.json()
+        except ValueError:
+            token = None
+        if not response.ok or not isinstance(token, dict) or not token.get("access_token"):
             raise ConfigError(f"the Inventory Visibility security service refused the token exchange (HTTP "
                               f"{response.status_code}: {redact.excerpt(response.text)}): check that the app "
                               f"registration is allowed in Inventory Visibility and that environment id "
-                              f"{self.environment_id} (from connection.base_url) is the F&O environment") from None
-        self._own = (value,)
-        return value, lifetime
+                              f"{self.environment_id} (from connection.base_url) is the F&O environment")
+        return str(token["access_token"]), float(token.get("expires_in") or DEFAULT_TOKEN_LIFETIME_S)
 
     def close(self) -> None:
         self.aad.close()

@@ -86,7 +86,7 @@ def parse(content_type: str, body: str | bytes) -> list[InnerResponse]:
     found = []
     for part in message.walk():
         if part.get_content_type() == "application/http":
-            found.append(_inner(part.get_payload(decode=True) or b"", part.get("Content-ID")))
+            found.append(_inner(_bytes(part.get_payload(decode=True)), part.get("Content-ID")))
     return found
 
 
@@ -97,5 +97,10 @@ def _inner(payload: bytes, content_id: str | None) -> InnerResponse:
     if len(first) < 2 or not first[0].startswith("HTTP/") or not first[1].isdigit():
         raise ValueError(f"not an HTTP response in the $batch answer: {head[:80]!r}")
     parsed = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(rest)
-    text = parsed.get_payload(decode=True) or b""
-    return InnerResponse(int(first[1]), dict(parsed.items()), text.decode("utf-8", "replace").strip(), content_id)
+    text = _bytes(parsed.get_payload(decode=True)).decode("utf-8", "replace").strip()
+    return InnerResponse(int(first[1]), dict(parsed.items()), text, content_id)
+
+
+def _bytes(payload: object) -> bytes:
+    """A leaf part's decoded payload (None for an empty one)."""
+    return payload if isinstance(payload, bytes) else b""
