@@ -12,8 +12,9 @@ import json
 import secrets
 import ssl
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import trustme
@@ -41,7 +42,7 @@ class FakeAzureAd:
     def authority(self) -> str:
         return f"{self.served.origin}/{TENANT}"
 
-    def __enter__(self) -> "FakeAzureAd":
+    def __enter__(self) -> FakeAzureAd:
         self.served.up()
         return self
 

@@ -91,7 +91,7 @@ class FakeFinOps:
     def scope(self) -> str:
         return f"{self.served.origin}/.default"
 
-    def __enter__(self) -> "FakeFinOps":
+    def __enter__(self) -> FakeFinOps:
         self.served.up()
         return self
 

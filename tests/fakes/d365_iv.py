@@ -23,9 +23,10 @@ import secrets
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from .azure_ad import FakeAzureAd
@@ -68,7 +69,7 @@ class FakeInventoryVisibility:
     def token_url(self) -> str:
         return f"{self.served.origin}/securityservice/token"
 
-    def __enter__(self) -> "FakeInventoryVisibility":
+    def __enter__(self) -> FakeInventoryVisibility:
         self.served.up()
         return self
 

@@ -6,6 +6,7 @@ authorities). ``down()`` cuts every open connection, as a dead host does.
 """
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import threading
@@ -95,10 +96,8 @@ class _Server(ThreadingHTTPServer):
 
     def cut_all(self) -> None:
         for conn in list(self.open):
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # dropped connections and client timeouts are part of the scenarios
@@ -108,10 +107,10 @@ def _handler(served: Served) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             self._serve("GET")
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             self._serve("POST")
 
         def _serve(self, method: str) -> None:

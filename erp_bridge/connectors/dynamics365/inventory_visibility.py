@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import datetime, timezone
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, Callable, Mapping, Sequence
 
 from ...domain import Availability, Count, Decrement, Delivered, Increment, Result, StockMove
 from ...errors import BridgeError, ConfigError, MappingError, RejectedError, RetryableError
@@ -30,7 +30,7 @@ from ...mapping.lookups import LookupTable
 from ...mapping.schema import SystemMapping
 from ...mapping.wire import HttpRequest
 from ..base import Capability
-from ..runtime.batch import not_attempted, until_down
+from ..runtime.batch import until_down
 from ..runtime.context import ConnectorContext
 from ..runtime.sender import Reply, Sender
 from . import iv_auth
@@ -73,14 +73,14 @@ class InventoryVisibilityConnector:
         ready = [r for r in built.values() if isinstance(r, HttpRequest)]
         outcome: dict[str, Result] = {}  # per event, when a bulk was re-sent event by event
         batches = chunks(ready, self._bulk)
-        for chunk, result in zip(batches, until_down(batches, lambda chunk: self._send_chunk(chunk, outcome))):
+        for chunk, result in zip(batches, until_down(batches, lambda c: self._send_chunk(c, outcome)), strict=True):
             for request in chunk:
                 outcome.setdefault(request.key, result)
         return [outcome.get(e.idempotency_key) or _failed(built[e.idempotency_key]) for e in events]
 
     def _build(self, event: WriteEvent) -> HttpRequest | BridgeError:
         try:
-            return build_requests(event, self.mapping, self._lookups, now=datetime.now(timezone.utc),
+            return build_requests(event, self.mapping, self._lookups, now=datetime.now(UTC),
                                   new_id=lambda: str(uuid.uuid4()))[0]
         except UnmappedError as exc:
             return RejectedError(f"cannot map to {self.name}: {exc}")
@@ -95,7 +95,7 @@ class InventoryVisibilityConnector:
         reply = self.sender.send(bulk_of(chunk))
         if not isinstance(reply, RejectedError):
             return _result(reply)
-        for request, result in zip(chunk, until_down(chunk, self._one)):
+        for request, result in zip(chunk, until_down(chunk, self._one), strict=True):
             outcome[request.key] = result
         down = [outcome[r.key] for r in chunk if isinstance(outcome[r.key], RetryableError)]
         return down[0] if down else Delivered("sent one by one")

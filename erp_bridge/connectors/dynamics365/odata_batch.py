@@ -14,8 +14,9 @@ import email.parser
 import email.policy
 import hashlib
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from ...mapping.wire import to_json
 

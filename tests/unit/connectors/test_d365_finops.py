@@ -56,8 +56,8 @@ def test_moves_become_one_journal_with_header_and_lines(d365, fo):
     header = journal["header"]
     assert header["JournalNameId"] == "IMov" and header["dataAreaId"] == "usmf" and header["IsPosted"] == "No"
     assert header["Description"].startswith("bridge-doc:") and len(header["Description"]) <= 60
-    assert [(l["ItemNumber"], l["InventoryWarehouseId"], l["InventorySiteId"], l["InventoryQuantity"])
-            for l in journal["lines"]] == [("CHAIR-BLUE", "11", "1", Decimal("-1.5")), ("CHAIR-RED", "11", "1", 1)]
+    assert [(line["ItemNumber"], line["InventoryWarehouseId"], line["InventorySiteId"], line["InventoryQuantity"])
+            for line in journal["lines"]] == [("CHAIR-BLUE", "11", "1", Decimal("-1.5")), ("CHAIR-RED", "11", "1", 1)]
 
 
 def test_a_replay_changes_nothing(d365, fo):
@@ -108,7 +108,7 @@ def test_validation_refusal_dead_letters_only_the_bad_move_with_f_and_o_s_messag
     assert isinstance(results[1], RejectedError) and results[1].status == 400
     assert "Item number NO-SUCH-ITEM does not exist" in str(results[1])
     assert "stacktrace" not in str(results[1]) and "app-secret" not in str(results[1])
-    assert [l["ItemNumber"] for l in fo.lines()] == ["CHAIR-BLUE"]  # the refused changeset left nothing
+    assert [line["ItemNumber"] for line in fo.lines()] == ["CHAIR-BLUE"]  # the refused changeset left nothing
 
 
 def test_an_unmapped_location_is_refused_before_sending(d365, fo):
@@ -182,5 +182,5 @@ def test_on_hand_pages_are_followed(fo, tmp_path):
 def test_a_company_mismatch_is_refused_at_start(fo, tmp_path):
     mapping = fo_mapping(fo)
     mapping.connection.database = "demf"
-    with pytest.raises(ConfigError, match="dataAreaId other than connection.database"):
+    with pytest.raises(ConfigError, match=r"dataAreaId other than connection\.database"):
         fo_connector(fo, tmp_path, mapping=mapping)

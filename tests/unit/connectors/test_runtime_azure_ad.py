@@ -87,5 +87,5 @@ def test_the_auth_kind_builds_it_and_needs_authority_and_scope(aad):
     auth = Auth(kind="azure_ad_client_credentials", authority=aad.authority, scope=SCOPE, secrets=names)
     built = build(auth, secrets)
     assert isinstance(built, AzureAd) and built.current().value
-    with pytest.raises(ConfigError, match="authority and connection.auth.scope"):
+    with pytest.raises(ConfigError, match=r"authority and connection\.auth\.scope"):
         build(Auth(kind="azure_ad_client_credentials", scope=SCOPE, secrets=names), secrets)
