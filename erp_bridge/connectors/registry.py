@@ -40,7 +40,8 @@ class Kind:
 KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("sap_b1", ".sap_b1", summary="SAP Business One Service Layer"),
     Kind("netsuite", ".netsuite", summary="NetSuite SuiteTalk: SOAP (upsertList, item search) or REST record API"),
-    Kind("dynamics365", None, summary="Dynamics 365 (planned: mapping validates, no connector yet)"),
+    Kind("dynamics365", ".dynamics365.finops", summary="Dynamics 365 Supply Chain Management (F&O OData)"),
+    Kind("dynamics365_iv", ".dynamics365.inventory_visibility", summary="Dynamics 365 Inventory Visibility"),
     # 100 requests per minute per organisation; 5 concurrent calls on the free plan (10 paid)
     Kind("zoho_inventory", ".zoho_inventory", summary="Zoho Inventory",
          limits={"concurrency": 5, "rate_per_s": 1.5, "burst": 10}),

@@ -17,6 +17,8 @@ AUTH_SECRETS = {
     "oauth2_refresh_token": ("client_id", "client_secret", "refresh_token"),
     "session_login": ("username", "password"),
     "oauth1_tba": ("consumer_key", "consumer_secret", "token_id", "token_secret"),
+    "azure_ad_client_credentials": ("client_id", "client_secret"),
+    "inventory_visibility": ("client_id", "client_secret"),
 }
 OPTIONAL_SECRETS = {"oauth1_tba": ("account",)}
 ROLE_TRIGGERS = {"mirror": ("move_in", "move_out"), "channel": ("availability",),
@@ -58,6 +60,10 @@ def _auth(m: SystemMapping) -> Found:
             yield (*at, "secrets", role), f"{auth.kind} auth takes no '{role}' (takes: {', '.join(allowed) or 'none'})"
     if auth.kind.startswith("oauth2") and auth.token_url is None:
         yield at, f"{auth.kind} auth needs token_url"
+    if auth.kind in ("azure_ad_client_credentials", "inventory_visibility") and auth.authority is None:
+        yield at, f"{auth.kind} auth needs authority (https://login.microsoftonline.com/<tenant id>)"
+    if auth.kind == "azure_ad_client_credentials" and auth.scope is None:
+        yield at, f"{auth.kind} auth needs scope (F&O: https://<environment>.operations.dynamics.com/.default)"
 
 
 def _secrets_configured(m: SystemMapping, secret_names: Collection[str]) -> Found:

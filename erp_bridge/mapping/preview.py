@@ -41,8 +41,15 @@ def preview(system: str, event_file: Path, mappings_dir: Path, *, now: datetime 
     if mapping.connector == "netsuite":  # the SOAP envelope (or the REST upsert) as the connector sends it
         from ..connectors.netsuite import describe
         return describe(mapping, mappings.lookups, events, now=now or datetime.now(timezone.utc))
+    if mapping.connector == "dynamics365":  # journals go as one OData $batch changeset: show it as sent
+        from ..connectors.dynamics365.finops import describe_batches
+        return describe_batches(mapping, events, mappings.lookups, now=now or datetime.now(timezone.utc),
+                                new_id=new_id or (lambda: str(uuid.uuid4()))) + "\n"
     requests = build_requests(events, mapping, mappings.lookups, now=now or datetime.now(timezone.utc),
                               new_id=new_id or (lambda: str(uuid.uuid4())))
+    if mapping.connector == "dynamics365_iv":  # several change events go as one <path>/bulk
+        from ..connectors.dynamics365.inventory_visibility import as_sent
+        requests = as_sent(requests, mapping)
     return "\n\n".join(format_request(mapping.system, r) for r in requests) + "\n"
 
 

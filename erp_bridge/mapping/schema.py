@@ -124,7 +124,7 @@ class Strict(BaseModel):
 
 
 AuthKind = Literal["none", "basic", "bearer", "header", "oauth2_client_credentials", "oauth2_refresh_token",
-                   "session_login", "oauth1_tba"]
+                   "session_login", "oauth1_tba", "azure_ad_client_credentials", "inventory_visibility"]
 
 
 class Auth(Strict):
@@ -137,6 +137,8 @@ class Auth(Strict):
     prefix: Optional[str] = None
     token_url: Optional[BaseUrl] = None
     scope: Optional[str] = None
+    #: Azure AD (Entra ID) kinds: the tenant's authority, https://login.microsoftonline.com/<tenant id>
+    authority: Optional[BaseUrl] = None
 
 
 class Connection(Strict):

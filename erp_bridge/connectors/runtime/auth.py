@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Collection
 
+import msal
+import msal.exceptions
 import requests
 from oauthlib.oauth2 import BackendApplicationClient, OAuth2Error, WebApplicationClient
 from requests.auth import AuthBase, HTTPBasicAuth
@@ -197,6 +199,68 @@ class OAuth2(Renewing):
         self._http.close()
 
 
+#: msal error codes that a person must fix (wrong tenant, id, secret, scope, consent); others are transient
+AZURE_AD_CONFIG_ERRORS = frozenset({"invalid_client", "unauthorized_client", "invalid_scope", "invalid_request",
+                                    "invalid_grant", "invalid_resource", "invalid_tenant"})
+
+
+class AzureAd(Renewing):
+    """Azure AD (Entra ID) client credentials through msal: Dynamics 365, Business Central, Dataverse.
+
+    msal builds and parses the token requests (authority discovery, client assertion, errors); this
+    class only caches like every other strategy. msal's own cache is emptied before each fetch so
+    that a renewal after a 401 really gets a new token rather than msal's cached copy."""
+
+    def __init__(self, authority: str, client_id: str, client_secret: str, scope: str, *,
+                 timeout_s: float = 10.0, names: str = "", clock: Callable[[], float] = time.monotonic):
+        super().__init__("Authorization", "Bearer ", clock)
+        self.authority, self.scope, self._names = authority, scope, names
+        self._client_id, self._client_secret = client_id, client_secret
+        self._timeout_s = timeout_s
+        self.secret_values = (client_secret, client_id)
+        self._redact = Redactor.of(self.secret_values)
+        self._http = requests.Session()
+        self._app: msal.ConfidentialClientApplication | None = None
+
+    def fetch(self) -> tuple[str, float]:
+        what = f"Azure AD token ({self.authority})"
+        try:
+            app = self._application()
+            app.remove_tokens_for_client()
+            result = app.acquire_token_for_client(scopes=[self.scope])
+        except requests.RequestException as exc:
+            raise transport_error(exc, what) from None
+        except msal.exceptions.MsalServiceError as exc:  # 429 / 5xx (msal keeps honouring Retry-After itself)
+            raise RetryableError(f"{what} failed: {self._redact.excerpt(str(exc))}") from None
+        except ValueError as exc:  # msal: the authority's discovery document was not usable
+            self._app = None
+            raise RetryableError(f"{what}: {self._redact.excerpt(str(exc))}") from None
+        if "access_token" not in result:
+            raise self._refused(result, what)
+        self.secret_values = (*self.secret_values[:2], result["access_token"])
+        return result["access_token"], float(result.get("expires_in") or DEFAULT_TOKEN_LIFETIME_S)
+
+    def _application(self) -> msal.ConfidentialClientApplication:
+        # built on first use: msal reads the authority's discovery document when it is created
+        if self._app is None:
+            self._app = msal.ConfidentialClientApplication(
+                self._client_id, client_credential=self._client_secret, authority=self.authority,
+                http_client=self._http, timeout=self._timeout_s, instance_discovery=False)
+        return self._app
+
+    def _refused(self, result: dict, what: str) -> BridgeError:
+        error = str(result.get("error") or "no access_token")
+        detail = self._redact.excerpt(str(result.get("error_description") or "")).split(" Trace ID")[0]
+        if error in AZURE_AD_CONFIG_ERRORS:
+            names = self._names or "the client id and secret"
+            return ConfigError(f"Azure AD refused the credentials ({error}: {detail}): check {names}, the tenant "
+                               f"in connection.auth.authority and the scope {self.scope}")
+        return RetryableError(f"{what} failed ({error}: {detail})")
+
+    def close(self) -> None:
+        self._http.close()
+
+
 class SessionLogin(Renewing):
     """A login that yields a cookie (SAP B1 Service Layer): ``login()`` returns (Cookie header
     value, idle lifetime s); ``logout(cookie)`` ends the session when the connector closes."""
@@ -263,4 +327,9 @@ def build(auth: Auth, secret: Secret, *, timeout_s: float = 10.0, realm: str | N
                       scope=auth.scope, header=auth.header,
                       prefix=auth.prefix if auth.prefix is not None else "Bearer ", timeout_s=timeout_s,
                       names=", ".join(names.values()), transient_errors=transient_token_errors)
+    if kind == "azure_ad_client_credentials":
+        if auth.authority is None or auth.scope is None:
+            raise ConfigError(f"{kind} auth needs connection.auth.authority and connection.auth.scope")
+        return AzureAd(auth.authority, value("client_id"), value("client_secret"), auth.scope, timeout_s=timeout_s,
+                       names=", ".join(names.values()))
     raise ConfigError(f"auth kind {kind} is a login of the connector's own protocol; this connector has none")

@@ -33,6 +33,9 @@ from .sender import Reply, Sender
 Find = Callable[[Intent], "str | None"]
 #: (the answer to a successful POST) -> the target's id of the new document, if it says
 DocumentId = Callable[[Reply], "str | None"]
+#: (the request the engine built, its body with the document key) -> the answer; for a target whose
+#: documents do not go as one JSON POST (an OData $batch changeset, a SOAP envelope)
+Post = Callable[[HttpRequest, dict], "Reply | BridgeError"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,8 @@ class DocumentTarget:
     document_id: DocumentId
     #: a 2xx answer that still says "refused" (an envelope with an error code), else None
     refused: Callable[[Reply], "BridgeError | None"] | None = None
+    #: how one document is sent; None: the request as JSON through the sender
+    post: Post | None = None
 
 
 class DocumentWriter:
@@ -137,8 +142,9 @@ class DocumentWriter:
         return result
 
     def _send(self, request: HttpRequest, doc_key: str) -> Result:
-        reply = self._sender.send(request, body={**request.body, self.reference_field: doc_key},
-                                  what=f"{request.method} {_entity(request.url)}")
+        body = {**request.body, self.reference_field: doc_key}
+        reply = (self._target.post(request, body) if self._target.post else
+                 self._sender.send(request, body=body, what=f"{request.method} {_entity(request.url)}"))
         if isinstance(reply, Reply):
             refused = self._target.refused(reply) if self._target.refused else None
             if refused is not None:

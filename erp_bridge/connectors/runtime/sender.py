@@ -32,8 +32,12 @@ class Reply:
     body: Any
     headers: Mapping[str, str] = field(default_factory=dict)
     detail: str = "delivered"
-    #: the body as received, for protocols that are not JSON (SOAP envelopes)
-    content: bytes = b""
+    #: the body as received, for answers that are not JSON (SOAP envelopes, an OData $batch)
+    content: bytes = field(default=b"", repr=False)
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
 
 
 class Sender:
