@@ -40,14 +40,15 @@ def both(config: Path, env: dict) -> tuple:
 
 
 def test_an_unknown_connector_kind_is_refused_by_check_as_by_serve(tmp_path):
-    config = setup(tmp_path, "netsuite.yaml", "odoo.yaml")
+    def misspell(name, text):  # every kind the registry lists is built: refuse one it does not list
+        return text.replace("connector: netsuite", "connector: netsuit") if name == "netsuite.yaml" else text
+    config = setup(tmp_path, "netsuite.yaml", "odoo.yaml", edit=misspell)
     env = {f"ERP_BRIDGE_SECRETS__{n.upper()}": "x-1" for n in (
         "netsuite_account", "netsuite_consumer_key", "netsuite_consumer_secret", "netsuite_token_id",
         "netsuite_token_secret", "odoo_user", "odoo_password", "odoo_nudge_secret")}
     check, serve = both(config, env)
     assert check.returncode == serve.returncode == 2
-    expected = re.compile(r"mappings/netsuite.yaml:\d+:\d+ connector: system netsuite: connector 'netsuite' is not "
-                          r"built in this version")
+    expected = re.compile(r"mappings/netsuite.yaml:\d+:\d+ connector: unknown connector 'netsuit' \(known: sap_b1, ")
     assert expected.search(check.stderr) and expected.search(serve.stderr), check.stderr
 
 
