@@ -42,6 +42,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("zoho_inventory", ".zoho_inventory", summary="Zoho Inventory"),
     Kind("odoo", ".odoo", "OdooConnector.from_context", "Odoo through the stock_sync_bridge module"),
     Kind("shopify", ".shopify.connector", summary="Shopify Admin GraphQL"),
+    Kind("woocommerce", ".woocommerce.connector", summary="WooCommerce REST API v3"),
     Kind("http_json", ".http_json", summary="a custom JSON endpoint"),
     Kind("pull", "..sync.pull", "client_from_context", "a store that pulls availability"),
 )}

@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal, Optional
 
 from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr,
-                      StringConstraints, WithJsonSchema, field_validator)
+                      StringConstraints, WithJsonSchema, field_validator, model_validator)
 
 from ..connectors.registry import kinds
 from .nodes import FormatText, NodeIn, TransformName
@@ -281,6 +281,18 @@ class Webhooks(Strict):
     secret: SecretName
     #: channel location code for an order that carries no location (online orders often don't)
     default_location: Optional[Code] = None
+    #: order statuses that count as a sale: each line decrements once (unset: the platform's default,
+    #: see docs/connectors/<system>.md; BigCommerce names statuses by their numeric status id)
+    sale_statuses: Optional[list[Code]] = None
+    #: order statuses that give every line's stock back once (cancelled; refunded when the shop restocks)
+    restock_statuses: Optional[list[Code]] = None
+
+    @model_validator(mode="after")
+    def _statuses_disjoint(self) -> "Webhooks":
+        both = set(self.sale_statuses or ()) & set(self.restock_statuses or ())
+        if both:
+            raise ValueError(f"status {', '.join(sorted(both))} is in both sale_statuses and restock_statuses")
+        return self
 
 
 class PullMessages(Strict):

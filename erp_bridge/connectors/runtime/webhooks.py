@@ -1,0 +1,59 @@
+"""What every channel's webhook verifier shares: the refusal, header lookup, an HMAC check over the
+raw body, and parsing the body as one JSON object. A connector keeps only its own scheme (which
+header, which bytes are signed, how the digest is encoded) and what a delivery means for stock.
+
+Every reason a refusal carries is safe to log and to answer: it never contains the body or a secret.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+from typing import Any, Mapping
+
+from ...errors import RejectedError
+
+
+class WebhookRejected(RejectedError):
+    """A delivery that must be refused with ``status`` (401 forged, 400 malformed)."""
+
+    def __init__(self, status: int, reason: str):
+        super().__init__(reason)
+        self.status = status
+
+
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """``headers[name]``, case-insensitively (Starlette's headers are; a plain dict is not)."""
+    lowered = name.lower()
+    for key, value in headers.items():
+        if key.lower() == lowered:
+            return value
+    return None
+
+
+def hmac_sha256(secret: bytes, message: bytes) -> bytes:
+    return hmac.new(secret, message, hashlib.sha256).digest()
+
+
+def base64_digest_matches(given: str, expected: bytes, header_name: str) -> bool:
+    """Constant-time compare of a base64 digest; raises 401 when ``given`` is not base64."""
+    try:
+        raw = base64.b64decode(given.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise WebhookRejected(401, f"malformed {header_name} header (not base64)") from None
+    return hmac.compare_digest(raw, expected)
+
+
+def json_object(body: bytes, what: str) -> dict[str, Any]:
+    """The body as one JSON object, or a 400 naming where it broke."""
+    try:
+        payload = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise WebhookRejected(400, f"{what} body is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise WebhookRejected(400, f"{what} body is not valid JSON: {exc.msg} at position {exc.pos}") from None
+    if not isinstance(payload, dict):
+        raise WebhookRejected(400, f"{what} body must be a JSON object")
+    return payload
