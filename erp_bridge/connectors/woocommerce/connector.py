@@ -179,7 +179,7 @@ def _outcome(row: Row, entry: dict[str, Any] | None, endpoint: str) -> Result:
 def from_context(ctx: ConnectorContext) -> WooCommerceConnector:
     mapping = ctx.mapping
     auth = mapping.connection.auth
-    if auth.kind != "basic" or set(auth.secrets) != {"username", "password"}:
+    if auth.kind != "basic":  # the loader has checked that basic names username and password
         raise ConfigError(f"{mapping.system}: WooCommerce takes auth kind basic with secrets.username (the "
                           "consumer key) and secrets.password (the consumer secret), over HTTPS")
     if mapping.items.lookup is not None and ctx.table is None:
