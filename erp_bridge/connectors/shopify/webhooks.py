@@ -16,21 +16,13 @@ from decimal import Decimal
 from typing import Any, Mapping
 
 from ...domain import Decrement, Increment
-from ...errors import RejectedError
+from ..runtime.webhooks import WebhookRejected, header as _header
 
 SIGNATURE_HEADER = "x-shopify-hmac-sha256"
 TOPIC_HEADER = "x-shopify-topic"
 WEBHOOK_ID_HEADER = "x-shopify-webhook-id"
 TOPICS = ("orders/create", "orders/cancelled", "refunds/create")
 RESTOCKED = {"cancel": "cancel", "return": "return", "legacy_restock": "return"}
-
-
-class WebhookRejected(RejectedError):
-    """A delivery that must be refused with ``status``. The reason never contains the body."""
-
-    def __init__(self, status: int, reason: str):
-        super().__init__(reason)
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -61,13 +53,6 @@ def verify(secret: str, headers: Mapping[str, str], body: bytes) -> Delivery:
     if not isinstance(payload, dict):
         raise WebhookRejected(400, "body must be a JSON object")
     return Delivery(topic=topic, webhook_id=_header(headers, WEBHOOK_ID_HEADER), payload=payload)
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    for key, value in headers.items():
-        if key.lower() == name:
-            return value
-    return None
 
 
 def normalise(delivery: Delivery, channel: str, default_location: str | None) -> list[Decrement | Increment]:
