@@ -232,13 +232,18 @@ def _invalidate(cache, entries) -> None:
 
 
 def _pollers(runtime: Runtime) -> dict:
-    """One outbox poller per system of record whose connector reads an outbox (Odoo)."""
+    """One outbox poller per system of record whose connector reads an outbox (Odoo), and one inbox
+    poller per channel whose webhooks carry ids only (BigCommerce)."""
     from .connectors.base import Capability
+    from .sync.inbox import InboxPoller
     from .sync.outbox import OutboxPoller
 
-    return {name: OutboxPoller(name, connector, runtime.router, runtime.queue, runtime.cache,
-                               runtime.settings.workers.outbox_poll_s, on_enqueued=runtime.dispatcher.wake)
-            for name, connector in runtime.connectors.items() if Capability.OUTBOX in connector.capabilities}
+    pollers: dict = {name: OutboxPoller(name, connector, runtime.router, runtime.queue, runtime.cache,
+                                        runtime.settings.workers.outbox_poll_s, on_enqueued=runtime.dispatcher.wake)
+                     for name, connector in runtime.connectors.items() if Capability.OUTBOX in connector.capabilities}
+    pollers.update({name: InboxPoller(connector, runtime.router, runtime.accept, runtime.settings.workers.outbox_poll_s)
+                    for name, connector in runtime.connectors.items() if Capability.INBOX in connector.capabilities})
+    return pollers
 
 
 def run_workers(settings: Settings) -> int:

@@ -22,6 +22,8 @@ class Capability(StrEnum):
     VERIFY_WEBHOOK = "verify_webhook"
     #: the system keeps a transactional outbox the bridge polls (fetch/ack markers and journal)
     OUTBOX = "outbox"
+    #: the connector keeps verified webhook references that a worker resolves (sync/inbox.py)
+    INBOX = "inbox"
 
 
 @runtime_checkable

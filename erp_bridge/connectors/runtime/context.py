@@ -8,7 +8,7 @@ from typing import Callable, Mapping
 from ...mapping.lookups import LookupTable
 from ...mapping.schema import SystemMapping
 from . import auth as auth_strategies
-from .classify import Action, VendorMessage
+from .classify import Action, VendorMessage, VendorWait
 from .ledger import Ledger
 from .sender import Sender
 
@@ -32,7 +32,8 @@ class ConnectorContext:
         return self.lookups.get(self.mapping.system)
 
     def sender(self, *, message: VendorMessage | None = None, auth: auth_strategies.Strategy | None = None,
-               on_status_defaults: Mapping[str, Action] | None = None, realm: str | None = None) -> Sender:
+               on_status_defaults: Mapping[str, Action] | None = None, realm: str | None = None,
+               wait: VendorWait | None = None) -> Sender:
         """The runtime's sender for this mapping: its timeout, auth, headers and ``on_status``
         (a connector's defaults first, so the integrator's file wins)."""
         conn = self.mapping.connection
@@ -40,7 +41,8 @@ class ConnectorContext:
         names = ", ".join(conn.auth.secrets.values())
         return Sender(self.system, timeout_s=float(conn.timeout_s), auth=strategy,
                       on_status={**(on_status_defaults or {}), **self.mapping.writes.on_status},
-                      message=message, headers=conn.headers, secret_names=f"secrets {names}" if names else "")
+                      message=message, headers=conn.headers, secret_names=f"secrets {names}" if names else "",
+                      wait=wait)
 
     def ledger(self, clock: Callable[[], float] = time.time) -> Ledger:
         return Ledger(self.storage_url, self.system, clock=clock)

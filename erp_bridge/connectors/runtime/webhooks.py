@@ -11,8 +11,9 @@ import binascii
 import hashlib
 import hmac
 import json
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping, Sequence
 
+from ...domain import Decrement, Increment
 from ...errors import RejectedError
 
 
@@ -57,3 +58,21 @@ def json_object(body: bytes, what: str) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise WebhookRejected(400, f"{what} body must be a JSON object")
     return payload
+
+
+def by_status(sold: Sequence[Decrement], status: str, sale: Sequence[str], restock: Sequence[str],
+              reason: Literal["cancel", "refund", "return"] = "cancel") -> list[Decrement | Increment]:
+    """What an order's current status means for its lines (``sold``: one decrement per line).
+
+    A sale status: the decrements. A restock status: the decrements *and* their returns. Whether
+    the bridge saw the order while it still counted as a sale cannot be told from a status, and
+    need not be: both are keyed, so the sale counts once (or not again) and the return once, and
+    a cancelled order nets to zero whatever its history and the order deliveries arrive in.
+    Any other status (pending, incomplete, failed...) is not a sale yet: nothing."""
+    if status in sale:
+        return list(sold)
+    if status in restock:
+        returns = [Increment(**d.model_dump(exclude={"kind", "idempotency_key", "occurred_at"}), reason=reason)
+                   for d in sold]
+        return [*sold, *returns]
+    return []

@@ -7,9 +7,7 @@ apart from the first one by its headers. It does not have to be: every change is
 order and its line (``woocommerce:<order>:<line>``), so a replay, a retry or an ``order.updated``
 repeating the same status changes nothing, whatever order the deliveries arrive in.
 
-A cancelled order yields both the sale and its return. The bridge cannot tell from the payload
-whether it saw the order while it still counted as a sale, and it does not have to: both are keyed,
-so the sale counts once (or not again) and the return once, and the order nets to zero either way.
+A cancelled order yields both the sale and its return (runtime.webhooks.by_status says why).
 """
 from __future__ import annotations
 
@@ -19,7 +17,7 @@ from decimal import Decimal
 from typing import Any, Mapping, Sequence
 
 from ...domain import Decrement, Increment
-from ..runtime.webhooks import WebhookRejected, base64_digest_matches, header, hmac_sha256, json_object
+from ..runtime.webhooks import WebhookRejected, base64_digest_matches, by_status, header, hmac_sha256, json_object
 
 SIGNATURE = "X-WC-Webhook-Signature"
 TOPIC = "X-WC-Webhook-Topic"
@@ -77,13 +75,7 @@ def normalise(order: Mapping[str, Any], channel: str, location: str, statuses: S
         raise WebhookRejected(400, f"order payload is missing or has a malformed field: {exc!r}") from None
     sold = [Decrement(channel=channel, order=order_id, line=line_id, item=item, location=location, quantity=qty)
             for line_id, item, qty in lines if qty > 0]
-    if status in statuses.sale:
-        return list(sold)
-    if status in statuses.restock:
-        reason = "refund" if status == "refunded" else "cancel"
-        return [*sold, *(Increment(**d.model_dump(exclude={"kind", "idempotency_key", "occurred_at"}), reason=reason)
-                         for d in sold)]
-    return []  # pending, failed, draft...: not a sale (yet)
+    return by_status(sold, status, statuses.sale, statuses.restock, "refund" if status == "refunded" else "cancel")
 
 
 def _line(raw: Mapping[str, Any]) -> tuple[str, str, Decimal]:
