@@ -75,6 +75,7 @@ class FakeBigCommerce:
 
     def __init__(self, token: str, quota: int = 150, window_ms: int = 30000):
         self.token, self.quota, self.window_ms = token, quota, window_ms
+        openapi()  # load the spec before the first request, not inside a client's timeout
         self.stock: dict[tuple[str, int], int] = {}
         self.locations: set[int] = {1, 2}
         self.orders: dict[int, dict[str, Any]] = {}

@@ -52,7 +52,9 @@ def problem_message(response: requests.Response) -> str | None:
 
 
 def reset_wait(response: requests.Response) -> float | None:
-    value = response.headers.get("X-Rate-Limit-Time-Reset-Ms")
+    """A 429 waits for the quota window to reset; every answer carries the header, a 5xx not
+    caused by the quota must not wait for it."""
+    value = response.headers.get("X-Rate-Limit-Time-Reset-Ms") if response.status_code == 429 else None
     return int(value) / 1000.0 if value and value.isdigit() else None
 
 
