@@ -14,13 +14,14 @@ from erp_bridge.domain import Figure
 from tests.fakes.bigcommerce import ABSOLUTE, SPEC, connector_for, spec_errors, stocked_store
 
 pytestmark = pytest.mark.skipif(not SPEC.is_file(), reason="../shared/specs/bigcommerce is not beside the repo")
+NONE_OF = "not valid under any of the given schemas"
 HEADERS = {"X-Auth-Token": "t", "Accept": "application/json", "Content-Type": "application/json"}
 
 
 @pytest.mark.parametrize("body, headers, fragment", [
-    ({"reason": "r", "items": [{"location_id": "1", "sku": "a", "quantity": 1}]}, HEADERS, "not valid under any of the given schemas"),
-    ({"reason": "r", "items": [{"location_id": 1, "quantity": 1}]}, HEADERS, "not valid under any of the given schemas"),
-    ({"reason": "r", "items": [{"location_id": 1, "sku": "a", "quantity": 1.5}]}, HEADERS, "not valid under any of the given schemas"),
+    ({"reason": "r", "items": [{"location_id": "1", "sku": "a", "quantity": 1}]}, HEADERS, NONE_OF),
+    ({"reason": "r", "items": [{"location_id": 1, "quantity": 1}]}, HEADERS, NONE_OF),
+    ({"reason": "r", "items": [{"location_id": 1, "sku": "a", "quantity": 1.5}]}, HEADERS, NONE_OF),
     ({"reason": "r", "items": [{"location_id": 1, "sku": "a", "quantity": 1}]},
      {"Accept": "application/json", "Content-Type": "application/json"}, "Security"),
 ], ids=["location id as text", "no identity", "fractional quantity", "no token"])

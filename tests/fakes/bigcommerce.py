@@ -123,7 +123,8 @@ class FakeBigCommerce:
         left = max(0, self.quota - self._used)
         return self._used > self.quota, {
             "X-Rate-Limit-Time-Window-Ms": str(self.window_ms), "X-Rate-Limit-Requests-Quota": str(self.quota),
-            "X-Rate-Limit-Requests-Left": str(left), "X-Rate-Limit-Time-Reset-Ms": str(int(self.window_ms - elapsed_ms))}
+            "X-Rate-Limit-Requests-Left": str(left),
+            "X-Rate-Limit-Time-Reset-Ms": str(int(self.window_ms - elapsed_ms))}
 
     def _answer(self, method: str, raw_path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any]:
         if headers.get("X-Auth-Token") != self.token:

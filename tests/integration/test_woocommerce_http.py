@@ -19,7 +19,8 @@ from erp_bridge.runtime import build_runtime
 from erp_bridge.settings import Settings
 from tests.fakes.sap_b1 import FakeServiceLayer
 from tests.fakes.shopify import ITEMS, LOCATION, TOKEN, FakeShopify
-from tests.fakes.woocommerce import SECRETS, Fault, WEBHOOK_SECRET, order, ping, signed_delivery, stocked_shop, write_mapping
+from tests.fakes.woocommerce import (SECRETS, WEBHOOK_SECRET, Fault, order, ping, signed_delivery, stocked_shop,
+                                    write_mapping)
 
 REPO = Path(__file__).resolve().parents[2]
 SL_USER = ("SBODEMOUS", "manager", "secret")
@@ -47,7 +48,8 @@ def settings(tmp_path: Path, sl, shopify, woo) -> Settings:
     for name in ("shopify.yaml", "shopify_items.csv"):
         shutil.copy(REPO / "mappings" / name, directory / name)
     shop = (directory / "shopify.yaml").read_text()
-    (directory / "shopify.yaml").write_text(re.sub(r"base_url: \S+", f"base_url: {shopify.url}/admin/api/2026-07", shop))
+    shop = re.sub(r"base_url: \S+", f"base_url: {shopify.url}/admin/api/2026-07", shop)
+    (directory / "shopify.yaml").write_text(shop)
     sap = (REPO / "mappings" / "sap_b1.yaml").read_text().replace("role: mirror", "role: system_of_record")
     (directory / "sap_b1.yaml").write_text(re.sub(r"base_url: \S+", f"base_url: {sl.url}", sap))
     return Settings(data_dir=tmp_path / "var", mappings_dir=directory, workers={"count": 2, "poll_interval_s": 0.02},

@@ -60,7 +60,8 @@ class Inbox:
         now = self._clock()
         with self._lock:
             cursor = self._db.execute(
-                "INSERT OR IGNORE INTO webhook_inbox(system, ref, payload, received_at, next_at) VALUES (?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO webhook_inbox(system, ref, payload, received_at, next_at) "
+                "VALUES (?, ?, ?, ?, ?)",
                 (self.system, ref, json.dumps(payload, sort_keys=True), now, now))
             return cursor.rowcount == 1
 

@@ -138,7 +138,8 @@ def parse_code(code: str) -> tuple[str, int]:
             return f"/products/{int(parent)}/variations/batch", int(variation)
         return "/products/batch", int(parent)
     except ValueError:
-        raise ConfigError(f"WooCommerce item code {code!r} must be <product id> or <parent id>:<variation id>") from None
+        raise ConfigError(f"WooCommerce item code {code!r} must be <product id> or "
+                          "<parent id>:<variation id>") from None
 
 
 def _batches(rows: list[Row], size: int) -> list[list[Row]]:

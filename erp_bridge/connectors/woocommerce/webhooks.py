@@ -81,5 +81,6 @@ def normalise(order: Mapping[str, Any], channel: str, location: str, statuses: S
 def _line(raw: Mapping[str, Any]) -> tuple[str, str, Decimal]:
     sku = str(raw.get("sku") or "").strip()
     variation = int(raw.get("variation_id") or 0)
-    item = sku or (f"variant:{int(raw['product_id'])}:{variation}" if variation else f"variant:{int(raw['product_id'])}")
+    product = int(raw["product_id"]) if not sku else 0
+    item = sku or (f"variant:{product}:{variation}" if variation else f"variant:{product}")
     return str(int(raw["id"])), item, Decimal(int(raw["quantity"]))

@@ -97,7 +97,8 @@ def test_a_revoked_token_is_a_config_error_that_names_the_secret_not_its_value(s
 
 def test_an_unmapped_location_is_refused_naming_the_file(store, build):
     [result] = build().push_availability([figure("chair-blue", "1", "WH9/Stock")])
-    assert isinstance(result, RejectedError) and "mappings/bigcommerce.yaml" in str(result) and "WH9/Stock" in str(result)
+    assert isinstance(result, RejectedError)
+    assert "mappings/bigcommerce.yaml" in str(result) and "WH9/Stock" in str(result)
     assert store.requests == []
 
 

@@ -28,8 +28,9 @@ def openssl_v1(secret: str, signed: bytes) -> str:
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl command line not installed")
 def test_a_callback_signed_by_an_independent_hmac_verifies():
     body = b'{"scope":"store/order/created","store_id":"1025646","data":{"type":"order","id":250},"hash":"dd70"}'
-    headers = {"webhook-id": "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W", "webhook-timestamp": str(NOW),
-               "webhook-signature": openssl_v1(CLIENT_SECRET, f"msg_2KWPBgLlAfxdpx2AI54pPJ85f4W.{NOW}.".encode() + body)}
+    msg_id = "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W"  # the spec's example id
+    headers = {"webhook-id": msg_id, "webhook-timestamp": str(NOW),
+               "webhook-signature": openssl_v1(CLIENT_SECRET, f"{msg_id}.{NOW}.".encode() + body)}
     msg_id, callback = verify(KEY, headers, body, now=lambda: NOW + 10)
     assert msg_id == "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W" and reference(callback) == {
         "scope": "store/order/created", "order_id": 250, "hash": "dd70"}

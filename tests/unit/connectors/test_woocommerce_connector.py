@@ -34,7 +34,8 @@ def test_products_and_variations_go_to_their_own_batch_endpoints(shop, tmp_path)
     assert sent(shop) == [
         ("/wp-json/wc/v3/products/batch", {"update": [{"id": 101, "manage_stock": True, "stock_quantity": 5}]}),
         ("/wp-json/wc/v3/products/230/variations/batch", {"update": [
-            {"id": 231, "manage_stock": True, "stock_quantity": 2}, {"id": 232, "manage_stock": True, "stock_quantity": 0}]}),
+            {"id": 231, "manage_stock": True, "stock_quantity": 2},
+            {"id": 232, "manage_stock": True, "stock_quantity": 0}]}),
     ]
     assert (shop.stock("101"), shop.stock("230:231"), shop.stock("230:232")) == (5, 2, 0)
 
@@ -61,7 +62,8 @@ def test_one_unknown_id_fails_alone_in_its_batch(shop, tmp_path):
 
 def test_an_unlisted_sku_or_location_is_refused_naming_the_file_and_sends_nothing(shop, tmp_path):
     connector = connector_for(shop.url, tmp_path / "m")
-    unlisted, elsewhere = connector.push_availability([figure("table-oak", "1"), figure("chair-blue", "1", "WH3/Stock")])
+    unlisted, elsewhere = connector.push_availability([figure("table-oak", "1"),
+                                                       figure("chair-blue", "1", "WH3/Stock")])
     assert isinstance(unlisted, RejectedError) and "SKU table-oak" in str(unlisted)
     assert "mappings/woocommerce.yaml" in str(unlisted) and "lookup table" in str(unlisted)
     assert isinstance(elsewhere, RejectedError) and "WH3/Stock" in str(elsewhere)
