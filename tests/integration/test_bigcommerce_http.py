@@ -81,6 +81,26 @@ def test_a_sale_on_each_channel_counts_once_in_sap_and_the_other_channel_follows
     assert blue(sl) == 7 and len(sl.posted("InventoryGenExits")) == 2 and len(sl.posted("InventoryGenEntries")) == 1
 
 
+PUSH_FAULTS = {
+    "quota spent, then 5xx, then a lost answer": [
+        bc.Fault(429, {"X-Rate-Limit-Time-Reset-Ms": "300"}, bc.problem(429, "Too many requests"), path="adjustments"),
+        bc.Fault(503, body=bc.problem(503, "Service Unavailable"), path="adjustments"),
+        bc.Fault(200, hang_s=4.0, applied=True, path="adjustments")],
+    "a hang": [bc.Fault(200, hang_s=4.0, path="adjustments")],
+}
+
+
+@pytest.mark.parametrize("faults", PUSH_FAULTS.values(), ids=PUSH_FAULTS.keys())
+def test_the_figure_reaches_bigcommerce_through_its_failures(bridge, faults):
+    client, sl, store, _shop = bridge
+    store.faults += faults
+    headers, body = woo.signed_delivery(woo.WEBHOOK_SECRET, "order.created",
+                                        woo.order(7002, "processing", (72, "chair-blue", 4)))
+    assert client.post("/webhooks/woocommerce", content=body, headers=headers).status_code == 200
+    assert eventually(lambda: blue(sl) == 6 and store.stock[("chair-blue", 1)] == 6, timeout_s=30)
+    assert store.faults == []
+
+
 def test_a_callback_during_a_bigcommerce_outage_is_answered_and_resolved_later(bridge):
     client, sl, store, _shop = bridge
     store.add_order(260, 11, (31, "chair-blue", 1))
