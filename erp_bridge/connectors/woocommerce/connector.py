@@ -92,6 +92,9 @@ class WooCommerceConnector:
             outcomes[index] = RejectedError(f"WooCommerce: cannot map SKU {figure.item} at {figure.location} "
                                             f"({self._file}): {exc}")
             return None
+        except ConfigError as exc:  # a malformed item code in the table, or a request of another shape
+            outcomes[index] = ConfigError(f"{self._file}, SKU {figure.item}: {exc}")
+            return None
         return Row(index, figure, endpoint, line["id"], line)
 
     def _push(self, batch: list[Row], outcomes: list[Result | None]) -> RetryableError | None:

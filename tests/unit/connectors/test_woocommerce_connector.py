@@ -70,6 +70,13 @@ def test_an_unlisted_sku_or_location_is_refused_naming_the_file_and_sends_nothin
     assert shop.requests == []
 
 
+def test_a_malformed_item_code_in_the_table_is_a_config_error_for_that_sku_alone(shop, tmp_path):
+    connector = connector_for(shop.url, tmp_path / "m", extra_items={"lamp": "lamp-1"})
+    bad, good = connector.push_availability([figure("lamp", "1"), figure("chair-blue", "2")])
+    assert isinstance(bad, ConfigError) and "mappings/woocommerce.yaml, SKU lamp" in str(bad)
+    assert "<parent id>:<variation id>" in str(bad) and good == Delivered("set")
+
+
 def test_rate_limited_retries_after_the_hosts_delay_and_sends_no_more(shop, tmp_path):
     shop.faults.append(Fault(429, {"Retry-After": "17"}, {"code": "too_many_requests", "message": "Slow down"}))
     connector = connector_for(shop.url, tmp_path / "m")
