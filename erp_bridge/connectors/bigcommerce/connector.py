@@ -83,7 +83,7 @@ class BigCommerceConnector:
                                                 f"(mappings/{self.name}.yaml): {exc}")
         size = min(self.mapping.writes.batch_size, MAX_ITEMS)
         chunks = [todo[i:i + size] for i in range(0, len(todo), size)]
-        results = until_down(chunks, lambda chunk: self._send_chunk([figures[i] for i in chunk]))  # type: ignore
+        results = until_down(chunks, lambda chunk: self._send_chunk([figures[i] for i in chunk]))
         for chunk, result in zip(chunks, results):
             for index, outcome in zip(chunk, _spread(result, len(chunk))):
                 outcomes[index] = outcome
