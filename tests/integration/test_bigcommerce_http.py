@@ -5,10 +5,7 @@ and status callbacks, and the other channel follows; a BigCommerce callback that
 BigCommerce's API is failing is answered 200 at once and resolved later, never lost."""
 from __future__ import annotations
 
-import re
 import time
-from pathlib import Path
-from typing import Callable
 
 import pytest
 from fastapi.testclient import TestClient
@@ -19,18 +16,8 @@ from erp_bridge.settings import Settings
 from tests.fakes import bigcommerce as bc
 from tests.fakes import woocommerce as woo
 from tests.fakes.sap_b1 import FakeServiceLayer
+from tests.integration.channels import SAP_SECRETS, SL_USER, eventually, sap_as_system_of_record
 
-REPO = Path(__file__).resolve().parents[2]
-SL_USER = ("SBODEMOUS", "manager", "secret")
-
-
-def eventually(check: Callable[[], bool], timeout_s: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return check()
 
 
 @pytest.fixture
@@ -39,13 +26,11 @@ def bridge(tmp_path):
         sl.stock("CHAIR-BLUE", "01", 10)
         directory = woo.write_mapping(tmp_path / "mappings", shop.url, timeout_s=3)
         bc.write_mapping(directory, store.url, timeout_s=3)
-        sap = (REPO / "mappings" / "sap_b1.yaml").read_text().replace("role: mirror", "role: system_of_record")
-        (directory / "sap_b1.yaml").write_text(re.sub(r"base_url: \S+", f"base_url: {sl.url}", sap))
+        sap_as_system_of_record(directory, sl.url)
         settings = Settings(data_dir=tmp_path / "var", mappings_dir=directory,
                             workers={"count": 2, "poll_interval_s": 0.02, "outbox_poll_s": 0.2},
                             retry={"base_s": 0.05, "cap_s": 0.2, "jitter": 0},
-                            secrets={"sap_b1_user": SL_USER[1], "sap_b1_password": SL_USER[2], **woo.SECRETS,
-                                     **bc.SECRETS})
+                            secrets={**SAP_SECRETS, **woo.SECRETS, **bc.SECRETS})
         with TestClient(create_app(build_runtime(settings))) as client:
             yield client, sl, store, shop
 

@@ -2,14 +2,14 @@
 SAP Business One as the system of record (Service Layer fake), Shopify and WooCommerce as channels
 (their fakes). A WooCommerce sale arrives as WooCommerce delivers it; SAP must lose it exactly once
 through redeliveries and status updates, both channels must show the new figure, and a cancellation
-must give the stock back once. The real-Odoo end to end is not part of this file (docs/connectors/woocommerce.md)."""
+must give the stock back once. The real-Odoo end to end is not part of this file
+(docs/connectors/woocommerce.md)."""
 from __future__ import annotations
 
 import re
 import shutil
 import time
 from pathlib import Path
-from typing import Callable
 
 import pytest
 from fastapi.testclient import TestClient
@@ -21,18 +21,8 @@ from tests.fakes.sap_b1 import FakeServiceLayer
 from tests.fakes.shopify import ITEMS, LOCATION, TOKEN, FakeShopify
 from tests.fakes.woocommerce import (SECRETS, WEBHOOK_SECRET, Fault, order, ping, signed_delivery, stocked_shop,
                                     write_mapping)
+from tests.integration.channels import REPO, SAP_SECRETS, SL_USER, eventually, sap_as_system_of_record
 
-REPO = Path(__file__).resolve().parents[2]
-SL_USER = ("SBODEMOUS", "manager", "secret")
-
-
-def eventually(check: Callable[[], bool], timeout_s: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return check()
 
 
 @pytest.fixture
@@ -50,12 +40,10 @@ def settings(tmp_path: Path, sl, shopify, woo) -> Settings:
     shop = (directory / "shopify.yaml").read_text()
     shop = re.sub(r"base_url: \S+", f"base_url: {shopify.url}/admin/api/2026-07", shop)
     (directory / "shopify.yaml").write_text(shop)
-    sap = (REPO / "mappings" / "sap_b1.yaml").read_text().replace("role: mirror", "role: system_of_record")
-    (directory / "sap_b1.yaml").write_text(re.sub(r"base_url: \S+", f"base_url: {sl.url}", sap))
+    sap_as_system_of_record(directory, sl.url)
     return Settings(data_dir=tmp_path / "var", mappings_dir=directory, workers={"count": 2, "poll_interval_s": 0.02},
                     retry={"base_s": 0.05, "cap_s": 0.2, "jitter": 0},
-                    secrets={"sap_b1_user": SL_USER[1], "sap_b1_password": SL_USER[2], "shopify_token": TOKEN,
-                             "shopify_webhook_secret": "unused-here", **SECRETS})
+                    secrets={**SAP_SECRETS, "shopify_token": TOKEN, "shopify_webhook_secret": "unused-here", **SECRETS})
 
 
 def deliver(client: TestClient, topic: str, payload: dict) -> int:

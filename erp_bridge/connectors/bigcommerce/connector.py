@@ -33,6 +33,7 @@ from ..base import Capability
 from ..runtime.batch import until_down
 from ..runtime.classify import json_or_none
 from ..runtime.context import ConnectorContext
+from ..runtime.webhooks import order_location
 from ..runtime.inbox import Inbox, Reference
 from ..runtime.paginate import PageNumber
 from ..runtime.sender import Sender
@@ -132,7 +133,7 @@ class BigCommerceConnector:
             return []
         products = self._products(order_id)
         try:
-            return webhooks.normalise(order_id, status, products, self.name, self._order_location(), sale, restock)
+            return webhooks.normalise(order_id, status, products, self.name, order_location(self.mapping), sale, restock)
         except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
             raise RejectedError(f"BigCommerce order {order_id}: a product line is malformed: {exc!r}") from None
 
@@ -148,12 +149,6 @@ class BigCommerceConnector:
         if isinstance(reply, BridgeError):
             raise reply
         return reply.body
-
-    def _order_location(self) -> str:
-        hooks = self.mapping.webhooks
-        if hooks is not None and hooks.default_location:
-            return hooks.default_location
-        return self.mapping.locations.map[0].code
 
     def close(self) -> None:
         self.sender.close()

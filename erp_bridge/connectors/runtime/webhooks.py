@@ -15,6 +15,7 @@ from typing import Any, Literal, Mapping, Sequence
 
 from ...domain import Decrement, Increment
 from ...errors import RejectedError
+from ...mapping.schema import SystemMapping
 
 
 class WebhookRejected(RejectedError):
@@ -76,3 +77,13 @@ def by_status(sold: Sequence[Decrement], status: str, sale: Sequence[str], resto
                    for d in sold]
         return [*sold, *returns]
     return []
+
+
+def order_location(mapping: SystemMapping) -> str:
+    """The channel location code an order counts at when the platform names none (WooCommerce has
+    one stock per product; BigCommerce's order callbacks carry no location): the mapping's
+    ``webhooks.default_location``, else its first location code."""
+    hooks = mapping.webhooks
+    if hooks is not None and hooks.default_location:
+        return hooks.default_location
+    return mapping.locations.map[0].code

@@ -30,6 +30,7 @@ from ..base import Capability
 from ..runtime.batch import not_attempted
 from ..runtime.classify import json_or_none
 from ..runtime.context import ConnectorContext
+from ..runtime.webhooks import order_location
 from ..runtime.sender import Reply, Sender
 from . import webhooks
 
@@ -120,14 +121,7 @@ class WooCommerceConnector:
             return []
         _topic, order = webhooks.verify(self._webhook_secret, headers, body)
         statuses = webhooks.Statuses.of(hooks.sale_statuses, hooks.restock_statuses)
-        return webhooks.normalise(order, self.name, self._order_location(), statuses)
-
-    def _order_location(self) -> str:
-        # WooCommerce core keeps one stock per product: every order sells at the one mapped code
-        hooks = self.mapping.webhooks
-        if hooks is not None and hooks.default_location:
-            return hooks.default_location
-        return self.mapping.locations.map[0].code
+        return webhooks.normalise(order, self.name, order_location(self.mapping), statuses)
 
     def close(self) -> None:
         self.sender.close()
