@@ -18,7 +18,7 @@ def test_availability_changes_go_to_channels_and_never_to_pull_clients():
     router = Router(mappings)
     for location in ("WH/Stock", "WH2/Stock"):
         targets = {e.target for e in router.availability("odoo", "chair-blue", location, cause="m1")}
-        assert targets == {"shopify"}
+        assert targets == {"shopify", "woocommerce", "bigcommerce"}
     sale = Decrement(channel="shopify", order="1", line="1", item="chair-blue",
                      location="gid://shopify/Location/61234567", quantity=Decimal(1))
-    assert {e.target for e in router.channel_change(sale)} == {"odoo", "shopify"}
+    assert {e.target for e in router.channel_change(sale)} == {"odoo", "shopify", "woocommerce", "bigcommerce"}
