@@ -1,9 +1,11 @@
 """Webhook inbox -> the bridge's durable queue (flow 3 for platforms whose webhooks carry ids only).
 
-The connector stored each verified reference in its inbox (connectors/runtime/inbox.py) before the
-delivery was answered. This poller resolves them (the connector fetches the order's lines), routes
-the stock changes like any channel change, stores the entries, and only then marks the reference
-done. A crash in between resolves it again; the changes' keys make the second time a no-op.
+The connector stored each verified delivery in its inbox (connectors/runtime/inbox.py) before it
+was answered. This poller resolves them (the connector reads the order's lines, fetching them where
+the webhook carries ids only), drops the changes whose keys were counted before (an order's later
+status updates repeat its lines), routes the rest like any channel change, stores the entries,
+records their keys as counted, and only then marks the delivery done. A crash in between resolves
+it again; the keys make the second time a no-op.
 A failed fetch is retried with the vendor's delay or a growing backoff; a refused one (an order
 that no longer exists) is retried hourly and logged with the reason, never silently dropped.
 """
@@ -80,15 +82,18 @@ class InboxPoller:
         inbox, name = self.connector.inbox, self.connector.name
         try:
             changes = self.connector.resolve(reference)
-        except BridgeError as exc:
+            seen = inbox.counted([c.idempotency_key for c in changes])
+            fresh = [c for c in changes if c.idempotency_key not in seen]
+            entries = [e for change in fresh for e in self.router.channel_change(change)]
+        except BridgeError as exc:  # the vendor failed, or no system of record can take the sale
             after = _after(exc, reference.attempts)
             log.warning("webhook %s of %s not resolved yet (attempt %d, next in %.0f s): %s", reference.ref, name,
                         reference.attempts + 1, after, exc, extra={"system": name, "error": str(exc)})
             inbox.retry(reference.ref, str(exc), after)
             return
-        entries = [e for change in changes for e in self.router.channel_change(change)]
         if entries:
             self.accept(entries)
+            inbox.record([c.idempotency_key for c in fresh])
         inbox.done(reference.ref)
 
 

@@ -237,8 +237,10 @@ def write_mapping(directory, url: str, timeout_s: float = 0.5, batch_size: int |
 
 
 def connector_for(url: str, directory, **options):
-    """The real WooCommerceConnector, built by the registry's factory, talking to ``url``."""
+    """The real WooCommerceConnector, built by the registry's factory, talking to ``url`` (its
+    inbox in a queue file beside the mappings)."""
     from erp_bridge.connectors import registry
     from erp_bridge.mapping.loader import load_mappings
     mappings = load_mappings(write_mapping(directory, url, **options))
-    return registry.build(mappings.systems["woocommerce"], SECRETS, mappings.lookups)
+    return registry.build(mappings.systems["woocommerce"], SECRETS, mappings.lookups,
+                          storage_url=f"sqlite:///{directory}/queue.sqlite3")

@@ -10,7 +10,9 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
+from erp_bridge.connectors.runtime.ledger import prune
 from erp_bridge.http.app import create_app
+from erp_bridge.queue.base import State
 from erp_bridge.runtime import build_runtime
 from erp_bridge.settings import Settings
 from tests.fakes import bigcommerce as bc
@@ -117,3 +119,27 @@ def test_a_signed_callback_of_another_scope_is_a_400_naming_the_scopes(bridge):
     headers, body = bc.signed_callback(bc.CLIENT_SECRET, "store/customer/created", 5)
     answer = client.post("/webhooks/bigcommerce", content=body, headers=headers)
     assert answer.status_code == 400 and "store/order/created" in answer.json()["error"]
+
+
+def test_a_status_update_weeks_later_counts_nothing_again_after_the_queue_forgot_the_sale(bridge):
+    client, sl, store, shop = bridge
+    runtime = client.app.state.runtime
+    sale = woo.order(7003, "processing", (73, "chair-blue", 1))
+    headers, body = woo.signed_delivery(woo.WEBHOOK_SECRET, "order.created", sale)
+    assert client.post("/webhooks/woocommerce", content=body, headers=headers).status_code == 200
+    store.add_order(270, 11, (41, "chair-blue", 2))
+    assert bigcommerce_callback(client, "store/order/created", 270) == 200
+    assert eventually(lambda: blue(sl) == 7 and store.stock[("chair-blue", 1)] == 7 and shop.stock("101") == 7)
+    assert eventually(lambda: all(t.depth.get(State.PENDING, 0) == 0 and t.depth.get(State.LEASED, 0) == 0
+                                  for t in runtime.queue.stats()))
+    # queue.retention_days has passed: the keys are gone from the queue and from SAP's document ledger
+    assert runtime.queue.purge_done(0) > 0 and prune(runtime.settings.queue_url, 0) > 0
+
+    headers, body = woo.signed_delivery(woo.WEBHOOK_SECRET, "order.updated", {**sale, "status": "completed"})
+    assert client.post("/webhooks/woocommerce", content=body, headers=headers).status_code == 200
+    store.orders[270]["status_id"] = 2  # shipped
+    assert bigcommerce_callback(client, "store/order/statusUpdated", 270) == 200
+    assert eventually(lambda: runtime.connectors["woocommerce"].inbox.pending() == []
+                      and runtime.connectors["bigcommerce"].inbox.pending() == [])
+    time.sleep(0.5)
+    assert blue(sl) == 7 and len(sl.posted("InventoryGenExits")) == 2

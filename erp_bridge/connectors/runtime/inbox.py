@@ -1,7 +1,12 @@
-"""A durable inbox for webhooks that carry ids only (BigCommerce: ``{"data": {"type": "order",
-"id": 250}}``): the verified reference is stored here, committed, before the delivery is answered
-2xx; fetching what it points at happens later, in a worker (sync/inbox.InboxPoller), so a slow or
-failing vendor API neither holds the platform's delivery open nor loses it.
+"""A durable inbox for channel webhooks: the verified delivery (an order, or for BigCommerce only its
+id: ``{"data": {"type": "order", "id": 250}}``) is stored here, committed, before it is answered
+2xx; turning it into stock changes happens later, in a worker (sync/inbox.InboxPoller), so a slow
+or failing vendor API neither holds the platform's delivery open nor loses it.
+
+It also remembers which change keys were stored in the queue (``counted``), for a year: platforms
+repeat an order's lines in every status update, weeks later too (shipped, completed), long after
+the queue has forgotten the keys it delivered (``queue.retention_days``). A key is recorded only
+after its entry was stored, so a crash in between can never suppress a change that was not stored.
 
 Kept in the queue's own storage (like the ledger), keyed by the delivery's own id: a redelivery of
 the same event is stored once. A row is ``done`` only after the stock changes it became were
@@ -14,12 +19,14 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from .ledger import sqlite_path
 
 #: done references are forgotten after this long; platforms stop redelivering well before (BigCommerce: 48 h)
 KEEP_DONE_S = 7 * 86400.0
+#: change keys stay counted this long: an order updated later than that is counted again
+KEEP_COUNTED_S = 400 * 86400.0
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS webhook_inbox (
@@ -34,6 +41,12 @@ CREATE TABLE IF NOT EXISTS webhook_inbox (
     PRIMARY KEY (system, ref)
 );
 CREATE INDEX IF NOT EXISTS webhook_inbox_due ON webhook_inbox(system, done_at, next_at);
+CREATE TABLE IF NOT EXISTS channel_counted (
+    system TEXT NOT NULL,
+    key TEXT NOT NULL,
+    counted_at REAL NOT NULL,
+    PRIMARY KEY (system, key)
+);
 """
 
 
@@ -86,6 +99,28 @@ class Inbox:
         with self._lock:
             self._db.execute("UPDATE webhook_inbox SET attempts = attempts + 1, last_error = ?, next_at = ? "
                              "WHERE system = ? AND ref = ?", (error, self._clock() + after_s, self.system, ref))
+
+    def counted(self, keys: Sequence[str]) -> set[str]:
+        """Which of ``keys`` were stored in the queue before (by an earlier delivery)."""
+        found: set[str] = set()
+        with self._lock:
+            for start in range(0, len(keys), 500):  # SQLite's bound-parameter limit
+                chunk = list(keys[start:start + 500])
+                marks = ",".join("?" * len(chunk))
+                found.update(r[0] for r in self._db.execute(
+                    f"SELECT key FROM channel_counted WHERE system = ? AND key IN ({marks})", [self.system, *chunk]))
+        return found
+
+    def record(self, keys: Sequence[str]) -> None:
+        """``keys`` are stored in the queue now: a later delivery repeating them changes nothing."""
+        now = self._clock()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany("INSERT OR IGNORE INTO channel_counted(system, key, counted_at) VALUES (?, ?, ?)",
+                                 [(self.system, key, now) for key in keys])
+            self._db.execute("DELETE FROM channel_counted WHERE system = ? AND counted_at < ?",
+                             (self.system, now - KEEP_COUNTED_S))
+            self._db.execute("COMMIT")
 
     def pending(self) -> list[tuple[str, int, str | None]]:
         """(ref, attempts, last error) of every reference not yet done (status, tests)."""

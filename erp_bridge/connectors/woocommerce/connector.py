@@ -6,16 +6,20 @@ What is WooCommerce's own, and all that is here (docs/connectors/woocommerce.md)
   ``<product id>`` or ``<parent id>:<variation id>``;
 - a batch answers 200 with one entry per object, each the written object or ``{"id", "error":
   {"code", "message"}}``: one refused object is that item's error, not the batch's;
-- ``{"code", "message", "data": {"status"}}`` is its error envelope.
+- ``{"code", "message", "data": {"status"}}`` is its error envelope;
+- a delivery is the whole order: it is checked, stored in the runtime's inbox before the 2xx and
+  turned into stock changes by the inbox poller, which also drops lines counted before (every
+  ``order.updated`` repeats them, weeks later too).
 WooCommerce has no compare-and-set and no idempotency key: a set is absolute, so sending it twice
 is harmless, and the dispatcher keeps one push per item in flight with the figure read at dispatch
 time. Sender, Basic auth, ``on_status``, ``Retry-After`` and redaction are the runtime's.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import requests
 
@@ -30,6 +34,7 @@ from ..base import Capability
 from ..runtime.batch import not_attempted
 from ..runtime.classify import json_or_none
 from ..runtime.context import ConnectorContext
+from ..runtime.inbox import Inbox, Reference
 from ..runtime.webhooks import order_location
 from ..runtime.sender import Reply, Sender
 from . import webhooks
@@ -58,11 +63,12 @@ def woo_message(response: requests.Response) -> str | None:
 
 
 class WooCommerceConnector:
-    capabilities = frozenset({Capability.PUSH_AVAILABILITY, Capability.VERIFY_WEBHOOK})
+    capabilities = frozenset({Capability.PUSH_AVAILABILITY, Capability.VERIFY_WEBHOOK, Capability.INBOX})
 
-    def __init__(self, mapping: SystemMapping, sender: Sender, lookup: LookupTable | None = None,
+    def __init__(self, mapping: SystemMapping, sender: Sender, inbox: Inbox, lookup: LookupTable | None = None,
                  webhook_secret: str | None = None):
-        self.name, self.mapping, self.sender = mapping.system, mapping, sender
+        self.name, self.mapping, self.sender, self.inbox = mapping.system, mapping, sender, inbox
+        self.on_stored: Callable[[], None] = lambda: None  # the inbox poller's nudge
         self._lookups = {mapping.system: lookup} if lookup is not None else None
         self._file = f"mappings/{mapping.system}.yaml"
         self.base_url = str(mapping.connection.base_url).rstrip("/")
@@ -113,18 +119,31 @@ class WooCommerceConnector:
 
     # -- webhooks in ----------------------------------------------------------------------------
     def verify_webhook(self, headers: Mapping[str, str], body: bytes, url: str) -> list[Decrement | Increment]:
-        """Verified and normalised in WooCommerce's terms; raises WebhookRejected to refuse."""
-        hooks = self.mapping.webhooks
-        if self._webhook_secret is None or hooks is None:
+        """Verify and check the order (401/400 as WebhookRejected), then store it in the inbox,
+        durably, before the 2xx; the inbox poller turns it into stock changes (``resolve``)."""
+        if self._webhook_secret is None or self.mapping.webhooks is None:
             raise ConfigError(f"{self.name}: the mapping has no webhooks.secret to verify deliveries with")
         if webhooks.is_ping(headers, body):
             return []
         _topic, order = webhooks.verify(self._webhook_secret, headers, body)
-        statuses = webhooks.Statuses.of(hooks.sale_statuses, hooks.restock_statuses)
+        self.changes(order)  # a malformed order is refused now (400), not found out later
+        if self.inbox.add(hashlib.sha256(body).hexdigest(), {"order": order}):
+            self.on_stored()
+        return []
+
+    def resolve(self, reference: Reference) -> list[Decrement | Increment]:
+        return self.changes(reference.payload["order"])
+
+    def changes(self, order: Mapping[str, Any]) -> list[Decrement | Increment]:
+        """What the order's current status means, in WooCommerce's terms (item = SKU)."""
+        hooks = self.mapping.webhooks
+        sale, restock = (hooks.sale_statuses, hooks.restock_statuses) if hooks else (None, None)
+        statuses = webhooks.Statuses.of(sale, restock)
         return webhooks.normalise(order, self.name, order_location(self.mapping), statuses)
 
     def close(self) -> None:
         self.sender.close()
+        self.inbox.close()
 
 
 def parse_code(code: str) -> tuple[str, int]:
@@ -183,7 +202,8 @@ def from_context(ctx: ConnectorContext) -> WooCommerceConnector:
     if mapping.items.lookup is not None and ctx.table is None:
         raise ConfigError(f"{mapping.system}: items.lookup names {mapping.items.lookup.file} but no table was loaded")
     secret = ctx.secret(mapping.webhooks.secret) if mapping.webhooks else None
-    return WooCommerceConnector(mapping, ctx.sender(message=woo_message), ctx.table, webhook_secret=secret)
+    inbox = Inbox(ctx.storage_url, mapping.system)
+    return WooCommerceConnector(mapping, ctx.sender(message=woo_message), inbox, ctx.table, webhook_secret=secret)
 
 
 def _lines(request: HttpRequest) -> list[dict[str, Any]]:

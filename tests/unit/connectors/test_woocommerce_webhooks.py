@@ -132,10 +132,22 @@ def test_a_malformed_order_is_a_400_not_a_crash(payload):
     assert refused.value.status == 400 and "order payload" in str(refused.value)
 
 
-def test_the_connector_verifies_answers_pings_and_uses_the_mapped_location(tmp_path):
+def test_the_connector_answers_pings_and_stores_each_distinct_delivery_once(tmp_path):
     connector = connector_for("http://127.0.0.1:9/wp-json/wc/v3", tmp_path / "mappings")
     assert connector.verify_webhook(*ping(), "https://bridge/webhooks/woocommerce") == []
     headers, body = signed_delivery(WEBHOOK_SECRET, "order.updated", order(5005, "completed", (51, "chair-red", 3)))
-    [change] = connector.verify_webhook(headers, body, "https://bridge/webhooks/woocommerce")
+    for _ in range(2):  # WooCommerce resending the same body
+        assert connector.verify_webhook(headers, body, "https://bridge/webhooks/woocommerce") == []
+    [stored] = connector.inbox.due()
+    [change] = connector.resolve(stored)
     assert (change.channel, change.location, change.item, change.quantity) == ("woocommerce", "online", "chair-red", 3)
+    connector.close()
+
+
+def test_a_signed_but_malformed_order_is_refused_before_anything_is_stored(tmp_path):
+    connector = connector_for("http://127.0.0.1:9/wp-json/wc/v3", tmp_path / "mappings")
+    headers, body = signed_delivery(WEBHOOK_SECRET, "order.created", {"id": "x", "status": "processing"})
+    with pytest.raises(WebhookRejected) as refused:
+        connector.verify_webhook(headers, body, "https://bridge/webhooks/woocommerce")
+    assert refused.value.status == 400 and connector.inbox.due() == []
     connector.close()
