@@ -133,7 +133,8 @@ class BigCommerceConnector:
             return []
         products = self._products(order_id)
         try:
-            return webhooks.normalise(order_id, status, products, self.name, order_location(self.mapping), sale, restock)
+            location = order_location(self.mapping)
+            return webhooks.normalise(order_id, status, products, self.name, location, sale, restock)
         except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
             raise RejectedError(f"BigCommerce order {order_id}: a product line is malformed: {exc!r}") from None
 
