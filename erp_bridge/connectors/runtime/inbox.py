@@ -116,10 +116,14 @@ class Inbox:
         now = self._clock()
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany("INSERT OR IGNORE INTO channel_counted(system, key, counted_at) VALUES (?, ?, ?)",
-                                 [(self.system, key, now) for key in keys])
-            self._db.execute("DELETE FROM channel_counted WHERE system = ? AND counted_at < ?",
-                             (self.system, now - KEEP_COUNTED_S))
+            try:
+                self._db.executemany("INSERT OR IGNORE INTO channel_counted(system, key, counted_at) "
+                                     "VALUES (?, ?, ?)", [(self.system, key, now) for key in keys])
+                self._db.execute("DELETE FROM channel_counted WHERE system = ? AND counted_at < ?",
+                                 (self.system, now - KEEP_COUNTED_S))
+            except sqlite3.Error:
+                self._db.execute("ROLLBACK")  # not recorded: a repeat is then dropped by the queue's key
+                raise
             self._db.execute("COMMIT")
 
     def pending(self) -> list[tuple[str, int, str | None]]:
