@@ -382,8 +382,10 @@ def _invalidate(cache, entries) -> None:
 
 def _pollers(runtime: Runtime) -> dict:
     """One outbox poller per system of record whose connector reads an outbox (Odoo), one history
-    poller per channel whose connector polls its changes (Square)."""
+    poller per channel whose connector polls its changes (Square), one inbox poller per channel
+    whose webhooks are resolved after they are stored (BigCommerce, WooCommerce)."""
     from .connectors.base import Capability
+    from .sync.inbox import InboxPoller
     from .sync.outbox import OutboxPoller
 
     from .sync.channel_poll import ChannelPoller
@@ -397,6 +399,8 @@ def _pollers(runtime: Runtime) -> dict:
                                         history_s, on_enqueued=runtime.dispatcher.wake)
                     for name, connector in runtime.connectors.items()
                     if Capability.POLL_CHANGES in connector.capabilities})
+    pollers.update({name: InboxPoller(connector, runtime.router, runtime.accept, runtime.settings.workers.outbox_poll_s)
+                    for name, connector in runtime.connectors.items() if Capability.INBOX in connector.capabilities})
     return pollers
 
 

@@ -28,6 +28,8 @@ class Capability(StrEnum):
     READ_LISTED = "read_listed"
     #: sales are read from the channel's own history by a poller (its webhooks only nudge it)
     POLL_CHANGES = "poll_changes"
+    #: the connector keeps verified webhook references that a worker resolves (sync/inbox.py)
+    INBOX = "inbox"
 
 
 @runtime_checkable

@@ -48,6 +48,8 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("odoo", ".odoo", "OdooConnector.from_context", "Odoo through the stock_sync_bridge module"),
     Kind("shopify", ".shopify.connector", summary="Shopify Admin GraphQL"),
     Kind("square", ".square", summary="Square Inventory API (POS and online)"),
+    Kind("woocommerce", ".woocommerce.connector", summary="WooCommerce REST API v3"),
+    Kind("bigcommerce", ".bigcommerce.connector", summary="BigCommerce Inventory API (V3) and orders (V2)"),
     Kind("http_json", ".http_json", summary="a custom JSON endpoint"),
     Kind("pull", "..sync.pull", "client_from_context", "a store that pulls availability"),
 )}

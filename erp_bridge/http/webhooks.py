@@ -37,7 +37,8 @@ async def receive(system: str, request: Request) -> JSONResponse:
         return JSONResponse({"error": f"system {system!r} does not receive webhooks here: {why}"}, status_code=404)
     body = await request.body()
     try:
-        changes = connector.verify_webhook(request.headers, body, str(request.url))
+        # in a worker thread: a connector may store the delivery durably (an fsync) before answering
+        changes = await run_in_threadpool(connector.verify_webhook, request.headers, body, str(request.url))
         entries = [e for change in changes for e in runtime.router.channel_change(change)]
     except RejectedError as exc:
         status = getattr(exc, "status", 400)

@@ -299,12 +299,13 @@ class Webhooks(Strict):
     #: the notification URL exactly as registered with the platform, for schemes that sign the URL
     #: with the body (Square); behind a proxy the URL the bridge sees differs, so it is configured
     notification_url: Optional[Annotated[str, StringConstraints(pattern=r"^https?://\S+$", max_length=2000)]] = None
-    #: platform states that count as a sale, when the connector's default does not fit (Square:
-    #: inventory states an IN_STOCK quantity moves to; default SOLD)
-    sale_states: Optional[list[Code]] = Field(default=None, min_length=1)
-    #: platform states whose return to stock gives the quantity back (Square: states a quantity
-    #: moves to IN_STOCK from; default SOLD, RETURNED_BY_CUSTOMER)
-    return_states: Optional[list[Code]] = Field(default=None, min_length=1)
+    #: the platform's own statuses that count as a sale (unset: the platform's default, see
+    #: docs/connectors/<system>.md). Order statuses for WooCommerce, status ids for BigCommerce;
+    #: for Square, the inventory states an IN_STOCK quantity moves to when sold
+    sale_statuses: Optional[list[Code]] = Field(default=None, min_length=1)
+    #: statuses that give the stock back: a cancelled (or restocked refunded) order; for Square, the
+    #: states a quantity moves back to IN_STOCK from
+    restock_statuses: Optional[list[Code]] = Field(default=None, min_length=1)
 
 
 class PullMessages(Strict):

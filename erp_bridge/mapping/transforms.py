@@ -34,6 +34,12 @@ def _int_exact(value: Decimal) -> int:
     return int(value)
 
 
+def _int_text(value: str) -> int:
+    if not value.strip().lstrip("-").isdigit():
+        raise TransformError(f"{value!r} is not a whole number (an id such as a location code '12')")
+    return int(value)
+
+
 def _utc(value: datetime) -> datetime:
     # naive datetimes are taken as UTC: events are stamped in UTC by the domain model
     tz = value.tzinfo
@@ -73,6 +79,7 @@ _ROWS = [
     Transform("abs", NUMBER, NUMBER, abs, "absolute value"),
     Transform("negate", NUMBER, NUMBER, lambda v: -v, "change the sign"),
     Transform("int", NUMBER, INTEGER, _int_exact, "whole number; a fraction is an error"),
+    Transform("int_text", TEXT, INTEGER, _int_text, "text of a whole number (a numeric id) as a number"),
     Transform("int_floor", NUMBER, INTEGER,
               lambda v: int(v.to_integral_value(rounding=ROUND_FLOOR)), "round down to a whole number"),
     Transform("date", DATETIME, TEXT, _date, "UTC date, YYYY-MM-DD"),

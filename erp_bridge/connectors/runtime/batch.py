@@ -8,13 +8,15 @@ from ...errors import NotAttempted, RetryableError
 from .classify import UNSENT_DELAY_S
 
 T = TypeVar("T")
+#: what sending one item gives: a Result, or per-part results (a chunk of figures) or one error
+R = TypeVar("R", bound="Result | list[Result]")
 
 
-def until_down(items: Sequence[T], send_one: Callable[[T], Result]) -> list[Result]:
+def until_down(items: Sequence[T], send_one: Callable[[T], R]) -> list[R | NotAttempted]:
     """``send_one`` each item in order. After the first retryable failure (down, overloaded,
     asking us to wait) the rest would fare the same, and sending them anyway would hold the lease
     through N more timeouts: they come back ``NotAttempted`` (no attempt counted)."""
-    results: list[Result] = []
+    results: list[R | NotAttempted] = []
     for item in items:
         result = send_one(item)
         results.append(result)

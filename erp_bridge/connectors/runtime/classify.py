@@ -27,6 +27,9 @@ UNSENT_DELAY_S = 1.0
 Action = str  # "retry" | "fail" | "ignore" (mapping.schema.Writes.on_status values)
 #: the system's own error text from an error response, or None when the body is not its envelope
 VendorMessage = Callable[[requests.Response], "str | None"]
+#: seconds to wait from a system's own rate-limit headers, when it sends no Retry-After
+#: (BigCommerce: X-Rate-Limit-Time-Reset-Ms), or None when they say nothing
+VendorWait = Callable[[requests.Response], "float | None"]
 
 
 def with_status(error: BridgeError, status: int) -> BridgeError:
@@ -78,7 +81,8 @@ def action_for(status: int, on_status: Mapping[str, Action]) -> Action:
 
 
 def classify_response(response: requests.Response, what: str, on_status: Mapping[str, Action],
-                      redact: Redactor, message: VendorMessage | None = None) -> Delivered | BridgeError:
+                      redact: Redactor, message: VendorMessage | None = None,
+                      wait: VendorWait | None = None) -> Delivered | BridgeError:
     status = response.status_code
     if 200 <= status < 300:
         return Delivered()
@@ -88,7 +92,10 @@ def classify_response(response: requests.Response, what: str, on_status: Mapping
     text = (message(response) if message else None) or response.text
     reason = f"HTTP {status} from {what}: {redact.excerpt(text)}"
     if action == "retry":
-        return with_status(RetryableError(reason, after=retry_after_s(response.headers.get("Retry-After"))), status)
+        after = retry_after_s(response.headers.get("Retry-After"))
+        if after is None and wait is not None:
+            after = wait(response)
+        return with_status(RetryableError(reason, after=after), status)
     return with_status(RejectedError(reason), status)
 
 

@@ -8,7 +8,7 @@ from typing import Callable, Collection, Mapping
 from ...mapping.lookups import LookupTable
 from ...mapping.schema import SystemMapping
 from . import auth as auth_strategies
-from .classify import Action, VendorMessage
+from .classify import Action, VendorMessage, VendorWait
 from .inbox import Inbox
 from .ledger import Ledger
 from .sender import Sender
@@ -34,7 +34,7 @@ class ConnectorContext:
 
     def sender(self, *, message: VendorMessage | None = None, auth: auth_strategies.Strategy | None = None,
                on_status_defaults: Mapping[str, Action] | None = None, realm: str | None = None,
-               transient_token_errors: Collection[str] = ()) -> Sender:
+               transient_token_errors: Collection[str] = (), wait: VendorWait | None = None) -> Sender:
         """The runtime's sender for this mapping: its timeout, auth, headers and ``on_status``
         (a connector's defaults first, so the integrator's file wins); ``transient_token_errors``:
         the vendor's token-endpoint errors that mean "wait", not "wrong credentials"."""
@@ -44,7 +44,8 @@ class ConnectorContext:
         names = ", ".join(conn.auth.secrets.values())
         return Sender(self.system, timeout_s=float(conn.timeout_s), auth=strategy,
                       on_status={**(on_status_defaults or {}), **self.mapping.writes.on_status},
-                      message=message, headers=conn.headers, secret_names=f"secrets {names}" if names else "")
+                      message=message, headers=conn.headers, secret_names=f"secrets {names}" if names else "",
+                      wait=wait)
 
     def ledger(self, clock: Callable[[], float] = time.time) -> Ledger:
         return Ledger(self.storage_url, self.system, clock=clock)

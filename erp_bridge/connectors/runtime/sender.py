@@ -18,8 +18,8 @@ from ...domain import Delivered
 from ...errors import BridgeError, ConfigError, RetryableError
 from ...mapping.wire import PLACEHOLDER, HttpRequest, to_json
 from .auth import NoAuth, Strategy
-from .classify import (CONNECT_TIMEOUT_S, Action, Redactor, VendorMessage, classify_response, json_or_none,
-                       transport_error, with_status)
+from .classify import (CONNECT_TIMEOUT_S, Action, Redactor, VendorMessage, VendorWait, classify_response,
+                       json_or_none, transport_error, with_status)
 from .paginate import Paginator
 from .sessions import ThreadSessions
 
@@ -44,12 +44,12 @@ class Sender:
     def __init__(self, system: str, *, timeout_s: float = 10.0, auth: Strategy | None = None,
                  on_status: Mapping[str, Action] | None = None, message: VendorMessage | None = None,
                  secret_values: Sequence[str] = (), headers: Mapping[str, str] | None = None,
-                 secret_names: str = ""):
+                 secret_names: str = "", wait: VendorWait | None = None):
         self.system = system
         self.timeout = (min(CONNECT_TIMEOUT_S, timeout_s), timeout_s)
         self.auth = auth or NoAuth()
         self.on_status = dict(on_status or {})
-        self._message, self._secret_values = message, tuple(secret_values)
+        self._message, self._secret_values, self._wait = message, tuple(secret_values), wait
         self._headers, self._secret_names = dict(headers or {}), secret_names
         self._sessions = ThreadSessions()
 
@@ -131,7 +131,8 @@ class Sender:
             if self.auth.renewable:  # a fresh credential refused at once: a glitch, or revoked since
                 return with_status(RetryableError(f"HTTP 401 from {what} even with a fresh credential ({check})"), 401)
             return ConfigError(f"{self.system} refused the credentials (HTTP 401 from {what}): {check}")
-        outcome = classify_response(response, what, on_status or self.on_status, self.redact, self._message)
+        outcome = classify_response(response, what, on_status or self.on_status, self.redact, self._message,
+                                    self._wait)
         if isinstance(outcome, Delivered):
             return Reply(response.status_code, json_or_none(response), dict(response.headers), outcome.detail,
                          response.content)

@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any, Mapping
 
 from ...domain import Decrement, Increment
-from ...errors import RejectedError
+from ..runtime.webhooks import WebhookRejected, header
 
 #: Shopify's headers, by the name it has used longest (``X-Shopify-*``); the same header without
 #: the ``X-`` prefix (``Shopify-Hmac-Sha256``, as newer deliveries send it) is accepted as well
@@ -32,19 +32,16 @@ MAX_LINE_QUANTITY = 1_000_000
 MAX_DEPTH = 64
 
 
-class WebhookRejected(RejectedError):
-    """A delivery that must be refused with ``status``. The reason never contains the body."""
-
-    def __init__(self, status: int, reason: str):
-        super().__init__(reason)
-        self.status = status
-
-
 @dataclass(frozen=True)
 class Delivery:
     topic: str
     webhook_id: str | None
     payload: dict[str, Any]
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    """``X-Shopify-Foo`` or the current ``Shopify-Foo``, case-insensitive."""
+    return header(headers, name) or header(headers, name.lower().removeprefix("x-"))
 
 
 def verify(secret: str, headers: Mapping[str, str], body: bytes, shop_domain: str | None = None) -> Delivery:
@@ -119,15 +116,6 @@ def _depth(text: str) -> int:
 
 def _printable(text: str) -> str:
     return text[:100].encode("unicode_escape").decode("ascii")
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    """``X-Shopify-Foo`` or ``Shopify-Foo``, case-insensitive."""
-    names = (name, name.removeprefix("x-"))
-    for key, value in headers.items():
-        if key.lower() in names:
-            return value
-    return None
 
 
 def normalise(delivery: Delivery, channel: str, default_location: str | None) -> list[Decrement | Increment]:

@@ -35,7 +35,7 @@ def from_context(ctx: ConnectorContext) -> SquareConnector:
 
 
 def _check_states(system: str, hooks: Webhooks | None) -> None:
-    for name in ("sale_states", "return_states"):
+    for name in ("sale_statuses", "restock_statuses"):
         unknown = [s for s in (getattr(hooks, name, None) or []) if s not in history.STATES]
         if unknown:
             raise ConfigError(f"{system}: webhooks.{name} names {', '.join(unknown)}, not Square inventory states "

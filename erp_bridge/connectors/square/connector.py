@@ -66,8 +66,8 @@ class SquareConnector:
         self._base = str(mapping.connection.base_url).rstrip("/")
         self._batch_size = min(mapping.writes.batch_size, MAX_CHANGES)
         hooks = mapping.webhooks
-        sale = tuple(hooks.sale_states) if hooks and hooks.sale_states else history.SALE_STATES
-        back = tuple(hooks.return_states) if hooks and hooks.return_states else history.RETURN_STATES
+        sale = tuple(hooks.sale_statuses) if hooks and hooks.sale_statuses else history.SALE_STATES
+        back = tuple(hooks.restock_statuses) if hooks and hooks.restock_statuses else history.RETURN_STATES
         self._rules = history.Rules(self.name, binder.sku_of, sale, back)
         self._wake: Callable[[], None] = lambda: None
 

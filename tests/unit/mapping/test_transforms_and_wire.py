@@ -21,7 +21,7 @@ T = datetime(2025, 3, 14, 23, 30, tzinfo=timezone(timedelta(hours=2)))
 TRANSFORM_CASES = [
     ("upper", "ab-7", "AB-7"), ("lower", "AB", "ab"), ("strip", " a ", "a"),
     ("string", D("1E+2"), "100"), ("string", T, "2025-03-14T21:30:00Z"), ("string", True, "true"),
-    ("abs", D(-2), D(2)), ("negate", D(2), D(-2)), ("int", D("3.0"), 3), ("int_floor", D("-0.5"), -1),
+    ("abs", D(-2), D(2)), ("negate", D(2), D(-2)), ("int", D("3.0"), 3), ("int_text", "12", 12), ("int_floor", D("-0.5"), -1),
     ("date", T, "2025-03-14"), ("datetime_utc", T, "2025-03-14T21:30:00Z"), ("unix_seconds", T, 1741987800),
 ]
 
@@ -38,6 +38,12 @@ def test_transform(name, given, expected):
 def test_int_refuses_a_fraction():
     with pytest.raises(TransformError):
         TRANSFORMS["int"].fn(D("2.5"))
+
+
+@pytest.mark.parametrize("text", ["WH1", "1.5", ""])
+def test_int_text_refuses_text_that_is_no_whole_number(text):
+    with pytest.raises(TransformError, match="is not a whole number"):
+        TRANSFORMS["int_text"].fn(text)
 
 
 @pytest.mark.parametrize("start, chain, problem", [

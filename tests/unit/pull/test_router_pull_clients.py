@@ -21,4 +21,4 @@ def test_availability_changes_go_to_channels_and_never_to_pull_clients():
         assert targets == channels
     sale = Decrement(channel="shopify", order="1", line="1", item="chair-blue",
                      location="gid://shopify/Location/61234567", quantity=Decimal(1))
-    assert {e.target for e in router.channel_change(sale)} == {"odoo", "shopify", "square"}
+    assert {e.target for e in router.channel_change(sale)} == {"odoo", "shopify", "square", "woocommerce", "bigcommerce"}

@@ -1,0 +1,1 @@
+"""WooCommerce: webhooks in (order.created, order.updated), stock_quantity out (batch endpoints)."""
