@@ -5,6 +5,7 @@ import argparse
 import json
 import os
 import sys
+import unicodedata
 from pathlib import Path
 from typing import Callable
 
@@ -76,6 +77,10 @@ def _add_dlq(sub) -> None:
     replay.add_argument("--all", action="store_true", help="every dead letter (of --target, if given)")
     replay.add_argument("--target")
     replay.set_defaults(handler=cmd_dlq_replay)
+    discard = dlq.add_parser("discard", help="resolve a dead letter without delivering it (reason recorded)")
+    discard.add_argument("entry_ids", type=int, nargs="+")
+    discard.add_argument("--reason", required=True, help="why (recorded with the entry)")
+    discard.set_defaults(handler=cmd_dlq_discard)
 
 
 def _add_config(sub) -> None:
@@ -148,33 +153,48 @@ def cmd_status(args) -> int:
     return 0
 
 
+def _safe(text: str | None) -> str:
+    """Text from channels (SKUs, errors) shown on a terminal: control and format characters
+    (escape sequences, bidi overrides) are printed escaped, never interpreted."""
+    if not text:
+        return ""
+    return "".join(ch if unicodedata.category(ch) not in ("Cc", "Cf") else
+                   ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
 def cmd_dlq_list(args) -> int:
+    from .logs import Redactor
     from .runtime import open_queue_for
 
-    with open_queue_for(_settings(args)) as queue:
+    settings = _settings(args)
+    redact = Redactor(settings.secret_values())
+    with open_queue_for(settings) as queue:
         entries = queue.dead_letters(target=args.target, limit=args.limit, offset=args.offset)
     if not entries:
         print("no dead letters")
     for e in entries:
-        print(f"{e.id:>8}  {e.target:<16} {e.kind:<12} {e.item}@{e.location}  "
-              f"attempts={e.attempts}  {e.updated_at:%Y-%m-%d %H:%M:%S}  {e.last_error or ''}")
+        print(f"{e.id:>8}  {_safe(e.target):<16} {e.kind:<12} {_safe(e.item)}@{_safe(e.location)}  "
+              f"attempts={e.attempts}  {e.updated_at:%Y-%m-%d %H:%M:%S}  {_safe(redact(e.last_error))}")
     return 0
 
 
 def cmd_dlq_show(args) -> int:
     from .http.admin import entry_json
+    from .logs import Redactor
     from .runtime import open_queue_for
 
-    with open_queue_for(_settings(args)) as queue:
+    settings = _settings(args)
+    redact = Redactor(settings.secret_values())
+    with open_queue_for(settings) as queue:
         entry = queue.get(args.entry_id)
         if entry is None:
             print(f"erp-bridge: no queue entry {args.entry_id}", file=sys.stderr)
             return 1
         attempts = queue.attempts(args.entry_id)
-    print(json.dumps(entry_json(entry), indent=2))
+    print(json.dumps(entry_json(entry, redact), indent=2))  # JSON escapes control characters
     for a in attempts:
-        print(f"attempt {a.number}: {a.outcome} by {a.worker} at {a.started_at:%Y-%m-%d %H:%M:%S} "
-              f"in {a.duration_s * 1000:.0f} ms {a.error or ''}")
+        print(f"attempt {a.number}: {a.outcome} by {_safe(a.worker)} at {a.started_at:%Y-%m-%d %H:%M:%S} "
+              f"in {a.duration_s * 1000:.0f} ms {_safe(redact(a.error))}")
     return 0
 
 
@@ -195,6 +215,22 @@ def cmd_dlq_replay(args) -> int:
                 print(f"entry {entry_id}: not replayed: {exc}", file=sys.stderr)
             _progress(n, len(ids))
     print(f"replayed {len(ids) - failed} of {len(ids)}")
+    return 1 if failed else 0
+
+
+def cmd_dlq_discard(args) -> int:
+    from .runtime import open_queue_for
+
+    who = f"cli:{os.environ.get('USER') or os.getuid()}"
+    failed = 0
+    with open_queue_for(_settings(args)) as queue:
+        for entry_id in args.entry_ids:
+            try:
+                queue.discard(entry_id, args.reason, who=who)
+            except (KeyError, ValueError) as exc:
+                failed += 1
+                print(f"entry {entry_id}: not discarded: {_safe(str(exc))}", file=sys.stderr)
+    print(f"discarded {len(args.entry_ids) - failed} of {len(args.entry_ids)}")
     return 1 if failed else 0
 
 
@@ -227,8 +263,13 @@ def cmd_config_check(args) -> int:
 def cmd_mappings_check(args) -> int:
     from .mapping import cli_support
 
+    from .runtime import mapping_files
+
     settings = _settings(args)
-    files = args.files or sorted(Path(settings.mappings_dir).glob("*.yaml"))
+    missing = [str(f) for f in args.files if not f.exists()]
+    if missing:
+        raise ConfigError("\n".join(f"{f}: no such file or directory" for f in missing))
+    files = args.files or mapping_files(settings)  # a missing or empty mappings_dir is an error
     secret_names = set(settings.secrets) if args.secrets else None
     for line in cli_support.check(files, secret_names=secret_names):
         print(line)
@@ -248,8 +289,17 @@ def cmd_mappings_schema(args) -> int:
 def cmd_mappings_preview(args) -> int:
     from .mapping import cli_support
 
+    from .mapping.compile import UnmappedError
+    from .runtime import mapping_files
+
     settings = _settings(args)
-    print(cli_support.preview(args.system, args.event, Path(settings.mappings_dir)))
+    mapping_files(settings)
+    try:
+        print(cli_support.preview(args.system, args.event, Path(settings.mappings_dir)))
+    except UnmappedError as exc:  # what dispatch would dead-letter: say why, no traceback
+        print(f"erp-bridge: {args.system} cannot map this event (it would dead-letter): {_safe(str(exc))}",
+              file=sys.stderr)
+        return 1
     return 0
 
 

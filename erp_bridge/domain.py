@@ -21,6 +21,17 @@ PositiveQty = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
 BRIDGE_ORIGIN_PREFIX = "bridge:"
 
 
+def key_part(value: str) -> str:
+    """One part of an idempotency key, escaped so that no two distinct tuples of parts give the
+    same key: ``%`` and the separators ``:`` and ``@`` are percent-encoded. Ids made of letters,
+    digits, ``-``, ``_``, ``.`` and ``/`` are unchanged, so existing keys keep their form."""
+    return value.replace("%", "%25").replace(":", "%3A").replace("@", "%40")
+
+
+def make_key(*parts: str) -> str:
+    return ":".join(key_part(str(p)) for p in parts)
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -59,7 +70,7 @@ class AvailabilityChanged(_Event):
     @property
     def idempotency_key(self) -> str:
         seq = "" if self.sequence is None else f":{self.sequence}"
-        return f"{self.system}:availability:{self.item}@{self.location}{seq}"
+        return f"{key_part(self.system)}:availability:{key_part(self.item)}@{key_part(self.location)}{seq}"
 
 
 class StockMove(_Event):
@@ -83,7 +94,7 @@ class StockMove(_Event):
 
     @property
     def idempotency_key(self) -> str:
-        return f"{self.system}:move:{self.move_id}"
+        return f"{self.system}:move:{self.move_id}"  # one free part, last: unambiguous as it is
 
     @property
     def signed_quantity(self) -> Decimal:
@@ -107,7 +118,7 @@ class _ChannelChange(_Event):
         return self
 
     def default_key(self) -> str:
-        return f"{self.channel}:{self.order}:{self.line}"
+        return make_key(self.channel, self.order, self.line)
 
 
 class Decrement(_ChannelChange):
@@ -127,7 +138,7 @@ class Increment(_ChannelChange):
     reason: Literal["cancel", "refund", "return"] = "cancel"
 
     def default_key(self) -> str:
-        return f"{self.channel}:{self.order}:{self.line}:{self.reason}"
+        return make_key(self.channel, self.order, self.line, self.reason)
 
     @property
     def signed_quantity(self) -> Decimal:
@@ -147,7 +158,7 @@ class Count(_Event):
 
     @property
     def idempotency_key(self) -> str:
-        return f"{self.system}:count:{self.reference}"
+        return f"{self.system}:count:{self.reference}"  # one free part, last: unambiguous
 
 
 Event = Annotated[

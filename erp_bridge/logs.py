@@ -3,13 +3,41 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
-from typing import Iterable, TextIO
+from typing import Callable, Iterable, TextIO
 
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
 REDACTED = "***"
+#: a secret is replaced where it stands as a value, not where it is a fragment of a longer word or
+#: name: a user named ``bridge`` must not turn ``erp-bridge listening`` into ``erp-*** listening``
+_WORD = r"[A-Za-z0-9_\-]"
+
+
+class Redactor:
+    """Replaces every configured secret value (and its JSON-escaped form) by ``***``."""
+
+    def __init__(self, secrets: Iterable[str] = ()):
+        variants = set()
+        for secret in secrets:
+            if secret:
+                variants.add(secret)
+                variants.add(json.dumps(secret)[1:-1])  # as it appears inside a JSON string
+        # longest first, so a secret containing another is replaced whole
+        ordered = sorted(variants, key=len, reverse=True)
+        self._pattern = re.compile("|".join(
+            f"(?<!{_WORD}){re.escape(v)}(?!{_WORD})" for v in ordered)) if ordered else None
+
+    def __call__(self, text: str | None) -> str | None:
+        if text is None or self._pattern is None:
+            return text
+        return self._pattern.sub(REDACTED, text)
+
+
+def redactor(secrets: Iterable[str] = ()) -> Callable[[str | None], str | None]:
+    return Redactor(secrets)
 
 
 class RedactingJsonFormatter(JsonFormatter):
@@ -27,19 +55,10 @@ class RedactingJsonFormatter(JsonFormatter):
         self.set_secrets(secrets)
 
     def set_secrets(self, secrets: Iterable[str]) -> None:
-        variants = set()
-        for secret in secrets:
-            if secret:
-                variants.add(secret)
-                variants.add(json.dumps(secret)[1:-1])  # as it appears inside a JSON string
-        # longest first, so a secret containing another is replaced whole
-        self._secrets = sorted(variants, key=len, reverse=True)
+        self._redact = Redactor(secrets)
 
     def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
-        for secret in self._secrets:
-            line = line.replace(secret, REDACTED)
-        return line
+        return self._redact(super().format(record))
 
 
 def setup_logging(level: str = "INFO", secrets: Iterable[str] = (), stream: TextIO | None = None) -> None:

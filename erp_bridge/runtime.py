@@ -7,6 +7,7 @@ secret to set. That is what lets the example configuration start with no secrets
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import threading
 from contextlib import contextmanager
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from .errors import ConfigError, Problem
 from .queue.base import Queue, RetryPolicy
 from .settings import ENV_PREFIX, Settings
 from .systemd import Watchdog, notify, watchdog_interval_s
@@ -36,11 +38,16 @@ class Runtime:
     inactive: dict = field(default_factory=dict)
     intake: Any = None
     _maintenance: Any = None
+    #: masks every configured secret value in a text (errors before they are stored or shown)
+    redact: Any = None
 
     def __post_init__(self) -> None:
+        from .logs import Redactor
         from .queue.groupcommit import GroupCommit
 
         self.intake = GroupCommit(self.queue.enqueue)
+        if self.redact is None:
+            self.redact = Redactor(self.settings.secret_values())
 
     def start(self) -> None:
         self.dispatcher.start()
@@ -68,13 +75,16 @@ class Runtime:
         return self.dispatcher.alive() and all(p.alive() for p in self.pollers.values())
 
     def readiness(self) -> dict[str, dict]:
+        """What /readyz shows, unauthenticated: states and counts, never a configuration value
+        (no names, paths, URLs or secret names; `config check` and the log have those)."""
         checks: dict[str, dict] = {"workers": {"ok": self.workers_alive()}}
         try:
             self.queue.ping()
             checks["queue"] = {"ok": True}
         except Exception as exc:  # readiness reports any failure, whatever its type
-            checks["queue"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-        checks["systems"] = {"ok": True, "active": sorted(self.connectors), "inactive": self.inactive}
+            log.warning("readiness: the queue does not answer: %s", exc)
+            checks["queue"] = {"ok": False, "error": f"the queue does not answer ({type(exc).__name__}); see the log"}
+        checks["systems"] = {"ok": True, "active": len(self.connectors), "inactive": len(self.inactive)}
         return checks
 
     def healthy(self) -> bool:
@@ -131,7 +141,8 @@ class _Every:
 
 def retry_policy(settings: Settings) -> RetryPolicy:
     r = settings.retry
-    return RetryPolicy(max_attempts=r.max_attempts, base_s=r.base_s, cap_s=r.cap_s, jitter=r.jitter)
+    return RetryPolicy(max_attempts=r.max_attempts, base_s=r.base_s, cap_s=r.cap_s, jitter=r.jitter,
+                       sale_max_attempts=r.sale_max_attempts)
 
 
 def _open_queue(settings: Settings) -> Queue:
@@ -150,9 +161,23 @@ def open_queue_for(settings: Settings) -> Iterator[Queue]:
         queue.close()
 
 
+def mapping_files(settings: Settings) -> list[Path]:
+    """The mapping files of ``mappings_dir``; a missing or empty folder is a configuration error
+    that names it (never a silent check of nothing, or of ./mappings)."""
+    directory = Path(settings.mappings_dir)
+    if not directory.is_dir():
+        raise ConfigError(f"mappings_dir {directory.resolve()}: no such directory (set mappings_dir in "
+                          f"the config file, or {ENV_PREFIX}MAPPINGS_DIR)")
+    files = sorted(directory.glob("*.yaml"))
+    if not files:
+        raise ConfigError(f"mappings_dir {directory.resolve()}: holds no mapping files (*.yaml)")
+    return files
+
+
 def load_mapping_set(settings: Settings):
     from .mapping.loader import load_mappings
 
+    mapping_files(settings)
     return load_mappings(Path(settings.mappings_dir))
 
 
@@ -183,25 +208,118 @@ def split_active(settings: Settings, mappings):
     return subset, inactive
 
 
+@dataclass
+class Parts:
+    """What ``serve`` and ``worker`` run on, and ``config check`` builds to approve a config."""
+
+    all_mappings: Any
+    mappings: Any
+    inactive: dict
+    connectors: dict
+
+
+def build_parts(settings: Settings) -> Parts:
+    """The one build both ``serve`` and ``config check`` go through: mappings, active systems,
+    connectors (``registry.build(mapping, settings, lookups)``), the queue URL, and that every
+    channel's sales can reach an active system of record. Every problem is reported at once, with
+    file, line and key where a file is to blame; connectors built are closed on failure."""
+    from .connectors import registry
+    from .queue import check_queue_url
+
+    everything = load_mapping_set(settings)
+    mappings, inactive = split_active(settings, everything)
+    problems: list[Problem] = []
+    try:
+        check_queue_url(settings.queue_url)
+    except ConfigError as exc:
+        problems += [Problem(p.file or "settings", p.line, p.column, p.path or "queue.url", p.message)
+                     for p in exc.problems]
+    connectors = {}
+    for name, m in mappings.systems.items():
+        try:
+            connectors[name] = registry.build(m, settings, mappings.lookups)
+        except ConfigError as exc:
+            problems += _locate(everything.files.get(name), exc)
+    problems += _unroutable(everything, mappings, inactive)
+    if problems:
+        for connector in connectors.values():
+            connector.close()
+        raise ConfigError(problems)
+    return Parts(everything, mappings, inactive, connectors)
+
+
+def _locate(file: str | None, exc: ConfigError) -> list[Problem]:
+    """A connector's refusal, pointed at the key of the mapping file it names (else ``connector``)."""
+    from .yamlpos import load_yaml_file
+
+    if not file:
+        return list(exc.problems)
+    try:
+        doc = load_yaml_file(Path(file), file)
+    except ConfigError:
+        return list(exc.problems)
+    out = []
+    for p in exc.problems:
+        keys = re.findall(r"\b([a-z_]+(?:\.[a-z_0-9]+)+)\b", p.message)
+        path = next((k.split(".") for k in keys if k.split(".")[0] in (doc.data or {})), ["connector"])
+        out.append(doc.problem(path, p.message))
+    return out
+
+
+def _unroutable(everything, active, inactive: dict) -> list[Problem]:
+    """A channel that takes sales (webhooks) needs an active system of record for each of its
+    locations; otherwise every sale would fail. Named with what is missing."""
+    problems = []
+    for name, m in active.systems.items():
+        if getattr(m, "webhooks", None) is None or "channel" not in m.roles:
+            continue
+        for entry in m.locations.map:
+            owners = [s for s, sm in everything.systems.items() if sm.role_of(entry.internal) == "system_of_record"]
+            if any(s in active.systems for s in owners):
+                continue
+            why = "; ".join(f"{s} is INACTIVE: {inactive[s]}" for s in owners if s in inactive) or \
+                "no mapping file makes it a system of record"
+            problems.append(Problem(everything.files.get(name, name), None, None, "webhooks",
+                                    f"system {name} takes sales for location '{entry.internal}', but no active "
+                                    f"system of record can apply them ({why})"))
+    return problems
+
+
 def check_mappings(settings: Settings) -> list[str]:
-    mappings = load_mapping_set(settings)
-    _, inactive = split_active(settings, mappings)
-    return [f"mapping {name} ({mappings.files.get(name, '')}): {m.connector}, {', '.join(sorted(m.role_names()))}"
-            + (f" -- INACTIVE: {inactive[name]}" if name in inactive else "")
-            for name, m in sorted(mappings.systems.items())]
+    """``config check``: the build ``serve`` does (raises ConfigError as it would), then a summary.
+    Files connectors keep (ledgers) go to a scratch folder: a check run as root must not leave
+    root-owned files in the service's data_dir."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="erp-bridge-check-") as scratch:
+        checked = settings.model_copy(update={"data_dir": Path(scratch)})
+        if not settings.queue.url:
+            checked = checked.model_copy(update={"queue": settings.queue.model_copy(
+                update={"url": settings.queue_url})})
+        return _summary(build_parts(checked))
+
+
+def _summary(parts: Parts) -> list[str]:
+    try:
+        return [f"mapping {name} ({parts.all_mappings.files.get(name, '')}): {m.connector}, "
+                f"{', '.join(sorted(m.role_names()))}"
+                + (f" -- INACTIVE: {parts.inactive[name]}" if name in parts.inactive else "")
+                for name, m in sorted(parts.all_mappings.systems.items())]
+    finally:
+        for connector in parts.connectors.values():
+            connector.close()
 
 
 def build_runtime(settings: Settings) -> Runtime:
-    from .connectors import registry
     from .dispatch.dispatcher import Dispatcher
     from .sync.availability import AvailabilityCache, AvailabilityPush, SorReader
     from .sync.figures import FigureStore
     from .sync.router import Router, prepare
 
-    mappings, inactive = split_active(settings, load_mapping_set(settings))
+    parts = build_parts(settings)
+    mappings, inactive, connectors = parts.mappings, parts.inactive, parts.connectors
     for name, why in inactive.items():
         log.warning("system %s is inactive: %s", name, why, extra={"system": name})
-    connectors = {name: registry.build(m, settings, mappings.lookups) for name, m in mappings.systems.items()}
     queue = _open_queue(settings)
     cache, figures = AvailabilityCache(), FigureStore(Path(settings.data_dir) / "figures.sqlite3")
     reader = SorReader(mappings, connectors, cache, queue)

@@ -53,6 +53,10 @@ class RetrySettings(_Section):
     base_s: float = Field(1.0, gt=0)
     cap_s: float = Field(600.0, gt=0)
     jitter: float = Field(0.5, ge=0, le=1)
+    #: retryable failures a channel sale/restock may have before it dead-letters; 0 = never (it
+    #: keeps retrying every cap_s and logs an ALERT once past max_attempts): a sale is not a
+    #: notification, and the SoR must take it once it is back
+    sale_max_attempts: int = Field(0, ge=0)
 
 
 class Settings(BaseSettings):

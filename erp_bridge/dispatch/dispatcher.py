@@ -12,7 +12,7 @@ import socket
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from ..connectors.base import Capability, Connector
@@ -95,8 +95,10 @@ class Dispatcher:
                  metrics: DispatchMetrics | None = None, name: str | None = None,
                  prepare: Callable[[Any], Any] | None = None, pusher: Pusher | None = None,
                  before_ack: Callable[[str, list[Entry]], None] | None = None,
-                 on_final: Callable[[str, Entry, State, str | None], None] | None = None):
-        """``prepare``: event -> event ready for the target (e.g. channel ids -> internal ids),
+                 on_final: Callable[[str, Entry, State, str | None], None] | None = None,
+                 redact: Callable[[str | None], str | None] | None = None):
+        """``redact``: removes secret values from an error before it is stored, logged or
+        reported (an upstream error may echo the request, credentials included); ``prepare``: event -> event ready for the target (e.g. channel ids -> internal ids),
         raising BridgeError for one that cannot be; ``pusher``: the whole availability push
         (resolve at dispatch time, skip unchanged, push, remember; sync.availability);
         ``before_ack(target, delivered entries)``: runs before they are acked (cache invalidation);
@@ -107,6 +109,7 @@ class Dispatcher:
         self._pusher = pusher
         self._before_ack = before_ack or (lambda target, entries: None)
         self._on_final = on_final or (lambda target, entry, state, error: None)
+        self._redact = redact or (lambda text: text)
         limits = limits or {}
         self._gates = {t: Gate(limits.get(t, TargetLimits())) for t in self._connectors}
         self._workers, self._batch_size, self._lease_s, self._poll_s = workers, batch_size, lease_s, poll_s
@@ -127,10 +130,12 @@ class Dispatcher:
         """Wire from the settings object and a mapping set (``.systems[name].limits``)."""
         systems = getattr(mappings, "systems", {}) or {}
         limits = {name: TargetLimits.of(m.limits) for name, m in systems.items()}
+        from ..logs import Redactor
+
         return cls(queue, connectors, limits=limits, workers=settings.workers.count, batch_size=settings.queue.batch_size,
                    lease_s=settings.queue.lease_s, poll_s=settings.workers.poll_interval_s,
                    metrics=metrics, prepare=prepare, pusher=pusher, before_ack=before_ack,
-                   on_final=on_final)
+                   on_final=on_final, redact=Redactor(settings.secret_values()))
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -223,7 +228,7 @@ class Dispatcher:
         unsent = [(e, o) for e, o in zip(entries, outcomes) if isinstance(o, NotAttempted)]
         for entry, outcome in unsent:  # no attempt happened: nothing to count, log or measure
             self._queue.release([entry.id], worker, delay_s=outcome.after or 0.0)
-        tried = [(e, o, classify(o)) for e, o in zip(entries, outcomes) if not isinstance(o, NotAttempted)]
+        tried = [(e, o, self._verdict(o)) for e, o in zip(entries, outcomes) if not isinstance(o, NotAttempted)]
         delivered = [e for e, _, v in tried if v.delivered]
         if delivered:
             self._before_ack(target, delivered)
@@ -239,6 +244,10 @@ class Dispatcher:
                 self._final(target, entry, state, verdict.error)
         if tried:
             self._count(target, delivered, states, duration)
+
+    def _verdict(self, outcome) -> Verdict:
+        verdict = classify(outcome)
+        return replace(verdict, error=self._redact(verdict.error)) if verdict.error else verdict
 
     def _final(self, target: str, entry: Entry, state: State, error: str | None) -> None:
         try:

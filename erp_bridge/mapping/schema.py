@@ -47,8 +47,17 @@ _STATUS_RE = re.compile(r"^[1-5]([0-9]{2}|xx)$")
 _CREDENTIAL_HEADER = re.compile(r"authorization|cookie|token|secret|password|api-?key", re.I)
 
 
+#: what real tokens look like (vendor prefixes; long runs of hex): a *name* never does
+_TOKEN_SHAPED = re.compile(r"^(shp(at|ca|pa|ss|ua|tka)_|sk_(live|test)_|rk_(live|test)_|pk_(live|test)_|"
+                           r"gh[pousr]_|glpat|xox[abpr]|sq0(atp|csp)|eaaa|ya29)|[0-9a-f]{16,}|[0-9a-z]{32,}")
+
+
 def _secret_name(value: Any) -> str:
     # Never echo the value: whoever typed a secret where its name belongs must not see it in logs.
+    if isinstance(value, str) and _SECRET_RE.match(value) and _TOKEN_SHAPED.search(value):
+        raise ValueError("this looks like a secret value (a token), not a secret name: put the value in "
+                         "settings, the environment or $CREDENTIALS_DIRECTORY and name it here, e.g. "
+                         "shopify_token; revoke the token if this file was shared")
     if not isinstance(value, str) or not _SECRET_RE.match(value):
         raise ValueError("expected a secret name (lower-case letters, digits and _, e.g. shopify_token), "
                          "not a secret value: values come from settings, the environment or "

@@ -30,15 +30,23 @@ OPENERS: dict[str, Callable[[str, RetryPolicy, Clock], Queue]] = {
 }
 
 
+def check_queue_url(url: str) -> None:
+    """Raise ConfigError unless ``open_queue`` has an opener for ``url`` and its form is right
+    (without opening it: ``config check`` must not create files)."""
+    scheme = url.partition("://")[0]
+    if scheme not in OPENERS:
+        planned = " (the PostgreSQL queue is planned, not built yet)" if scheme.startswith("postgres") else ""
+        raise ConfigError(f"queue url: unsupported scheme {scheme!r}{planned} "
+                          f"(supported: {', '.join(sorted(OPENERS))})")
+    if scheme == "sqlite" and (url == url.removeprefix("sqlite:///") or not url.removeprefix("sqlite:///")):
+        raise ConfigError(f"queue url {url!r}: expected sqlite:///<path to file>")
+
+
 def open_queue(url: str, policy: RetryPolicy, clock: Clock = time.time) -> Queue:
     """Open the queue a URL names: ``sqlite:///path/to/file.db`` (relative to the working
     directory; four slashes for an absolute path)."""
-    scheme = url.partition("://")[0]
-    opener = OPENERS.get(scheme)
-    if opener is None:
-        raise ConfigError(f"queue url: unsupported scheme {scheme!r} "
-                          f"(supported: {', '.join(sorted(OPENERS))})")
-    return opener(url, policy, clock)
+    check_queue_url(url)
+    return OPENERS[url.partition("://")[0]](url, policy, clock)
 
 
-__all__ = ["open_queue", "OPENERS", "Queue", "RetryPolicy"]
+__all__ = ["check_queue_url", "open_queue", "OPENERS", "Queue", "RetryPolicy"]

@@ -22,6 +22,8 @@ class State(StrEnum):
     LEASED = "leased"
     DONE = "done"
     DEAD = "dead"
+    #: a dead letter an operator resolved without delivering it (the reason is recorded)
+    DISCARDED = "discarded"
 
 
 class Outcome(StrEnum):
@@ -31,6 +33,13 @@ class Outcome(StrEnum):
     RETRY = "retry"
     DEAD = "dead"
     RELEASED = "released"
+    DISCARDED = "discarded"
+
+
+#: kinds that are sales or restocks a channel already made: they change the SoR's stock for real,
+#: so a retryable failure never gives up on them (see RetryPolicy.sale_max_attempts), and a dead
+#: one still counts against availability until an operator replays or discards it
+SALE_KINDS = frozenset({"decrement", "increment"})
 
 
 @dataclass(frozen=True)
@@ -100,6 +109,10 @@ class RetryPolicy:
     base_s: float = 1.0
     cap_s: float = 600.0
     jitter: float = 0.5
+    #: retryable failures a sale (SALE_KINDS) may have before it dead-letters: None = as
+    #: ``max_attempts``; 0 = never (the service default: a sale is not a notification, so it
+    #: keeps retrying at ``cap_s`` and the queue raises an alert instead of giving up)
+    sale_max_attempts: int | None = None
     rng: Callable[[], float] = field(default=random.random, repr=False)
 
     def delay(self, attempts: int, retry_after: float | None = None) -> float:
@@ -110,7 +123,13 @@ class RetryPolicy:
             backoff = max(backoff, retry_after)
         return backoff
 
-    def exhausted(self, attempts: int) -> bool:
+    def exhausted(self, attempts: int, kind: str | None = None) -> bool:
+        if kind in SALE_KINDS and self.sale_max_attempts is not None:
+            return bool(self.sale_max_attempts) and attempts >= self.sale_max_attempts
+        return attempts >= self.max_attempts
+
+    def overdue(self, attempts: int) -> bool:
+        """Past the normal budget (an entry that still retries then deserves an alert)."""
         return attempts >= self.max_attempts
 
 
@@ -148,11 +167,17 @@ class Queue(Protocol):
         """A dead entry goes back to pending with its attempts reset. KeyError if unknown,
         ValueError if it is not dead."""
 
+    def discard(self, entry_id: int, reason: str, who: str = "operator") -> Entry:
+        """An operator resolves a dead entry without delivering it: DISCARDED, with ``reason``
+        recorded as its last error and as an attempt. From then on a discarded sale no longer
+        counts against availability. KeyError if unknown, ValueError if not dead or no reason."""
+
     def stats(self) -> list[TargetStats]: ...
 
     def pending_quantity(self, target: str, item: str, location: str,
                          kinds: Collection[str] | None = None, done_since: float | None = None) -> Decimal:
-        """Sum of ``quantity`` of unfinished (pending or leased) entries for the key, optionally
+        """Sum of ``quantity`` of unapplied (pending, leased, or dead: a dead sale is still a sale
+        until an operator replays or discards it) entries for the key, optionally
         only of the given kinds (e.g. ``{"decrement"}``). With ``done_since`` (epoch seconds, the
         queue's clock) also entries delivered at or after it: a figure read from the target before
         then may not show them yet, whichever process delivered them."""

@@ -25,7 +25,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Callable, Collection, Iterator, Sequence
 
-from .base import Attempt, Entry, NewEntry, Outcome, RetryPolicy, State, TargetStats
+from .base import SALE_KINDS, Attempt, Entry, NewEntry, Outcome, RetryPolicy, State, TargetStats
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +210,7 @@ class SQLiteQueue:
         kills every worker that touches it ends in the dead letters. True if it may be leased."""
         attempts = row["attempts"] + 1
         error = f"lease expired: worker {row['lease_owner']} did not finish"
-        dead = self.policy.exhausted(attempts)
+        dead = self.policy.exhausted(attempts, row["kind"])
         self._record(db, row["id"], attempts, row["lease_owner"],
                      Outcome.DEAD if dead else Outcome.RETRY, row["leased_at"] or now,
                      now - (row["leased_at"] or now), error)
@@ -249,7 +249,13 @@ class SQLiteQueue:
             if row is None:
                 return self._stored(db, entry_id)
             attempts = row["attempts"] + 1
-            dead = not retryable or self.policy.exhausted(attempts)
+            dead = not retryable or self.policy.exhausted(attempts, row["kind"])
+            if not dead and row["kind"] in SALE_KINDS and self.policy.overdue(attempts):
+                log.error("ALERT: %s %s to %s has failed %d attempts and is still retried (a sale "
+                          "never dead-letters on a retryable failure): %s", row["kind"],
+                          row["idempotency_key"], row["target"], attempts, error,
+                          extra={"alert": "sale_overdue", "entry_id": entry_id, "target": row["target"],
+                                 "attempt": attempts})
             self._record(db, entry_id, attempts, worker, Outcome.DEAD if dead else Outcome.RETRY,
                          now - duration_s, duration_s, error)
             db.execute("UPDATE entries SET attempts = ?, last_error = ? WHERE id = ?",
@@ -331,6 +337,23 @@ class SQLiteQueue:
             self._promote(db, row["target"], row["item"], row["location"])
             return _entry(self._row(db, entry_id))
 
+    def discard(self, entry_id: int, reason: str, who: str = "operator") -> Entry:
+        reason = (reason or "").strip()
+        if not reason:
+            raise ValueError("a discard needs a reason (it is recorded)")
+        with self._tx() as db:
+            row = self._row(db, entry_id)
+            if row is None:
+                raise KeyError(entry_id)
+            if row["state"] != "dead":
+                raise ValueError(f"entry {entry_id} is {row['state']}, only dead entries are discarded")
+            now = self._clock()
+            error = f"discarded by {who}: {reason}"
+            self._record(db, entry_id, row["attempts"], who, Outcome.DISCARDED, now, 0.0, error)
+            db.execute("UPDATE entries SET state = 'discarded', last_error = ?, updated_at = ? WHERE id = ?",
+                       (error, now, entry_id))
+            return _entry(self._row(db, entry_id))
+
     def stats(self) -> list[TargetStats]:
         now = self._clock()
         depth: dict[str, dict[State, int]] = {}
@@ -345,7 +368,7 @@ class SQLiteQueue:
     def pending_quantity(self, target: str, item: str, location: str,
                          kinds: Collection[str] | None = None, done_since: float | None = None) -> Decimal:
         rows = self._read("SELECT kind, quantity FROM entries WHERE target = ?1 AND item = ?2"
-                          " AND location = ?3 AND quantity IS NOT NULL AND (state IN ('pending', 'leased')"
+                          " AND location = ?3 AND quantity IS NOT NULL AND (state IN ('pending', 'leased', 'dead')"
                           " OR (?4 IS NOT NULL AND state = 'done' AND superseded_by IS NULL"
                           " AND updated_at >= ?4))", (target, item, location, done_since))
         return sum((Decimal(r["quantity"]) for r in rows if kinds is None or r["kind"] in kinds),

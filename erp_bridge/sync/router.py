@@ -12,7 +12,7 @@
 """
 from __future__ import annotations
 
-from ..domain import AvailabilityChanged, Decrement, Increment, StockMove, caused_by_bridge_in
+from ..domain import AvailabilityChanged, Decrement, Increment, StockMove, caused_by_bridge_in, key_part
 from ..errors import RejectedError
 from ..queue.base import NewEntry
 from .translate import to_internal
@@ -40,7 +40,8 @@ class Router:
         for channel, rep in self.channel_keys(location):
             event = AvailabilityChanged(system=sor, item=item, location=rep, origin=origin, source_ref=source_ref)
             entries.append(NewEntry(target=channel, kind="availability", item=item, location=rep,
-                                    idempotency_key=f"{channel}:{sor}:availability:{item}@{rep}:{cause}",
+                                    idempotency_key=f"{key_part(channel)}:{key_part(sor)}:availability:"
+                                                    f"{key_part(item)}@{key_part(rep)}:{cause}",
                                     payload=event.model_dump(mode="json"), coalesce=True))
         return entries
 

@@ -259,12 +259,17 @@ def _handler(shop: FakeShopify):
     return Handler
 
 
-def signed_webhook(secret: str, topic: str, payload: dict, webhook_id: str = "d1f8a8e4-0001") -> tuple[dict, bytes]:
+#: the shop of the repository's example mapping (mappings/shopify.yaml's base_url)
+SHOP_DOMAIN = "example-store.myshopify.com"
+
+
+def signed_webhook(secret: str, topic: str, payload: dict, webhook_id: str = "d1f8a8e4-0001",
+                   shop: str = SHOP_DOMAIN) -> tuple[dict, bytes]:
     """Headers and body exactly as Shopify delivers a webhook (shopify.dev delivery-structure)."""
     body = json.dumps(payload).encode()
     sig = base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
     return {"Content-Type": "application/json", "X-Shopify-Topic": topic, "X-Shopify-Hmac-Sha256": sig,
-            "X-Shopify-Shop-Domain": "bridge-test.myshopify.com", "X-Shopify-API-Version": API_VERSION,
+            "X-Shopify-Shop-Domain": shop, "X-Shopify-API-Version": API_VERSION,
             "X-Shopify-Webhook-Id": webhook_id, "X-Shopify-Event-Id": f"evt-{webhook_id}",
             "X-Shopify-Triggered-At": "2026-11-22T10:00:00Z"}, body
 

@@ -21,7 +21,11 @@ REPO = Path(__file__).resolve().parents[2]
 SECRETS = {"ERP_BRIDGE_SECRETS__SHOPIFY_TOKEN": "shpat_live_9f8e7d6c5b4a",
            "ERP_BRIDGE_SECRETS__SHOPIFY_WEBHOOK_SECRET": "whsec_0a1b2c3d4e5f",
            "ERP_BRIDGE_ADMIN_TOKEN": "adm_tok_77aa88bb99cc",
-           "ERP_BRIDGE_QUEUE__URL": "postgresql://bridge:pg_pw_31415926@db.internal/bridge"}
+           # Shopify's sales need an active system of record (issue 9): Odoo's secrets
+           "ERP_BRIDGE_SECRETS__ODOO_USER": "odoo-user-5566",
+           "ERP_BRIDGE_SECRETS__ODOO_PASSWORD": "odoo_pw_8899aa",
+           "ERP_BRIDGE_SECRETS__ODOO_NUDGE_SECRET": "nudge_sec_1122"}
+PG_URL = {"ERP_BRIDGE_QUEUE__URL": "postgresql://bridge:pg_pw_31415926@db.internal/bridge"}
 CREDENTIAL = ("secret_sap_b1_password", "sap-pw-271828")
 
 
@@ -78,11 +82,17 @@ def test_config_check_never_prints_a_secret(tmp_path):
     printed = json.loads(result.stdout[:result.stdout.index("\nmapping ")])
     assert printed["admin_token"] == "***" and printed["secrets"]["shopify_token"] == "***"
     assert printed["secrets"]["sap_b1_password"] == "***"
-    assert printed["queue"]["url"] == "postgresql://bridge:***@db.internal/bridge"
     assert "configuration is valid" in result.stdout
     assert "mapping shopify (mappings/shopify.yaml): shopify, channel\n" in result.stdout
+    assert not list((tmp_path / "data").glob("*")) if (tmp_path / "data").exists() else True  # no files left
+    # the PostgreSQL queue is planned, not built: serve would refuse it, so config check does
+    pg = run(["--config", str(config), "config", "check"], env={**SECRETS, **PG_URL})
+    assert pg.returncode == 2 and "queue.url: queue url: unsupported scheme 'postgresql'" in pg.stderr
+    assert "planned" in pg.stderr and "configuration is valid" not in pg.stdout
+    assert "postgresql://bridge:***@db.internal/bridge" in pg.stdout
     for secret in [*SECRETS.values(), CREDENTIAL[1], "pg_pw_31415926"]:
-        assert secret not in result.stdout and secret not in result.stderr
+        for out in (result, pg):
+            assert secret not in out.stdout and secret not in out.stderr
 
 
 def test_serve_logs_and_answers_without_leaking_secrets(tmp_path):
@@ -90,7 +100,7 @@ def test_serve_logs_and_answers_without_leaking_secrets(tmp_path):
     config = tmp_path / "bridge.yaml"
     config.write_text(f"mappings_dir: {REPO / 'mappings'}\ndata_dir: {tmp_path / 'data'}\nlog_level: DEBUG\n"
                       f"http: {{port: {port}}}\n")
-    env = {k: v for k, v in SECRETS.items() if "QUEUE" not in k}
+    env = dict(SECRETS)
     proc = subprocess.Popen([ERP_BRIDGE, "--config", str(config), "serve"], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env={**os.environ, **env})
     try:
@@ -138,7 +148,7 @@ def test_status_and_dead_letter_commands(tmp_path):
     config.write_text(f"data_dir: data\nmappings_dir: {REPO / 'mappings'}\n")
     status = run(["--config", str(config), "status", "--json"])
     assert json.loads(status.stdout) == [{"target": "sap_b1", "pending": 0, "leased": 0, "done": 0, "dead": 1,
-                                          "oldest_pending_age_s": None}]
+                                          "discarded": 0, "oldest_pending_age_s": None}]
     listed = run(["--config", str(config), "dlq", "list"])
     assert f"{entry_id}" in listed.stdout and "SAP error -5002: Item SKU-1 not found" in listed.stdout
     shown = run(["--config", str(config), "dlq", "show", str(entry_id)])

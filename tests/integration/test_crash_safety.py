@@ -107,7 +107,8 @@ def test_kill_9_mid_delivery_loses_nothing(tmp_path):
 
     assert delivered_at_kill < EVENTS, "the kill did not land mid-delivery"
     assert sorted(applied) == sorted(e.idempotency_key for e in events)  # every key, each applied once
-    assert depth(queue) == {State.PENDING: 0, State.LEASED: 0, State.DONE: EVENTS, State.DEAD: 0}
+    assert depth(queue) == {State.PENDING: 0, State.LEASED: 0, State.DONE: EVENTS, State.DEAD: 0,
+                            State.DISCARDED: 0}
     assert unique == EVENTS and total - unique <= min(leased_at_kill, WORKERS * BATCH)
     by_item = defaultdict(list)
     for key in applied:

@@ -143,7 +143,7 @@ def test_everything_is_delivered_or_dead_lettered_nothing_lost(target, queue, di
     tries = queue.attempts(entries["retry-after"].id)
     assert tries[1].started_at.timestamp() - tries[0].started_at.timestamp() >= 45
     assert {s.target: s.depth for s in queue.stats()}["shop"] == {
-        State.PENDING: 0, State.LEASED: 0, State.DONE: 4, State.DEAD: 2}
+        State.PENDING: 0, State.LEASED: 0, State.DONE: 4, State.DEAD: 2, State.DISCARDED: 0}
 
 
 @pytest.mark.parametrize("reply, delay", [(Reply(503, {"Retry-After": "5"}), 5), (Reply(hang=True), 1)],

@@ -330,7 +330,8 @@ def test_stats_depth_per_state_and_target_and_oldest_pending_age(queue, clock):
     queue.fail(take(queue, "c").id, "w1", "HTTP 400", retryable=False)
     queue.release([e.id for e in queue.lease("w1", 10, LEASE_S)], "w1")
     stats = {s.target: s for s in queue.stats()}
-    assert stats["shop"].depth == {State.PENDING: 1, State.LEASED: 1, State.DONE: 1, State.DEAD: 1}
+    assert stats["shop"].depth == {State.PENDING: 1, State.LEASED: 1, State.DONE: 1, State.DEAD: 1,
+                                   State.DISCARDED: 0}
     assert stats["pos"].depth[State.PENDING] == 1
     assert stats["shop"].oldest_pending_age_s == 0.0 and stats["pos"].oldest_pending_age_s == 7.0
 
@@ -364,8 +365,47 @@ def test_pending_quantity_since_counts_what_was_delivered_after_a_read(queue, cl
     queue.fail(take(queue, "dead").id, "w1", "HTTP 400", retryable=False)
     since = {item: queue.pending_quantity("shop", item, "WH", done_since=read_at)
              for item in ("SKU-1", "SKU-2", "SKU-3", "SKU-4")}
-    assert since == {"SKU-1": Decimal(0), "SKU-2": Decimal("-2"), "SKU-3": Decimal(0), "SKU-4": Decimal("-8")}
+    # a dead sale is still a sale the SoR has not applied: it counts until replayed or discarded
+    assert since == {"SKU-1": Decimal(0), "SKU-2": Decimal("-2"), "SKU-3": Decimal("-4"), "SKU-4": Decimal("-8")}
     assert queue.pending_quantity("shop", "SKU-2", "WH") == Decimal(0)  # without it: unfinished only
+
+
+def test_a_dead_sale_counts_until_it_is_replayed_and_applied_or_discarded_with_a_reason(queue):
+    """Issue 9.1: a sale the SoR has not applied keeps counting against availability."""
+    a, b = queue.enqueue([new("a", quantity="-2"), new("b", quantity="-3", item="SKU-2")])
+    for e in (a, b):
+        queue.fail(take(queue, e.idempotency_key).id, "w1", "HTTP 400: unknown sku", retryable=False)
+    assert queue.pending_quantity("shop", "SKU-1", "WH") == Decimal("-2")
+    queue.replay(a.id)
+    assert queue.pending_quantity("shop", "SKU-1", "WH") == Decimal("-2")
+    queue.ack([take(queue, "a").id], "w1")
+    assert queue.pending_quantity("shop", "SKU-1", "WH") == Decimal(0)
+    with pytest.raises(ValueError):
+        queue.discard(b.id, "  ")  # a reason is required
+    discarded = queue.discard(b.id, "order cancelled by phone; stock counted", who="alice")
+    assert discarded.state is State.DISCARDED and "alice" in discarded.last_error
+    assert "order cancelled by phone" in discarded.last_error
+    assert queue.attempts(b.id)[-1].outcome is Outcome.DISCARDED
+    assert queue.pending_quantity("shop", "SKU-2", "WH") == Decimal(0)
+    assert queue.dead_letters() == []
+    with pytest.raises(ValueError):
+        queue.discard(b.id, "again")  # only dead entries
+    with pytest.raises(KeyError):
+        queue.discard(424242, "unknown")
+
+
+@pytest.mark.parametrize("kind, state", [("decrement", State.PENDING), ("increment", State.PENDING),
+                                         ("move", State.DEAD)], ids=["sale", "restock", "move"])
+def test_retryable_failures_never_dead_letter_a_sale_when_sales_are_unbounded(queue_factory, clock, kind, state):
+    queue = queue_factory(RetryPolicy(**{**POLICY, "sale_max_attempts": 0}), clock)
+    queue.enqueue([new("k", kind=kind)])
+    for n in range(POLICY["max_attempts"] * 3):
+        clock.advance(120)
+        stored = queue.fail(take(queue, "k").id, "w1", f"HTTP 503 ({n})", retryable=True)
+        if stored.state is State.DEAD:
+            break
+    assert stored.state is state
+    queue.close()
 
 
 def test_purge_removes_only_done_entries_older_than_the_retention(queue, clock):

@@ -31,3 +31,15 @@ def test_one_json_object_per_line_with_extras_and_secrets_redacted():
     assert "login failed for password ***" in second["exc_info"]
     assert SECRET not in stream.getvalue() and "tok-abc" not in stream.getvalue()
     assert json.dumps(SECRET)[1:-1] not in stream.getvalue()
+
+
+def test_masking_replaces_values_not_fragments_of_words():
+    """Issue 9: a user named ``bridge`` must not turn ``erp-bridge listening`` into ``erp-***``."""
+    stream = io.StringIO()
+    setup_logging("INFO", ["bridge", "hunter2"], stream=stream)
+    log = logging.getLogger("erp_bridge.http.server")
+    log.info("erp-bridge listening; erp_bridge.http up", extra={"login": "bridge"})
+    log.info("login bridge/hunter2 refused: {'login': 'bridge', 'password': 'hunter2'}")
+    first, second = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert first["message"] == "erp-bridge listening; erp_bridge.http up" and first["login"] == "***"
+    assert second["message"] == "login ***/*** refused: {'login': '***', 'password': '***'}"

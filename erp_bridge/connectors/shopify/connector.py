@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any, Mapping, Sequence
+from urllib.parse import urlsplit
 
 from ...domain import Decrement, Increment
 from ...errors import BridgeError, ConfigError, RejectedError, RetryableError
@@ -233,8 +234,14 @@ class ShopifyConnector:
         raises webhooks.WebhookRejected(status, reason) for a delivery to refuse."""
         if self._webhook_secret is None or self._mapping.webhooks is None:
             raise ConfigError(f"{self.name}: the mapping has no webhooks.secret to verify deliveries with")
-        delivery = webhooks.verify(self._webhook_secret, headers, body)
+        delivery = webhooks.verify(self._webhook_secret, headers, body, shop_domain=self.shop_domain)
         return webhooks.normalise(delivery, self.name, self._mapping.webhooks.default_location)
+
+    @property
+    def shop_domain(self) -> str | None:
+        """The shop's myshopify domain, from the Admin API URL (deliveries name it in a header)."""
+        host = urlsplit(self._mapping.connection.base_url).hostname
+        return host.lower() if host and host.endswith(".myshopify.com") else None
 
     def close(self) -> None:
         self._transport.close()

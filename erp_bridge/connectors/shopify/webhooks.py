@@ -18,11 +18,18 @@ from typing import Any, Mapping
 from ...domain import Decrement, Increment
 from ...errors import RejectedError
 
+#: Shopify's headers, by the name it has used longest (``X-Shopify-*``); the same header without
+#: the ``X-`` prefix (``Shopify-Hmac-Sha256``, as newer deliveries send it) is accepted as well
 SIGNATURE_HEADER = "x-shopify-hmac-sha256"
 TOPIC_HEADER = "x-shopify-topic"
 WEBHOOK_ID_HEADER = "x-shopify-webhook-id"
+SHOP_HEADER = "x-shopify-shop-domain"
 TOPICS = ("orders/create", "orders/cancelled", "refunds/create")
 RESTOCKED = {"cancel": "cancel", "return": "return", "legacy_restock": "return"}
+#: more units than any one order line of a real shop; a larger figure is a bug or an attack
+MAX_LINE_QUANTITY = 1_000_000
+#: JSON nested deeper than this is refused before it is parsed (orders are ~6 levels deep)
+MAX_DEPTH = 64
 
 
 class WebhookRejected(RejectedError):
@@ -40,9 +47,11 @@ class Delivery:
     payload: dict[str, Any]
 
 
-def verify(secret: str, headers: Mapping[str, str], body: bytes) -> Delivery:
+def verify(secret: str, headers: Mapping[str, str], body: bytes, shop_domain: str | None = None) -> Delivery:
     """Check X-Shopify-Hmac-Sha256 (base64 HMAC-SHA256 of the raw body, constant-time), then
-    parse. 401 for a missing, malformed or wrong signature; 400 for a body that is not JSON."""
+    parse. 401 for a missing, malformed or wrong signature; 403 for a delivery from another shop
+    than ``shop_domain`` (the app's secret may sign for several shops); 400 for a body that is
+    not UTF-8 JSON, or is nested deeper than MAX_DEPTH."""
     given = _header(headers, SIGNATURE_HEADER)
     if not given:
         raise WebhookRejected(401, "missing X-Shopify-Hmac-Sha256 header")
@@ -53,19 +62,70 @@ def verify(secret: str, headers: Mapping[str, str], body: bytes) -> Delivery:
     expected = hmac.new(secret.encode(), body, hashlib.sha256).digest()
     if not hmac.compare_digest(given_raw, expected):
         raise WebhookRejected(401, "X-Shopify-Hmac-Sha256 does not match the body (wrong secret or altered body)")
+    shop = _header(headers, SHOP_HEADER)
+    if shop_domain and shop is not None and shop.strip().lower() != shop_domain.lower():
+        raise WebhookRejected(403, f"X-Shopify-Shop-Domain {_printable(shop)!r} is not the configured "
+                                   f"shop {shop_domain!r}")
     topic = _header(headers, TOPIC_HEADER) or ""
+    return Delivery(topic=topic, webhook_id=_header(headers, WEBHOOK_ID_HEADER), payload=parse_body(body))
+
+
+def parse_body(body: bytes) -> dict[str, Any]:
     try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise WebhookRejected(400, f"body is not UTF-8 (invalid byte at position {exc.start})") from None
+    if _depth(text) > MAX_DEPTH:
+        raise WebhookRejected(400, f"body is nested deeper than {MAX_DEPTH} levels")
+    try:
+        payload = json.loads(text, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
         raise WebhookRejected(400, f"body is not valid JSON: {exc.msg} at position {exc.pos}") from None
+    except (ValueError, RecursionError) as exc:
+        raise WebhookRejected(400, f"body is not valid JSON: {exc}") from None
     if not isinstance(payload, dict):
         raise WebhookRejected(400, "body must be a JSON object")
-    return Delivery(topic=topic, webhook_id=_header(headers, WEBHOOK_ID_HEADER), payload=payload)
+    return payload
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _depth(text: str) -> int:
+    """Deepest nesting of brackets outside strings (a cheap bound checked before parsing)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > MAX_DEPTH:
+                    return deepest
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def _printable(text: str) -> str:
+    return text[:100].encode("unicode_escape").decode("ascii")
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
+    """``X-Shopify-Foo`` or ``Shopify-Foo``, case-insensitive."""
+    names = (name, name.removeprefix("x-"))
     for key, value in headers.items():
-        if key.lower() == name:
+        if key.lower() in names:
             return value
     return None
 
@@ -77,44 +137,111 @@ def normalise(delivery: Delivery, channel: str, default_location: str | None) ->
         if delivery.topic == "orders/create":
             return _order_lines(delivery.payload, channel, default_location)
         if delivery.topic == "orders/cancelled":
-            return [c for refund in delivery.payload.get("refunds") or []
-                    for c in _restocks(refund, str(delivery.payload["id"]), channel, default_location)]
+            order_id = _id(delivery.payload.get("id"), "id")
+            return [c for i, refund in enumerate(_objects(delivery.payload.get("refunds"), "refunds"))
+                    for c in _restocks(refund, order_id, channel, default_location, f"refunds[{i}].")]
         if delivery.topic == "refunds/create":
-            return _restocks(delivery.payload, str(delivery.payload["order_id"]), channel, default_location)
-    except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+            return _restocks(delivery.payload, _id(delivery.payload.get("order_id"), "order_id"), channel,
+                             default_location)
+    except BadField as exc:
+        raise WebhookRejected(400, f"{delivery.topic}: {exc}") from None
+    except (KeyError, TypeError, ValueError, ArithmeticError, AttributeError) as exc:
         raise WebhookRejected(400, f"{delivery.topic} payload is missing or has a malformed field: {exc!r}") from None
     raise WebhookRejected(400, f"unsupported topic {delivery.topic!r}; subscribe to {', '.join(TOPICS)}")
 
 
-def _item(line: Mapping[str, Any]) -> str:
-    sku = (line.get("sku") or "").strip()
-    return sku or f"variant:{line['variant_id']}"
+class BadField(ValueError):
+    """A field a channel cannot mean; the message names it (``line_items[2].quantity: ...``)."""
 
 
-def _location(value: Any, default_location: str | None) -> str:
+def _id(value: Any, field: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or value == "":
+        raise BadField(f"{field}: must be an id (a number or a non-empty string), got {_kind(value)}")
+    return str(value)
+
+
+def _objects(value: Any, field: str) -> list[Mapping[str, Any]]:
+    """A JSON array of objects (missing or null: none)."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise BadField(f"{field}: must be an array of objects, got {_kind(value)}")
+    for i, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise BadField(f"{field}[{i}]: must be an object, got {_kind(item)}")
+    return value
+
+
+def quantity(value: Any, field: str) -> int:
+    """A whole, non-negative number of units within MAX_LINE_QUANTITY: validated, never coerced
+    (1.5 is not 1, ``true`` is not 1, 1e308 is not a quantity)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BadField(f"{field}: must be a whole number of units, got {_kind(value)}")
+    if isinstance(value, float) and not value.is_integer():
+        raise BadField(f"{field}: must be a whole number of units, got {value!r}")
+    if value < 0:
+        raise BadField(f"{field}: must not be negative, got {value!r}")
+    if value > MAX_LINE_QUANTITY:
+        raise BadField(f"{field}: {value!r} is beyond the bound of {MAX_LINE_QUANTITY} units per line")
+    return int(value)
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"boolean {json.dumps(value)}"
+    if isinstance(value, (int, float)):
+        return f"number {value!r}"
+    if isinstance(value, str):
+        return f"string {_printable(value)!r}"
+    return "an array" if isinstance(value, list) else "an object"
+
+
+def _item(line: Mapping[str, Any], field: str) -> str:
+    sku = line.get("sku")
+    if sku is not None and not isinstance(sku, str):
+        raise BadField(f"{field}.sku: must be a string, got {_kind(sku)}")
+    sku = (sku or "").strip()
+    return sku or f"variant:{_id(line.get('variant_id'), f'{field}.variant_id')}"
+
+
+def _location(value: Any, default_location: str | None, field: str) -> str:
     if value not in (None, ""):
-        return str(value)
+        return _id(value, field)
     if default_location:
         return default_location
-    raise ValueError("no location_id on the order and no default location in the mapping")
+    raise BadField(f"{field}: missing on the order and no webhooks.default_location in the mapping")
 
 
 def _order_lines(order: Mapping[str, Any], channel: str, default_location: str | None) -> list[Decrement]:
-    order_id, location = str(order["id"]), _location(order.get("location_id"), default_location)
-    return [Decrement(channel=channel, order=order_id, line=str(line["id"]), item=_item(line),
-                      location=location, quantity=Decimal(int(line["quantity"])))
-            for line in order.get("line_items") or []
-            if not line.get("gift_card") and int(line["quantity"]) > 0]
+    order_id = _id(order.get("id"), "id")
+    location = _location(order.get("location_id"), default_location, "location_id")
+    out = []
+    for i, line in enumerate(_objects(order.get("line_items"), "line_items")):
+        field = f"line_items[{i}]"
+        units = quantity(line.get("quantity"), f"{field}.quantity")
+        if line.get("gift_card") is True or units == 0:
+            continue
+        out.append(Decrement(channel=channel, order=order_id, line=_id(line.get("id"), f"{field}.id"),
+                             item=_item(line, field), location=location, quantity=Decimal(units)))
+    return out
 
 
 def _restocks(refund: Mapping[str, Any], order_id: str, channel: str,
-              default_location: str | None) -> list[Increment]:
+              default_location: str | None, prefix: str = "") -> list[Increment]:
     out = []
-    for rli in refund.get("refund_line_items") or []:
+    for i, rli in enumerate(_objects(refund.get("refund_line_items"), f"{prefix}refund_line_items")):
+        field = f"{prefix}refund_line_items[{i}]"
         reason = RESTOCKED.get(str(rli.get("restock_type") or "").lower())
-        if reason is None or int(rli["quantity"]) <= 0:
+        units = quantity(rli.get("quantity"), f"{field}.quantity")
+        if reason is None or units == 0:
             continue  # not restocked: the stock did not come back
-        out.append(Increment(channel=channel, order=order_id, line=f"refund-line-{rli['id']}",
-                             item=_item(rli["line_item"]), location=_location(rli.get("location_id"), default_location),
-                             quantity=Decimal(int(rli["quantity"])), reason=reason))
+        line_item = rli.get("line_item")
+        if not isinstance(line_item, dict):
+            raise BadField(f"{field}.line_item: must be an object, got {_kind(line_item)}")
+        out.append(Increment(channel=channel, order=order_id, line=f"refund-line-{_id(rli.get('id'), f'{field}.id')}",
+                             item=_item(line_item, f"{field}.line_item"),
+                             location=_location(rli.get("location_id"), default_location, f"{field}.location_id"),
+                             quantity=Decimal(units), reason=reason))
     return out

@@ -82,6 +82,12 @@ BODY = json.dumps(ORDER).encode()
     pytest.param({"X-Shopify-Hmac-Sha256": sign(b"{oops")}, b"{oops", 400,
                  "body is not valid JSON: Expecting property name enclosed in double quotes at position 1", id="malformed-json"),
     pytest.param({"X-Shopify-Hmac-Sha256": sign(b"[1]")}, b"[1]", 400, "body must be a JSON object", id="not-an-object"),
+    pytest.param({"X-Shopify-Hmac-Sha256": sign(b'{"id": "\xff"}')}, b'{"id": "\xff"}', 400,
+                 "body is not UTF-8 (invalid byte at position 8)", id="invalid-utf8"),
+    pytest.param({"X-Shopify-Hmac-Sha256": sign(b"[" * 1000 + b"]" * 1000)}, b"[" * 1000 + b"]" * 1000, 400,
+                 "body is nested deeper than 64 levels", id="nested-1000-deep"),
+    pytest.param({"X-Shopify-Hmac-Sha256": sign(b'{"q": NaN}')}, b'{"q": NaN}', 400,
+                 "body is not valid JSON: NaN is not a JSON number", id="nan"),
 ])
 def test_forged_or_malformed_deliveries_are_refused_without_echoing_the_body(hdrs, body, status, reason):
     with pytest.raises(WebhookRejected) as err:
@@ -91,9 +97,28 @@ def test_forged_or_malformed_deliveries_are_refused_without_echoing_the_body(hdr
 
 
 @pytest.mark.parametrize("topic, payload, reason", [
-    pytest.param("orders/create", {"line_items": []}, "orders/create payload is missing or has a malformed field: KeyError('id')", id="no-order-id"),
+    pytest.param("orders/create", {"line_items": []},
+                 "orders/create: id: must be an id (a number or a non-empty string), got null", id="no-order-id"),
     pytest.param("orders/create", {"id": 1, "line_items": [{"id": 1, "sku": "A", "quantity": "two"}]},
-                 "orders/create payload is missing or has a malformed field: ValueError(\"invalid literal for int() with base 10: 'two'\")", id="bad-quantity"),
+                 "orders/create: line_items[0].quantity: must be a whole number of units, got string 'two'",
+                 id="bad-quantity"),
+    # issue 9.3: quantities are validated, never coerced
+    pytest.param("orders/create", {"id": 1, "line_items": [{"id": 1, "sku": "A", "quantity": 1.5}]},
+                 "orders/create: line_items[0].quantity: must be a whole number of units, got 1.5", id="fraction"),
+    pytest.param("orders/create", {"id": 1, "line_items": [{"id": 1, "sku": "A", "quantity": 2}, {"id": 2, "sku": "B", "quantity": 0.5}]},
+                 "orders/create: line_items[1].quantity: must be a whole number of units, got 0.5", id="half-is-not-dropped"),
+    pytest.param("orders/create", {"id": 1, "line_items": [{"id": 1, "sku": "A", "quantity": True}]},
+                 "orders/create: line_items[0].quantity: must be a whole number of units, got boolean true", id="boolean"),
+    pytest.param("orders/create", {"id": 1, "line_items": [{"id": 1, "sku": "A", "quantity": 1e308}]},
+                 "orders/create: line_items[0].quantity: 1e+308 is beyond the bound of 1000000 units per line", id="huge"),
+    pytest.param("orders/create", {"id": 1, "line_items": [{"id": 1, "sku": "A", "quantity": -2}]},
+                 "orders/create: line_items[0].quantity: must not be negative, got -2", id="negative"),
+    pytest.param("orders/create", {"id": 1, "line_items": {"id": 1, "sku": "A", "quantity": 1}},
+                 "orders/create: line_items: must be an array of objects, got an object", id="line-items-object"),
+    pytest.param("orders/create", {"id": 1, "line_items": ["A"]},
+                 "orders/create: line_items[0]: must be an object, got string 'A'", id="line-item-string"),
+    pytest.param("refunds/create", {"order_id": 1, "refund_line_items": [{"id": 5, "quantity": 1.25, "restock_type": "return", "line_item": {"sku": "A"}}]},
+                 "refunds/create: refund_line_items[0].quantity: must be a whole number of units, got 1.25", id="refund-fraction"),
     pytest.param("orders/updated", {"id": 1}, "unsupported topic 'orders/updated'; subscribe to orders/create, orders/cancelled, refunds/create", id="unknown-topic"),
 ])
 def test_payloads_that_cannot_be_normalised_say_which_field(topic, payload, reason):
@@ -105,5 +130,21 @@ def test_payloads_that_cannot_be_normalised_say_which_field(topic, payload, reas
 
 def test_an_order_without_location_and_without_default_is_refused():
     body = json.dumps(ORDER).encode()
-    with pytest.raises(WebhookRejected, match="no location_id on the order and no default location in the mapping"):
+    with pytest.raises(WebhookRejected, match="location_id: missing on the order and no webhooks.default_location"):
         normalise(verify(SECRET, headers(body), body), "shopify", None)
+
+
+def test_current_header_names_without_the_x_prefix_are_accepted():
+    body = json.dumps(ORDER).encode()
+    hdrs = {"Shopify-Hmac-Sha256": sign(body), "Shopify-Topic": "orders/create",
+            "Shopify-Shop-Domain": "example-store.myshopify.com"}
+    changes = normalise(verify(SECRET, hdrs, body, shop_domain="example-store.myshopify.com"), "shopify", "gid-web")
+    assert len(changes) == 2
+
+
+def test_a_delivery_signed_for_another_shop_is_refused():
+    body = json.dumps(ORDER).encode()
+    with pytest.raises(WebhookRejected) as err:
+        verify(SECRET, headers(body, **{"X-Shopify-Shop-Domain": "other.myshopify.com"}), body,
+               shop_domain="example-store.myshopify.com")
+    assert err.value.status == 403 and "other.myshopify.com" in str(err.value)

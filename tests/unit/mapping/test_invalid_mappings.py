@@ -102,6 +102,9 @@ CASES = [
     ('secret_value_as_name', [
         'mappings/secret_value_as_name.yaml:10:14 connection.auth.secrets.token: expected a secret name (lower-case letters, digits and _, e.g. shopify_token), not a secret value: values come from settings, the environment or $CREDENTIALS_DIRECTORY',
     ]),
+    ('token_shaped_secret_name', [  # issue 9: lower-case hex passes the name pattern; still a token
+        'mappings/token_shaped_secret_name.yaml:10:14 connection.auth.secrets.token: this looks like a secret value (a token), not a secret name: put the value in settings, the environment or $CREDENTIALS_DIRECTORY and name it here, e.g. shopify_token; revoke the token if this file was shared',
+    ]),
     ('status_key_not_http', [
         'mappings/status_key_not_http.yaml:19:5 writes.on_status.600: expected an HTTP status such as "409" or a class such as "5xx", got \'600\'',
     ]),
@@ -202,6 +205,7 @@ def test_invalid_mapping_is_reported_exactly(name, expected, tmp_path):
 
 @pytest.mark.parametrize("name, leaked", [
     ("secret_value_as_name", "sk_live_51HqZ0a9Bx"),
+    ("token_shaped_secret_name", "shpat_0123456789abcdef0123456789abcdef"),
     ("credentials_in_url", "hunter2"),
     ("credential_header", "abc123"),
 ])
