@@ -112,7 +112,7 @@ else
     if db_exists "$TEMPLATE_DB"; then dropdb "$TEMPLATE_DB"; fi
     say "creating template database $TEMPLATE_DB (sale_stock, no demo; about a minute)"
     "$ODOO_PYTHON" "$ODOO_SRC/odoo-bin" \
-        --addons-path="$ODOO_SRC/addons,$ODOO_SRC/odoo/addons,$HERE/odoo_addon" \
+        --addons-path="$ODOO_SRC/addons,$ODOO_SRC/odoo/addons" \
         -d "$TEMPLATE_DB" -i sale_stock --without-demo=all --stop-after-init \
         --http-interface=127.0.0.1 --http-port=0 --log-level=warn >&2
     template_ready || { say "template install failed"; exit 1; }

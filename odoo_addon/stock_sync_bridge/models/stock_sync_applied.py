@@ -2,6 +2,8 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
 from odoo import api, fields, models
 
+from . import compat
+
 
 class StockSyncApplied(models.Model):
     """Ledger of channel stock changes applied to Odoo, one row per external key.
@@ -28,9 +30,9 @@ class StockSyncApplied(models.Model):
     move_ids = fields.Many2many("stock.move", string="Stock Moves", readonly=True)
     company_id = fields.Many2one("res.company", index=True)
 
-    _sql_constraints = [
+    compat.sql_constraints(locals(), [
         ("key_uniq", "unique(key)", "This channel change was already applied."),
-    ]
+    ])
 
     @api.model
     def _claim(self, line, product, location):

@@ -1,4 +1,4 @@
-"""Real Odoo 17 + PostgreSQL, driven over JSON-RPC with odoorpc (issue 4, "Must show")."""
+"""Real Odoo (17, 18, 19) + PostgreSQL, driven over JSON-RPC with odoorpc (issue 4, "Must show")."""
 
 from __future__ import annotations
 
@@ -162,7 +162,7 @@ def test_stock_user_cannot_call_the_api(odoo_server, admin):
     groups = [admin.env.ref(x).id for x in ("base.group_user", "stock.group_stock_user")]
     srv.call(admin, "res.users", "create", {"name": "Clerk", "login": "it_clerk",
                                             "password": "it-clerk-pw",
-                                            "groups_id": [(6, 0, groups)]})
+                                            srv.groups_field(): [(6, 0, groups)]})
     clerk = odoo_server.client("it_clerk", "it-clerk-pw")
     with pytest.raises(odoorpc.error.RPCError, match="Only the stock sync bridge user"):
         srv.call(clerk, API, "fetch_markers", 10)
