@@ -46,6 +46,13 @@ def storable_values():
     return {"type": "product"}
 
 
+def move_values(name, values):
+    """stock.move values with its description: 19 has no ``name`` on moves any more."""
+    if ODOO_MAJOR >= 19:
+        return dict(values)
+    return dict(values, name=name)
+
+
 def warehouse_context_key():
     """Context key the quantity fields read to restrict to one warehouse."""
     return "warehouse_id" if ODOO_MAJOR >= 18 else "warehouse"
