@@ -3,6 +3,7 @@
 from odoo import api, fields, models
 
 from . import compat
+from .concurrency import execute_contended
 
 
 class StockSyncApplied(models.Model):
@@ -41,7 +42,8 @@ class StockSyncApplied(models.Model):
         ON CONFLICT DO NOTHING relies on the same unique index, so a concurrent
         duplicate waits for the first transaction and then finds the key taken.
         """
-        self.env.cr.execute(
+        execute_contended(
+            self.env.cr,
             """
             INSERT INTO stock_sync_applied
                    (key, kind, product_id, location_id, quantity, channel, order_ref,

@@ -9,6 +9,7 @@ from odoo.exceptions import UserError, ValidationError
 from odoo.tools import float_compare
 
 from . import compat
+from .concurrency import execute_contended
 from .compat import storable_domain
 from .stock_sync_outbox import ORIGIN_KEY
 
@@ -46,7 +47,8 @@ class StockSyncApplier(models.AbstractModel):
         skus = sorted({str(line.get("sku")) for line in lines if isinstance(line, dict)})
         if not skus:
             return
-        self.env.cr.execute(
+        execute_contended(
+            self.env.cr,
             """
             UPDATE product_product SET write_date = write_date
              WHERE id IN (SELECT id FROM product_product

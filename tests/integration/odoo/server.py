@@ -137,6 +137,14 @@ class OdooServer:
                 time.sleep(0.5)
         raise RuntimeError(f"Odoo did not answer in {STARTUP_TIMEOUT}s:\n{self.log_tail()}")
 
+    def log_size(self) -> int:
+        return Path(self.log.name).stat().st_size
+
+    def log_since(self, offset: int) -> str:
+        with open(self.log.name, "rb") as log:
+            log.seek(offset)
+            return log.read().decode(errors="replace")
+
     def log_tail(self, chars: int = 4000) -> str:
         return Path(self.log.name).read_text(errors="replace")[-chars:]
 

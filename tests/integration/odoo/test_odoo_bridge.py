@@ -118,6 +118,7 @@ def test_concurrent_batches_never_drive_free_stock_below_zero(
     odoo_server, bridge, setup, make_product, round_
 ):
     _product_id, sku = make_product(5)  # 5 units, 2 x 4 requested
+    log_start = odoo_server.log_size()
     ctx = multiprocessing.get_context("fork")
     start, queue = ctx.Barrier(2), ctx.Queue()
     procs = [
@@ -135,6 +136,9 @@ def test_concurrent_batches_never_drive_free_stock_below_zero(
     assert statuses.count("insufficient_stock") == 3, statuses
     figures = availability(bridge, sku, setup["warehouse_code"])
     assert figures["free"] == 0.0 and figures["reserved"] == 5.0, figures
+    # the loser's serialization failure is retried by Odoo quietly: no ERROR line in its log
+    errors = [line for line in odoo_server.log_since(log_start).splitlines() if " ERROR " in line]
+    assert errors == [], errors
 
 
 def test_rolled_back_transaction_leaves_no_event(admin, bridge, setup, make_product):
