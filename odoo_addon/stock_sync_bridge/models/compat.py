@@ -6,7 +6,8 @@
   ``warehouse`` context key of the quantity fields to ``warehouse_id``;
 - 18 renamed the ``tree`` view type to ``list`` (arch root tag and ``view_mode``);
 - 19 replaced ``_sql_constraints`` by ``models.Constraint`` attributes and the groups'
-  ``category_id`` by ``privilege_id`` (a ``res.groups.privilege`` in that category).
+  ``category_id`` by ``privilege_id`` (a ``res.groups.privilege`` in that category), and
+  limits API keys per group (``api_key_duration``; the bridge group allows 90 days).
 The module's XML is written for 17; ``adapt_record`` rewrites this module's own records
 while they load (``_load_records`` of the three models concerned), so one set of data
 files serves every version.
@@ -18,6 +19,7 @@ from odoo import models, release
 
 ODOO_MAJOR = release.version_info[0]
 MODULE = "stock_sync_bridge"
+BOT_KEY_DAYS = 90.0
 
 
 def is_storable(product):
@@ -87,8 +89,11 @@ def adapt_record(env, model, data):
         values["view_mode"] = ",".join(
             "list" if mode == "tree" else mode for mode in values["view_mode"].split(",")
         )
-    elif model == "res.groups" and ODOO_MAJOR >= 19 and values.get("category_id"):
-        values["privilege_id"] = _privilege(env, values.pop("category_id"), values).id
+    elif model == "res.groups" and ODOO_MAJOR >= 19:
+        if values.get("category_id"):
+            values["privilege_id"] = _privilege(env, values.pop("category_id"), values).id
+        # the bot user's JSON-2 API keys may last up to three months (Odoo's default: 1 day)
+        values.setdefault("api_key_duration", BOT_KEY_DAYS)
     return dict(data, values=values)
 
 

@@ -64,6 +64,14 @@ def bridge(odoo_server, setup):
     return odoo_server.client(*BRIDGE)
 
 
+@pytest.fixture(scope="session")
+def bridge_api_key(odoo_server, setup):
+    """Odoo 19: an API key of the bridge user (JSON-2); None before 19 (JSON-RPC + password)."""
+    if srv.major() < 19:
+        return None
+    return srv.generate_api_key(odoo_server.python, odoo_server.db, BRIDGE[0])
+
+
 @pytest.fixture
 def make_product(admin, setup):
     """A new synced product with ``qty`` on hand (through an applied inventory)."""

@@ -107,6 +107,32 @@ def install(python: str, db: str, modules: str) -> None:
         raise RuntimeError(f"installing {modules} failed:\n{proc.stderr[-4000:]}")
 
 
+API_KEY_SCRIPT = """
+import datetime
+user = env["res.users"].search([("login", "=", %(login)r)])
+key = env["res.users.apikeys"].with_user(user)._generate(
+    "rpc", %(name)r, datetime.datetime.now() + datetime.timedelta(days=%(days)d))
+env.cr.commit()
+print("API_KEY=" + key)
+"""
+
+
+def generate_api_key(python: str, db: str, login: str, name: str = "bridge", days: int = 89) -> str:
+    """An API key of ``login`` (Odoo 19: scope rpc, expiring), made as that user in
+    ``odoo-bin shell`` - what the user does in Preferences > Account Security."""
+    src = odoo_src()
+    proc = subprocess.run(
+        [python, str(src / "odoo-bin"), "shell", f"--addons-path={src}/addons,{src}/odoo/addons,{ADDONS}",
+         "-d", db, "--no-http", "--log-level=warn"],
+        input=API_KEY_SCRIPT % {"login": login, "name": name, "days": days},
+        capture_output=True, text=True, timeout=300,
+    )
+    for line in proc.stdout.splitlines():
+        if line.startswith("API_KEY="):
+            return line[len("API_KEY="):]
+    raise RuntimeError(f"no API key for {login}:\n{proc.stderr[-3000:]}")
+
+
 class OdooServer:
     """A threaded Odoo server on a free loopback port, stopped on close()."""
 
