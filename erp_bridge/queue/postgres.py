@@ -1,0 +1,411 @@
+"""The queue on PostgreSQL: many worker and intake processes, on one or more hosts.
+
+The rules are SQLite's (see sqlite.py: the oldest unfinished entry of each ordering key is its
+``head``, only heads are leased, every transition that finishes an entry promotes the next one),
+made safe for concurrent writers:
+
+- Leasing takes due heads with ``FOR UPDATE SKIP LOCKED``: workers never wait for each other and
+  never lease the same entry.
+- Whatever sets or clears a key's head (enqueue, ack, fail, expiry, reclaim, replay) first takes
+  a transaction-scoped advisory lock per ordering key, sorted, before any row lock, so heads are
+  decided one transaction at a time per key and lock waits cannot form a cycle. A partial unique
+  index (one head per key) makes the database refuse anything else.
+- ``NOTIFY`` at commit wakes idle workers of every process (``subscribe``); they also poll, so a
+  lost notification costs latency, never an entry.
+
+Every method commits before it returns; a deadlock or serialization failure reruns the whole
+transaction (storage.postgres.run).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from datetime import datetime, timezone
+from decimal import Decimal
+from functools import partial
+from typing import Any, Callable, Collection, Iterable, Sequence
+
+from psycopg.types.json import Jsonb
+
+from ..storage import postgres as pg
+from .base import SALE_KINDS, Attempt, Entry, NewEntry, Outcome, RetryPolicy, State, TargetStats
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+Row = dict[str, Any]
+Key = tuple[str, str, str]
+OPEN = "state IN ('pending', 'leased')"
+_dumps = partial(json.dumps, default=str)
+
+
+def _dt(epoch: float | None) -> datetime | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, timezone.utc)
+
+
+def _entry(row: Row, payload: dict[str, Any] | None = None) -> Entry:
+    return Entry(
+        id=row["id"], target=row["target"], kind=row["kind"], item=row["item"], location=row["location"],
+        idempotency_key=row["idempotency_key"], payload=row["payload"] if payload is None else payload,
+        quantity=row["quantity"], state=State(row["state"]), attempts=row["attempts"],
+        available_at=_dt(row["available_at"]), created_at=_dt(row["created_at"]),
+        updated_at=_dt(row["updated_at"]), lease_owner=row["lease_owner"],
+        lease_until=_dt(row["lease_until"]), last_error=row["last_error"], superseded_by=row["superseded_by"])
+
+
+def _key_lock(key: Key) -> int:
+    """A stable 64-bit advisory lock id per ordering key (a collision only serialises more)."""
+    digest = hashlib.blake2b("\0".join(key).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _lock_keys(conn: pg.Conn, keys: Iterable[Key]) -> None:
+    locks = sorted({_key_lock(key) for key in keys})
+    if locks:  # unnest keeps the array's order: every transaction locks in the same order
+        conn.execute("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(%s::bigint[]) AS k", (locks,))
+
+
+def _keys_of(conn: pg.Conn, ids: Sequence[int]) -> list[Key]:
+    rows = conn.execute("SELECT DISTINCT target, item, location FROM bridge_entries WHERE id = ANY(%s)",
+                        (list(ids),)).fetchall()
+    return [(r["target"], r["item"], r["location"]) for r in rows]
+
+
+class PostgresQueue:
+    """``Queue`` on a PostgreSQL database (``postgresql://user@host/db``), shared by processes."""
+
+    def __init__(self, url: str, policy: RetryPolicy | None = None, clock: Clock = time.time,
+                 pool_size: int = 16):
+        self.url = url
+        self.policy = policy or RetryPolicy()
+        self._clock = clock
+        self._pool = pg.acquire(url, pool_size)
+        self._listener: pg.Listener | None = None
+
+    def subscribe(self, callback: Callable[[], Any]) -> None:
+        """Call ``callback`` whenever any process queued work or gave some back."""
+        if self._listener is None:
+            self._listener = pg.Listener(self.url)
+        self._listener.subscribe(callback)
+
+    def _tx(self, work: Callable[[pg.Conn], Any]) -> Any:
+        return pg.run(self._pool, work)
+
+    def _read(self, sql: str, args: Sequence[Any] | dict[str, Any] = ()) -> list[Row]:
+        with pg.reading(self._pool) as conn:
+            return conn.execute(sql, args).fetchall()
+
+    # -- enqueue ------------------------------------------------------------------------------
+
+    def enqueue(self, entries: Sequence[NewEntry]) -> list[Entry]:
+        if not entries:
+            return []
+        return self._tx(lambda conn: self._enqueue(conn, entries))
+
+    def _enqueue(self, conn: pg.Conn, entries: Sequence[NewEntry]) -> list[Entry]:
+        _lock_keys(conn, [(e.target, e.item, e.location) for e in entries])
+        now = self._clock()
+        stored = [self._enqueue_one(conn, new, now) for new in entries]
+        conn.execute(f"NOTIFY {pg.CHANNEL}")
+        return stored
+
+    def _enqueue_one(self, conn: pg.Conn, new: NewEntry, now: float) -> Entry:
+        replaced = self._coalescable(conn, new) if new.coalesce else None
+        # a replacement keeps the older entry's backoff: a newer marker must not dodge Retry-After
+        args = {"t": new.target, "k": new.kind, "i": new.item, "l": new.location, "key": new.idempotency_key,
+                "p": Jsonb(new.payload, dumps=_dumps), "q": new.quantity, "c": new.coalesce, "now": now,
+                "av": max(now, replaced["available_at"]) if replaced else now}
+        row = conn.execute(
+            "INSERT INTO bridge_entries (target, kind, item, location, idempotency_key, payload, quantity,"
+            " coalescing, state, available_at, created_at, updated_at, head) VALUES (%(t)s, %(k)s, %(i)s,"
+            " %(l)s, %(key)s, %(p)s, %(q)s, %(c)s, 'pending', %(av)s, %(now)s, %(now)s, NOT EXISTS (SELECT 1"
+            f" FROM bridge_entries WHERE target = %(t)s AND item = %(i)s AND location = %(l)s AND {OPEN}))"
+            " ON CONFLICT (target, idempotency_key) DO NOTHING RETURNING *", args).fetchone()
+        if row is None:  # a duplicate: the stored entry, unchanged (its own payload)
+            return _entry(conn.execute("SELECT * FROM bridge_entries WHERE target = %s AND idempotency_key = %s",
+                                       (new.target, new.idempotency_key)).fetchone())
+        if replaced:
+            conn.execute("UPDATE bridge_entries SET state = 'done', head = false, superseded_by = %s,"
+                         " updated_at = %s WHERE id = %s", (row["id"], now, replaced["id"]))
+            self._promote(conn, [(new.target, new.item, new.location)])
+            row = self._row(conn, row["id"])
+        return _entry(row, new.payload)
+
+    def _coalescable(self, conn: pg.Conn, new: NewEntry) -> Row | None:
+        # FOR UPDATE: a worker leasing it now is waited for, and then it is no longer pending
+        return conn.execute(
+            "SELECT id, available_at FROM bridge_entries WHERE target = %s AND item = %s AND location = %s"
+            " AND state = 'pending' AND kind = %s AND coalescing ORDER BY id DESC LIMIT 1 FOR UPDATE",
+            (new.target, new.item, new.location, new.kind)).fetchone()
+
+    def _promote(self, conn: pg.Conn, keys: Collection[Key]) -> None:
+        """Make the oldest unfinished entry of each key its head, unless the key has one (the
+        caller holds the keys' locks)."""
+        if not keys:
+            return
+        columns = [list(column) for column in zip(*keys)]
+        conn.execute(
+            "UPDATE bridge_entries SET head = true WHERE id IN (SELECT (SELECT min(e.id) FROM bridge_entries e"
+            f" WHERE e.target = k.t AND e.item = k.i AND e.location = k.l AND e.{OPEN})"
+            " FROM unnest(%s::text[], %s::text[], %s::text[]) AS k(t, i, l))"
+            " AND NOT EXISTS (SELECT 1 FROM bridge_entries h WHERE h.target = bridge_entries.target"
+            " AND h.item = bridge_entries.item AND h.location = bridge_entries.location AND h.head)", columns)
+
+    def _row(self, conn: pg.Conn, entry_id: int) -> Row | None:
+        return conn.execute("SELECT * FROM bridge_entries WHERE id = %s", (entry_id,)).fetchone()
+
+    # -- lease --------------------------------------------------------------------------------
+
+    def lease(self, worker: str, limit: int, lease_s: float,
+              targets: Collection[str] | None = None) -> list[Entry]:
+        names = None if targets is None else list(targets)
+        if names == []:
+            return []
+        return self._tx(lambda conn: self._lease(conn, worker, limit, lease_s, names))
+
+    def _lease(self, conn: pg.Conn, worker: str, limit: int, lease_s: float, targets: list[str] | None) -> list[Entry]:
+        now = self._clock()
+        self._expire_due(conn, now, limit, targets)
+        rows = conn.execute(
+            "WITH due AS (SELECT id FROM bridge_entries WHERE head AND state = 'pending' AND available_at <= %(now)s"
+            " AND (%(targets)s::text[] IS NULL OR target = ANY(%(targets)s)) ORDER BY available_at, id"
+            " LIMIT %(limit)s FOR UPDATE SKIP LOCKED) UPDATE bridge_entries e SET state = 'leased',"
+            " lease_owner = %(worker)s, lease_until = %(until)s, leased_at = %(now)s, updated_at = %(now)s"
+            " FROM due WHERE e.id = due.id RETURNING e.*",
+            {"now": now, "targets": targets, "limit": limit, "worker": worker, "until": now + lease_s}).fetchall()
+        return sorted((_entry(r) for r in rows), key=lambda e: (e.available_at, e.id))
+
+    def _expire_due(self, conn: pg.Conn, now: float, limit: int, targets: list[str] | None) -> None:
+        """Leases that ran out (a worker died or hung) come back as pending, their attempt counted."""
+        ids = [r["id"] for r in conn.execute(
+            "SELECT id FROM bridge_entries WHERE state = 'leased' AND lease_until <= %s"
+            " AND (%s::text[] IS NULL OR target = ANY(%s)) ORDER BY lease_until LIMIT %s",
+            (now, targets, targets, limit)).fetchall()]
+        if ids:
+            self._take_back(conn, ids, "lease_until <= %s", (now,), now)
+
+    def _take_back(self, conn: pg.Conn, ids: list[int], held: str, args: tuple[Any, ...], now: float) -> int:
+        _lock_keys(conn, _keys_of(conn, ids))
+        rows = conn.execute(f"SELECT * FROM bridge_entries WHERE id = ANY(%s) AND state = 'leased' AND {held}"
+                            " ORDER BY id FOR UPDATE", (ids, *args)).fetchall()
+        for row in rows:
+            if self._expire(conn, row, now):
+                conn.execute("UPDATE bridge_entries SET state = 'pending', lease_owner = NULL, lease_until = NULL,"
+                             " updated_at = %s WHERE id = %s", (now, row["id"]))
+        return len(rows)
+
+    def lease_owners(self) -> list[str]:
+        rows = self._read("SELECT DISTINCT lease_owner FROM bridge_entries WHERE state = 'leased'"
+                          " AND lease_until > %s ORDER BY lease_owner", (self._clock(),))
+        return [row["lease_owner"] for row in rows]
+
+    def reclaim(self, owners: Collection[str]) -> int:
+        names = list(owners)
+        if not names:
+            return 0
+
+        def work(conn: pg.Conn) -> int:
+            ids = [r["id"] for r in conn.execute("SELECT id FROM bridge_entries WHERE state = 'leased'"
+                                                 " AND lease_owner = ANY(%s)", (names,)).fetchall()]
+            count = self._take_back(conn, ids, "lease_owner = ANY(%s)", (names,), self._clock()) if ids else 0
+            conn.execute(f"NOTIFY {pg.CHANNEL}")
+            return count
+        return self._tx(work)
+
+    def _expire(self, conn: pg.Conn, row: Row, now: float) -> bool:
+        """Count the lost attempt of a lease that ended without an outcome, so an entry that kills
+        every worker that touches it ends in the dead letters. True if it may be leased again."""
+        attempts = row["attempts"] + 1
+        error = f"lease expired: worker {row['lease_owner']} did not finish"
+        dead = self.policy.exhausted(attempts, row["kind"])
+        started = row["leased_at"] or now
+        self._record(conn, row["id"], attempts, row["lease_owner"], Outcome.DEAD if dead else Outcome.RETRY,
+                     started, now - started, error)
+        conn.execute("UPDATE bridge_entries SET attempts = %s, last_error = %s WHERE id = %s",
+                     (attempts, error, row["id"]))
+        if dead:
+            self._finish(conn, row, "dead", now)
+        return not dead
+
+    # -- outcomes -----------------------------------------------------------------------------
+
+    def ack(self, entry_ids: Sequence[int], worker: str, duration_s: float = 0.0) -> None:
+        if entry_ids:
+            self._tx(lambda conn: self._ack(conn, list(entry_ids), worker, duration_s))
+
+    def _ack(self, conn: pg.Conn, ids: list[int], worker: str, duration_s: float) -> None:
+        _lock_keys(conn, _keys_of(conn, ids))
+        now = self._clock()
+        rows = conn.execute(
+            "UPDATE bridge_entries SET state = 'done', head = false, attempts = attempts + 1, updated_at = %s,"
+            " lease_owner = NULL, lease_until = NULL WHERE id = ANY(%s) AND state = 'leased' AND lease_owner = %s"
+            " RETURNING id, attempts, target, item, location", (now, ids, worker)).fetchall()
+        if len(rows) < len(ids):
+            lost = set(ids) - {r["id"] for r in rows}
+            log.warning("entries %s are not leased by %s; ack ignored", sorted(lost), worker)
+        with conn.cursor() as cur:
+            cur.executemany("INSERT INTO bridge_attempts (entry_id, number, worker, outcome, started_at,"
+                            " duration_s, error) VALUES (%s, %s, %s, 'delivered', %s, %s, NULL)",
+                            [(r["id"], r["attempts"], worker, now - duration_s, duration_s) for r in rows])
+        self._promote(conn, {(r["target"], r["item"], r["location"]) for r in rows})
+
+    def fail(self, entry_id: int, worker: str, error: str, *, retryable: bool,
+             retry_after: float | None = None, duration_s: float = 0.0) -> Entry:
+        return self._tx(lambda conn: self._fail(conn, entry_id, worker, error, retryable, retry_after, duration_s))
+
+    def _fail(self, conn: pg.Conn, entry_id: int, worker: str, error: str, retryable: bool,
+              retry_after: float | None, duration_s: float) -> Entry:
+        _lock_keys(conn, _keys_of(conn, [entry_id]))
+        now = self._clock()
+        row = self._held(conn, entry_id, worker)
+        if row is None:
+            return self._stored(conn, entry_id)
+        attempts = row["attempts"] + 1
+        dead = not retryable or self.policy.exhausted(attempts, row["kind"])
+        if not dead and row["kind"] in SALE_KINDS and self.policy.overdue(attempts):
+            log.error("ALERT: %s %s to %s has failed %d attempts and is still retried (a sale never "
+                      "dead-letters on a retryable failure): %s", row["kind"], row["idempotency_key"],
+                      row["target"], attempts, error, extra={"alert": "sale_overdue", "entry_id": entry_id,
+                                                             "target": row["target"], "attempt": attempts})
+        self._record(conn, entry_id, attempts, worker, Outcome.DEAD if dead else Outcome.RETRY,
+                     now - duration_s, duration_s, error)
+        conn.execute("UPDATE bridge_entries SET attempts = %s, last_error = %s WHERE id = %s",
+                     (attempts, error, entry_id))
+        if dead:
+            self._finish(conn, row, "dead", now)
+        else:
+            conn.execute("UPDATE bridge_entries SET state = 'pending', available_at = %s, updated_at = %s,"
+                         " lease_owner = NULL, lease_until = NULL WHERE id = %s",
+                         (now + self.policy.delay(attempts, retry_after), now, entry_id))
+        return self._stored(conn, entry_id)
+
+    def release(self, entry_ids: Sequence[int], worker: str, delay_s: float = 0.0) -> None:
+        if entry_ids:
+            self._tx(lambda conn: self._release(conn, list(entry_ids), worker, delay_s))
+
+    def _release(self, conn: pg.Conn, ids: list[int], worker: str, delay_s: float) -> None:
+        now = self._clock()
+        rows = conn.execute(
+            "UPDATE bridge_entries SET state = 'pending', updated_at = %s, lease_owner = NULL, lease_until = NULL,"
+            " available_at = greatest(available_at, %s) WHERE id = ANY(%s) AND state = 'leased'"
+            " AND lease_owner = %s RETURNING id, attempts, leased_at", (now, now + delay_s, ids, worker)).fetchall()
+        if len(rows) < len(ids):
+            log.warning("entries %s are not leased by %s; release ignored",
+                        sorted(set(ids) - {r["id"] for r in rows}), worker)
+        for r in rows:
+            started = r["leased_at"] or now
+            self._record(conn, r["id"], r["attempts"] + 1, worker, Outcome.RELEASED, started, now - started, None)
+        conn.execute(f"NOTIFY {pg.CHANNEL}")
+
+    def _held(self, conn: pg.Conn, entry_id: int, worker: str) -> Row | None:
+        row = conn.execute("SELECT * FROM bridge_entries WHERE id = %s AND state = 'leased' AND lease_owner = %s"
+                           " FOR UPDATE", (entry_id, worker)).fetchone()
+        if row is None:
+            # the lease expired and someone else took the entry, or it was finished already
+            log.warning("entry %s is not leased by %s; outcome ignored", entry_id, worker)
+        return row
+
+    def _stored(self, conn: pg.Conn, entry_id: int) -> Entry:
+        row = self._row(conn, entry_id)
+        if row is None:
+            raise KeyError(entry_id)
+        return _entry(row)
+
+    def _finish(self, conn: pg.Conn, row: Row, state: str, now: float) -> None:
+        conn.execute("UPDATE bridge_entries SET state = %s, head = false, updated_at = %s, lease_owner = NULL,"
+                     " lease_until = NULL WHERE id = %s", (state, now, row["id"]))
+        self._promote(conn, [(row["target"], row["item"], row["location"])])
+
+    def _record(self, conn: pg.Conn, entry_id: int, number: int, worker: str, outcome: Outcome,
+                started_at: float, duration_s: float, error: str | None) -> None:
+        conn.execute("INSERT INTO bridge_attempts (entry_id, number, worker, outcome, started_at, duration_s,"
+                     " error) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                     (entry_id, number, worker, outcome.value, started_at, duration_s, error))
+
+    # -- inspection and dead letters ----------------------------------------------------------
+
+    def get(self, entry_id: int) -> Entry | None:
+        rows = self._read("SELECT * FROM bridge_entries WHERE id = %s", (entry_id,))
+        return _entry(rows[0]) if rows else None
+
+    def attempts(self, entry_id: int) -> list[Attempt]:
+        rows = self._read("SELECT * FROM bridge_attempts WHERE entry_id = %s ORDER BY id", (entry_id,))
+        return [Attempt(entry_id=r["entry_id"], number=r["number"], worker=r["worker"],
+                        outcome=Outcome(r["outcome"]), started_at=_dt(r["started_at"]),
+                        duration_s=r["duration_s"], error=r["error"]) for r in rows]
+
+    def dead_letters(self, target: str | None = None, limit: int = 100, offset: int = 0) -> list[Entry]:
+        rows = self._read("SELECT * FROM bridge_entries WHERE state = 'dead' AND (%s::text IS NULL OR target = %s)"
+                          " ORDER BY id LIMIT %s OFFSET %s", (target, target, limit, offset))
+        return [_entry(r) for r in rows]
+
+    def replay(self, entry_id: int) -> Entry:
+        def work(conn: pg.Conn) -> Entry:
+            _lock_keys(conn, _keys_of(conn, [entry_id]))
+            row = conn.execute("SELECT * FROM bridge_entries WHERE id = %s FOR UPDATE", (entry_id,)).fetchone()
+            if row is None:
+                raise KeyError(entry_id)
+            if row["state"] != "dead":
+                raise ValueError(f"entry {entry_id} is {row['state']}, only dead entries are replayed")
+            now = self._clock()
+            conn.execute("UPDATE bridge_entries SET state = 'pending', attempts = 0, available_at = %s,"
+                         " updated_at = %s WHERE id = %s", (now, now, entry_id))
+            self._promote(conn, [(row["target"], row["item"], row["location"])])
+            conn.execute(f"NOTIFY {pg.CHANNEL}")
+            return self._stored(conn, entry_id)
+        return self._tx(work)
+
+    def discard(self, entry_id: int, reason: str, who: str = "operator") -> Entry:
+        reason = (reason or "").strip()
+        if not reason:
+            raise ValueError("a discard needs a reason (it is recorded)")
+
+        def work(conn: pg.Conn) -> Entry:
+            row = conn.execute("SELECT * FROM bridge_entries WHERE id = %s FOR UPDATE", (entry_id,)).fetchone()
+            if row is None:
+                raise KeyError(entry_id)
+            if row["state"] != "dead":
+                raise ValueError(f"entry {entry_id} is {row['state']}, only dead entries are discarded")
+            now, error = self._clock(), f"discarded by {who}: {reason}"
+            self._record(conn, entry_id, row["attempts"], who, Outcome.DISCARDED, now, 0.0, error)
+            conn.execute("UPDATE bridge_entries SET state = 'discarded', last_error = %s, updated_at = %s"
+                         " WHERE id = %s", (error, now, entry_id))
+            return self._stored(conn, entry_id)
+        return self._tx(work)
+
+    def stats(self) -> list[TargetStats]:
+        now = self._clock()
+        depth: dict[str, dict[State, int]] = {}
+        for r in self._read("SELECT target, state, count(*) AS n FROM bridge_entries GROUP BY target, state"):
+            depth.setdefault(r["target"], {s: 0 for s in State})[State(r["state"])] = r["n"]
+        oldest = {r["target"]: r["t"] for r in self._read(
+            "SELECT target, min(created_at) AS t FROM bridge_entries WHERE state = 'pending' GROUP BY target")}
+        return [TargetStats(target=t, depth=d,
+                            oldest_pending_age_s=max(0.0, now - oldest[t]) if t in oldest else None)
+                for t, d in sorted(depth.items())]
+
+    def pending_quantity(self, target: str, item: str, location: str,
+                         kinds: Collection[str] | None = None, done_since: float | None = None) -> Decimal:
+        rows = self._read(
+            "SELECT coalesce(sum(quantity), 0) AS q FROM bridge_entries WHERE target = %(t)s AND item = %(i)s"
+            " AND location = %(l)s AND quantity IS NOT NULL AND (%(kinds)s::text[] IS NULL OR kind = ANY(%(kinds)s))"
+            " AND (state IN ('pending', 'leased', 'dead') OR (%(since)s::float8 IS NOT NULL AND state = 'done'"
+            " AND superseded_by IS NULL AND updated_at >= %(since)s))",
+            {"t": target, "i": item, "l": location, "kinds": None if kinds is None else list(kinds),
+             "since": done_since})
+        return Decimal(rows[0]["q"])
+
+    def purge_done(self, older_than_s: float) -> int:
+        cutoff = self._clock() - older_than_s
+        return self._tx(lambda conn: conn.execute(  # attempts go with them (ON DELETE CASCADE)
+            "DELETE FROM bridge_entries WHERE state = 'done' AND updated_at < %s", (cutoff,)).rowcount)
+
+    def ping(self) -> None:
+        self._read("SELECT 1")
+
+    def close(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+        pg.release(self.url)
