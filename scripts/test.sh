@@ -12,6 +12,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/_venv.sh
 ensure_venv "[dev]"
+# A real PostgreSQL for the tests that run on both storage engines (tests/pg.py): installed and
+# started when missing (as root, e.g. CI); once it answers, its tests must run, not skip.
+if pg_out="$(scripts/odoo-postgres.sh 2>&1)"; then
+    echo "$pg_out"; export ERP_BRIDGE_REQUIRE_PG="${ERP_BRIDGE_REQUIRE_PG:-1}"
+else
+    echo "$pg_out"; echo "postgresql: unavailable, the PostgreSQL tests will skip and say why" >&2
+fi
 set +e
 
 paths=0

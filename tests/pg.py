@@ -2,7 +2,7 @@
 (created when missing) and a storage URL that selects it, so tests never see each other's rows.
 
 The server is ``ERP_BRIDGE_TEST_PG`` (a libpq URL, default ``postgresql:///postgres``: the local
-socket as the current user, which ``scripts/pg-test.sh`` sets up). When none is reachable the
+socket as the current user, which ``scripts/odoo-postgres.sh`` sets up). When none is reachable the
 PostgreSQL tests skip and say why and how to get one; set ``ERP_BRIDGE_REQUIRE_PG=1`` (CI does)
 to make that a failure instead.
 """
@@ -44,7 +44,7 @@ def reachable() -> str | None:
     except psycopg.Error as exc:
         _base_url.cache_clear()
         return (f"no PostgreSQL reachable at {ADMIN_URL} ({str(exc).strip() or type(exc).__name__}); "
-                "run scripts/pg-test.sh (installs and starts one) or set ERP_BRIDGE_TEST_PG")
+                "run scripts/odoo-postgres.sh (installs and starts one) or set ERP_BRIDGE_TEST_PG")
 
 
 def require() -> str:

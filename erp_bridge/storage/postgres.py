@@ -88,6 +88,10 @@ def _why(url: str, exc: BaseException) -> str:
 
 def migrate(conn: Conn) -> list[int]:
     """Apply the migrations this database lacks, once, in order; returns the versions applied."""
+    if conn.execute("SELECT current_schema() AS s").fetchone()["s"] is None:
+        path = conn.execute("SHOW search_path").fetchone()["search_path"]
+        raise ConfigError(f"queue url: no schema of search_path {path!r} exists in this database: create it "
+                          "(CREATE SCHEMA ...) or drop the search_path option from queue.url")
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
         conn.execute("CREATE TABLE IF NOT EXISTS bridge_schema (version integer PRIMARY KEY,"

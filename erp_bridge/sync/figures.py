@@ -1,7 +1,9 @@
 """The figure last pushed to each channel key, so an unchanged figure is not pushed again.
 
-A small SQLite file in the data directory (durable: after a restart the bridge still knows what
-each channel shows). Losing it costs one redundant push per key, never a wrong figure.
+Kept in the queue's storage (one URL for everything durable): a table in the SQLite queue's file,
+or in the PostgreSQL database every process and host shares, so a host that did not push a figure
+still knows what the channel shows. Losing it costs one redundant push per key, never a wrong
+figure (per key, one delivery is in flight at a time across all hosts: the queue's rule).
 """
 from __future__ import annotations
 
@@ -10,11 +12,40 @@ import threading
 import time
 from decimal import Decimal
 from pathlib import Path
+from typing import Callable
+
+from ..storage import POSTGRES, engine, sqlite_path
+from ..storage import postgres as pg
+
+UPSERT = ("INSERT INTO {table} (target, item, location, quantity, pushed_at) VALUES ({marks})"
+          " ON CONFLICT (target, item, location) DO UPDATE SET quantity = excluded.quantity,"
+          " pushed_at = excluded.pushed_at")
 
 
 class FigureStore:
-    def __init__(self, path: Path | str):
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+    """``storage``: the queue's storage URL (``sqlite:///...`` or ``postgresql://...``), or a
+    path to a SQLite file of its own."""
+
+    def __init__(self, storage: Path | str, clock: Callable[[], float] = time.time):
+        self._clock = clock
+        url = str(storage) if "://" in str(storage) else f"sqlite:///{storage}"
+        self._impl: _SQLiteFigures | _PgFigures = _PgFigures(url) if engine(url) == POSTGRES \
+            else _SQLiteFigures(sqlite_path(url))
+
+    def get(self, target: str, item: str, location: str) -> Decimal | None:
+        return self._impl.get(target, item, location)
+
+    def put(self, target: str, item: str, location: str, quantity: Decimal) -> None:
+        self._impl.put(target, item, location, quantity, self._clock())
+
+    def close(self) -> None:
+        self._impl.close()
+
+
+class _SQLiteFigures:
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
         self._lock = threading.Lock()
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -27,12 +58,29 @@ class FigureStore:
                                    (target, item, location)).fetchone()
         return None if row is None else Decimal(row[0])
 
-    def put(self, target: str, item: str, location: str, quantity: Decimal) -> None:
+    def put(self, target: str, item: str, location: str, quantity: Decimal, now: float) -> None:
         with self._lock:
-            self._db.execute("INSERT INTO pushed VALUES (?, ?, ?, ?, ?) ON CONFLICT (target, item, location) "
-                             "DO UPDATE SET quantity=excluded.quantity, pushed_at=excluded.pushed_at",
-                             (target, item, location, str(quantity), time.time()))
+            self._db.execute(UPSERT.format(table="pushed", marks="?, ?, ?, ?, ?"),
+                             (target, item, location, str(quantity), now))
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+class _PgFigures:
+    def __init__(self, url: str):
+        self._url, self._pool = url, pg.acquire(url)
+
+    def get(self, target: str, item: str, location: str) -> Decimal | None:
+        with pg.reading(self._pool) as conn:
+            row = conn.execute("SELECT quantity FROM bridge_pushed WHERE target = %s AND item = %s"
+                               " AND location = %s", (target, item, location)).fetchone()
+        return None if row is None else Decimal(row["quantity"])
+
+    def put(self, target: str, item: str, location: str, quantity: Decimal, now: float) -> None:
+        pg.run(self._pool, lambda conn: conn.execute(UPSERT.format(table="bridge_pushed", marks="%s, %s, %s, %s, %s"),
+                                                     (target, item, location, quantity, now)))
+
+    def close(self) -> None:
+        pg.release(self._url)

@@ -117,3 +117,14 @@ def test_unreachable_server_names_the_cause_and_never_the_password():
     message = str(err.value)
     assert "pg_pw_271828" not in message and "bridge:***@127.0.0.1:1" in message
     assert "cannot be reached" in message and "queue.url" in message
+
+
+def test_db_migrate_applies_once_then_finds_nothing_to_do(pg_url, monkeypatch, tmp_path, capsys):  # noqa: F811
+    from erp_bridge.cli import main
+
+    monkeypatch.setenv("ERP_BRIDGE_QUEUE__URL", pg_url)
+    monkeypatch.setenv("ERP_BRIDGE_DATA_DIR", str(tmp_path))
+    assert main(["db", "migrate"]) == 0
+    assert main(["db", "migrate"]) == 0
+    first, second = capsys.readouterr().out.strip().splitlines()
+    assert "applied 1, 2, 3" in first and "nothing to apply; schema version 3" in second
