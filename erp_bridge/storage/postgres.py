@@ -62,26 +62,26 @@ def release(url: str) -> None:
 
 
 def _open(url: str, max_size: int, connect_timeout_s: float) -> ConnectionPool:
+    timeout = max(1, int(connect_timeout_s))
+    try:  # one direct connection first: a refused or misspelt URL fails now, in libpq's words
+        with psycopg.connect(url, row_factory=dict_row, connect_timeout=timeout) as conn:
+            migrate(conn)
+    except psycopg.OperationalError as exc:
+        raise StorageUnavailable(_why(url, exc)) from None
     pool: ConnectionPool = ConnectionPool(
         url, min_size=1, max_size=max_size, timeout=30.0, open=False, name="erp-bridge",
-        kwargs={"row_factory": dict_row, "connect_timeout": max(1, int(connect_timeout_s))})
+        kwargs={"row_factory": dict_row, "connect_timeout": timeout})
     pool.open()
     try:
         pool.wait(timeout=connect_timeout_s)
-        with pool.connection() as conn:
-            migrate(conn)
-    except (PoolTimeout, psycopg.OperationalError) as exc:
+    except PoolTimeout as exc:
         pool.close()
         raise StorageUnavailable(_why(url, exc)) from None
     return pool
 
 
 def _why(url: str, exc: BaseException) -> str:
-    try:  # libpq's own words name the cause (refused, unknown database, authentication)
-        psycopg.connect(url, connect_timeout=3).close()
-        reason = str(exc) or type(exc).__name__
-    except psycopg.Error as direct:
-        reason = str(direct).strip()
+    reason = str(exc).strip() or type(exc).__name__
     return (f"queue url {redacted(url)}: PostgreSQL cannot be reached: {reason} (start the server, or "
             "fix host, port, database, user or password in queue.url)")
 
