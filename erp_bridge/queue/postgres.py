@@ -403,7 +403,9 @@ class PostgresQueue:
             "DELETE FROM bridge_entries WHERE state = 'done' AND updated_at < %s", (cutoff,)).rowcount)
 
     def ping(self) -> None:
-        self._read("SELECT 1")
+        """Readiness: the database answers a query within 2 s (a pool waiting 30 s would hold the probe)."""
+        with pg.reading(self._pool, timeout_s=2.0) as conn:
+            conn.execute("SELECT 1")
 
     def close(self) -> None:
         if self._listener is not None:

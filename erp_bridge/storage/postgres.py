@@ -133,8 +133,8 @@ def run(pool: ConnectionPool, work: Callable[[Conn], T], attempts: int = 5) -> T
 
 
 @contextmanager
-def reading(pool: ConnectionPool) -> Iterator[Conn]:
-    with pool.connection() as conn:
+def reading(pool: ConnectionPool, timeout_s: float | None = None) -> Iterator[Conn]:
+    with pool.connection(timeout=timeout_s) as conn:
         yield conn
 
 
