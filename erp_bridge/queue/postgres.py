@@ -18,7 +18,6 @@ transaction (storage.postgres.run).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -55,22 +54,66 @@ def _entry(row: Row, payload: dict[str, Any] | None = None) -> Entry:
         lease_until=_dt(row["lease_until"]), last_error=row["last_error"], superseded_by=row["superseded_by"])
 
 
-def _key_lock(key: Key) -> int:
-    """A stable 64-bit advisory lock id per ordering key (a collision only serialises more)."""
-    digest = hashlib.blake2b("\0".join(key).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
+def _new_entry(entry_id: int, new: NewEntry, now: float) -> Entry:
+    """The entry just inserted from ``new`` (what reading its row back would give)."""
+    at = _dt(now)
+    return Entry(id=entry_id, target=new.target, kind=new.kind, item=new.item, location=new.location,
+                 idempotency_key=new.idempotency_key, payload=new.payload, quantity=new.quantity,
+                 state=State.PENDING, attempts=0, available_at=at, created_at=at, updated_at=at)
+
+
+#: the advisory lock id of an ordering key (a collision only serialises two keys a little more)
+KEY_HASH = "hashtextextended({0}target || chr(31) || {0}item || chr(31) || {0}location, 0)"
+# Locks are taken in hash order (a sorted subquery feeds them), so transactions cannot wait on
+# each other in a cycle; a deadlock would still only rerun the transaction (storage.postgres.run).
+LOCK_KEYS = ("SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT {hash} AS h FROM"
+             " unnest(%s::text[], %s::text[], %s::text[]) AS k(target, item, location) ORDER BY h) s")
+LOCK_IDS = ("SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT {hash} AS h FROM bridge_entries"
+            " WHERE id = ANY(%s) ORDER BY h) s").format(hash=KEY_HASH.format(""))
+LOCK_KEYS = LOCK_KEYS.format(hash=KEY_HASH.format("k."))
 
 
 def _lock_keys(conn: pg.Conn, keys: Iterable[Key]) -> None:
-    locks = sorted({_key_lock(key) for key in keys})
-    if locks:  # unnest keeps the array's order: every transaction locks in the same order
-        conn.execute("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(%s::bigint[]) AS k", (locks,))
+    columns = [list(c) for c in zip(*set(keys))]
+    if columns:
+        conn.execute(LOCK_KEYS, columns)
 
 
-def _keys_of(conn: pg.Conn, ids: Sequence[int]) -> list[Key]:
-    rows = conn.execute("SELECT DISTINCT target, item, location FROM bridge_entries WHERE id = ANY(%s)",
-                        (list(ids),)).fetchall()
-    return [(r["target"], r["item"], r["location"]) for r in rows]
+def _lock_ids(conn: pg.Conn, ids: Sequence[int]) -> None:
+    """Lock the ordering keys of these entries (an entry's key never changes)."""
+    conn.execute(LOCK_IDS, (list(ids),))
+
+
+INSERT_MANY = (
+    "INSERT INTO bridge_entries (target, kind, item, location, idempotency_key, payload, quantity, state,"
+    " available_at, created_at, updated_at) SELECT t, k, i, l, key, p::jsonb, q::numeric, 'pending', %s, %s, %s"
+    " FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[])"
+    " WITH ORDINALITY AS n(t, k, i, l, key, p, q, ord) ORDER BY ord"
+    " ON CONFLICT (target, idempotency_key) DO NOTHING RETURNING id, target, idempotency_key")
+PROMOTE = (  # per key: its oldest unfinished entry becomes its head, unless the key has one
+    "UPDATE bridge_entries e SET head = true FROM {keys} CROSS JOIN LATERAL (SELECT o.id FROM bridge_entries o"
+    f" WHERE o.target = k.t AND o.item = k.i AND o.location = k.l AND o.{OPEN} ORDER BY o.id LIMIT 1) first"
+    " WHERE e.id = first.id AND NOT EXISTS (SELECT 1 FROM bridge_entries h WHERE h.target = k.t"
+    " AND h.item = k.i AND h.location = k.l AND h.head)")
+PROMOTE_KEYS = PROMOTE.format(keys="(SELECT DISTINCT * FROM unnest(%s::text[], %s::text[], %s::text[])) AS k(t, i, l)")
+PROMOTE_IDS = PROMOTE.format(keys="(SELECT DISTINCT target AS t, item AS i, location AS l FROM bridge_entries"
+                                  " WHERE id = ANY(%s)) AS k")
+TARGETS = "(%(targets)s::text[] IS NULL OR target = ANY(%(targets)s))"
+EXPIRED = ("SELECT id FROM bridge_entries WHERE state = 'leased' AND lease_until <= %(now)s"
+           f" AND {TARGETS} ORDER BY lease_until LIMIT %(limit)s")
+LEASE = ("WITH due AS (SELECT id FROM bridge_entries WHERE head AND state = 'pending' AND available_at <= %(now)s"
+         f" AND {TARGETS} ORDER BY available_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
+         " UPDATE bridge_entries e SET state = 'leased', lease_owner = %(worker)s, lease_until = %(until)s,"
+         " leased_at = %(now)s, updated_at = %(now)s FROM due WHERE e.id = due.id RETURNING e.*")
+ACK = ("WITH done AS (UPDATE bridge_entries SET state = 'done', head = false, attempts = attempts + 1,"
+       " updated_at = %(now)s, lease_owner = NULL, lease_until = NULL WHERE id = ANY(%(ids)s) AND state = 'leased'"
+       " AND lease_owner = %(worker)s RETURNING id, attempts) INSERT INTO bridge_attempts (entry_id, number,"
+       " worker, outcome, started_at, duration_s) SELECT id, attempts, %(worker)s, 'delivered', %(started)s,"
+       " %(duration)s FROM done RETURNING entry_id")
+
+
+class _LeasesExpired(Exception):
+    """Raised inside a lease transaction to roll it back and redo it expiring first."""
 
 
 class PostgresQueue:
@@ -105,11 +148,44 @@ class PostgresQueue:
         return self._tx(lambda conn: self._enqueue(conn, entries))
 
     def _enqueue(self, conn: pg.Conn, entries: Sequence[NewEntry]) -> list[Entry]:
-        _lock_keys(conn, [(e.target, e.item, e.location) for e in entries])
         now = self._clock()
-        stored = [self._enqueue_one(conn, new, now) for new in entries]
+        if not any(e.coalesce for e in entries):
+            return self._enqueue_many(conn, entries, now)
+        _lock_keys(conn, [(e.target, e.item, e.location) for e in entries])
+        stored = [self._enqueue_one(conn, new, now) for new in entries]  # replacing: one by one
         conn.execute(f"NOTIFY {pg.CHANNEL}")
         return stored
+
+    def _enqueue_many(self, conn: pg.Conn, entries: Sequence[NewEntry], now: float) -> list[Entry]:
+        """One INSERT for the batch (ids in batch order), then one promotion of every key touched:
+        the same result as entry by entry, pipelined into one round trip."""
+        columns = [[e.target for e in entries], [e.kind for e in entries], [e.item for e in entries],
+                   [e.location for e in entries], [e.idempotency_key for e in entries],
+                   [_dumps(e.payload) for e in entries],
+                   [None if e.quantity is None else str(e.quantity) for e in entries]]
+        keys = {(e.target, e.item, e.location) for e in entries}
+        with conn.pipeline():
+            _lock_keys(conn, keys)
+            inserted = conn.execute(INSERT_MANY, (now, now, now, *columns))
+            self._promote(conn, keys)
+            conn.execute(f"NOTIFY {pg.CHANNEL}")
+        fresh = {(r["target"], r["idempotency_key"]): r["id"] for r in inserted.fetchall()}
+        stored = self._stored_by_key(conn, [e for e in entries if (e.target, e.idempotency_key) not in fresh])
+        out = []
+        for e in entries:
+            key = (e.target, e.idempotency_key)
+            entry_id = fresh.pop(key, None)  # a second copy in the batch is the first one, stored
+            out.append(stored[key] if entry_id is None else _new_entry(entry_id, e, now))
+            stored.setdefault(key, out[-1])
+        return out
+
+    def _stored_by_key(self, conn: pg.Conn, entries: list[NewEntry]) -> dict[tuple[str, str], Entry]:
+        if not entries:
+            return {}
+        rows = conn.execute("SELECT * FROM bridge_entries WHERE (target, idempotency_key) IN (SELECT * FROM"
+                            " unnest(%s::text[], %s::text[]))",
+                            ([e.target for e in entries], [e.idempotency_key for e in entries])).fetchall()
+        return {(r["target"], r["idempotency_key"]): _entry(r) for r in rows}
 
     def _enqueue_one(self, conn: pg.Conn, new: NewEntry, now: float) -> Entry:
         replaced = self._coalescable(conn, new) if new.coalesce else None
@@ -141,17 +217,9 @@ class PostgresQueue:
             (new.target, new.item, new.location, new.kind)).fetchone()
 
     def _promote(self, conn: pg.Conn, keys: Collection[Key]) -> None:
-        """Make the oldest unfinished entry of each key its head, unless the key has one (the
-        caller holds the keys' locks)."""
-        if not keys:
-            return
-        columns = [list(column) for column in zip(*keys)]
-        conn.execute(
-            "UPDATE bridge_entries SET head = true WHERE id IN (SELECT (SELECT min(e.id) FROM bridge_entries e"
-            f" WHERE e.target = k.t AND e.item = k.i AND e.location = k.l AND e.{OPEN})"
-            " FROM unnest(%s::text[], %s::text[], %s::text[]) AS k(t, i, l))"
-            " AND NOT EXISTS (SELECT 1 FROM bridge_entries h WHERE h.target = bridge_entries.target"
-            " AND h.item = bridge_entries.item AND h.location = bridge_entries.location AND h.head)", columns)
+        """Heads for these keys where they have none (the caller holds the keys' locks)."""
+        if keys:
+            conn.execute(PROMOTE_KEYS, [list(column) for column in zip(*keys)])
 
     def _row(self, conn: pg.Conn, entry_id: int) -> Row | None:
         return conn.execute("SELECT * FROM bridge_entries WHERE id = %s", (entry_id,)).fetchone()
@@ -163,31 +231,32 @@ class PostgresQueue:
         names = None if targets is None else list(targets)
         if names == []:
             return []
-        return self._tx(lambda conn: self._lease(conn, worker, limit, lease_s, names))
+        try:  # one round trip while no lease has run out (the usual case)
+            return self._tx(lambda conn: self._lease(conn, worker, limit, lease_s, names, probe=True))
+        except _LeasesExpired:  # expiry takes key locks, which must come before row locks: again, in order
+            return self._tx(lambda conn: self._lease(conn, worker, limit, lease_s, names, probe=False))
 
-    def _lease(self, conn: pg.Conn, worker: str, limit: int, lease_s: float, targets: list[str] | None) -> list[Entry]:
+    def _lease(self, conn: pg.Conn, worker: str, limit: int, lease_s: float, targets: list[str] | None,
+               probe: bool) -> list[Entry]:
         now = self._clock()
-        self._expire_due(conn, now, limit, targets)
-        rows = conn.execute(
-            "WITH due AS (SELECT id FROM bridge_entries WHERE head AND state = 'pending' AND available_at <= %(now)s"
-            " AND (%(targets)s::text[] IS NULL OR target = ANY(%(targets)s)) ORDER BY available_at, id"
-            " LIMIT %(limit)s FOR UPDATE SKIP LOCKED) UPDATE bridge_entries e SET state = 'leased',"
-            " lease_owner = %(worker)s, lease_until = %(until)s, leased_at = %(now)s, updated_at = %(now)s"
-            " FROM due WHERE e.id = due.id RETURNING e.*",
-            {"now": now, "targets": targets, "limit": limit, "worker": worker, "until": now + lease_s}).fetchall()
-        return sorted((_entry(r) for r in rows), key=lambda e: (e.available_at, e.id))
+        args = {"now": now, "targets": targets, "limit": limit, "worker": worker, "until": now + lease_s}
+        if not probe:
+            self._expire_due(conn, now, limit, targets)
+        with conn.pipeline():
+            expired = conn.execute(EXPIRED, args) if probe else None
+            leased = conn.execute(LEASE, args)
+        if expired is not None and expired.fetchall():
+            raise _LeasesExpired
+        return sorted((_entry(r) for r in leased.fetchall()), key=lambda e: (e.available_at, e.id))
 
     def _expire_due(self, conn: pg.Conn, now: float, limit: int, targets: list[str] | None) -> None:
         """Leases that ran out (a worker died or hung) come back as pending, their attempt counted."""
-        ids = [r["id"] for r in conn.execute(
-            "SELECT id FROM bridge_entries WHERE state = 'leased' AND lease_until <= %s"
-            " AND (%s::text[] IS NULL OR target = ANY(%s)) ORDER BY lease_until LIMIT %s",
-            (now, targets, targets, limit)).fetchall()]
+        ids = [r["id"] for r in conn.execute(EXPIRED, {"now": now, "targets": targets, "limit": limit}).fetchall()]
         if ids:
             self._take_back(conn, ids, "lease_until <= %s", (now,), now)
 
     def _take_back(self, conn: pg.Conn, ids: list[int], held: str, args: tuple[Any, ...], now: float) -> int:
-        _lock_keys(conn, _keys_of(conn, ids))
+        _lock_ids(conn, ids)
         rows = conn.execute(f"SELECT * FROM bridge_entries WHERE id = ANY(%s) AND state = 'leased' AND {held}"
                             " ORDER BY id FOR UPDATE", (ids, *args)).fetchall()
         for row in rows:
@@ -236,20 +305,15 @@ class PostgresQueue:
             self._tx(lambda conn: self._ack(conn, list(entry_ids), worker, duration_s))
 
     def _ack(self, conn: pg.Conn, ids: list[int], worker: str, duration_s: float) -> None:
-        _lock_keys(conn, _keys_of(conn, ids))
         now = self._clock()
-        rows = conn.execute(
-            "UPDATE bridge_entries SET state = 'done', head = false, attempts = attempts + 1, updated_at = %s,"
-            " lease_owner = NULL, lease_until = NULL WHERE id = ANY(%s) AND state = 'leased' AND lease_owner = %s"
-            " RETURNING id, attempts, target, item, location", (now, ids, worker)).fetchall()
-        if len(rows) < len(ids):
-            lost = set(ids) - {r["id"] for r in rows}
-            log.warning("entries %s are not leased by %s; ack ignored", sorted(lost), worker)
-        with conn.cursor() as cur:
-            cur.executemany("INSERT INTO bridge_attempts (entry_id, number, worker, outcome, started_at,"
-                            " duration_s, error) VALUES (%s, %s, %s, 'delivered', %s, %s, NULL)",
-                            [(r["id"], r["attempts"], worker, now - duration_s, duration_s) for r in rows])
-        self._promote(conn, {(r["target"], r["item"], r["location"]) for r in rows})
+        with conn.pipeline():
+            _lock_ids(conn, ids)
+            acked = conn.execute(ACK, {"now": now, "ids": ids, "worker": worker, "started": now - duration_s,
+                                       "duration": duration_s})
+            conn.execute(PROMOTE_IDS, (ids,))
+        done = {r["entry_id"] for r in acked.fetchall()}
+        if len(done) < len(ids):
+            log.warning("entries %s are not leased by %s; ack ignored", sorted(set(ids) - done), worker)
 
     def fail(self, entry_id: int, worker: str, error: str, *, retryable: bool,
              retry_after: float | None = None, duration_s: float = 0.0) -> Entry:
@@ -257,7 +321,7 @@ class PostgresQueue:
 
     def _fail(self, conn: pg.Conn, entry_id: int, worker: str, error: str, retryable: bool,
               retry_after: float | None, duration_s: float) -> Entry:
-        _lock_keys(conn, _keys_of(conn, [entry_id]))
+        _lock_ids(conn, [entry_id])
         now = self._clock()
         row = self._held(conn, entry_id, worker)
         if row is None:
@@ -343,7 +407,7 @@ class PostgresQueue:
 
     def replay(self, entry_id: int) -> Entry:
         def work(conn: pg.Conn) -> Entry:
-            _lock_keys(conn, _keys_of(conn, [entry_id]))
+            _lock_ids(conn, [entry_id])
             row = conn.execute("SELECT * FROM bridge_entries WHERE id = %s FOR UPDATE", (entry_id,)).fetchone()
             if row is None:
                 raise KeyError(entry_id)
