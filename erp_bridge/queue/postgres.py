@@ -84,12 +84,14 @@ def _lock_ids(conn: pg.Conn, ids: Sequence[int]) -> None:
     conn.execute(LOCK_IDS, (list(ids),))
 
 
-INSERT_MANY = (
+INSERT_MANY = (  # the first new entry of a key with nothing unfinished is its head at once
     "INSERT INTO bridge_entries (target, kind, item, location, idempotency_key, payload, quantity, state,"
-    " available_at, created_at, updated_at) SELECT t, k, i, l, key, p::jsonb, q::numeric, 'pending', %s, %s, %s"
-    " FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[])"
-    " WITH ORDINALITY AS n(t, k, i, l, key, p, q, ord) ORDER BY ord"
-    " ON CONFLICT (target, idempotency_key) DO NOTHING RETURNING id, target, idempotency_key")
+    " available_at, created_at, updated_at, head) SELECT t, k, i, l, key, p::jsonb, q::numeric, 'pending',"
+    " %s, %s, %s, row_number() OVER (PARTITION BY t, i, l ORDER BY ord) = 1 AND NOT EXISTS (SELECT 1 FROM"
+    f" bridge_entries o WHERE o.target = t AND o.item = i AND o.location = l AND o.{OPEN}) FROM unnest(%s::text[],"
+    " %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[]) WITH ORDINALITY AS"
+    " n(t, k, i, l, key, p, q, ord) ORDER BY ord ON CONFLICT (target, idempotency_key) DO NOTHING"
+    " RETURNING id, target, item, location, idempotency_key, head")
 PROMOTE = (  # per key: its oldest unfinished entry becomes its head, unless the key has one
     "UPDATE bridge_entries e SET head = true FROM {keys} CROSS JOIN LATERAL (SELECT o.id FROM bridge_entries o"
     f" WHERE o.target = k.t AND o.item = k.i AND o.location = k.l AND o.{OPEN} ORDER BY o.id LIMIT 1) first"
@@ -133,8 +135,8 @@ class PostgresQueue:
             self._listener = pg.Listener(self.url)
         self._listener.subscribe(callback)
 
-    def _tx(self, work: Callable[[pg.Conn], Any]) -> Any:
-        return pg.run(self._pool, work)
+    def _tx(self, work: Callable[[pg.Conn], Any], pipeline: bool = False) -> Any:
+        return pg.run(self._pool, work, pipeline=pipeline)
 
     def _read(self, sql: str, args: Sequence[Any] | dict[str, Any] = ()) -> list[Row]:
         with pg.reading(self._pool) as conn:
@@ -145,32 +147,35 @@ class PostgresQueue:
     def enqueue(self, entries: Sequence[NewEntry]) -> list[Entry]:
         if not entries:
             return []
-        return self._tx(lambda conn: self._enqueue(conn, entries))
-
-    def _enqueue(self, conn: pg.Conn, entries: Sequence[NewEntry]) -> list[Entry]:
+        if any(e.coalesce for e in entries):  # replacing depends on what came before: one by one
+            return self._tx(lambda conn: self._enqueue_each(conn, entries))
         now = self._clock()
-        if not any(e.coalesce for e in entries):
-            return self._enqueue_many(conn, entries, now)
+        rows = self._tx(lambda conn: self._insert_many(conn, entries, now), pipeline=True).fetchall()
+        return self._settle_many(entries, rows, now)
+
+    def _enqueue_each(self, conn: pg.Conn, entries: Sequence[NewEntry]) -> list[Entry]:
         _lock_keys(conn, [(e.target, e.item, e.location) for e in entries])
-        stored = [self._enqueue_one(conn, new, now) for new in entries]  # replacing: one by one
+        now = self._clock()
+        stored = [self._enqueue_one(conn, new, now) for new in entries]
         conn.execute(f"NOTIFY {pg.CHANNEL}")
         return stored
 
-    def _enqueue_many(self, conn: pg.Conn, entries: Sequence[NewEntry], now: float) -> list[Entry]:
-        """One INSERT for the batch (ids in batch order), then one promotion of every key touched:
-        the same result as entry by entry, pipelined into one round trip."""
+    def _insert_many(self, conn: pg.Conn, entries: Sequence[NewEntry], now: float) -> pg.Cursor:
+        """One INSERT for the batch, ids in batch order and heads decided in it: the same result as
+        entry by entry, in one round trip with its BEGIN and COMMIT."""
         columns = [[e.target for e in entries], [e.kind for e in entries], [e.item for e in entries],
                    [e.location for e in entries], [e.idempotency_key for e in entries],
                    [_dumps(e.payload) for e in entries],
                    [None if e.quantity is None else str(e.quantity) for e in entries]]
-        keys = {(e.target, e.item, e.location) for e in entries}
-        with conn.pipeline():
-            _lock_keys(conn, keys)
-            inserted = conn.execute(INSERT_MANY, (now, now, now, *columns))
-            self._promote(conn, keys)
-            conn.execute(f"NOTIFY {pg.CHANNEL}")
-        fresh = {(r["target"], r["idempotency_key"]): r["id"] for r in inserted.fetchall()}
-        stored = self._stored_by_key(conn, [e for e in entries if (e.target, e.idempotency_key) not in fresh])
+        _lock_keys(conn, [(e.target, e.item, e.location) for e in entries])
+        inserted = conn.execute(INSERT_MANY, (now, now, now, *columns))
+        conn.execute(f"NOTIFY {pg.CHANNEL}")
+        return inserted
+
+    def _settle_many(self, entries: Sequence[NewEntry], rows: list[Row], now: float) -> list[Entry]:
+        fresh = {(r["target"], r["idempotency_key"]): r["id"] for r in rows}
+        self._heal_heads(entries, rows)
+        stored = self._stored_by_key([e for e in entries if (e.target, e.idempotency_key) not in fresh])
         out = []
         for e in entries:
             key = (e.target, e.idempotency_key)
@@ -179,12 +184,25 @@ class PostgresQueue:
             stored.setdefault(key, out[-1])
         return out
 
-    def _stored_by_key(self, conn: pg.Conn, entries: list[NewEntry]) -> dict[tuple[str, str], Entry]:
+    def _heal_heads(self, entries: Sequence[NewEntry], rows: list[Row]) -> None:
+        """The INSERT made the first entry of each key in the batch its head candidate; where that
+        one was a duplicate and a later one of the key was stored, promote now (rare). Until then
+        the key only waits: it has no head, so nothing of it is leased."""
+        stored = {(r["target"], r["idempotency_key"], r["item"], r["location"]) for r in rows}
+        first: dict[Key, NewEntry] = {}
+        for e in entries:
+            first.setdefault((e.target, e.item, e.location), e)
+        keys = {(t, i, l) for t, _, i, l in stored}
+        headless = {k for k, e in first.items() if k in keys and (e.target, e.idempotency_key, *k[1:]) not in stored}
+        if headless:
+            self._tx(lambda conn: (_lock_keys(conn, headless), self._promote(conn, headless)))
+
+    def _stored_by_key(self, entries: list[NewEntry]) -> dict[tuple[str, str], Entry]:
         if not entries:
             return {}
-        rows = conn.execute("SELECT * FROM bridge_entries WHERE (target, idempotency_key) IN (SELECT * FROM"
-                            " unnest(%s::text[], %s::text[]))",
-                            ([e.target for e in entries], [e.idempotency_key for e in entries])).fetchall()
+        rows = self._read("SELECT * FROM bridge_entries WHERE (target, idempotency_key) IN (SELECT * FROM"
+                          " unnest(%s::text[], %s::text[]))",
+                          ([e.target for e in entries], [e.idempotency_key for e in entries]))
         return {(r["target"], r["idempotency_key"]): _entry(r) for r in rows}
 
     def _enqueue_one(self, conn: pg.Conn, new: NewEntry, now: float) -> Entry:
@@ -231,23 +249,22 @@ class PostgresQueue:
         names = None if targets is None else list(targets)
         if names == []:
             return []
-        try:  # one round trip while no lease has run out (the usual case)
-            return self._tx(lambda conn: self._lease(conn, worker, limit, lease_s, names, probe=True))
-        except _LeasesExpired:  # expiry takes key locks, which must come before row locks: again, in order
-            return self._tx(lambda conn: self._lease(conn, worker, limit, lease_s, names, probe=False))
+        now = self._clock()
+        args = {"now": now, "targets": names, "limit": limit, "worker": worker, "until": now + lease_s}
+        expired, leased = self._tx(lambda conn: (conn.execute(EXPIRED, args), conn.execute(LEASE, args)),
+                                   pipeline=True)  # one round trip
+        entries = [_entry(r) for r in leased.fetchall()]
+        if expired.fetchall():  # their workers died or hung: count the lost attempts, then lease
+            entries += self._tx(lambda conn: self._lease_expired(conn, worker, limit - len(entries), lease_s, names))
+        return sorted(entries, key=lambda e: (e.available_at, e.id))
 
-    def _lease(self, conn: pg.Conn, worker: str, limit: int, lease_s: float, targets: list[str] | None,
-               probe: bool) -> list[Entry]:
+    def _lease_expired(self, conn: pg.Conn, worker: str, limit: int, lease_s: float,
+                       targets: list[str] | None) -> list[Entry]:
+        # its own transaction: expiry takes key locks, which must come before any row lock
         now = self._clock()
         args = {"now": now, "targets": targets, "limit": limit, "worker": worker, "until": now + lease_s}
-        if not probe:
-            self._expire_due(conn, now, limit, targets)
-        with conn.pipeline():
-            expired = conn.execute(EXPIRED, args) if probe else None
-            leased = conn.execute(LEASE, args)
-        if expired is not None and expired.fetchall():
-            raise _LeasesExpired
-        return sorted((_entry(r) for r in leased.fetchall()), key=lambda e: (e.available_at, e.id))
+        self._expire_due(conn, now, max(limit, 1), targets)
+        return [_entry(r) for r in conn.execute(LEASE, args).fetchall()]
 
     def _expire_due(self, conn: pg.Conn, now: float, limit: int, targets: list[str] | None) -> None:
         """Leases that ran out (a worker died or hung) come back as pending, their attempt counted."""
@@ -301,19 +318,20 @@ class PostgresQueue:
     # -- outcomes -----------------------------------------------------------------------------
 
     def ack(self, entry_ids: Sequence[int], worker: str, duration_s: float = 0.0) -> None:
-        if entry_ids:
-            self._tx(lambda conn: self._ack(conn, list(entry_ids), worker, duration_s))
-
-    def _ack(self, conn: pg.Conn, ids: list[int], worker: str, duration_s: float) -> None:
-        now = self._clock()
-        with conn.pipeline():
-            _lock_ids(conn, ids)
-            acked = conn.execute(ACK, {"now": now, "ids": ids, "worker": worker, "started": now - duration_s,
-                                       "duration": duration_s})
-            conn.execute(PROMOTE_IDS, (ids,))
+        if not entry_ids:
+            return
+        ids, now = list(entry_ids), self._clock()
+        args = {"now": now, "ids": ids, "worker": worker, "started": now - duration_s, "duration": duration_s}
+        acked = self._tx(lambda conn: self._ack(conn, args), pipeline=True)  # one round trip
         done = {r["entry_id"] for r in acked.fetchall()}
         if len(done) < len(ids):
             log.warning("entries %s are not leased by %s; ack ignored", sorted(set(ids) - done), worker)
+
+    def _ack(self, conn: pg.Conn, args: dict[str, Any]) -> pg.Cursor:
+        _lock_ids(conn, args["ids"])
+        acked = conn.execute(ACK, args)
+        conn.execute(PROMOTE_IDS, (args["ids"],))
+        return acked
 
     def fail(self, entry_id: int, worker: str, error: str, *, retryable: bool,
              retry_after: float | None = None, duration_s: float = 0.0) -> Entry:
@@ -463,8 +481,10 @@ class PostgresQueue:
 
     def purge_done(self, older_than_s: float) -> int:
         cutoff = self._clock() - older_than_s
-        return self._tx(lambda conn: conn.execute(  # attempts go with them (ON DELETE CASCADE)
-            "DELETE FROM bridge_entries WHERE state = 'done' AND updated_at < %s", (cutoff,)).rowcount)
+        return self._tx(lambda conn: conn.execute(
+            "WITH gone AS (DELETE FROM bridge_entries WHERE state = 'done' AND updated_at < %s RETURNING id),"
+            " attempts AS (DELETE FROM bridge_attempts WHERE entry_id IN (SELECT id FROM gone))"
+            " SELECT count(*) AS n FROM gone", (cutoff,)).fetchone()["n"])
 
     def ping(self) -> None:
         """Readiness: the database answers a query within 2 s (a pool waiting 30 s would hold the probe)."""

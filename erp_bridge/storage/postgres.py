@@ -29,6 +29,7 @@ MIGRATION_LOCK = 0x6272_6964_6765  # "bridge"
 #: one NOTIFY channel: work was queued (idle workers lease instead of waiting for their poll)
 CHANNEL = "bridge_queue"
 Conn = psycopg.Connection[DictRow]
+Cursor = psycopg.Cursor[DictRow]
 
 _pools: dict[str, tuple[ConnectionPool, int]] = {}
 _pools_lock = threading.Lock()
@@ -70,7 +71,8 @@ def _open(url: str, max_size: int, connect_timeout_s: float) -> ConnectionPool:
         raise StorageUnavailable(_why(url, exc)) from None
     pool: ConnectionPool = ConnectionPool(
         url, min_size=1, max_size=max_size, timeout=30.0, open=False, name="erp-bridge",
-        kwargs={"row_factory": dict_row, "connect_timeout": timeout})
+        # autocommit: a read is one round trip, and a transaction is what ``run`` opens explicitly
+        kwargs={"row_factory": dict_row, "connect_timeout": timeout, "autocommit": True})
     pool.open()
     try:
         pool.wait(timeout=connect_timeout_s)
@@ -117,14 +119,28 @@ def versions(conn: Conn) -> list[int]:
 RETRYABLE = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
 
 
-def run(pool: ConnectionPool, work: Callable[[Conn], T], attempts: int = 5) -> T:
+def run(pool: ConnectionPool, work: Callable[[Conn], T], attempts: int = 5, pipeline: bool = False) -> T:
     """``work(conn)`` in one transaction, committed before this returns; run again after a
-    deadlock or serialization failure (both leave nothing behind)."""
+    deadlock or serialization failure (both leave nothing behind).
+
+    ``pipeline``: BEGIN, the statements and COMMIT go to the server together (one round trip
+    when ``work`` reads no result before the end; a cursor it returns is read after the commit,
+    from the results already received)."""
     for attempt in range(1, attempts + 1):
         try:
             with pool.connection() as conn:
-                with conn.transaction():
-                    return work(conn)
+                if not pipeline:
+                    with conn.transaction():
+                        return work(conn)
+                try:  # explicit BEGIN/COMMIT in the pipeline: psycopg's transaction() would sync each
+                    with conn.pipeline():
+                        conn.execute("BEGIN")
+                        result = work(conn)
+                        conn.execute("COMMIT")
+                except BaseException:
+                    conn.rollback()
+                    raise
+                return result
         except RETRYABLE:
             if attempt == attempts:
                 raise
