@@ -64,18 +64,21 @@ def test_concurrent_enqueue_and_ack_keep_one_head_per_key(pg_url, clock):  # noq
             errors.append(exc)
 
     delivered: list[tuple[str, int]] = []
+    produced = threading.Event()
 
     def consume(w):
         idle = 0
-        while idle < 50:
+        while not produced.is_set() or idle < 20:  # a stuck key leaves entries behind: caught below
             batch = q.lease(f"w{w}", 8, LEASE_S)
             idle = 0 if batch else idle + 1
             delivered.extend((e.item, e.id) for e in batch)
             q.ack([e.id for e in batch], f"w{w}")
-    threads = [threading.Thread(target=produce, args=(p,)) for p in range(3)]
-    threads += [threading.Thread(target=consume, args=(w,)) for w in range(3)]
-    [t.start() for t in threads]
-    [t.join(120) for t in threads]
+    producers = [threading.Thread(target=produce, args=(p,)) for p in range(3)]
+    consumers = [threading.Thread(target=consume, args=(w,)) for w in range(3)]
+    [t.start() for t in producers + consumers]
+    [t.join(120) for t in producers]
+    produced.set()
+    [t.join(120) for t in consumers]
     assert not errors
     for key in keys:
         ids = [i for item, i in delivered if item == key]
