@@ -45,8 +45,9 @@ def in_schema(url: str, schema: str) -> str:
 
 
 def entries(start: int, n: int) -> list[NewEntry]:
-    return [NewEntry(target="bench", kind="decrement", item=f"SKU-{i}", location="WH", idempotency_key=f"web:o{i}:1",
-                     payload={"order": f"o{i}", "quantity": "-1"}, quantity=Decimal(-1)) for i in range(start, start + n)]
+    return [NewEntry(target="bench", kind="decrement", item=f"SKU-{i}", location="WH",
+                     idempotency_key=f"web:o{i}:1", payload={"order": f"o{i}", "quantity": "-1"},
+                     quantity=Decimal(-1)) for i in range(start, start + n)]
 
 
 def bridge(url: str, batch: int, events: int) -> float:

@@ -35,7 +35,7 @@ def queue_factory(pg_url):  # noqa: F811
         q.close()
 
 
-def test_two_pools_never_lease_the_same_entry(pg_url, clock):  # noqa: F811
+def test_two_workers_never_lease_the_same_entry(pg_url, clock):  # noqa: F811
     a = PostgresQueue(pg_url, clock=clock)
     a.enqueue([new(f"k{i}", item=f"I{i}") for i in range(50)])
     got: dict[str, set[int]] = {}
