@@ -18,101 +18,19 @@ transaction (storage.postgres.run).
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
-from datetime import datetime, timezone
 from decimal import Decimal
-from functools import partial
-from typing import Any, Callable, Collection, Iterable, Sequence
+from typing import Any, Callable, Collection, Sequence
 
 from psycopg.types.json import Jsonb
 
 from ..storage import postgres as pg
 from .base import SALE_KINDS, Attempt, Entry, NewEntry, Outcome, RetryPolicy, State, TargetStats
+from .postgres_sql import (ACK, EXPIRED, INSERT_MANY, LEASE, OPEN, PROMOTE_IDS, PROMOTE_KEYS, Clock, Key, Row,
+                           to_dt, dumps, entry_of, lock_ids, lock_keys, new_entry)
 
 log = logging.getLogger(__name__)
-
-Clock = Callable[[], float]
-Row = dict[str, Any]
-Key = tuple[str, str, str]
-OPEN = "state IN ('pending', 'leased')"
-_dumps = partial(json.dumps, default=str)
-
-
-def _dt(epoch: float | None) -> datetime | None:
-    return None if epoch is None else datetime.fromtimestamp(epoch, timezone.utc)
-
-
-def _entry(row: Row, payload: dict[str, Any] | None = None) -> Entry:
-    return Entry(
-        id=row["id"], target=row["target"], kind=row["kind"], item=row["item"], location=row["location"],
-        idempotency_key=row["idempotency_key"], payload=row["payload"] if payload is None else payload,
-        quantity=row["quantity"], state=State(row["state"]), attempts=row["attempts"],
-        available_at=_dt(row["available_at"]), created_at=_dt(row["created_at"]),
-        updated_at=_dt(row["updated_at"]), lease_owner=row["lease_owner"],
-        lease_until=_dt(row["lease_until"]), last_error=row["last_error"], superseded_by=row["superseded_by"])
-
-
-def _new_entry(entry_id: int, new: NewEntry, now: float) -> Entry:
-    """The entry just inserted from ``new`` (what reading its row back would give)."""
-    at = _dt(now)
-    return Entry(id=entry_id, target=new.target, kind=new.kind, item=new.item, location=new.location,
-                 idempotency_key=new.idempotency_key, payload=new.payload, quantity=new.quantity,
-                 state=State.PENDING, attempts=0, available_at=at, created_at=at, updated_at=at)
-
-
-#: the advisory lock id of an ordering key (a collision only serialises two keys a little more)
-KEY_HASH = "hashtextextended({0}target || chr(31) || {0}item || chr(31) || {0}location, 0)"
-# Locks are taken in hash order (a sorted subquery feeds them), so transactions cannot wait on
-# each other in a cycle; a deadlock would still only rerun the transaction (storage.postgres.run).
-LOCK_KEYS = ("SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT {hash} AS h FROM"
-             " unnest(%s::text[], %s::text[], %s::text[]) AS k(target, item, location) ORDER BY h) s")
-LOCK_IDS = ("SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT {hash} AS h FROM bridge_entries"
-            " WHERE id = ANY(%s) ORDER BY h) s").format(hash=KEY_HASH.format(""))
-LOCK_KEYS = LOCK_KEYS.format(hash=KEY_HASH.format("k."))
-
-
-def _lock_keys(conn: pg.Conn, keys: Iterable[Key]) -> None:
-    columns = [list(c) for c in zip(*set(keys))]
-    if columns:
-        conn.execute(LOCK_KEYS, columns)
-
-
-def _lock_ids(conn: pg.Conn, ids: Sequence[int]) -> None:
-    """Lock the ordering keys of these entries (an entry's key never changes)."""
-    conn.execute(LOCK_IDS, (list(ids),))
-
-
-INSERT_MANY = (  # the first new entry of a key with nothing unfinished is its head at once
-    "INSERT INTO bridge_entries (target, kind, item, location, idempotency_key, payload, quantity, state,"
-    " available_at, created_at, updated_at, head) SELECT t, k, i, l, key, p::jsonb, q::numeric, 'pending',"
-    " %s, %s, %s, row_number() OVER (PARTITION BY t, i, l ORDER BY ord) = 1 AND NOT EXISTS (SELECT 1 FROM"
-    f" bridge_entries o WHERE o.target = t AND o.item = i AND o.location = l AND o.{OPEN}) FROM unnest(%s::text[],"
-    " %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[]) WITH ORDINALITY AS"
-    " n(t, k, i, l, key, p, q, ord) ORDER BY ord ON CONFLICT (target, idempotency_key) DO NOTHING"
-    " RETURNING id, target, item, location, idempotency_key, head")
-PROMOTE = (  # per key: its oldest unfinished entry becomes its head, unless the key has one
-    "UPDATE bridge_entries e SET head = true FROM {keys} CROSS JOIN LATERAL (SELECT o.id FROM bridge_entries o"
-    f" WHERE o.target = k.t AND o.item = k.i AND o.location = k.l AND o.{OPEN} ORDER BY o.id LIMIT 1) first"
-    " WHERE e.id = first.id AND NOT EXISTS (SELECT 1 FROM bridge_entries h WHERE h.target = k.t"
-    " AND h.item = k.i AND h.location = k.l AND h.head)")
-PROMOTE_KEYS = PROMOTE.format(keys="(SELECT DISTINCT * FROM unnest(%s::text[], %s::text[], %s::text[])) AS k(t, i, l)")
-PROMOTE_IDS = PROMOTE.format(keys="(SELECT DISTINCT target AS t, item AS i, location AS l FROM bridge_entries"
-                                  " WHERE id = ANY(%s)) AS k")
-TARGETS = "(%(targets)s::text[] IS NULL OR target = ANY(%(targets)s))"
-EXPIRED = ("SELECT id FROM bridge_entries WHERE state = 'leased' AND lease_until <= %(now)s"
-           f" AND {TARGETS} ORDER BY lease_until LIMIT %(limit)s")
-LEASE = ("WITH due AS (SELECT id FROM bridge_entries WHERE head AND state = 'pending' AND available_at <= %(now)s"
-         f" AND {TARGETS} ORDER BY available_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
-         " UPDATE bridge_entries e SET state = 'leased', lease_owner = %(worker)s, lease_until = %(until)s,"
-         " leased_at = %(now)s, updated_at = %(now)s FROM due WHERE e.id = due.id RETURNING e.*")
-ACK = ("WITH done AS (UPDATE bridge_entries SET state = 'done', head = false, attempts = attempts + 1,"
-       " updated_at = %(now)s, lease_owner = NULL, lease_until = NULL WHERE id = ANY(%(ids)s) AND state = 'leased'"
-       " AND lease_owner = %(worker)s RETURNING id, attempts) INSERT INTO bridge_attempts (entry_id, number,"
-       " worker, outcome, started_at, duration_s) SELECT id, attempts, %(worker)s, 'delivered', %(started)s,"
-       " %(duration)s FROM done RETURNING entry_id")
-
 
 class _LeasesExpired(Exception):
     """Raised inside a lease transaction to roll it back and redo it expiring first."""
@@ -154,7 +72,7 @@ class PostgresQueue:
         return self._settle_many(entries, rows, now)
 
     def _enqueue_each(self, conn: pg.Conn, entries: Sequence[NewEntry]) -> list[Entry]:
-        _lock_keys(conn, [(e.target, e.item, e.location) for e in entries])
+        lock_keys(conn, [(e.target, e.item, e.location) for e in entries])
         now = self._clock()
         stored = [self._enqueue_one(conn, new, now) for new in entries]
         conn.execute(f"NOTIFY {pg.CHANNEL}")
@@ -165,9 +83,9 @@ class PostgresQueue:
         entry by entry, in one round trip with its BEGIN and COMMIT."""
         columns = [[e.target for e in entries], [e.kind for e in entries], [e.item for e in entries],
                    [e.location for e in entries], [e.idempotency_key for e in entries],
-                   [_dumps(e.payload) for e in entries],
+                   [dumps(e.payload) for e in entries],
                    [None if e.quantity is None else str(e.quantity) for e in entries]]
-        _lock_keys(conn, [(e.target, e.item, e.location) for e in entries])
+        lock_keys(conn, [(e.target, e.item, e.location) for e in entries])
         inserted = conn.execute(INSERT_MANY, (now, now, now, *columns))
         conn.execute(f"NOTIFY {pg.CHANNEL}")
         return inserted
@@ -180,7 +98,7 @@ class PostgresQueue:
         for e in entries:
             key = (e.target, e.idempotency_key)
             entry_id = fresh.pop(key, None)  # a second copy in the batch is the first one, stored
-            out.append(stored[key] if entry_id is None else _new_entry(entry_id, e, now))
+            out.append(stored[key] if entry_id is None else new_entry(entry_id, e, now))
             stored.setdefault(key, out[-1])
         return out
 
@@ -195,7 +113,7 @@ class PostgresQueue:
         keys = {(t, i, l) for t, _, i, l in stored}
         headless = {k for k, e in first.items() if k in keys and (e.target, e.idempotency_key, *k[1:]) not in stored}
         if headless:
-            self._tx(lambda conn: (_lock_keys(conn, headless), self._promote(conn, headless)))
+            self._tx(lambda conn: (lock_keys(conn, headless), self._promote(conn, headless)))
 
     def _stored_by_key(self, entries: list[NewEntry]) -> dict[tuple[str, str], Entry]:
         if not entries:
@@ -203,13 +121,13 @@ class PostgresQueue:
         rows = self._read("SELECT * FROM bridge_entries WHERE (target, idempotency_key) IN (SELECT * FROM"
                           " unnest(%s::text[], %s::text[]))",
                           ([e.target for e in entries], [e.idempotency_key for e in entries]))
-        return {(r["target"], r["idempotency_key"]): _entry(r) for r in rows}
+        return {(r["target"], r["idempotency_key"]): entry_of(r) for r in rows}
 
     def _enqueue_one(self, conn: pg.Conn, new: NewEntry, now: float) -> Entry:
         replaced = self._coalescable(conn, new) if new.coalesce else None
         # a replacement keeps the older entry's backoff: a newer marker must not dodge Retry-After
         args = {"t": new.target, "k": new.kind, "i": new.item, "l": new.location, "key": new.idempotency_key,
-                "p": Jsonb(new.payload, dumps=_dumps), "q": new.quantity, "c": new.coalesce, "now": now,
+                "p": Jsonb(new.payload, dumps=dumps), "q": new.quantity, "c": new.coalesce, "now": now,
                 "av": max(now, replaced["available_at"]) if replaced else now}
         row = conn.execute(
             "INSERT INTO bridge_entries (target, kind, item, location, idempotency_key, payload, quantity,"
@@ -218,14 +136,14 @@ class PostgresQueue:
             f" FROM bridge_entries WHERE target = %(t)s AND item = %(i)s AND location = %(l)s AND {OPEN}))"
             " ON CONFLICT (target, idempotency_key) DO NOTHING RETURNING *", args).fetchone()
         if row is None:  # a duplicate: the stored entry, unchanged (its own payload)
-            return _entry(conn.execute("SELECT * FROM bridge_entries WHERE target = %s AND idempotency_key = %s",
+            return entry_of(conn.execute("SELECT * FROM bridge_entries WHERE target = %s AND idempotency_key = %s",
                                        (new.target, new.idempotency_key)).fetchone())
         if replaced:
             conn.execute("UPDATE bridge_entries SET state = 'done', head = false, superseded_by = %s,"
                          " updated_at = %s WHERE id = %s", (row["id"], now, replaced["id"]))
             self._promote(conn, [(new.target, new.item, new.location)])
             row = self._row(conn, row["id"])
-        return _entry(row, new.payload)
+        return entry_of(row, new.payload)
 
     def _coalescable(self, conn: pg.Conn, new: NewEntry) -> Row | None:
         # FOR UPDATE: a worker leasing it now is waited for, and then it is no longer pending
@@ -253,7 +171,7 @@ class PostgresQueue:
         args = {"now": now, "targets": names, "limit": limit, "worker": worker, "until": now + lease_s}
         expired, leased = self._tx(lambda conn: (conn.execute(EXPIRED, args), conn.execute(LEASE, args)),
                                    pipeline=True)  # one round trip
-        entries = [_entry(r) for r in leased.fetchall()]
+        entries = [entry_of(r) for r in leased.fetchall()]
         if expired.fetchall():  # their workers died or hung: count the lost attempts, then lease
             entries += self._tx(lambda conn: self._lease_expired(conn, worker, limit - len(entries), lease_s, names))
         return sorted(entries, key=lambda e: (e.available_at, e.id))
@@ -264,7 +182,7 @@ class PostgresQueue:
         now = self._clock()
         args = {"now": now, "targets": targets, "limit": limit, "worker": worker, "until": now + lease_s}
         self._expire_due(conn, now, max(limit, 1), targets)
-        return [_entry(r) for r in conn.execute(LEASE, args).fetchall()]
+        return [entry_of(r) for r in conn.execute(LEASE, args).fetchall()]
 
     def _expire_due(self, conn: pg.Conn, now: float, limit: int, targets: list[str] | None) -> None:
         """Leases that ran out (a worker died or hung) come back as pending, their attempt counted."""
@@ -273,7 +191,7 @@ class PostgresQueue:
             self._take_back(conn, ids, "lease_until <= %s", (now,), now)
 
     def _take_back(self, conn: pg.Conn, ids: list[int], held: str, args: tuple[Any, ...], now: float) -> int:
-        _lock_ids(conn, ids)
+        lock_ids(conn, ids)
         rows = conn.execute(f"SELECT * FROM bridge_entries WHERE id = ANY(%s) AND state = 'leased' AND {held}"
                             " ORDER BY id FOR UPDATE", (ids, *args)).fetchall()
         for row in rows:
@@ -328,7 +246,7 @@ class PostgresQueue:
             log.warning("entries %s are not leased by %s; ack ignored", sorted(set(ids) - done), worker)
 
     def _ack(self, conn: pg.Conn, args: dict[str, Any]) -> pg.Cursor:
-        _lock_ids(conn, args["ids"])
+        lock_ids(conn, args["ids"])
         acked = conn.execute(ACK, args)
         conn.execute(PROMOTE_IDS, (args["ids"],))
         return acked
@@ -339,7 +257,7 @@ class PostgresQueue:
 
     def _fail(self, conn: pg.Conn, entry_id: int, worker: str, error: str, retryable: bool,
               retry_after: float | None, duration_s: float) -> Entry:
-        _lock_ids(conn, [entry_id])
+        lock_ids(conn, [entry_id])
         now = self._clock()
         row = self._held(conn, entry_id, worker)
         if row is None:
@@ -393,7 +311,7 @@ class PostgresQueue:
         row = self._row(conn, entry_id)
         if row is None:
             raise KeyError(entry_id)
-        return _entry(row)
+        return entry_of(row)
 
     def _finish(self, conn: pg.Conn, row: Row, state: str, now: float) -> None:
         conn.execute("UPDATE bridge_entries SET state = %s, head = false, updated_at = %s, lease_owner = NULL,"
@@ -410,22 +328,22 @@ class PostgresQueue:
 
     def get(self, entry_id: int) -> Entry | None:
         rows = self._read("SELECT * FROM bridge_entries WHERE id = %s", (entry_id,))
-        return _entry(rows[0]) if rows else None
+        return entry_of(rows[0]) if rows else None
 
     def attempts(self, entry_id: int) -> list[Attempt]:
         rows = self._read("SELECT * FROM bridge_attempts WHERE entry_id = %s ORDER BY id", (entry_id,))
         return [Attempt(entry_id=r["entry_id"], number=r["number"], worker=r["worker"],
-                        outcome=Outcome(r["outcome"]), started_at=_dt(r["started_at"]),
+                        outcome=Outcome(r["outcome"]), started_at=to_dt(r["started_at"]),
                         duration_s=r["duration_s"], error=r["error"]) for r in rows]
 
     def dead_letters(self, target: str | None = None, limit: int = 100, offset: int = 0) -> list[Entry]:
         rows = self._read("SELECT * FROM bridge_entries WHERE state = 'dead' AND (%s::text IS NULL OR target = %s)"
                           " ORDER BY id LIMIT %s OFFSET %s", (target, target, limit, offset))
-        return [_entry(r) for r in rows]
+        return [entry_of(r) for r in rows]
 
     def replay(self, entry_id: int) -> Entry:
         def work(conn: pg.Conn) -> Entry:
-            _lock_ids(conn, [entry_id])
+            lock_ids(conn, [entry_id])
             row = conn.execute("SELECT * FROM bridge_entries WHERE id = %s FOR UPDATE", (entry_id,)).fetchone()
             if row is None:
                 raise KeyError(entry_id)
