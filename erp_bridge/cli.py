@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_dlq(sub)
     _add_config(sub)
+    _add_db(sub)
     _add_mappings(sub)
     for p in sub.choices.values():  # --config is accepted after the command too
         p.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=CONFIG_HELP)
@@ -88,6 +89,20 @@ def _add_dlq(sub) -> None:
     discard.add_argument("entry_ids", type=int, nargs="+")
     discard.add_argument("--reason", required=True, help="why (recorded with the entry)")
     discard.set_defaults(handler=cmd_dlq_discard)
+
+
+def _add_db(sub) -> None:
+    db = sub.add_parser("db", help="storage (queue, figures, ledgers)").add_subparsers(
+        dest="db_command", metavar="ACTION", required=True)
+    db.add_parser("migrate", help="bring the storage schema up to date (runs each migration once)"
+                  ).set_defaults(handler=cmd_db_migrate)
+
+
+def cmd_db_migrate(args) -> int:
+    from .storage.migrate import migrate_storage
+
+    print(migrate_storage(_settings(args).queue_url))
+    return 0
 
 
 def _add_config(sub) -> None:

@@ -113,10 +113,9 @@ class Runtime:
             return {}
         older_than_s = self.settings.queue.retention_days * 86400
         purged = {"queue": self.queue.purge_done(older_than_s)}
-        if self.settings.queue_url.startswith("sqlite:"):  # connector ledgers live in the queue's storage
-            from .connectors.runtime.ledger import prune
+        from .connectors.runtime.ledger import prune  # connector ledgers live in the queue's storage
 
-            purged["ledgers"] = prune(self.settings.queue_url, older_than_s)
+        purged["ledgers"] = prune(self.settings.queue_url, older_than_s)
         log.info("maintenance", extra={"purged": purged, "retention_days": self.settings.queue.retention_days})
         return purged
 
@@ -352,13 +351,15 @@ def build_runtime(settings: Settings) -> Runtime:
     for name, why in inactive.items():
         log.warning("system %s is inactive: %s", name, why, extra={"system": name})
     queue = _open_queue(settings)
-    cache, figures = AvailabilityCache(), FigureStore(Path(settings.data_dir) / "figures.sqlite3")
+    cache, figures = AvailabilityCache(), FigureStore(settings.queue_url)  # the queue's storage
     reader = SorReader(mappings, connectors, cache, queue)
     dispatcher = Dispatcher.from_settings(queue, connectors, settings, mappings,
                                           prepare=lambda event: prepare(mappings, event),
                                           pusher=AvailabilityPush(mappings, reader, figures),
                                           before_ack=lambda target, entries: _invalidate(cache, entries),
                                           on_final=lambda *args: _report(runtime, *args))
+    if hasattr(queue, "subscribe"):  # PostgreSQL: work queued by any process wakes idle workers
+        queue.subscribe(dispatcher.wake)
     router = Router(mappings)
     runtime = Runtime(settings, queue, mappings, connectors, dispatcher, router, cache, reader, figures,
                       inactive=inactive)

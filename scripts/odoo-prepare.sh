@@ -1,58 +1,123 @@
 #!/usr/bin/env bash
-# Prepare a local Odoo 17 for the stock_sync_bridge tests, reproducibly.
+# Prepare a local Odoo (17.0, 18.0 or 19.0) for the stock_sync_bridge tests, reproducibly.
 #
-#   ODOO_SRC=/work/odoo17 scripts/odoo-prepare.sh [VENV]
+#   scripts/odoo-prepare.sh [VERSION]          # VERSION: 17.0 (default), 18.0, 19.0
 #
-# - ODOO_SRC      extracted Odoo 17.0 source tree (required; never inside this repo)
-# - VENV          virtualenv for Odoo (default: $ODOO_VENV or $ODOO_SRC/../odoo-venv);
-#                 created with python3.11 and Odoo's requirements.txt when missing
-# - ODOO_TEMPLATE_DB  template database name (default: stock_sync_tmpl); created once with
-#                 sale_stock installed and no demo data, reused on later runs (seconds)
-# - PostgreSQL must be running and reachable by the current user through the default
-#   socket (PGHOST/PGPORT/PGUSER are honoured by psql and by Odoo via --db_* flags).
+# Prints `export NAME=value` lines (ODOO_VERSION, ODOO_SRC, ODOO_PYTHON, ODOO_TEMPLATE_DB) at the
+# end, so callers can `eval "$(scripts/odoo-prepare.sh 18.0 | grep '^export ')"`.
 #
-# Prints the interpreter path on the last line so callers can export ODOO_PYTHON.
+# - ODOO_SHARED   folder with the trimmed trees odoo-<ver>-trimmed.tar.gz and their pin files
+#                 (default: ../shared/odoo beside this checkout)
+# - ODOO_CACHE    where trees and venvs are kept between runs, never inside this repo
+#                 (default: /var/cache/erp-bridge-odoo when writable, else ~/.cache/erp-bridge-odoo)
+# - ODOO_SRC      use this extracted tree instead of unpacking one (its version must match)
+# - ODOO_PYTHON   use this interpreter instead of the cached venv
+# - ODOO_TEMPLATE_DB  template database (default: stock_sync_tmpl_<major>_<tree hash>); created
+#                 once with sale_stock installed and no demo data, then copied with createdb -T
+# The venv is keyed by a hash of requirements.txt, the extra pins, the build constraints and the
+# Python version: it is rebuilt only when one of them changes. It gets the extra pins from
+# ../shared/odoo (zope.interface/zope.event: without them multi-worker Odoo crash-loops with
+# DistributionNotFound) and, for 18/19, is built with PIP_CONSTRAINT=the build constraints.
+# PostgreSQL is installed/started by scripts/odoo-postgres.sh.
 set -euo pipefail
 
-: "${ODOO_SRC:?set ODOO_SRC to an extracted Odoo 17.0 source tree}"
-ODOO_SRC="$(cd "$ODOO_SRC" && pwd)"
-VENV="${1:-${ODOO_VENV:-$(dirname "$ODOO_SRC")/odoo-venv}}"
-TEMPLATE_DB="${ODOO_TEMPLATE_DB:-stock_sync_tmpl}"
+VERSION="${1:-${ODOO_VERSION:-17.0}}"
 HERE="$(cd "$(dirname "$0")/.." && pwd)"
+SHARED="${ODOO_SHARED:-$HERE/../shared/odoo}"
+if [ -z "${ODOO_CACHE:-}" ]; then
+    if mkdir -p /var/cache/erp-bridge-odoo 2>/dev/null && [ -w /var/cache/erp-bridge-odoo ]; then
+        ODOO_CACHE=/var/cache/erp-bridge-odoo
+    else
+        ODOO_CACHE="$HOME/.cache/erp-bridge-odoo"
+    fi
+fi
+mkdir -p "$ODOO_CACHE"
+major="${VERSION%%.*}"
+say() { echo "odoo-prepare[$VERSION]: $*" >&2; }
+hash_of() { cat "$@" 2>/dev/null | sha256sum | cut -c1-12; }
 
-[ -f "$ODOO_SRC/odoo-bin" ] || { echo "no odoo-bin in $ODOO_SRC" >&2; exit 2; }
+"$HERE/scripts/odoo-postgres.sh" >&2
 
-if [ ! -x "$VENV/bin/python" ]; then
-    echo "creating virtualenv $VENV"
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q wheel
-    "$VENV/bin/pip" install -q -r "$ODOO_SRC/requirements.txt" odoorpc pytest
+# 1. the source tree
+tarball="$SHARED/odoo-$VERSION-trimmed.tar.gz"
+if [ -z "${ODOO_SRC:-}" ]; then
+    [ -f "$tarball" ] || { say "no $tarball (set ODOO_SHARED or ODOO_SRC)"; exit 3; }
+    tree_key="$(sha256sum "$tarball" | cut -c1-12)"
+    dest="$ODOO_CACHE/src-$VERSION-$tree_key"
+    if [ ! -f "$dest/.complete" ]; then
+        say "unpacking $tarball into $dest"
+        rm -rf "$dest" && mkdir -p "$dest"
+        tar -xzf "$tarball" -C "$dest"
+        touch "$dest/.complete"
+    fi
+    ODOO_SRC="$dest/odoo-$VERSION"
 else
-    # cheap check that the venv is usable; install only the test client if missing
-    "$VENV/bin/python" -c "import odoorpc, pytest" 2>/dev/null \
-        || "$VENV/bin/pip" install -q odoorpc pytest
+    ODOO_SRC="$(cd "$ODOO_SRC" && pwd)"
+    tree_key="$(echo "$ODOO_SRC" | sha256sum | cut -c1-12)"
+fi
+[ -f "$ODOO_SRC/odoo-bin" ] || { say "no odoo-bin in $ODOO_SRC"; exit 2; }
+
+# 2. the venv. python-ldap and psycopg2 come as sources only: they need these headers.
+BUILD_DEPS=(gcc libldap2-dev libsasl2-dev libpq-dev)
+ensure_build_deps() {
+    local missing=() pkg
+    for pkg in "${BUILD_DEPS[@]}"; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    [ "${#missing[@]}" -eq 0 ] && return 0
+    if [ "$(id -u)" -ne 0 ]; then
+        say "missing build packages: sudo apt-get install -y ${missing[*]}"; exit 1
+    fi
+    say "installing build packages: ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+extra="$SHARED/odoo-$VERSION.requirements-extra.txt"
+constraints="$SHARED/odoo-$VERSION.build-constraints.txt"
+if [ -z "${ODOO_PYTHON:-}" ]; then
+    venv_key="$( (python3 --version; cat "$ODOO_SRC/requirements.txt" "$extra" "$constraints" 2>/dev/null; \
+                  echo odoorpc) | sha256sum | cut -c1-12)"
+    VENV="${ODOO_VENV:-$ODOO_CACHE/venv-$VERSION-$venv_key}"
+    if [ ! -f "$VENV/.complete" ]; then
+        ensure_build_deps
+        say "building venv $VENV (a minute or two)"
+        rm -rf "$VENV"
+        python3 -m venv "$VENV"
+        pip=("$VENV/bin/python" -m pip install -q --disable-pip-version-check)
+        "${pip[@]}" wheel
+        if [ -f "$constraints" ]; then
+            PIP_CONSTRAINT="$constraints" "${pip[@]}" -r "$ODOO_SRC/requirements.txt"
+        else
+            "${pip[@]}" -r "$ODOO_SRC/requirements.txt"
+        fi
+        if [ -f "$extra" ]; then "${pip[@]}" -r "$extra"; fi
+        "${pip[@]}" odoorpc
+        touch "$VENV/.complete"
+    fi
+    ODOO_PYTHON="$VENV/bin/python"
 fi
 
-db_exists() {
-    psql -d postgres -Atc "SELECT 1 FROM pg_database WHERE datname = '$1'" | grep -q 1
-}
-
-# The template is only reused when its install finished: a marker row written last.
+# 3. the template database
+TEMPLATE_DB="${ODOO_TEMPLATE_DB:-stock_sync_tmpl_${major}_$tree_key}"
+db_exists() { psql -d postgres -Atc "SELECT 1 FROM pg_database WHERE datname = '$1'" | grep -q 1; }
+# reused only when its install finished: sale_stock installed is written last
 template_ready() {
     db_exists "$TEMPLATE_DB" && psql -d "$TEMPLATE_DB" -Atc \
         "SELECT 1 FROM ir_module_module WHERE name = 'sale_stock' AND state = 'installed'" \
         2>/dev/null | grep -q 1
 }
-
 if template_ready; then
-    echo "template database $TEMPLATE_DB is ready (reused)"
+    say "template database $TEMPLATE_DB is ready (reused)"
 else
-    db_exists "$TEMPLATE_DB" && dropdb "$TEMPLATE_DB"
-    echo "creating template database $TEMPLATE_DB (sale_stock, no demo; about a minute)"
-    "$VENV/bin/python" "$ODOO_SRC/odoo-bin" \
-        --addons-path="$ODOO_SRC/addons,$ODOO_SRC/odoo/addons,$HERE/odoo_addon" \
+    if db_exists "$TEMPLATE_DB"; then dropdb "$TEMPLATE_DB"; fi
+    say "creating template database $TEMPLATE_DB (sale_stock, no demo; about a minute)"
+    "$ODOO_PYTHON" "$ODOO_SRC/odoo-bin" \
+        --addons-path="$ODOO_SRC/addons,$ODOO_SRC/odoo/addons" \
         -d "$TEMPLATE_DB" -i sale_stock --without-demo=all --stop-after-init \
-        --http-interface=127.0.0.1 --log-level=warn
-    template_ready || { echo "template install failed" >&2; exit 1; }
+        --http-interface=127.0.0.1 --http-port=0 --log-level=warn >&2
+    template_ready || { say "template install failed"; exit 1; }
 fi
-echo "$VENV/bin/python"
+echo "export ODOO_VERSION=$VERSION"
+echo "export ODOO_SRC=$ODOO_SRC"
+echo "export ODOO_PYTHON=$ODOO_PYTHON"
+echo "export ODOO_TEMPLATE_DB=$TEMPLATE_DB"

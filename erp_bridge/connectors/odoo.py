@@ -1,8 +1,13 @@
-"""Odoo (the stock_sync_bridge module's API) over JSON-RPC with odoorpc.
+"""Odoo (the stock_sync_bridge module's API): JSON-RPC with odoorpc (17, 18), JSON-2 (19).
 
-The module does the stock work in Odoo's own transactions; this adapter only calls its public
-methods (docs/odoo-module.md) and classifies what comes back. odoorpc clients are not thread
-safe, so each worker thread logs in with its own client.
+The module does the stock work in Odoo's own transactions, one server method per business
+operation; this adapter only calls its public methods (docs/odoo-module.md) with named arguments
+and classifies what comes back. The transport follows ``connection.auth.kind``:
+``session_login`` (user + password) uses odoorpc's JSON-RPC, ``bearer`` (an API key) uses Odoo
+19's JSON-2 API (odoo_json2.py). ``GET /web/version`` tells which one the server wants: JSON-2
+on an Odoo older than 19 is a ConfigError, JSON-RPC on 19 works but is deprecated there and
+logs a warning once. odoorpc clients are not thread safe, so each worker thread logs in with its
+own client.
 """
 from __future__ import annotations
 
@@ -22,8 +27,9 @@ from ..domain import Availability, Count, Decrement, Increment
 from ..errors import BridgeError, ConfigError, RejectedError, RetryableError
 from ..mapping.compile import UnmappedError
 from ..mapping.engine import item_code
-from .base import Capability
 from ..domain import Delivered, Result
+from .base import Capability
+from .odoo_json2 import Json2Client, classify_json2, server_version
 
 log = logging.getLogger(__name__)
 API_MODEL = "stock.sync.api"
@@ -65,16 +71,41 @@ class OdooConnector:
     def __init__(self, mapping, settings, lookups=None, client_factory: Callable[..., Any] = odoorpc.ODOO):
         self.name = mapping.system
         self.mapping = mapping
-        url = urlsplit(mapping.connection.base_url)
-        self._target = dict(host=url.hostname, port=url.port or (443 if url.scheme == "https" else 80),
-                            protocol="jsonrpc+ssl" if url.scheme == "https" else "jsonrpc",
-                            timeout=mapping.connection.timeout_s)
-        self._database = mapping.connection.database
-        secrets = mapping.connection.auth.secrets
-        self._login = settings.secret(secrets["username"])
-        self._password = settings.secret(secrets["password"])
+        conn = mapping.connection
+        self._base_url, self._timeout = conn.base_url, conn.timeout_s
+        self._database = conn.database
+        secrets = conn.auth.secrets
+        self.transport = "json2" if conn.auth.kind == "bearer" else "jsonrpc"
+        if self.transport == "json2":
+            self._json2 = Json2Client(conn.base_url, conn.database, settings.secret(secrets["token"]),
+                                      conn.timeout_s)
+        else:
+            url = urlsplit(conn.base_url)
+            self._target = dict(host=url.hostname, port=url.port or (443 if url.scheme == "https" else 80),
+                                protocol="jsonrpc+ssl" if url.scheme == "https" else "jsonrpc",
+                                timeout=conn.timeout_s)
+            self._login = settings.secret(secrets["username"])
+            self._password = settings.secret(secrets["password"])
         self._factory = client_factory
         self._local = threading.local()
+        self._version_checked = False
+
+    def _check_version(self) -> None:
+        """Once: does the server's version suit the configured transport?"""
+        if self._version_checked:
+            return
+        version = server_version(self._base_url, self._timeout)
+        if version is None:
+            return  # unreachable now: the call itself will say so, and we ask again next time
+        if self.transport == "json2" and (not version or version[0] < 19):
+            raise ConfigError(f"this Odoo ({'.'.join(map(str, version)) or 'older than 18'}) has no JSON-2 "
+                              "API: use connection.auth kind session_login (user and password) for Odoo 17 "
+                              "and 18")
+        if self.transport == "jsonrpc" and version and version[0] >= 19:
+            log.warning("Odoo %s.%s deprecates /jsonrpc (scheduled for removal): set connection.auth "
+                        "kind: bearer with an API key secret to use JSON-2 (docs/odoo-module.md)",
+                        *version[:2])
+        self._version_checked = True
 
     def _api(self):
         client = getattr(self._local, "client", None)
@@ -82,34 +113,42 @@ class OdooConnector:
             client = self._factory(**self._target)
             client.login(self._database, self._login.get_secret_value(), self._password.get_secret_value())
             self._local.client = client
-        return client.env[API_MODEL]
+        return client
 
-    def call(self, method: str, *args) -> Any:
+    def call(self, method: str, **kwargs) -> Any:
+        """One public method of stock.sync.api, named arguments only (as JSON-2 requires)."""
         try:
-            return getattr(self._api(), method)(*args)
+            self._check_version()
+            if self.transport == "json2":
+                return self._json2.call(API_MODEL, method, **kwargs)
+            return self._api().execute_kw(API_MODEL, method, [], kwargs)
+        except BridgeError:
+            raise
         except Exception as exc:  # every failure is classified, none escapes unnamed
             self._local.client = None  # a fresh login next time (session may have expired)
+            if self.transport == "json2":
+                raise classify_json2(exc, method) from exc
             raise classify(exc, method) from exc
 
     # --- outbox (flows 1 and 2) ----------------------------------------------------------------
     def fetch_markers(self, limit: int = 500) -> list[dict]:
-        return self.call("fetch_markers", limit)
+        return self.call("fetch_markers", limit=limit)
 
     def ack_markers(self, results: list[dict]) -> list[dict]:
-        return self.call("ack_markers", results)
+        return self.call("ack_markers", results=results)
 
     def fetch_journal(self, limit: int = 500) -> list[dict]:
-        return self.call("fetch_journal", limit)
+        return self.call("fetch_journal", limit=limit)
 
     def ack_journal(self, results: list[dict]) -> list[dict]:
-        return self.call("ack_journal", results)
+        return self.call("ack_journal", results=results)
 
     # --- capabilities --------------------------------------------------------------------------
     def read_availability(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Availability]:
         """Figures per (SKU, internal location); keys Odoo does not know are absent."""
         codes = {self._code(loc): loc for _, loc in keys if self.mapping.location_entry(loc)}
         skus = {self._sku(sku): sku for sku, _ in keys}
-        answers = self.call("read_availability", sorted(skus), sorted(codes))
+        answers = self.call("read_availability", skus=sorted(skus), locations=sorted(codes))
         wanted, out = set(keys), {}
         for answer in answers:
             key = (skus.get(answer.get("sku")), codes.get(answer.get("location")))
@@ -120,7 +159,7 @@ class OdooConnector:
     def apply_stock_changes(self, changes: Sequence[Decrement | Increment | Count]) -> list[Result]:
         lines = [self._line_or_error(c) for c in changes]
         sent = [line for line in lines if isinstance(line, dict)]
-        results = {r["key"]: r for r in self.call("apply_stock_changes", sent)} if sent else {}
+        results = {r["key"]: r for r in self.call("apply_stock_changes", lines=sent)} if sent else {}
         return [line if isinstance(line, BridgeError) else _outcome(results.get(line["key"]), line["key"])
                 for line in lines]
 
@@ -138,6 +177,8 @@ class OdooConnector:
 
     def close(self) -> None:
         self._local = threading.local()
+        if self.transport == "json2":
+            self._json2.close()
 
 
 def availability_of(sku: str, location: str, figures: dict) -> Availability:

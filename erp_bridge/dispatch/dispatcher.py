@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 from ..connectors.base import Capability, Connector
 from ..domain import Delivered
 from ..errors import BridgeError, ConfigError, RejectedError, RetryableError
-from ..queue.base import SALE_KINDS, Entry, Queue, State
+from ..queue.base import SALE_KINDS, Entry, Queue, State, orphaned_owners
 from .metrics import DispatchMetrics, default_metrics
 from ..errors import NotAttempted
 from .ratelimit import TokenBucket
@@ -142,11 +142,20 @@ class Dispatcher:
     def start(self) -> None:
         self._stopping.clear()
         self._expired.clear()
+        self._reclaim_predecessors()
         self._threads = [threading.Thread(target=self._work, args=(f"{self.name}/{i}",),
                                           name=f"dispatch-{i}", daemon=True)
                          for i in range(self._workers)]
         for thread in self._threads:
             thread.start()
+
+    def _reclaim_predecessors(self) -> None:
+        """Leases of a crashed predecessor on this host come back now, not after lease_s."""
+        orphans = orphaned_owners(self._queue.lease_owners(), self.name)
+        if orphans:
+            count = self._queue.reclaim(orphans)
+            log.info("dispatcher %s: reclaimed %d leased entries of gone workers %s", self.name, count,
+                     ", ".join(orphans))
 
     def stop(self, deadline_s: float) -> None:
         """Stop leasing; in-flight batches finish until the deadline, then what has not reached

@@ -9,6 +9,7 @@ Timestamps come from an injected clock returning epoch seconds (``time.time`` by
 """
 from __future__ import annotations
 
+import os
 import random
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -157,6 +158,14 @@ class Queue(Protocol):
         """Give leased entries back untouched (shutdown, or not sent because the target is
         down), without counting an attempt; due again after ``delay_s``."""
 
+    def lease_owners(self) -> list[str]:
+        """The workers holding unexpired leases now, sorted."""
+
+    def reclaim(self, owners: Collection[str]) -> int:
+        """The leases of ``owners`` (workers known to be gone, e.g. a crashed predecessor) end
+        now instead of at ``lease_until``: each counts a lost attempt, as at lease expiry (dead
+        when the attempts are exhausted), and is due again at once. Returns how many."""
+
     def get(self, entry_id: int) -> Entry | None: ...
 
     def attempts(self, entry_id: int) -> list[Attempt]: ...
@@ -165,7 +174,6 @@ class Queue(Protocol):
 
     def unfinished(self, target: str, limit: int = 100_000) -> list[Entry]:
         """Pending and leased entries of ``target`` (still on their way), oldest first."""
-        raise NotImplementedError
 
     def replay(self, entry_id: int) -> Entry:
         """A dead entry goes back to pending with its attempts reset. KeyError if unknown,
@@ -196,3 +204,29 @@ class Queue(Protocol):
         """Raise if the store cannot be reached."""
 
     def close(self) -> None: ...
+
+
+def orphaned_owners(owners: Collection[str], process: str,
+                    alive: Callable[[int], bool] | None = None) -> list[str]:
+    """The owners a process named ``process`` ("<host>:<pid>") may reclaim at start: workers
+    ("<host>:<pid>/<n>") of another, no longer running process on the same host - its crashed or
+    killed predecessor. Owners on other hosts, or whose process runs, are left to expire."""
+    host, _, own_pid = process.rpartition(":")
+    alive = alive or _pid_alive
+    out = []
+    for owner in owners:
+        name = owner.partition("/")[0]
+        owner_host, _, pid = name.rpartition(":")
+        if owner_host == host and pid.isdigit() and pid != own_pid and not alive(int(pid)):
+            out.append(owner)
+    return out
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it exists
+        return True
+    return True

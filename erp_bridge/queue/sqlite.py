@@ -205,6 +205,25 @@ class SQLiteQueue:
         args = [now, *(targets or ()), now, *(targets or ()), limit]
         return db.execute(sql, args).fetchall()
 
+    def lease_owners(self) -> list[str]:
+        rows = self._read("SELECT DISTINCT lease_owner FROM entries WHERE state = 'leased' AND lease_until > ?"
+                          " ORDER BY lease_owner", (self._clock(),))
+        return [row["lease_owner"] for row in rows]
+
+    def reclaim(self, owners: Collection[str]) -> int:
+        owners = list(owners)
+        if not owners:
+            return 0
+        with self._tx() as db:
+            now = self._clock()
+            rows = db.execute(f"SELECT * FROM entries WHERE state = 'leased' AND lease_owner IN"
+                              f" ({', '.join('?' * len(owners))})", owners).fetchall()
+            for row in rows:
+                if self._expire(db, row, now):
+                    db.execute("UPDATE entries SET state = 'pending', lease_owner = NULL, lease_until = NULL,"
+                               " updated_at = ? WHERE id = ?", (now, row["id"]))
+            return len(rows)
+
     def _expire(self, db: sqlite3.Connection, row: sqlite3.Row, now: float) -> bool:
         """A lease ran out (its worker died or hung): count the lost attempt, so an entry that
         kills every worker that touches it ends in the dead letters. True if it may be leased."""

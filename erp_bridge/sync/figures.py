@@ -1,7 +1,9 @@
 """The figure last pushed to each channel key, so an unchanged figure is not pushed again.
 
-A small SQLite file in the data directory (durable: after a restart the bridge still knows what
-each channel shows). Losing it costs one redundant push per key, never a wrong figure.
+Kept in the queue's storage (one URL for everything durable): a table in the SQLite queue's file,
+or in the PostgreSQL database every process and host shares, so a host that did not push a figure
+still knows what the channel shows. Losing it costs one redundant push per key, never a wrong
+figure (per key, one delivery is in flight at a time across all hosts: the queue's rule).
 """
 from __future__ import annotations
 
@@ -10,11 +12,48 @@ import threading
 import time
 from decimal import Decimal
 from pathlib import Path
+from typing import Callable
+
+from ..storage import POSTGRES, engine, sqlite_path
+from ..storage import postgres as pg
+
+UPSERT = ("INSERT INTO {table} (target, item, location, quantity, pushed_at) VALUES ({marks})"
+          " ON CONFLICT (target, item, location) DO UPDATE SET quantity = excluded.quantity,"
+          " pushed_at = excluded.pushed_at")
 
 
 class FigureStore:
-    def __init__(self, path: Path | str):
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+    """``storage``: the queue's storage URL (``sqlite:///...`` or ``postgresql://...``), or a
+    path to a SQLite file of its own."""
+
+    def __init__(self, storage: Path | str, clock: Callable[[], float] = time.time):
+        self._clock = clock
+        url = str(storage) if "://" in str(storage) else f"sqlite:///{storage}"
+        self._impl: _SQLiteFigures | _PgFigures = _PgFigures(url) if engine(url) == POSTGRES \
+            else _SQLiteFigures(sqlite_path(url))
+
+    def get(self, target: str, item: str, location: str) -> Decimal | None:
+        return self._impl.get(target, item, location)
+
+    def put(self, target: str, item: str, location: str, quantity: Decimal) -> None:
+        self._impl.put(target, item, location, quantity, self._clock())
+
+    def items(self, target: str) -> list[tuple[str, str]]:
+        """Every (item, channel location code) a figure was pushed to for ``target``."""
+        return self._impl.items(target)
+
+    def forget(self, target: str, item: str, location: str) -> None:
+        """The channel does not show what was pushed (reconciliation): the next figure is pushed."""
+        self._impl.forget(target, item, location)
+
+    def close(self) -> None:
+        self._impl.close()
+
+
+class _SQLiteFigures:
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
         self._lock = threading.Lock()
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -27,23 +66,48 @@ class FigureStore:
                                    (target, item, location)).fetchone()
         return None if row is None else Decimal(row[0])
 
-    def put(self, target: str, item: str, location: str, quantity: Decimal) -> None:
+    def put(self, target: str, item: str, location: str, quantity: Decimal, now: float) -> None:
         with self._lock:
-            self._db.execute("INSERT INTO pushed VALUES (?, ?, ?, ?, ?) ON CONFLICT (target, item, location) "
-                             "DO UPDATE SET quantity=excluded.quantity, pushed_at=excluded.pushed_at",
-                             (target, item, location, str(quantity), time.time()))
+            self._db.execute(UPSERT.format(table="pushed", marks="?, ?, ?, ?, ?"),
+                             (target, item, location, str(quantity), now))
 
     def items(self, target: str) -> list[tuple[str, str]]:
-        """Every (item, channel location code) a figure was pushed to for ``target``."""
         with self._lock:
             return [(r[0], r[1]) for r in self._db.execute(
                 "SELECT item, location FROM pushed WHERE target=? ORDER BY item, location", (target,))]
 
     def forget(self, target: str, item: str, location: str) -> None:
-        """The channel does not show what was pushed (reconciliation): the next figure is pushed."""
         with self._lock:
             self._db.execute("DELETE FROM pushed WHERE target=? AND item=? AND location=?", (target, item, location))
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+class _PgFigures:
+    def __init__(self, url: str):
+        self._url, self._pool = url, pg.acquire(url)
+
+    def get(self, target: str, item: str, location: str) -> Decimal | None:
+        with pg.reading(self._pool) as conn:
+            row = conn.execute("SELECT quantity FROM bridge_pushed WHERE target = %s AND item = %s"
+                               " AND location = %s", (target, item, location)).fetchone()
+        return None if row is None else Decimal(row["quantity"])
+
+    def put(self, target: str, item: str, location: str, quantity: Decimal, now: float) -> None:
+        pg.run(self._pool, lambda conn: conn.execute(UPSERT.format(table="bridge_pushed", marks="%s, %s, %s, %s, %s"),
+                                                     (target, item, location, quantity, now)))
+
+    def items(self, target: str) -> list[tuple[str, str]]:
+        with pg.reading(self._pool) as conn:
+            rows = conn.execute("SELECT item, location FROM bridge_pushed WHERE target = %s ORDER BY item, location",
+                                (target,)).fetchall()
+        return [(r["item"], r["location"]) for r in rows]
+
+    def forget(self, target: str, item: str, location: str) -> None:
+        pg.run(self._pool, lambda conn: conn.execute(
+            "DELETE FROM bridge_pushed WHERE target = %s AND item = %s AND location = %s", (target, item, location)))
+
+    def close(self) -> None:
+        pg.release(self._url)

@@ -4,7 +4,7 @@
     "name": "Stock Sync Bridge",
     "summary": "Real-time stock sync: transactional outbox, move journal and "
     "an idempotent API for the stock-sync bridge",
-    "version": "17.0.1.0.0",
+    "version": "1.0.0",  # each Odoo prefixes its own series (17.0., 18.0., 19.0.)
     "category": "Inventory/Inventory",
     "website": "https://github.com/stock-sync/stock-sync",
     "author": "Stock Sync contributors",

@@ -288,8 +288,10 @@ def sap_mapping(url: str, *, role: str = "mirror", batch_size: int = 20, timeout
 
 
 def connector_for(sl: FakeServiceLayer, data_dir, *, mapping=None, settle_s: float = 0.0,
-                  clock: Callable[[], float] = time.time, session_clock: Callable[[], float] = time.monotonic):
-    """The connector as the registry builds it (same factory), on the fake, with test clocks."""
+                  clock: Callable[[], float] = time.time, session_clock: Callable[[], float] = time.monotonic,
+                  storage: str | None = None):
+    """The connector as the registry builds it (same factory), on the fake, with test clocks;
+    its ledger in ``storage`` (default: the SQLite queue file in ``data_dir``)."""
     from erp_bridge.connectors.runtime.context import ConnectorContext
     from erp_bridge.connectors.sap_b1 import from_context
 
@@ -297,7 +299,7 @@ def connector_for(sl: FakeServiceLayer, data_dir, *, mapping=None, settle_s: flo
     _, username, password = sl.credentials
     secrets = {mapping.connection.auth.secrets["username"]: username,
                mapping.connection.auth.secrets["password"]: password}
-    storage = f"sqlite:///{data_dir}/queue.sqlite3"
+    storage = storage or f"sqlite:///{data_dir}/queue.sqlite3"
     ctx = ConnectorContext(mapping, secrets.__getitem__, {}, storage)
     return from_context(ctx, settle_s=settle_s, clock=clock, session_clock=session_clock)
 

@@ -130,6 +130,33 @@ def test_expired_lease_counts_an_attempt_and_the_old_holder_cannot_ack(queue, cl
     assert "lease expired" in queue.attempts(e.id)[0].error
 
 
+def test_reclaimed_leases_of_a_gone_worker_come_back_at_once(queue, clock):
+    """A restarted bridge takes its crashed predecessor's work now, not a whole lease_s later."""
+    e, other = queue.enqueue([new("k"), new("o", item="SKU-2")])
+    take(queue, "k", worker="host:41/0")
+    take(queue, "o", worker="host:42/0")  # a live sibling: its lease stays
+    assert queue.lease_owners() == ["host:41/0", "host:42/0"]
+    assert lease_keys(queue, worker="host:43/0") == []
+    assert queue.reclaim(["host:41/0"]) == 1
+    assert queue.lease_owners() == ["host:42/0"]
+    assert lease_keys(queue, worker="host:43/0") == ["k"]  # no clock advance
+    queue.ack([e.id], "host:41/0")  # the gone worker can no longer ack
+    assert queue.get(e.id).lease_owner == "host:43/0"
+    queue.ack([e.id], "host:43/0")
+    assert [(a.outcome, a.worker) for a in queue.attempts(e.id)] == [
+        (Outcome.RETRY, "host:41/0"), (Outcome.DELIVERED, "host:43/0")]
+    assert queue.get(other.id).state is State.LEASED
+    assert queue.reclaim([]) == 0 and queue.reclaim(["nobody"]) == 0
+
+
+def test_reclaim_counts_the_lost_attempt_towards_the_dead_letters(queue, clock):
+    e = queue.enqueue([new("poison")])[0]
+    for n in range(POLICY["max_attempts"]):
+        take(queue, "poison", worker=f"host:{n}/0")
+        queue.reclaim([f"host:{n}/0"])
+    assert queue.get(e.id).state is State.DEAD
+
+
 def test_entry_that_outlives_every_lease_is_dead_lettered(queue, clock):
     e = queue.enqueue([new("poison")])[0]
     for _ in range(POLICY["max_attempts"]):
@@ -293,6 +320,15 @@ def test_dead_letters_filter_and_page(queue):
     assert [d.idempotency_key for d in queue.dead_letters("shop")] == ["k1", "k3"]
     assert [d.idempotency_key for d in queue.dead_letters(limit=2, offset=1)] == ["k1", "k2"]
     assert len(entries) == 5
+
+
+def test_unfinished_lists_pending_and_leased_entries_of_one_target(queue):
+    queue.enqueue([new("a", item="I1"), new("b", item="I2"), new("c", item="I3"), new("d", target="pos")])
+    leased = queue.lease("w1", 2, LEASE_S, targets=["shop"])
+    queue.ack([leased[0].id], "w1")
+    left = queue.unfinished("shop")
+    assert [e.idempotency_key for e in left] == ["b", "c"] and {e.state for e in left} == {State.LEASED, State.PENDING}
+    assert [e.idempotency_key for e in queue.unfinished("pos")] == ["d"]
 
 
 def test_replay_redelivers_dead_entry_with_same_key(queue, clock):

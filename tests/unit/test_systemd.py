@@ -89,3 +89,11 @@ def test_unit_file_passes_systemd_analyze_verify(tmp_path):
     result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
     problems = [l for l in (result.stdout + result.stderr).splitlines() if "erp-bridge.service" in l]
     assert result.returncode == 0 and not problems, result.stdout + result.stderr
+
+
+def test_worker_unit_is_the_service_unit_running_worker():
+    """The worker-only host's unit keeps every hardening line of the service unit."""
+    service, worker = UNIT.read_text(), (UNIT.parent / "erp-bridge-worker.service").read_text()
+    assert "config.yaml worker\n" in worker and " serve\n" not in worker
+    hardening = [l for l in service.splitlines() if l and not l.startswith(("#", "Description", "ExecStart"))]
+    assert [l for l in hardening if l not in worker.splitlines()] == []

@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from .ledger import sqlite_path
+from ...storage import sqlite_path
 
 #: done references are forgotten after this long; platforms stop redelivering well before (BigCommerce: 48 h)
 KEEP_DONE_S = 7 * 86400.0

@@ -1,4 +1,7 @@
 from . import compat
+from . import ir_ui_view
+from . import ir_actions_act_window
+from . import res_groups
 from . import res_company
 from . import res_config_settings
 from . import product_template

@@ -17,13 +17,14 @@ class StockMove(models.Model):
         # no exists(): none of the hooked operations deletes the moves it is called on
         self.env["stock.sync.outbox"].sudo()._mark_moves(self)
 
-    def _action_confirm(self, merge=True, merge_into=False):
-        moves = super()._action_confirm(merge=merge, merge_into=merge_into)
+    # *args/**kwargs: the signatures differ between 17, 18 and 19 (19 adds create_proc)
+    def _action_confirm(self, *args, **kwargs):
+        moves = super()._action_confirm(*args, **kwargs)
         moves._stock_sync_mark()
         return moves
 
-    def _action_assign(self, force_qty=False):
-        res = super()._action_assign(force_qty=force_qty)
+    def _action_assign(self, *args, **kwargs):
+        res = super()._action_assign(*args, **kwargs)
         self._stock_sync_mark()
         return res
 
@@ -37,8 +38,8 @@ class StockMove(models.Model):
         self._stock_sync_mark()
         return res
 
-    def _action_done(self, cancel_backorder=False):
-        moves = super()._action_done(cancel_backorder=cancel_backorder)
+    def _action_done(self, *args, **kwargs):
+        moves = super()._action_done(*args, **kwargs)
         # journal first: a mirror needs the move itself, channels only the marker
         self.env["stock.sync.outbox"].sudo()._journal_moves(moves)
         moves._stock_sync_mark()

@@ -2,6 +2,9 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
 from odoo import api, fields, models
 
+from . import compat
+from .concurrency import execute_contended
+
 
 class StockSyncApplied(models.Model):
     """Ledger of channel stock changes applied to Odoo, one row per external key.
@@ -28,9 +31,9 @@ class StockSyncApplied(models.Model):
     move_ids = fields.Many2many("stock.move", string="Stock Moves", readonly=True)
     company_id = fields.Many2one("res.company", index=True)
 
-    _sql_constraints = [
+    compat.sql_constraints(locals(), [
         ("key_uniq", "unique(key)", "This channel change was already applied."),
-    ]
+    ])
 
     @api.model
     def _claim(self, line, product, location):
@@ -39,7 +42,8 @@ class StockSyncApplied(models.Model):
         ON CONFLICT DO NOTHING relies on the same unique index, so a concurrent
         duplicate waits for the first transaction and then finds the key taken.
         """
-        self.env.cr.execute(
+        execute_contended(
+            self.env.cr,
             """
             INSERT INTO stock_sync_applied
                    (key, kind, product_id, location_id, quantity, channel, order_ref,

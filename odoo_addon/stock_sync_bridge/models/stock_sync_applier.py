@@ -8,6 +8,8 @@ from odoo import Command, api, models
 from odoo.exceptions import UserError, ValidationError
 from odoo.tools import float_compare
 
+from . import compat
+from .concurrency import execute_contended
 from .compat import storable_domain
 from .stock_sync_outbox import ORIGIN_KEY
 
@@ -45,7 +47,8 @@ class StockSyncApplier(models.AbstractModel):
         skus = sorted({str(line.get("sku")) for line in lines if isinstance(line, dict)})
         if not skus:
             return
-        self.env.cr.execute(
+        execute_contended(
+            self.env.cr,
             """
             UPDATE product_product SET write_date = write_date
              WHERE id IN (SELECT id FROM product_product
@@ -227,17 +230,17 @@ class StockSyncApplier(models.AbstractModel):
                 "origin": origin,
                 "company_id": internal.company_id.id,
                 "move_ids": [
-                    Command.create(
+                    Command.create(compat.move_values(
+                        "%s %s" % (line["key"], product.display_name),
                         {
-                            "name": "%s %s" % (line["key"], product.display_name),
                             "product_id": product.id,
                             "product_uom_qty": line["quantity"],
                             "product_uom": product.uom_id.id,
                             "origin": origin,
                             "location_id": source.id,
                             "location_dest_id": dest.id,
-                        }
-                    )
+                        },
+                    ))
                 ],
             }
         )

@@ -2,6 +2,8 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
 from odoo import api, fields, models
 
+from . import compat
+
 DELIVERY_STATES = [("pending", "Pending"), ("done", "Done"), ("dead", "Dead")]
 # what the bridge may report -> stored state ('failed' = will retry, keep pending)
 ACK_STATES = {"done": "done", "dead": "dead", "failed": "pending"}
@@ -33,7 +35,7 @@ class StockSyncDelivery(models.Model):
     attempts = fields.Integer(default=0)
     last_error = fields.Text()
 
-    _sql_constraints = [
+    compat.sql_constraints(locals(), [
         ("marker_target_uniq", "unique(marker_id, target)", "One result per target."),
         ("journal_target_uniq", "unique(journal_id, target)", "One result per target."),
         (
@@ -41,7 +43,7 @@ class StockSyncDelivery(models.Model):
             "CHECK((marker_id IS NULL) <> (journal_id IS NULL))",
             "A delivery belongs to exactly one marker or one journal row.",
         ),
-    ]
+    ])
 
     @api.depends("marker_id", "journal_id")
     def _compute_event_type(self):

@@ -2,6 +2,7 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
 from odoo import fields, models
 
+from . import compat
 from .stock_sync_marker import EVENT_STATES
 
 
@@ -35,6 +36,6 @@ class StockSyncJournal(models.Model):
     done_date = fields.Datetime(readonly=True)
     delivery_ids = fields.One2many("stock.sync.delivery", "journal_id", "Deliveries")
 
-    _sql_constraints = [
+    compat.sql_constraints(locals(), [
         ("move_uniq", "unique(move_id)", "A stock move is journaled only once."),
-    ]
+    ])

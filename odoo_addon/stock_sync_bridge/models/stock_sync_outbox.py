@@ -16,6 +16,8 @@ import requests
 
 from odoo import api, models
 
+from .concurrency import execute_contended
+
 _logger = logging.getLogger(__name__)
 
 NUDGE_TIMEOUT = 0.5  # seconds; the bridge polls anyway, so never wait on it
@@ -119,7 +121,8 @@ class StockSyncOutbox(models.AbstractModel):
         placeholders = ",".join(["(%s, %s, %s, %s, 'pending', %s)"] * len(values))
         params = [item for row in values for item in row]
         # one statement for the batch; sorted keys keep lock order stable (no deadlock)
-        self.env.cr.execute(
+        execute_contended(
+            self.env.cr,
             """
             INSERT INTO stock_sync_marker AS m
                    (product_id, location_id, company_id, origin, state, create_uid,

@@ -3,6 +3,8 @@
 from odoo import Command
 from odoo.tests.common import TransactionCase, new_test_user
 
+from ..models import compat
+
 
 class StockSyncCase(TransactionCase):
     """Own warehouse, products and stock; no demo data is assumed."""
@@ -32,7 +34,7 @@ class StockSyncCase(TransactionCase):
     @classmethod
     def _product(cls, sku, synced):
         return cls.env["product.product"].create(
-            {"name": sku, "default_code": sku, "type": "product",
+            {"name": sku, "default_code": sku, **compat.storable_values(),
              "stock_sync_enabled": synced}
         )
 

@@ -6,6 +6,7 @@ from odoo import fields
 from odoo.exceptions import AccessError
 from odoo.tests.common import new_test_user
 
+from ..models import compat
 from .common import StockSyncCase
 
 
@@ -176,14 +177,14 @@ class TestApi(StockSyncCase):
         whens = []
         for days, source in ((9, supplier), (4, supplier), (2, customers)):  # a return is incoming too
             whens.append(fields.Datetime.now() + timedelta(days=days))
-            self.env["stock.move"].create({
-                "name": "incoming", "product_id": self.product.id, "product_uom_qty": 5,
+            self.env["stock.move"].create(compat.move_values("incoming", {
+                "product_id": self.product.id, "product_uom_qty": 5,
                 "product_uom": self.product.uom_id.id, "location_id": source.id,
-                "location_dest_id": self.stock.id, "date": whens[-1]})._action_confirm()
+                "location_dest_id": self.stock.id, "date": whens[-1]}))._action_confirm()
         # an internal move within the location restocks nothing
-        self.env["stock.move"].create({
-            "name": "internal", "product_id": self.product.id, "product_uom_qty": 1,
+        self.env["stock.move"].create(compat.move_values("internal", {
+            "product_id": self.product.id, "product_uom_qty": 1,
             "product_uom": self.product.uom_id.id, "location_id": self.shelf.id,
-            "location_dest_id": self.stock.id, "date": fields.Datetime.now()})._action_confirm()
+            "location_dest_id": self.stock.id, "date": fields.Datetime.now()}))._action_confirm()
         [after] = [r for r in self.api.read_availability(["SYNC-1"], ["SYW"]) if r["status"] == "ok"]
         self.assertEqual(after["availability"]["restock_at"], min(whens).isoformat())

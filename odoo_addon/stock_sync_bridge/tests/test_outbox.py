@@ -4,6 +4,7 @@ from psycopg2 import IntegrityError
 
 from odoo.tools import mute_logger
 
+from ..models import compat
 from .common import StockSyncCase
 
 
@@ -78,14 +79,12 @@ class TestOutbox(StockSyncCase):
 
     def test_journal_converts_to_product_uom(self):
         dozen = self.env.ref("uom.product_uom_dozen")
-        move = self.env["stock.move"].create(
-            {
-                "name": "in by dozen", "product_id": self.product.id,
-                "product_uom": dozen.id, "product_uom_qty": 1,
-                "location_id": self.env.ref("stock.stock_location_suppliers").id,
-                "location_dest_id": self.stock.id,
-            }
-        )
+        move = self.env["stock.move"].create(compat.move_values("in by dozen", {
+            "product_id": self.product.id,
+            "product_uom": dozen.id, "product_uom_qty": 1,
+            "location_id": self.env.ref("stock.stock_location_suppliers").id,
+            "location_dest_id": self.stock.id,
+        }))
         move._action_confirm()
         move.quantity = 1
         move.picked = True

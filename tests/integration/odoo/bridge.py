@@ -14,7 +14,7 @@ import requests
 from tests.fakes.sap_b1 import FakeServiceLayer
 from tests.fakes.shopify import API_VERSION, FakeShopify
 
-from .server import free_port
+from .server import free_port, major
 
 REPO = Path(__file__).resolve().parents[3]
 ERP_BRIDGE = str(Path(sys.executable).with_name("erp-bridge"))
@@ -31,10 +31,13 @@ connection:
   base_url: http://127.0.0.1:{port}
   database: {db}
   timeout_s: 10
-  auth: {{kind: session_login, secrets: {{username: odoo_user, password: odoo_password}}}}
+  auth: {auth}
 webhooks: {{secret: odoo_nudge_secret}}
 locations: {{map: [{{internal: {stock}, code: {stock}}}]}}
 """
+# JSON-RPC (odoorpc) with the user's password on 17 and 18; JSON-2 with an API key on 19
+SESSION_AUTH = "{kind: session_login, secrets: {username: odoo_user, password: odoo_password}}"
+JSON2_AUTH = "{kind: bearer, secrets: {token: odoo_api_key}}"
 SHOPIFY = """version: 1
 system: shopify
 connector: shopify
@@ -112,7 +115,8 @@ def write_config(tmp: Path, odoo_port: int, db: str, stock: str, shop: FakeShopi
                  pos_url: str, skus: dict[str, str]) -> Path:
     maps = tmp / "mappings"
     maps.mkdir()
-    (maps / "odoo.yaml").write_text(ODOO.format(port=odoo_port, db=db, stock=stock))
+    auth = JSON2_AUTH if major() >= 19 else SESSION_AUTH
+    (maps / "odoo.yaml").write_text(ODOO.format(port=odoo_port, db=db, stock=stock, auth=auth))
     (maps / "shopify.yaml").write_text(SHOPIFY.format(url=shop.url, version=API_VERSION, stock=stock,
                                                       location=SHOP_LOCATION))
     (maps / "shopify_items.csv").write_text("sku,inventory_item_id\n" + "".join(f"{s},{i}\n" for s, i in skus.items()))
@@ -129,10 +133,12 @@ def write_config(tmp: Path, odoo_port: int, db: str, stock: str, shop: FakeShopi
     return tmp / "bridge.yaml"
 
 
-def start(config: Path, odoo_login: str) -> Bridge:
+def start(config: Path, odoo_login: str, odoo_api_key: str | None = None) -> Bridge:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ERP_BRIDGE_")}
     env.update({f"ERP_BRIDGE_SECRETS__{k.upper()}": v for k, v in SECRETS.items() if k != "admin_token"})
     env.update(ERP_BRIDGE_SECRETS__ODOO_USER=odoo_login, ERP_BRIDGE_ADMIN_TOKEN=SECRETS["admin_token"])
+    if odoo_api_key:
+        env["ERP_BRIDGE_SECRETS__ODOO_API_KEY"] = odoo_api_key
     port = int(config.read_text().split("port: ")[1].split("}")[0])
     log = config.parent / "bridge.log"
     proc = subprocess.Popen([ERP_BRIDGE, "--config", str(config), "serve"], env=env,

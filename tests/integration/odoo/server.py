@@ -1,12 +1,14 @@
-"""Start and drive a real Odoo 17 for the integration tests and the benchmark.
+"""Start and drive a real Odoo (17.0, 18.0 or 19.0) for the integration tests and benchmarks.
 
-Environment:
-- ODOO_SRC          extracted Odoo 17.0 source tree (required; without it tests skip)
-- ODOO_PYTHON       interpreter with Odoo's requirements (default: the venv that
-                    scripts/odoo-prepare.sh creates or reuses, $ODOO_SRC/../odoo-venv)
-- ODOO_TEMPLATE_DB  template database with sale_stock (default stock_sync_tmpl)
-- PostgreSQL reachable through the libpq defaults (PGHOST/PGPORT/PGUSER honoured).
-The server always binds 127.0.0.1 on a free port.
+Environment (scripts/test.sh sets all of them per version through scripts/odoo-prepare.sh):
+- ODOO_VERSION      17.0 (default), 18.0 or 19.0
+- ODOO_SRC          extracted Odoo source tree of that version; unset: scripts/odoo-prepare.sh
+                    unpacks ../shared/odoo/odoo-<ver>-trimmed.tar.gz (ODOO_SHARED) into its cache
+- ODOO_PYTHON       interpreter with Odoo's requirements (default: the venv odoo-prepare.sh builds)
+- ODOO_TEMPLATE_DB  template database with sale_stock (default: the one odoo-prepare.sh makes)
+- PostgreSQL: started by odoo-prepare.sh; libpq defaults (PGHOST/PGPORT/PGUSER) honoured.
+The tests themselves run in the project's .venv (erp_bridge, odoorpc, pytest); only the Odoo
+server runs under ODOO_PYTHON. The server always binds 127.0.0.1 on a free port.
 """
 
 from __future__ import annotations
@@ -25,21 +27,46 @@ STARTUP_TIMEOUT = 120  # seconds; module install plus registry load
 HTTP_TIMEOUT = 2  # seconds, per readiness probe
 
 
+def version() -> str:
+    return os.environ.get("ODOO_VERSION") or "17.0"
+
+
+def major() -> int:
+    return int(version().split(".")[0])
+
+
+def shared_tarball() -> Path:
+    shared = Path(os.environ.get("ODOO_SHARED") or REPO.parent / "shared" / "odoo")
+    return shared / f"odoo-{version()}-trimmed.tar.gz"
+
+
+def unavailable() -> str | None:
+    """Why no real Odoo can run here, or None when one can."""
+    if os.environ.get("ODOO_SRC") or shared_tarball().is_file():
+        return None
+    return (f"no Odoo {version()} here: ODOO_SRC is not set and {shared_tarball()} is absent "
+            "(../shared/odoo holds the trimmed trees; see docs/odoo-module.md)")
+
+
 def odoo_src() -> Path | None:
     value = os.environ.get("ODOO_SRC")
     return Path(value) if value else None
 
 
 def prepare() -> str:
-    """Run scripts/odoo-prepare.sh (venv + template DB); return the interpreter."""
-    env = dict(os.environ)
-    if env.get("ODOO_PYTHON"):
-        env["ODOO_VENV"] = str(Path(env["ODOO_PYTHON"]).parent.parent)
-    out = subprocess.run(
-        [str(REPO / "scripts" / "odoo-prepare.sh")],
-        env=env, check=True, capture_output=True, text=True, timeout=900,
-    )
-    return os.environ.get("ODOO_PYTHON") or out.stdout.strip().splitlines()[-1]
+    """Run scripts/odoo-prepare.sh (tree, venv, PostgreSQL, template DB) unless the caller
+    already did; export what it prints into os.environ; return the interpreter."""
+    needed = ("ODOO_SRC", "ODOO_PYTHON", "ODOO_TEMPLATE_DB")
+    if not all(os.environ.get(k) for k in needed):
+        out = subprocess.run(
+            [str(REPO / "scripts" / "odoo-prepare.sh"), version()],
+            check=True, capture_output=True, text=True, timeout=1800,
+        )
+        for line in out.stdout.splitlines():
+            if line.startswith("export ") and "=" in line:
+                key, value = line[len("export "):].split("=", 1)
+                os.environ[key] = value
+    return os.environ["ODOO_PYTHON"]
 
 
 def free_port() -> int:
@@ -49,7 +76,7 @@ def free_port() -> int:
 
 
 def template_db() -> str:
-    return os.environ.get("ODOO_TEMPLATE_DB", "stock_sync_tmpl")
+    return os.environ["ODOO_TEMPLATE_DB"]
 
 
 def copy_db(name: str) -> None:
@@ -78,6 +105,32 @@ def install(python: str, db: str, modules: str) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if proc.returncode != 0 or "ERROR" in proc.stderr:
         raise RuntimeError(f"installing {modules} failed:\n{proc.stderr[-4000:]}")
+
+
+API_KEY_SCRIPT = """
+import datetime
+user = env["res.users"].search([("login", "=", %(login)r)])
+key = env["res.users.apikeys"].with_user(user)._generate(
+    "rpc", %(name)r, datetime.datetime.now() + datetime.timedelta(days=%(days)d))
+env.cr.commit()
+print("API_KEY=" + key)
+"""
+
+
+def generate_api_key(python: str, db: str, login: str, name: str = "bridge", days: int = 89) -> str:
+    """An API key of ``login`` (Odoo 19: scope rpc, expiring), made as that user in
+    ``odoo-bin shell`` - what the user does in Preferences > Account Security."""
+    src = odoo_src()
+    proc = subprocess.run(
+        [python, str(src / "odoo-bin"), "shell", f"--addons-path={src}/addons,{src}/odoo/addons,{ADDONS}",
+         "-d", db, "--no-http", "--log-level=warn"],
+        input=API_KEY_SCRIPT % {"login": login, "name": name, "days": days},
+        capture_output=True, text=True, timeout=300,
+    )
+    for line in proc.stdout.splitlines():
+        if line.startswith("API_KEY="):
+            return line[len("API_KEY="):]
+    raise RuntimeError(f"no API key for {login}:\n{proc.stderr[-3000:]}")
 
 
 class OdooServer:
@@ -110,6 +163,14 @@ class OdooServer:
                 time.sleep(0.5)
         raise RuntimeError(f"Odoo did not answer in {STARTUP_TIMEOUT}s:\n{self.log_tail()}")
 
+    def log_size(self) -> int:
+        return Path(self.log.name).stat().st_size
+
+    def log_since(self, offset: int) -> str:
+        with open(self.log.name, "rb") as log:
+            log.seek(offset)
+            return log.read().decode(errors="replace")
+
     def log_tail(self, chars: int = 4000) -> str:
         return Path(self.log.name).read_text(errors="replace")[-chars:]
 
@@ -135,3 +196,13 @@ def call(odoo, model: str, method: str, *args, context: dict | None = None, **kw
     if context is not None:
         kwargs["context"] = dict(odoo.env.context, **context)
     return odoo.execute_kw(model, method, list(args), kwargs)
+
+
+def storable() -> dict:
+    """Product values that make a storable product on this Odoo version."""
+    return {"type": "consu", "is_storable": True} if major() >= 18 else {"type": "product"}
+
+
+def groups_field() -> str:
+    """res.users' groups field: groups_id until 18, group_ids from 19."""
+    return "group_ids" if major() >= 19 else "groups_id"

@@ -1,4 +1,4 @@
-"""The first end-to-end slice (issue 5): a real Odoo 17 with stock_sync_bridge, the bridge running
+"""The first end-to-end slice (issue 5): a real Odoo (17, 18; 19 through JSON-2) with stock_sync_bridge, the bridge running
 as in production (`erp-bridge serve`), Shopify and SAP Business One doubles at the HTTP boundary,
 and a second channel (a generic JSON endpoint). Skipped without ODOO_SRC, like every test here."""
 from __future__ import annotations
@@ -21,7 +21,7 @@ ITEM_IDS = {}
 
 
 @pytest.fixture(scope="module")
-def world(odoo_server, admin, setup, bridge, tmp_path_factory, request):
+def world(odoo_server, admin, setup, bridge, bridge_api_key, tmp_path_factory, request):
     """Odoo + doubles + the bridge, wired as an integrator would (mapping files, secrets)."""
     settle(bridge)  # earlier tests' outbox rows are not this bridge's business
     stock = srv.call(admin, "stock.location", "read", [setup["stock_id"]], ["complete_name"])[0]["complete_name"]
@@ -31,7 +31,7 @@ def world(odoo_server, admin, setup, bridge, tmp_path_factory, request):
     shop.__enter__(), sap.__enter__(), pos.__enter__()
     tmp = tmp_path_factory.mktemp("bridge")
     config = b.write_config(tmp, odoo_server.port, odoo_server.db, stock, shop, sap, pos.url, skus)
-    bridge_proc = b.start(config, BRIDGE[0])
+    bridge_proc = b.start(config, BRIDGE[0], bridge_api_key)
     previous = _point_odoo_at(admin, bridge_proc.url)
     yield {"shop": shop, "sap": sap, "pos": pos, "bridge": bridge_proc, "stock": stock, "admin": admin,
            "odoo_bridge": bridge, "setup": setup}

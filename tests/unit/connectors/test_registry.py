@@ -46,6 +46,6 @@ def test_the_ledger_lives_in_the_queues_storage(example_set, tmp_path):
     connector = registry.build(example_set.systems["zoho_inventory"], secrets, example_set.lookups,
                                storage_url=f"sqlite:///{tmp_path}/queue.sqlite3")
     try:
-        assert connector.ledger.path == tmp_path / "queue.sqlite3" and connector.ledger.system == "zoho_inventory"
+        assert connector.ledger.storage_url == f"sqlite:///{tmp_path}/queue.sqlite3" and connector.ledger.system == "zoho_inventory"
     finally:
         connector.close()

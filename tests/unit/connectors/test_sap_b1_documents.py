@@ -161,7 +161,7 @@ def test_the_ledger_survives_a_restart(sl, tmp_path, clock):
 def test_prune_forgets_posted_documents_past_the_retention_only(sap, sl, clock):
     assert sap.post_moves([move("1")]) == [Delivered("posted")]
     assert [i.keys for i in sap.ledger.intents_for(["odoo:move:1"])] == [("odoo:move:1",)]
-    storage = f"sqlite:///{sap.ledger.path}"
+    storage = sap.ledger.storage_url
     assert prune(storage, older_than_s=3600, clock=clock) == 0  # posted just now
     clock.advance(3601)
     assert prune(storage, older_than_s=3600, clock=clock) == 1

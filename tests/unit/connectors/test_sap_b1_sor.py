@@ -95,5 +95,5 @@ def test_capabilities_follow_the_role_in_the_mapping(sl, tmp_path, role, capabil
     settings = Settings(data_dir=str(tmp_path), secrets={"sap_b1_user": "manager", "sap_b1_password": "secret"})
     connector = registry.build(sap_mapping(sl.url, role=role), settings)
     assert connector.capabilities == capabilities
-    assert connector.ledger.path == tmp_path / "queue.sqlite3"  # the ledger lives with the queue
+    assert connector.ledger.storage_url == settings.queue_url  # the ledger lives with the queue
     connector.close()

@@ -1,0 +1,90 @@
+"""The PostgreSQL queue's rows and hot statements (postgres.py holds the rules that use them)."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from functools import partial
+from typing import Any, Callable, Iterable, Sequence
+
+from ..storage import postgres as pg
+from .base import Entry, NewEntry, State
+
+Clock = Callable[[], float]
+Row = dict[str, Any]
+Key = tuple[str, str, str]
+OPEN = "state IN ('pending', 'leased')"
+dumps = partial(json.dumps, default=str)
+
+
+def to_dt(epoch: float | None) -> datetime | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, timezone.utc)
+
+
+def entry_of(row: Row, payload: dict[str, Any] | None = None) -> Entry:
+    return Entry(
+        id=row["id"], target=row["target"], kind=row["kind"], item=row["item"], location=row["location"],
+        idempotency_key=row["idempotency_key"], payload=row["payload"] if payload is None else payload,
+        quantity=row["quantity"], state=State(row["state"]), attempts=row["attempts"],
+        available_at=to_dt(row["available_at"]), created_at=to_dt(row["created_at"]),
+        updated_at=to_dt(row["updated_at"]), lease_owner=row["lease_owner"],
+        lease_until=to_dt(row["lease_until"]), last_error=row["last_error"], superseded_by=row["superseded_by"])
+
+
+def new_entry(entry_id: int, new: NewEntry, now: float) -> Entry:
+    """The entry just inserted from ``new`` (what reading its row back would give)."""
+    at = to_dt(now)
+    return Entry(id=entry_id, target=new.target, kind=new.kind, item=new.item, location=new.location,
+                 idempotency_key=new.idempotency_key, payload=new.payload, quantity=new.quantity,
+                 state=State.PENDING, attempts=0, available_at=at, created_at=at, updated_at=at)
+
+
+#: the advisory lock id of an ordering key (a collision only serialises two keys a little more)
+KEY_HASH = "hashtextextended({0}target || chr(31) || {0}item || chr(31) || {0}location, 0)"
+# Locks are taken in hash order (a sorted subquery feeds them), so transactions cannot wait on
+# each other in a cycle; a deadlock would still only rerun the transaction (storage.postgres.run).
+LOCK_KEYS = ("SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT {hash} AS h FROM"
+             " unnest(%s::text[], %s::text[], %s::text[]) AS k(target, item, location) ORDER BY h) s")
+LOCK_IDS = ("SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT {hash} AS h FROM bridge_entries"
+            " WHERE id = ANY(%s) ORDER BY h) s").format(hash=KEY_HASH.format(""))
+LOCK_KEYS = LOCK_KEYS.format(hash=KEY_HASH.format("k."))
+
+
+def lock_keys(conn: pg.Conn, keys: Iterable[Key]) -> None:
+    columns = [list(c) for c in zip(*set(keys))]
+    if columns:
+        conn.execute(LOCK_KEYS, columns)
+
+
+def lock_ids(conn: pg.Conn, ids: Sequence[int]) -> None:
+    """Lock the ordering keys of these entries (an entry's key never changes)."""
+    conn.execute(LOCK_IDS, (list(ids),))
+
+
+INSERT_MANY = (  # the first new entry of a key with nothing unfinished is its head at once
+    "INSERT INTO bridge_entries (target, kind, item, location, idempotency_key, payload, quantity, state,"
+    " available_at, created_at, updated_at, head) SELECT t, k, i, l, key, p::jsonb, q::numeric, 'pending',"
+    " %s, %s, %s, row_number() OVER (PARTITION BY t, i, l ORDER BY ord) = 1 AND NOT EXISTS (SELECT 1 FROM"
+    f" bridge_entries o WHERE o.target = t AND o.item = i AND o.location = l AND o.{OPEN}) FROM unnest(%s::text[],"
+    " %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[]) WITH ORDINALITY AS"
+    " n(t, k, i, l, key, p, q, ord) ORDER BY ord ON CONFLICT (target, idempotency_key) DO NOTHING"
+    " RETURNING id, target, item, location, idempotency_key, head")
+PROMOTE = (  # per key: its oldest unfinished entry becomes its head, unless the key has one
+    "UPDATE bridge_entries e SET head = true FROM {keys} CROSS JOIN LATERAL (SELECT o.id FROM bridge_entries o"
+    f" WHERE o.target = k.t AND o.item = k.i AND o.location = k.l AND o.{OPEN} ORDER BY o.id LIMIT 1) first"
+    " WHERE e.id = first.id AND NOT EXISTS (SELECT 1 FROM bridge_entries h WHERE h.target = k.t"
+    " AND h.item = k.i AND h.location = k.l AND h.head)")
+PROMOTE_KEYS = PROMOTE.format(keys="(SELECT DISTINCT * FROM unnest(%s::text[], %s::text[], %s::text[])) AS k(t, i, l)")
+PROMOTE_IDS = PROMOTE.format(keys="(SELECT DISTINCT target AS t, item AS i, location AS l FROM bridge_entries"
+                                  " WHERE id = ANY(%s)) AS k")
+TARGETS = "(%(targets)s::text[] IS NULL OR target = ANY(%(targets)s))"
+EXPIRED = ("SELECT id FROM bridge_entries WHERE state = 'leased' AND lease_until <= %(now)s"
+           f" AND {TARGETS} ORDER BY lease_until LIMIT %(limit)s")
+LEASE = ("WITH due AS (SELECT id FROM bridge_entries WHERE head AND state = 'pending' AND available_at <= %(now)s"
+         f" AND {TARGETS} ORDER BY available_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
+         " UPDATE bridge_entries e SET state = 'leased', lease_owner = %(worker)s, lease_until = %(until)s,"
+         " leased_at = %(now)s, updated_at = %(now)s FROM due WHERE e.id = due.id RETURNING e.*")
+ACK = ("WITH done AS (UPDATE bridge_entries SET state = 'done', head = false, attempts = attempts + 1,"
+       " updated_at = %(now)s, lease_owner = NULL, lease_until = NULL WHERE id = ANY(%(ids)s) AND state = 'leased'"
+       " AND lease_owner = %(worker)s RETURNING id, attempts) INSERT INTO bridge_attempts (entry_id, number,"
+       " worker, outcome, started_at, duration_s) SELECT id, attempts, %(worker)s, 'delivered', %(started)s,"
+       " %(duration)s FROM done RETURNING entry_id")

@@ -1,0 +1,194 @@
+"""PostgreSQL storage: one connection pool per database and process, versioned migrations that
+run once per database, and LISTEN/NOTIFY wake-ups.
+
+Every process (``serve`` or ``worker``, on any host) opens the same database. The schema is
+created by numbered migrations recorded in ``bridge_schema``; the first process to open a
+database applies what is missing under an advisory lock, every other one finds it done.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, TypeVar
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from ..errors import ConfigError
+from . import redacted
+from .schema import MIGRATIONS
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+#: any constant: the advisory lock that serialises migrations across processes
+MIGRATION_LOCK = 0x6272_6964_6765  # "bridge"
+#: one NOTIFY channel: work was queued (idle workers lease instead of waiting for their poll)
+CHANNEL = "bridge_queue"
+Conn = psycopg.Connection[DictRow]
+Cursor = psycopg.Cursor[DictRow]
+
+_pools: dict[str, tuple[ConnectionPool, int]] = {}
+_pools_lock = threading.Lock()
+
+
+class StorageUnavailable(ConfigError):
+    """The database cannot be reached or refused the connection (the message says why)."""
+
+
+def acquire(url: str, max_size: int = 16, connect_timeout_s: float = 10.0) -> ConnectionPool:
+    """The process's pool for ``url`` (shared by the queue, figures and ledgers); migrated.
+    Pair every call with ``release(url)``."""
+    with _pools_lock:
+        pool, users = _pools.get(url, (None, 0))
+        if pool is None:
+            pool = _open(url, max_size, connect_timeout_s)
+        _pools[url] = (pool, users + 1)
+        return pool
+
+
+def release(url: str) -> None:
+    with _pools_lock:
+        pool, users = _pools.get(url, (None, 0))
+        if pool is None:
+            return
+        if users > 1:
+            _pools[url] = (pool, users - 1)
+            return
+        del _pools[url]
+    pool.close()
+
+
+def _open(url: str, max_size: int, connect_timeout_s: float) -> ConnectionPool:
+    timeout = max(1, int(connect_timeout_s))
+    try:  # one direct connection first: a refused or misspelt URL fails now, in libpq's words
+        with psycopg.connect(url, row_factory=dict_row, connect_timeout=timeout) as conn:
+            migrate(conn)
+    except psycopg.OperationalError as exc:
+        raise StorageUnavailable(_why(url, exc)) from None
+    pool: ConnectionPool = ConnectionPool(
+        url, min_size=1, max_size=max_size, timeout=30.0, open=False, name="erp-bridge",
+        # autocommit: a read is one round trip, and a transaction is what ``run`` opens explicitly
+        kwargs={"row_factory": dict_row, "connect_timeout": timeout, "autocommit": True})
+    pool.open()
+    try:
+        pool.wait(timeout=connect_timeout_s)
+    except PoolTimeout as exc:
+        pool.close()
+        raise StorageUnavailable(_why(url, exc)) from None
+    return pool
+
+
+def _why(url: str, exc: BaseException) -> str:
+    reason = str(exc).strip() or type(exc).__name__
+    return (f"queue url {redacted(url)}: PostgreSQL cannot be reached: {reason} (start the server, or "
+            "fix host, port, database, user or password in queue.url)")
+
+
+def migrate(conn: Conn) -> list[int]:
+    """Apply the migrations this database lacks, once, in order; returns the versions applied."""
+    if conn.execute("SELECT current_schema() AS s").fetchone()["s"] is None:
+        path = conn.execute("SHOW search_path").fetchone()["search_path"]
+        raise ConfigError(f"queue url: no schema of search_path {path!r} exists in this database: create it "
+                          "(CREATE SCHEMA ...) or drop the search_path option from queue.url")
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+        conn.execute("CREATE TABLE IF NOT EXISTS bridge_schema (version integer PRIMARY KEY,"
+                     " description text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())")
+        done = {r["version"] for r in conn.execute("SELECT version FROM bridge_schema")}
+        applied = []
+        for version, description, sql in MIGRATIONS:
+            if version not in done:
+                conn.execute(sql)
+                conn.execute("INSERT INTO bridge_schema (version, description) VALUES (%s, %s)",
+                             (version, description))
+                applied.append(version)
+    if applied:
+        log.info("storage: applied migrations %s", applied)
+    return applied
+
+
+def versions(conn: Conn) -> list[int]:
+    return [r["version"] for r in conn.execute("SELECT version FROM bridge_schema ORDER BY version")]
+
+
+#: errors after which the whole transaction may simply run again
+RETRYABLE = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
+
+
+def run(pool: ConnectionPool, work: Callable[[Conn], T], attempts: int = 5, pipeline: bool = False) -> T:
+    """``work(conn)`` in one transaction, committed before this returns; run again after a
+    deadlock or serialization failure (both leave nothing behind).
+
+    ``pipeline``: BEGIN, the statements and COMMIT go to the server together (one round trip
+    when ``work`` reads no result before the end; a cursor it returns is read after the commit,
+    from the results already received)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            with pool.connection() as conn:
+                if not pipeline:
+                    with conn.transaction():
+                        return work(conn)
+                try:  # explicit BEGIN/COMMIT in the pipeline: psycopg's transaction() would sync each
+                    with conn.pipeline():
+                        conn.execute("BEGIN")
+                        result = work(conn)
+                        conn.execute("COMMIT")
+                except BaseException:
+                    conn.rollback()
+                    raise
+                return result
+        except RETRYABLE:
+            if attempt == attempts:
+                raise
+            time.sleep(0.005 * attempt)
+    raise AssertionError("unreachable")
+
+
+@contextmanager
+def reading(pool: ConnectionPool, timeout_s: float | None = None) -> Iterator[Conn]:
+    with pool.connection(timeout=timeout_s) as conn:
+        yield conn
+
+
+class Listener:
+    """Calls every subscriber when a NOTIFY arrives on ``CHANNEL`` (from any process), on a
+    daemon thread with its own connection; reconnects after a failure. A lost notification
+    only costs a worker its next poll, so nothing depends on delivery."""
+
+    def __init__(self, url: str):
+        self._url = url
+        self._callbacks: list[Callable[[], Any]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pg-listen", daemon=True)
+        self.ready = threading.Event()
+
+    def subscribe(self, callback: Callable[[], Any]) -> None:
+        self._callbacks.append(callback)
+        if not self._thread.is_alive():
+            self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(3)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self._url, autocommit=True, connect_timeout=10) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    self.ready.set()
+                    while not self._stop.is_set():
+                        for _ in conn.notifies(timeout=0.5, stop_after=1):
+                            self._fire()
+            except psycopg.Error as exc:
+                log.warning("storage: LISTEN %s lost (%s); workers poll until it is back", CHANNEL, exc)
+                self._stop.wait(1.0)
+
+    def _fire(self) -> None:
+        for callback in list(self._callbacks):
+            callback()

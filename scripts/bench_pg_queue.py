@@ -1,0 +1,153 @@
+#!/usr/bin/env python3
+"""PostgreSQL queue throughput against two ceilings measured in the same run, on the same server:
+enqueue a batch (one transaction), lease it, ack it (one transaction each), by one client.
+
+- ``erp-bridge``: the product's PostgresQueue (per-key ordering, one head per key, attempts
+  recorded, NOTIFY), as the dispatcher uses it.
+- ``raw``: the same three commits with the least SQL that does the job (insert; update ... FOR
+  UPDATE SKIP LOCKED; update), no ordering, no attempts: what the server and driver allow.
+- ``pgqueuer`` (pip install pgqueuer): its own enqueue, dequeue and log_jobs (completion).
+
+Each contender runs in a schema of its own, rounds interleaved (the machine is shared), and the
+median round is reported; the last columns are erp-bridge's ratio to each ceiling.
+
+    .venv/bin/python scripts/bench_pg_queue.py [--url postgresql:///erp_bridge_test] [--events 4096]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import time
+import uuid
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Callable
+from urllib.parse import quote
+
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from erp_bridge.queue.base import NewEntry  # noqa: E402
+from erp_bridge.queue.postgres import PostgresQueue  # noqa: E402
+
+RAW_SCHEMA = ("CREATE TABLE raw_q (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, payload jsonb NOT NULL,"
+              " state text NOT NULL DEFAULT 'pending', owner text);"
+              " CREATE INDEX raw_q_pending ON raw_q (id) WHERE state = 'pending'")
+
+
+def in_schema(url: str, schema: str) -> str:
+    return f"{url}{'&' if '?' in url else '?'}options={quote(f'-csearch_path={schema}', safe='')}"
+
+
+def entries(start: int, n: int) -> list[NewEntry]:
+    return [NewEntry(target="bench", kind="decrement", item=f"SKU-{i}", location="WH",
+                     idempotency_key=f"web:o{i}:1", payload={"order": f"o{i}", "quantity": "-1"},
+                     quantity=Decimal(-1)) for i in range(start, start + n)]
+
+
+def bridge(url: str, batch: int, events: int) -> float:
+    queue = PostgresQueue(url)
+    spent = 0.0
+    for c in range(events // batch):
+        todo = entries(c * batch, batch)
+        t0 = time.perf_counter()
+        queue.enqueue(todo)
+        leased = queue.lease("bench", batch, 30.0)
+        queue.ack([e.id for e in leased], "bench")
+        spent += time.perf_counter() - t0
+        assert len(leased) == batch
+    queue.close()
+    return events // batch * batch / spent
+
+
+def raw(url: str, batch: int, events: int) -> float:
+    from psycopg.types.json import Jsonb
+
+    with psycopg.connect(url) as conn:
+        with conn.transaction():
+            conn.execute(RAW_SCHEMA)
+        spent = 0.0
+        for c in range(events // batch):
+            payloads = [Jsonb({"order": f"o{i}", "quantity": "-1"}) for i in range(c * batch, (c + 1) * batch)]
+            t0 = time.perf_counter()
+            with conn.transaction():
+                conn.execute("INSERT INTO raw_q (payload) SELECT unnest(%s::jsonb[])", (payloads,))
+            with conn.transaction():
+                ids = [r[0] for r in conn.execute(
+                    "UPDATE raw_q SET state = 'leased', owner = 'bench' WHERE id IN (SELECT id FROM raw_q"
+                    " WHERE state = 'pending' ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING id", (batch,))]
+            with conn.transaction():
+                conn.execute("UPDATE raw_q SET state = 'done' WHERE id = ANY(%s)", (ids,))
+            spent += time.perf_counter() - t0
+        return events // batch * batch / spent
+
+
+def pgqueuer(url: str, batch: int, events: int) -> float:
+    return asyncio.run(_pgqueuer(url, batch, events))
+
+
+async def _pgqueuer(url: str, batch: int, events: int) -> float:
+    from pgqueuer.queries import EntrypointExecutionParameter, Queries
+
+    conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
+    queries = Queries.from_psycopg_connection(conn)
+    await queries.install(create_schema=False)
+    manager, spent = uuid.uuid4(), 0.0
+    for c in range(events // batch):
+        payloads = [f'{{"order": "o{i}", "quantity": "-1"}}'.encode() for i in range(c * batch, (c + 1) * batch)]
+        t0 = time.perf_counter()
+        await queries.enqueue(["bench"] * batch, payloads, [0] * batch)
+        jobs = await queries.dequeue(batch, {"bench": EntrypointExecutionParameter(0)}, manager, None,
+                                     timedelta(seconds=30))
+        await queries.log_jobs([(job, "successful", None) for job in jobs])
+        spent += time.perf_counter() - t0
+        assert len(jobs) == batch, len(jobs)
+    await conn.close()
+    return events // batch * batch / spent
+
+
+def measure(url: str, name: str, run: Callable[[str, int, int], float], batch: int, events: int) -> float:
+    schema = f"bench_{name}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+    try:
+        return run(in_schema(url, schema), batch, events)
+    finally:
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", default=os.environ.get("ERP_BRIDGE_TEST_PG_DB", "postgresql:///erp_bridge_test"))
+    parser.add_argument("--events", type=int, default=4096)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batches", default="1,64")
+    args = parser.parse_args()
+    contenders = {"erp-bridge": bridge, "raw": raw, "pgqueuer": pgqueuer}
+    with psycopg.connect(args.url) as conn:
+        server = conn.execute("SHOW server_version").fetchone()[0]
+        sync = conn.execute("SHOW synchronous_commit").fetchone()[0]
+    print(f"PostgreSQL {server} (synchronous_commit={sync}), {args.events} events per round, median of "
+          f"{args.rounds} interleaved rounds; load average {Path('/proc/loadavg').read_text().split()[0]} "
+          f"on {os.cpu_count()} CPUs")
+    print(f"{'batch':>5} {'erp-bridge/s':>12} {'raw/s':>9} {'pgqueuer/s':>10} {'vs raw':>7} {'vs pgqueuer':>11}")
+    for batch in (int(b) for b in args.batches.split(",")):
+        events = args.events if batch > 1 else max(64, args.events // 16)
+        rounds: dict[str, list[float]] = {name: [] for name in contenders}
+        for _ in range(args.rounds):
+            for name, run in contenders.items():
+                rounds[name].append(measure(args.url, name.replace("-", "_"), run, batch, events))
+        med = {name: statistics.median(values) for name, values in rounds.items()}
+        print(f"{batch:>5} {med['erp-bridge']:>12.0f} {med['raw']:>9.0f} {med['pgqueuer']:>10.0f} "
+              f"{med['erp-bridge'] / med['raw']:>7.2f} {med['erp-bridge'] / med['pgqueuer']:>11.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,91 @@
+"""Two bridge hosts on one PostgreSQL, each the whole runtime and HTTP app (webhook intake, pull,
+workers), SAP Business One as the system of record over HTTP (Service Layer fake).
+
+- Shopify retries a webhook to the other host: stored once, applied to SAP once.
+- A sale taken by host A is netted out of the pull answer host B gives at once, even from B's
+  cache, because both read the shared queue; no host ever answers more than remains.
+
+Skipped, with the reason, when no PostgreSQL is reachable (tests/pg.py).
+"""
+from __future__ import annotations
+
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from erp_bridge.http.app import create_app
+from erp_bridge.runtime import build_runtime
+from erp_bridge.queue.base import State
+from tests.fakes.sap_b1 import FakeServiceLayer
+from tests.pg import pg_url  # noqa: F401 - fixture
+from tests.unit.pull.harness import form
+from tests.unit.pull.stack import order_webhook, settings_for
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def sl():
+    with FakeServiceLayer(*("SBODEMOUS", "manager", "secret")) as fake:
+        fake.stock("CHAIR-BLUE", "01", 6)
+        fake.stock("CHAIR-BLUE", "02", 2)
+        yield fake
+
+
+@pytest.fixture
+def hosts(tmp_path, sl, pg_url):  # noqa: F811
+    """Host A and host B: own data_dir, own connection pool, one database."""
+    clients, runtimes = [], []
+    for name in ("a", "b"):
+        settings = settings_for(tmp_path / name, sl.url, fresh_s=60)
+        url = pg_url + f"&application_name=host-{name}"
+        settings = settings.model_copy(update={"queue": settings.queue.model_copy(update={"url": url})})
+        runtimes.append(build_runtime(settings))
+        clients.append(TestClient(create_app(runtimes[-1])).__enter__())
+    yield clients, runtimes
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+def sap_depth(runtime) -> dict[State, int]:
+    return next(s.depth for s in runtime.queue.stats() if s.target == "sap_b1")
+
+
+def wait_done(runtime, timeout_s: float = 20.0) -> None:
+    """SAP has the sale; wait for its ack to commit."""
+    deadline = time.monotonic() + timeout_s
+    while sap_depth(runtime)[State.DONE] != 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def available(client) -> str:
+    response = client.post("/realtime/yahoo_store", data=form("CHAIR-BLUE", 1))
+    assert response.status_code == 200
+    return response.headers["Available"]
+
+
+def test_a_webhook_retried_to_the_other_host_is_stored_and_applied_once(sl, hosts):
+    (a, b), (runtime, _) = hosts
+    headers, body = order_webhook("chair-blue", 2)
+    assert a.post("/webhooks/shopify", content=body, headers=headers).status_code == 200
+    assert b.post("/webhooks/shopify", content=body, headers=headers).status_code == 200  # Shopify's retry
+    assert sl.wait_for(lambda s: s.items["CHAIR-BLUE"]["01"]["InStock"] == 4)
+    wait_done(runtime)
+    assert sum(sap_depth(runtime).values()) == 1 and sap_depth(runtime)[State.DONE] == 1
+    assert len([r for r in sl.received if r.method == "POST" and "InventoryGen" in r.path]) == 1
+
+
+def test_a_sale_on_one_host_is_netted_out_of_the_other_hosts_cached_answer(sl, hosts):
+    (a, b), (runtime, _) = hosts
+    assert available(b) == "7"  # 6 + 2 - buffer 1, now in B's cache (fresh for 60 s)
+    headers, body = order_webhook("chair-blue", 2)
+    assert a.post("/webhooks/shopify", content=body, headers=headers).status_code == 200
+    assert available(b) == "5"  # pending or just applied, B sees it in the shared queue
+    assert sl.wait_for(lambda s: s.items["CHAIR-BLUE"]["01"]["InStock"] == 4)
+    wait_done(runtime)
+    assert available(b) == "5"
+    # A's cache may have been filled after SAP applied the sale but before the ack committed on
+    # another host: A then counts the sale twice until its cache ages out (fresh_s) - low for a
+    # while, never high. Not solved yet (docs/scaling.md, "Known limits").
+    assert int(available(a)) <= 5

@@ -1,0 +1,133 @@
+"""The queue contract on PostgreSQL (the same suite as SQLite), plus what only a shared server
+has: two processes' connections never lease the same entry, heads stay one per key under
+concurrent writers, migrations run once, a wrong URL says what to fix without its password.
+
+Needs a real PostgreSQL (tests/pg.py): skipped, with the reason, when none is reachable."""
+from __future__ import annotations
+
+import threading
+from decimal import Decimal
+
+import psycopg
+import pytest
+
+from erp_bridge.errors import ConfigError
+from erp_bridge.queue import open_queue
+from erp_bridge.queue.base import RetryPolicy, State
+from erp_bridge.queue.postgres import PostgresQueue
+from erp_bridge.storage import postgres as pg
+from tests.pg import pg_url  # noqa: F401 - fixture
+from tests.unit.queue_contract import *  # noqa: F401,F403 - the contract suite runs here
+from tests.unit.queue_contract import LEASE_S, new
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def queue_factory(pg_url):  # noqa: F811
+    opened: list[PostgresQueue] = []
+
+    def factory(policy, clock):
+        opened.append(PostgresQueue(pg_url, policy, clock=clock))
+        return opened[-1]
+    yield factory
+    for q in opened:
+        q.close()
+
+
+def test_two_workers_never_lease_the_same_entry(pg_url, clock):  # noqa: F811
+    a = PostgresQueue(pg_url, clock=clock)
+    a.enqueue([new(f"k{i}", item=f"I{i}") for i in range(50)])
+    got: dict[str, set[int]] = {}
+    with psycopg.connect(pg_url) as other:  # a second process's view: its own connection
+        assert other.execute("SELECT count(*) FROM bridge_entries").fetchone()[0] == 50
+    def lease(name):
+        got[name] = {e.id for e in a.lease(name, 30, LEASE_S)}
+    threads = [threading.Thread(target=lease, args=(n,)) for n in ("a", "b")]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert len(got["a"]) + len(got["b"]) == 50 and not got["a"] & got["b"]
+    a.close()
+
+
+def test_concurrent_enqueue_and_ack_keep_one_head_per_key(pg_url, clock):  # noqa: F811
+    """Writers racing on the same keys: each key still delivers one at a time, in order."""
+    q = PostgresQueue(pg_url, clock=clock)
+    keys = [f"SKU-{n}" for n in range(4)]
+    errors: list[BaseException] = []
+
+    def produce(p):
+        try:
+            for i in range(40):
+                q.enqueue([new(f"p{p}:{i}:{k}", item=k) for k in keys])
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    delivered: list[tuple[str, int]] = []
+    produced = threading.Event()
+
+    def consume(w):
+        idle = 0
+        while not produced.is_set() or idle < 20:  # a stuck key leaves entries behind: caught below
+            batch = q.lease(f"w{w}", 8, LEASE_S)
+            idle = 0 if batch else idle + 1
+            delivered.extend((e.item, e.id) for e in batch)
+            q.ack([e.id for e in batch], f"w{w}")
+    producers = [threading.Thread(target=produce, args=(p,)) for p in range(3)]
+    consumers = [threading.Thread(target=consume, args=(w,)) for w in range(3)]
+    [t.start() for t in producers + consumers]
+    [t.join(120) for t in producers]
+    produced.set()
+    [t.join(120) for t in consumers]
+    assert not errors
+    for key in keys:
+        ids = [i for item, i in delivered if item == key]
+        assert ids == sorted(ids) and len(ids) == len(set(ids)) == 120
+    q.close()
+
+
+def test_migrations_run_once_and_are_recorded(pg_url):  # noqa: F811
+    first = PostgresQueue(pg_url)
+    with psycopg.connect(pg_url, row_factory=psycopg.rows.dict_row) as conn:
+        assert pg.versions(conn) == [v for v, _, _ in pg.MIGRATIONS]
+        assert pg.migrate(conn) == []  # nothing left to apply
+    second = PostgresQueue(pg_url)  # another process opening the same database
+    second.enqueue([new("k")])
+    assert first.get(1).idempotency_key == "k"
+    first.close(), second.close()
+
+
+def test_notify_wakes_a_subscriber_in_another_process(pg_url):  # noqa: F811
+    listening, woken = PostgresQueue(pg_url), threading.Event()
+    listening.subscribe(woken.set)
+    assert listening._listener.ready.wait(10)
+    producer = PostgresQueue(pg_url + "&application_name=producer")
+    producer.enqueue([new("k")])
+    assert woken.wait(10)
+    listening.close(), producer.close()
+
+
+def test_open_queue_postgres_url(pg_url):  # noqa: F811
+    q = open_queue(pg_url.replace("postgresql://", "postgres://", 1), RetryPolicy())
+    assert q.enqueue([new("k", quantity="-3")])[0].quantity == Decimal("-3")
+    assert q.get(1).state is State.PENDING
+    q.close()
+
+
+def test_unreachable_server_names_the_cause_and_never_the_password():
+    with pytest.raises(ConfigError) as err:
+        open_queue("postgresql://bridge:pg_pw_271828@127.0.0.1:1/bridge", RetryPolicy())
+    message = str(err.value)
+    assert "pg_pw_271828" not in message and "bridge:***@127.0.0.1:1" in message
+    assert "cannot be reached" in message and "queue.url" in message
+
+
+def test_db_migrate_applies_once_then_finds_nothing_to_do(pg_url, monkeypatch, tmp_path, capsys):  # noqa: F811
+    from erp_bridge.cli import main
+
+    monkeypatch.setenv("ERP_BRIDGE_QUEUE__URL", pg_url)
+    monkeypatch.setenv("ERP_BRIDGE_DATA_DIR", str(tmp_path))
+    assert main(["db", "migrate"]) == 0
+    assert main(["db", "migrate"]) == 0
+    first, second = capsys.readouterr().out.strip().splitlines()
+    assert "applied 1, 2, 3" in first and "nothing to apply; schema version 3" in second
