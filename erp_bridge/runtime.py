@@ -370,7 +370,7 @@ def build_runtime(settings: Settings) -> Runtime:
 def _report(runtime: "Runtime", target: str, entry, state, error) -> None:
     """Per-target results go back to the outbox the entry came from (Odoo shows them)."""
     poller = runtime.pollers.get((entry.payload or {}).get("system"))
-    if hasattr(poller, "report"):  # outbox pollers only; a channel's history takes no reports
+    if poller is not None:
         poller.report(target, entry, state, error)
 
 

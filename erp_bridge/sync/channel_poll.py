@@ -10,54 +10,23 @@ queued twice, and nothing read is lost.
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Callable
 
 from ..connectors.base import Polled, PollsChanges
-from ..errors import BridgeError
 from ..queue.base import Queue
+from .poller import PollLoop
 from .router import Router
 
 log = logging.getLogger(__name__)
 
 
-class ChannelPoller:
+class ChannelPoller(PollLoop):
     def __init__(self, channel: str, connector: PollsChanges, router: Router, queue: Queue,
                  interval_s: float, on_enqueued: Callable[[], None] = lambda: None):
+        super().__init__()
         self.channel, self.connector, self.router, self.queue = channel, connector, router, queue
-        self.interval_s, self.on_enqueued = interval_s, on_enqueued
-        self._nudged = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.interval_s, self.on_enqueued, self.name = interval_s, on_enqueued, f"history-{channel}"
         connector.on_notice(self.nudge)
-
-    def nudge(self) -> None:
-        self._nudged.set()
-
-    def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name=f"history-{self.channel}", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout_s: float = 5.0) -> None:
-        self._stop.set()
-        self._nudged.set()
-        if self._thread:
-            self._thread.join(timeout_s)
-
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._nudged.clear()
-            try:
-                self.run_once()
-            except BridgeError as exc:  # the channel is down or refused: the cursor stays, try later
-                log.warning("history of %s: %s", self.channel, exc, extra={"target": self.channel, "error": str(exc)})
-            except Exception:  # the poller must outlive any one bad pass
-                log.exception("history of %s: pass failed", self.channel)
-            self._nudged.wait(self.interval_s)
 
     def run_once(self) -> int:
         """One pass; returns how many sales and returns it queued."""

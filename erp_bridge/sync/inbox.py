@@ -12,13 +12,13 @@ that no longer exists) is retried hourly and logged with the reason, never silen
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Callable, Protocol, Sequence
 
 from ..connectors.runtime.inbox import Inbox, Reference
 from ..domain import Decrement, Increment
 from ..errors import BridgeError, RetryableError
 from ..queue.base import NewEntry
+from .poller import PollLoop
 from .router import Router
 
 log = logging.getLogger(__name__)
@@ -39,41 +39,15 @@ class ResolvesReferences(Protocol):
     def resolve(self, reference: Reference) -> Sequence[Decrement | Increment]: ...
 
 
-class InboxPoller:
+class InboxPoller(PollLoop):
+    page = BATCH  # a full batch means more is due: go on at once
+
     def __init__(self, connector: ResolvesReferences, router: Router, accept: Callable[[list[NewEntry]], object],
                  interval_s: float = 5.0):
+        super().__init__()
         self.connector, self.router, self.accept, self.interval_s = connector, router, accept, interval_s
-        self._nudged, self._stop = threading.Event(), threading.Event()
-        self._thread: threading.Thread | None = None
-        connector.on_stored = self._nudged.set  # a stored delivery is resolved at once, not at the next tick
-
-    def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name=f"inbox-{self.connector.name}", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout_s: float = 5.0) -> None:
-        self._stop.set()
-        self._nudged.set()
-        if self._thread:
-            self._thread.join(timeout_s)
-
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def report(self, *args: object) -> None:
-        """Results go back to outboxes only; a channel's inbox has nothing to report."""
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._nudged.clear()
-            try:
-                busy = self.run_once()
-            except Exception:  # the poller must outlive any one bad pass
-                log.exception("inbox of %s: pass failed", self.connector.name)
-                busy = 0
-            if busy < BATCH:
-                self._nudged.wait(self.interval_s)
+        self.name = f"inbox-{connector.name}"
+        connector.on_stored = self.nudge  # a stored delivery is resolved at once, not at the next tick
 
     def run_once(self) -> int:
         """Resolve the due references; returns how many were handled."""

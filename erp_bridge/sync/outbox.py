@@ -18,6 +18,7 @@ from ..domain import StockMove
 from ..errors import BridgeError
 from ..queue.base import NewEntry, Queue
 from .availability import AvailabilityCache
+from .poller import PollLoop
 from .router import Router
 
 log = logging.getLogger(__name__)
@@ -26,14 +27,14 @@ FETCH_LIMIT = 500
 ACK_KIND = {"marker": "ack_markers", "journal": "ack_journal"}
 
 
-class OutboxPoller:
+class OutboxPoller(PollLoop):
+    page = FETCH_LIMIT  # a full page means more is waiting: fetch again at once
+
     def __init__(self, sor: str, connector, router: Router, queue: Queue, cache: AvailabilityCache,
                  interval_s: float, on_enqueued: Callable[[], None] = lambda: None):
+        super().__init__()
         self.sor, self.connector, self.router, self.queue, self.cache = sor, connector, router, queue, cache
-        self.interval_s, self.on_enqueued = interval_s, on_enqueued
-        self._nudged = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.interval_s, self.on_enqueued, self.name = interval_s, on_enqueued, f"outbox-{sor}"
         self._reports: list[tuple[str, dict]] = []
         self._reports_lock = threading.Lock()
 
@@ -50,37 +51,6 @@ class OutboxPoller:
         with self._reports_lock:
             self._reports.append((kind, {**result, "error": error} if error else result))
         self._nudged.set()
-
-    def nudge(self) -> None:
-        self._nudged.set()
-
-    def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name=f"outbox-{self.sor}", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout_s: float = 5.0) -> None:
-        self._stop.set()
-        self._nudged.set()
-        if self._thread:
-            self._thread.join(timeout_s)
-
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._nudged.clear()
-            try:
-                busy = self.run_once()
-            except BridgeError as exc:
-                log.warning("outbox of %s: %s", self.sor, exc, extra={"target": self.sor, "error": str(exc)})
-                busy = 0
-            except Exception:  # the poller must outlive any one bad pass
-                log.exception("outbox of %s: pass failed", self.sor)
-                busy = 0
-            if busy < FETCH_LIMIT:  # a full page means more is waiting: fetch again at once
-                self._nudged.wait(self.interval_s)
 
     def run_once(self) -> int:
         """One pass over markers and journal; returns how many rows it handled."""
