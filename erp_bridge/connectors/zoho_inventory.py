@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import time
 from datetime import date, datetime, timedelta, timezone
-from decimal import Decimal, InvalidOperation
 from typing import Any, Callable, Mapping, Sequence
 from urllib.parse import urlsplit
 
@@ -30,7 +29,7 @@ from ..mapping.compile import UnmappedError, compiled
 from ..mapping.lookups import LookupTable
 from ..mapping.schema import SystemMapping
 from .base import Capability
-from .runtime.classify import json_or_none
+from .runtime.classify import json_or_none, vendor_decimal
 from .runtime.context import ConnectorContext
 from .runtime.documents import DocumentTarget, DocumentWriter
 from .runtime.ledger import Intent, Ledger
@@ -134,8 +133,8 @@ class ZohoInventoryConnector:
         if row is None or self.mapping.internal_location(code or "") != location:
             return None
         factor = compiled(self.mapping).units(sku, None)[0]
-        on_hand = _decimal(row.get("location_stock_on_hand")) / factor
-        free = _decimal(row.get("location_actual_available_stock", row.get("location_available_stock"))) / factor
+        on_hand = vendor_decimal(row.get("location_stock_on_hand")) / factor
+        free = vendor_decimal(row.get("location_actual_available_stock", row.get("location_available_stock"))) / factor
         return Availability(item=sku, location=location, on_hand=on_hand, reserved=on_hand - free, free=free)
 
     # --- settling a lost answer ----------------------------------------------------------------------
@@ -195,13 +194,6 @@ def _adjustment_id(reply: Reply) -> str | None:
     adjustment = body.get("inventory_adjustment") or {}
     found = adjustment.get("inventory_adjustment_id")
     return str(found) if found is not None else None
-
-
-def _decimal(value: object) -> Decimal:
-    try:
-        return Decimal(str(value if value not in (None, "") else 0))
-    except InvalidOperation:
-        return Decimal(0)
 
 
 def _date(value: object) -> date:

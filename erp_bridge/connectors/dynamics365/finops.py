@@ -19,9 +19,7 @@ import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
-from typing import Any
-from urllib.parse import urlsplit
+from decimal import Decimal
 
 import requests
 from requests.structures import CaseInsensitiveDict
@@ -36,9 +34,9 @@ from ...mapping.nodes import Node
 from ...mapping.schema import SystemMapping
 from ...mapping.wire import HttpRequest
 from ..base import Capability
-from ..runtime.classify import classify_response
+from ..runtime.classify import classify_response, vendor_decimal
 from ..runtime.context import ConnectorContext
-from ..runtime.documents import DocumentTarget, DocumentWriter, reference_field
+from ..runtime.documents import DocumentTarget, DocumentWriter, entity_of, reference_field
 from ..runtime.ledger import Intent, Ledger, document_key
 from ..runtime.paginate import NextLink
 from ..runtime.sender import Reply, Sender
@@ -83,7 +81,7 @@ class FinOpsConnector:
 
     def _post(self, request: HttpRequest, body: dict) -> Reply | BridgeError:
         batch = journal_batch(request, body, self._lines[request.name], self.reference_field)
-        entity = _entity(request.url)
+        entity = entity_of(request.url)
         reply = self.sender.call("POST", f"{self.base_url}/$batch", body=batch.body, what=f"POST $batch {entity}",
                                  headers={"Content-Type": batch.content_type, "Accept": "multipart/mixed"})
         return reply if isinstance(reply, BridgeError) else self._outcome(reply, f"POST $batch {entity}")
@@ -150,7 +148,7 @@ class FinOpsConnector:
                 key = (str(row.get("InventorySiteId") or ""), str(row.get("InventoryWarehouseId") or ""))
                 sums = totals.setdefault(key, dict.fromkeys(QUANTITIES, Decimal(0)))
                 for name in QUANTITIES:
-                    sums[name] += _decimal(row.get(name))
+                    sums[name] += vendor_decimal(row.get(name))
         return totals
 
     def _figure(self, sku: str, location: str, totals: Totals) -> Availability | None:
@@ -252,17 +250,6 @@ def _as_response(inner: odata_batch.InnerResponse) -> requests.Response:
 def _journal_number(reply: Reply) -> str | None:
     body = reply.body if isinstance(reply.body, dict) else {}
     return str(body["JournalNumber"]) if body.get("JournalNumber") else None
-
-
-def _decimal(value: Any) -> Decimal:
-    try:
-        return Decimal(str(value if value not in (None, "") else 0))
-    except InvalidOperation:
-        return Decimal(0)
-
-
-def _entity(url: str) -> str:
-    return urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1]
 
 
 def from_context(ctx: ConnectorContext, *, settle_s: float | None = None,

@@ -9,6 +9,7 @@ reach a log line, a stored attempt or a dead letter.
 from __future__ import annotations
 
 import time
+from decimal import Decimal, InvalidOperation
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, Callable, Mapping, Sequence
@@ -114,6 +115,15 @@ def never_sent(exc: requests.RequestException) -> bool:
         return True
     reason = getattr(exc.args[0], "reason", None) if exc.args else None
     return isinstance(exc, requests.ConnectionError) and isinstance(reason, NewConnectionError)
+
+
+def vendor_decimal(value: object) -> Decimal:
+    """A vendor's number (a JSON number, a decimal string, empty or missing) as Decimal; a value it
+    cannot read counts as 0: never show stock that is not there."""
+    try:
+        return Decimal(str(value if value not in (None, "") else 0))
+    except InvalidOperation:
+        return Decimal(0)
 
 
 def json_or_none(response: requests.Response) -> Any:

@@ -124,7 +124,7 @@ class DocumentWriter:
                 return
 
     def _post_document(self, request: HttpRequest, by_key: dict[str, Any]) -> tuple[dict, RetryableError | None]:
-        doc_key, kind = document_key(request.keys), _entity(request.url)
+        doc_key, kind = document_key(request.keys), entity_of(request.url)
         if not self._ledger.claim(doc_key, kind, request.keys):
             busy = RetryableError(f"another attempt is posting {doc_key}", after=1.0)
             return {k: busy for k in request.keys}, None
@@ -144,7 +144,7 @@ class DocumentWriter:
     def _send(self, request: HttpRequest, doc_key: str) -> Result:
         body = {**request.body, self.reference_field: doc_key}
         reply = (self._target.post(request, body) if self._target.post else
-                 self._sender.send(request, body=body, what=f"{request.method} {_entity(request.url)}"))
+                 self._sender.send(request, body=body, what=f"{request.method} {entity_of(request.url)}"))
         if isinstance(reply, Reply):
             refused = self._target.refused(reply) if self._target.refused else None
             if refused is not None:
@@ -182,5 +182,6 @@ def reference_field(mapping: Any) -> str:
     return idem.field
 
 
-def _entity(url: str) -> str:
+def entity_of(url: str) -> str:
+    """The last path segment of a document URL: the entity (SAP InventoryGenExits, an OData entity set)."""
     return urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1]
