@@ -34,6 +34,8 @@ set -e
 # Odoo's exit code is not reliable across versions for test failures: the log is authoritative.
 grep -E "(ERROR|CRITICAL|FAIL)" "$LOG" | grep -v "^$" | head -n 200 || true
 tests="$(grep -oE "[0-9]+ tests" "$LOG" | tail -n 1 | grep -oE "[0-9]+" || echo 0)"
+# every test that ran, by name (the log is kept: full log below)
+grep -oE "Starting [A-Za-z0-9_]+\.test_[A-Za-z0-9_]+" "$LOG" | sed "s/^Starting /ran: /" || true
 grep -E "odoo.tests.(result|stats)" "$LOG" | sed 's/^.*INFO [^ ]* //' || true
 failed="$(grep -cE " (ERROR|CRITICAL) " "$LOG" || true)"
 # a skipped module test hides a missing browser or library: that is a failure here
