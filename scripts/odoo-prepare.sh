@@ -66,6 +66,9 @@ ensure_build_deps() {
     for pkg in "${BUILD_DEPS[@]}"; do
         dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
     done
+    # Debian's own python3 keeps its C headers in python3-dev (a pyenv build has them)
+    python3 -c 'import os, sysconfig; os.stat(sysconfig.get_paths()["include"] + "/Python.h")' \
+        2>/dev/null || missing+=(python3-dev)
     [ "${#missing[@]}" -eq 0 ] && return 0
     if [ "$(id -u)" -ne 0 ]; then
         say "missing build packages: sudo apt-get install -y ${missing[*]}"; exit 1
