@@ -43,7 +43,7 @@ def seed(odoo, with_module: bool) -> tuple[int, int, list[int]]:
                  "stock_sync_bridge.all_products", "True")
     products = [
         srv.call(odoo, "product.product", "create",
-                 {"name": f"Bench {n}", "default_code": f"BENCH-{n}", "type": "product"})
+                 {"name": f"Bench {n}", "default_code": f"BENCH-{n}", **srv.storable()})
         for n in range(PRODUCTS)
     ]
     srv.call(odoo, "stock.quant", "create", [
@@ -118,8 +118,8 @@ def main(argv=None) -> int:
     parser.add_argument("--no-interleave", dest="interleave", action="store_false",
                         help="time all orders of one database, then the other")
     args = parser.parse_args(argv)
-    if not srv.odoo_src():
-        print("ODOO_SRC is not set", file=sys.stderr)
+    if srv.unavailable():
+        print(srv.unavailable(), file=sys.stderr)
         return 2
     python = srv.prepare()
     targets = [Target(python, "stock_sync_bench_plain", False),

@@ -138,8 +138,8 @@ def run_latency(orders: int) -> None:
     from tests.fakes.sap_b1 import FakeServiceLayer
     from tests.fakes.shopify import FakeShopify
 
-    if not srv.odoo_src():
-        sys.exit("set ODOO_SRC to an Odoo 17 source tree (see docs/odoo-module.md)")
+    if srv.unavailable():
+        sys.exit(srv.unavailable())
     python, db = srv.prepare(), f"bench_slice_{os.getpid()}"
     srv.copy_db(db)
     try:
@@ -157,7 +157,7 @@ def _latency_run(odoo, orders, b, srv, FakeShopify, FakeServiceLayer, FakeTarget
     admin = odoo.client("admin", "admin")
     ctx = _odoo_setup(admin, srv)
     stock, sku = ctx["stock"], "BENCH-LAT-1"
-    product_id = srv.call(admin, "product.product", "create", {"name": sku, "default_code": sku, "type": "product",
+    product_id = srv.call(admin, "product.product", "create", {"name": sku, "default_code": sku, **srv.storable(),
                                                                "stock_sync_enabled": True})
     srv.call(admin, "stock.quant", "create", {"product_id": product_id, "location_id": ctx["stock_id"],
                                               "inventory_quantity_auto_apply": orders + 100},
@@ -185,7 +185,7 @@ def _odoo_setup(admin, srv) -> dict:
     srv.call(admin, "res.company", "write", [wh["company_id"][0]], {"stock_sync_warehouse_ids": [(6, 0, [wh_id])]})
     group_id = admin.env.ref("stock_sync_bridge.group_bridge").id
     srv.call(admin, "res.users", "create", {"name": "Bench Bridge", "login": "bench_bridge",
-                                            "password": "bridge-it-password", "groups_id": [(6, 0, [group_id])]})
+                                            "password": "bridge-it-password", srv.groups_field(): [(6, 0, [group_id])]})
     stock = srv.call(admin, "stock.location", "read", [wh["lot_stock_id"][0]], ["complete_name"])[0]["complete_name"]
     return {"warehouse_id": wh_id, "stock_id": wh["lot_stock_id"][0], "stock": stock,
             "partner_id": srv.call(admin, "res.partner", "create", {"name": "Bench Customer"})}

@@ -49,7 +49,7 @@ for v in "${versions[@]}"; do
     fi
     eval "$(grep '^export ' "$prep")"; rm -f "$prep"
     phase "odoo $v: module tests (in Odoo)" scripts/odoo-test.sh "$v"
-    phase "odoo $v: integration + end-to-end (pytest)" "${pytest_cmd[@]}" -q tests/integration/odoo -p no:cacheprovider
+    phase "odoo $v: integration + end-to-end (pytest)" "${pytest_cmd[@]}" -q -rfEsxp tests/integration/odoo -p no:cacheprovider
     summary+=("$(printf '%-44s %5ss' "odoo $v: total" $((SECONDS - t_ver)))")
     unset ODOO_SRC ODOO_PYTHON ODOO_TEMPLATE_DB ODOO_VERSION
 done

@@ -57,13 +57,18 @@ else
 fi
 [ -f "$ODOO_SRC/odoo-bin" ] || { say "no odoo-bin in $ODOO_SRC"; exit 2; }
 
-# 2. the venv. python-ldap and psycopg2 come as sources only: they need these headers.
+# 2. the venv (plus what tests need: odoorpc for benchmarks, websocket-client for the browser
+# tours, which Odoo otherwise skips). python-ldap and psycopg2 come as sources only: they need these headers.
 BUILD_DEPS=(gcc libldap2-dev libsasl2-dev libpq-dev)
+TEST_PKGS="odoorpc websocket-client"
 ensure_build_deps() {
     local missing=() pkg
     for pkg in "${BUILD_DEPS[@]}"; do
         dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
     done
+    # Debian's own python3 keeps its C headers in python3-dev (a pyenv build has them)
+    python3 -c 'import os, sysconfig; os.stat(sysconfig.get_paths()["include"] + "/Python.h")' \
+        2>/dev/null || missing+=(python3-dev)
     [ "${#missing[@]}" -eq 0 ] && return 0
     if [ "$(id -u)" -ne 0 ]; then
         say "missing build packages: sudo apt-get install -y ${missing[*]}"; exit 1
@@ -76,7 +81,7 @@ extra="$SHARED/odoo-$VERSION.requirements-extra.txt"
 constraints="$SHARED/odoo-$VERSION.build-constraints.txt"
 if [ -z "${ODOO_PYTHON:-}" ]; then
     venv_key="$( (python3 --version; cat "$ODOO_SRC/requirements.txt" "$extra" "$constraints" 2>/dev/null; \
-                  echo odoorpc) | sha256sum | cut -c1-12)"
+                  echo "$TEST_PKGS") | sha256sum | cut -c1-12)"
     VENV="${ODOO_VENV:-$ODOO_CACHE/venv-$VERSION-$venv_key}"
     if [ ! -f "$VENV/.complete" ]; then
         ensure_build_deps
@@ -91,13 +96,25 @@ if [ -z "${ODOO_PYTHON:-}" ]; then
             "${pip[@]}" -r "$ODOO_SRC/requirements.txt"
         fi
         if [ -f "$extra" ]; then "${pip[@]}" -r "$extra"; fi
-        "${pip[@]}" odoorpc
+        # shellcheck disable=SC2086
+        "${pip[@]}" $TEST_PKGS
         touch "$VENV/.complete"
     fi
     ODOO_PYTHON="$VENV/bin/python"
 fi
 
-# 3. the template database
+# 3. Chromium for the browser tours (HttpCase.start_tour), from Debian's packages
+if ! command -v chromium >/dev/null 2>&1 && ! command -v google-chrome >/dev/null 2>&1; then
+    if [ "$(id -u)" -eq 0 ]; then
+        say "installing chromium (browser tours)"
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    else
+        say "no chromium: the browser tours will fail; sudo apt-get install -y chromium"
+    fi
+fi
+
+# 4. the template database
 TEMPLATE_DB="${ODOO_TEMPLATE_DB:-stock_sync_tmpl_${major}_$tree_key}"
 db_exists() { psql -d postgres -Atc "SELECT 1 FROM pg_database WHERE datname = '$1'" | grep -q 1; }
 # reused only when its install finished: sale_stock installed is written last

@@ -34,8 +34,13 @@ set -e
 # Odoo's exit code is not reliable across versions for test failures: the log is authoritative.
 grep -E "(ERROR|CRITICAL|FAIL)" "$LOG" | grep -v "^$" | head -n 200 || true
 tests="$(grep -oE "[0-9]+ tests" "$LOG" | tail -n 1 | grep -oE "[0-9]+" || echo 0)"
+# every test that ran, by name (the log is kept: full log below)
+grep -oE "Starting [A-Za-z0-9_]+\.test_[A-Za-z0-9_]+" "$LOG" | sed "s/^Starting /ran: /" || true
 grep -E "odoo.tests.(result|stats)" "$LOG" | sed 's/^.*INFO [^ ]* //' || true
 failed="$(grep -cE " (ERROR|CRITICAL) " "$LOG" || true)"
+# a skipped module test hides a missing browser or library: that is a failure here
+skipped="$(grep -E "stock_sync_bridge\.tests\.[a-z_]+: skipped " "$LOG" || true)"
+if [ -n "$skipped" ]; then echo "$skipped"; failed=$((failed + $(echo "$skipped" | wc -l))); fi
 echo "full log: $LOG"
 if [ "$status" -ne 0 ] || [ "$failed" -ne 0 ] || [ "$tests" -eq 0 ]; then
     echo "stock_sync_bridge on Odoo $VERSION: $tests ran, $failed error lines, exit $status: FAILED"

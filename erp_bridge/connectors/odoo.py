@@ -209,6 +209,11 @@ def describe_call(mapping, changes: Sequence[Decrement | Increment | Count]) -> 
     import json
 
     lines = [rpc_line(mapping, c) for c in changes]
+    if mapping.connection.auth.kind == "bearer":  # Odoo 19: JSON-2, named arguments
+        return (f"# {mapping.system} apply_stock_changes, key {lines[0]['key'] if lines else '-'}\n"
+                f"POST {mapping.connection.base_url.rstrip('/')}/json/2/{API_MODEL}/apply_stock_changes  "
+                f"(JSON-2, Authorization: bearer ***, X-Odoo-Database: {mapping.connection.database})\n"
+                f"{json.dumps({'lines': lines}, indent=2)}\n")
     return (f"# {mapping.system} apply_stock_changes, key {lines[0]['key'] if lines else '-'}\n"
             f"POST {mapping.connection.base_url}/jsonrpc  (odoorpc execute_kw as the bridge user, "
             f"database {mapping.connection.database})\n"

@@ -23,4 +23,7 @@
         "views/res_config_settings_views.xml",
         "views/stock_sync_menus.xml",
     ],
+    "assets": {
+        "web.assets_tests": ["stock_sync_bridge/static/tests/tours/*.js"],
+    },
 }

@@ -3,6 +3,8 @@
 from odoo import models
 from odoo.tools import SQL
 
+from .concurrency import execute_contended
+
 
 class StockSyncEvent(models.AbstractModel):
     """What availability markers and journal rows share: an event is done once every target
@@ -20,7 +22,8 @@ class StockSyncEvent(models.AbstractModel):
         targets = self.env["stock.sync.config"]._targets(self._sync_kind)
         if not self.env["stock.sync.delivery"]._all_final(self, sequence, targets):
             return False
-        self.env.cr.execute(SQL(
+        # contended by a concurrent marker bump of the same row: Odoo retries the ack quietly
+        execute_contended(self.env.cr, SQL(
             """
             UPDATE %s
                SET state = 'done', done_date = now() at time zone 'UTC',

@@ -31,6 +31,10 @@ def odoo_server():
         srv.install(python, db, "stock_sync_bridge")
         server = srv.OdooServer(python, db)
         yield server
+        # contention (concurrent batches, acks racing marker bumps) is retried by Odoo quietly:
+        # over the whole session its log must hold no ERROR line
+        errors = [line for line in server.log_since(0).splitlines() if " ERROR " in line]
+        assert errors == [], "ERROR lines in Odoo's log:\n" + "\n".join(errors[:20])
     finally:
         if server:
             server.close()

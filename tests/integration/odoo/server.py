@@ -136,14 +136,18 @@ def generate_api_key(python: str, db: str, login: str, name: str = "bridge", day
 class OdooServer:
     """A threaded Odoo server on a free loopback port, stopped on close()."""
 
-    def __init__(self, python: str, db: str):
+    def __init__(self, python: str, db: str, workers: int = 0):
+        """``workers=0``: Odoo's threaded server; more: its multi-process (prefork) server,
+        with the gevent worker for websockets on another free port."""
         self.python, self.db, self.port = python, db, free_port()
         self.log = tempfile.NamedTemporaryFile(
             prefix=f"odoo-{db}-", suffix=".log", delete=False
         )
+        extra = [f"--workers={workers}"]
+        if workers:
+            extra += [f"--gevent-port={free_port()}"]
         self.proc = subprocess.Popen(
-            base_cmd(python, db) + [f"--http-port={self.port}", "--workers=0",
-                                    "--log-level=info"],
+            base_cmd(python, db) + [f"--http-port={self.port}", "--log-level=info"] + extra,
             stdout=self.log, stderr=subprocess.STDOUT,
         )
         self._wait_ready()

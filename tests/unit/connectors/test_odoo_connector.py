@@ -84,3 +84,37 @@ def test_availability_figures_become_decimals():
                                                                  Decimal("7.5"), "Units")
     assert a.restock_at.isoformat() == "2026-12-01T08:30:00+00:00"
     assert availability_of("a", "WH/Stock", {"on_hand": 1, "free": 1, "restock_at": None}).restock_at is None
+
+
+# --- JSON-2 (Odoo 19) ---------------------------------------------------------------------------
+import requests  # noqa: E402
+
+from erp_bridge.connectors.odoo_json2 import Json2Error, classify_json2  # noqa: E402
+
+
+@pytest.mark.parametrize("exc, cls, text", [
+    pytest.param(Json2Error(401, {"name": "werkzeug.exceptions.Unauthorized", "message": "Invalid apikey"}),
+                 ConfigError, "wrong, revoked or expired", id="bad-or-expired-key"),
+    pytest.param(Json2Error(403, {"name": "odoo.exceptions.AccessError",
+                                  "message": "Only the stock sync bridge user may call this API."}),
+                 ConfigError, "'Stock Sync Bridge' group", id="not-in-group"),
+    pytest.param(Json2Error(404, {"name": "werkzeug.exceptions.NotFound", "message": "no model"}),
+                 ConfigError, "is the module stock_sync_bridge installed", id="module-missing"),
+    pytest.param(Json2Error(500, {"name": "psycopg2.errors.SerializationFailure", "message": "could not"}),
+                 RetryableError, "transient", id="serialization-failure"),
+    pytest.param(Json2Error(503, {"message": "maintenance"}, retry_after=7), RetryableError, "HTTP 503",
+                 id="unavailable"),
+    pytest.param(Json2Error(422, {"name": "odoo.exceptions.UserError", "message": "No operation type"}),
+                 RejectedError, "odoo.exceptions.UserError: No operation type", id="user-error"),
+    pytest.param(Json2Error(500, {"name": "odoo.exceptions.ValidationError", "message": "bad"}),
+                 RejectedError, "ValidationError", id="validation-error"),
+    pytest.param(requests.ConnectionError("refused"), RetryableError, "cannot reach the server", id="refused"),
+    pytest.param(requests.Timeout("slow"), RetryableError, "cannot reach the server", id="timeout"),
+])
+def test_json2_failures_are_classified_by_what_the_operator_must_do(exc, cls, text):
+    error = classify_json2(exc, "apply_stock_changes")
+    assert type(error) is cls and text in str(error)
+
+
+def test_json2_honours_retry_after():
+    assert classify_json2(Json2Error(429, {}, retry_after=7), "x").after == 7
