@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from erp_bridge.connectors.base import Figure  # noqa: E402
+from erp_bridge.domain import Figure  # noqa: E402
 from erp_bridge.domain import Decrement, StockMove  # noqa: E402
 from erp_bridge.mapping.engine import build_requests  # noqa: E402
 from erp_bridge.mapping.loader import load_mappings  # noqa: E402

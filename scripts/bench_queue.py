@@ -20,7 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from erp_bridge.connectors.base import Capability, Delivered  # noqa: E402
+from erp_bridge.connectors.base import Capability  # noqa: E402
+from erp_bridge.domain import Delivered  # noqa: E402
 from erp_bridge.dispatch.dispatcher import Dispatcher  # noqa: E402
 from erp_bridge.dispatch.routing import entry_for  # noqa: E402
 from erp_bridge.domain import Decrement  # noqa: E402

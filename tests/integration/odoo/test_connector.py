@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 from pydantic import SecretStr
 
-from erp_bridge.connectors.base import Delivered
+from erp_bridge.domain import Delivered
 from erp_bridge.connectors.odoo import OdooConnector
 from erp_bridge.domain import Decrement
 from erp_bridge.errors import ConfigError
