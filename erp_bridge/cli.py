@@ -6,8 +6,8 @@ import json
 import os
 import sys
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from .errors import ConfigError
 
@@ -339,7 +339,6 @@ def cmd_config_check(args) -> int:
 
 def cmd_mappings_check(args) -> int:
     from .mapping import cli_support
-
     from .runtime import mapping_files
 
     settings = _settings(args)
@@ -365,7 +364,6 @@ def cmd_mappings_schema(args) -> int:
 
 def cmd_mappings_preview(args) -> int:
     from .mapping import cli_support
-
     from .mapping.compile import UnmappedError
     from .runtime import mapping_files
 

@@ -6,9 +6,9 @@ as strings. Quantities are Decimal. An event's ``idempotency_key`` is what makes
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, model_validator
 
@@ -36,7 +36,7 @@ def make_key(*parts: str) -> str:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def bridge_origin(system: str) -> str:
@@ -165,7 +165,7 @@ class Count(_Event):
 
 
 Event = Annotated[
-    Union[AvailabilityChanged, StockMove, Decrement, Increment, Count], Field(discriminator="kind")
+    AvailabilityChanged | StockMove | Decrement | Increment | Count, Field(discriminator="kind")
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 
@@ -214,4 +214,4 @@ class Delivered:
 
 
 #: what a connector answers for one item of a batch: Delivered, or the error for that item
-Result = Union[Delivered, BridgeError]
+Result = Delivered | BridgeError

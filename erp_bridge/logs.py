@@ -5,7 +5,8 @@ import json
 import logging
 import re
 import sys
-from typing import Callable, Iterable, TextIO
+from collections.abc import Callable, Iterable
+from typing import TextIO
 
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
@@ -58,7 +59,7 @@ class RedactingJsonFormatter(JsonFormatter):
         self._redact = Redactor(secrets)
 
     def format(self, record: logging.LogRecord) -> str:
-        return self._redact(super().format(record))
+        return self._redact(super().format(record)) or ""
 
 
 def setup_logging(level: str = "INFO", secrets: Iterable[str] = (), stream: TextIO | None = None) -> None:

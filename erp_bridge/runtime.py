@@ -10,10 +10,11 @@ import logging
 import re
 import signal
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from .errors import ConfigError, Problem
 from .queue.base import Queue, RetryPolicy
@@ -140,7 +141,7 @@ class _Every:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
-    def start(self) -> "_Every":
+    def start(self) -> _Every:
         self._thread.start()
         return self
 
@@ -367,7 +368,7 @@ def build_runtime(settings: Settings) -> Runtime:
     return runtime
 
 
-def _report(runtime: "Runtime", target: str, entry, state, error) -> None:
+def _report(runtime: Runtime, target: str, entry, state, error) -> None:
     """Per-target results go back to the outbox the entry came from (Odoo shows them)."""
     poller = runtime.pollers.get((entry.payload or {}).get("system"))
     if poller is not None:
@@ -386,10 +387,9 @@ def _pollers(runtime: Runtime) -> dict:
     poller per channel whose connector polls its changes (Square), one inbox poller per channel
     whose webhooks are resolved after they are stored (BigCommerce, WooCommerce)."""
     from .connectors.base import Capability
+    from .sync.channel_poll import ChannelPoller
     from .sync.inbox import InboxPoller
     from .sync.outbox import OutboxPoller
-
-    from .sync.channel_poll import ChannelPoller
 
     pollers: dict = {name: OutboxPoller(name, connector, runtime.router, runtime.queue, runtime.cache,
                                         runtime.settings.workers.outbox_poll_s, on_enqueued=runtime.dispatcher.wake)

@@ -186,7 +186,7 @@ def load_settings(config: Path | str | None = None, **overrides: Any) -> Setting
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
-        problems = [_locate(doc, err) for err in exc.errors(include_url=False)]
+        problems = [_locate(doc, dict(err)) for err in exc.errors(include_url=False)]
         raise ConfigError(sorted(problems, key=lambda p: (p.file, p.line or 0, p.column or 0))) from None
     finally:
         _CONFIG_DOC.reset(token)

@@ -85,7 +85,7 @@ def start(tmp: Path, port: int) -> subprocess.Popen:
             return proc
         except requests.ConnectionError:
             if time.monotonic() > deadline or proc.poll() is not None:
-                raise SystemExit("the service did not start")
+                raise SystemExit("the service did not start") from None
             time.sleep(0.2)
 
 

@@ -11,20 +11,23 @@ import argparse
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from erp_bridge.domain import Figure  # noqa: E402
-from erp_bridge.domain import Decrement, StockMove  # noqa: E402
-from erp_bridge.mapping.engine import build_requests  # noqa: E402
-from erp_bridge.mapping.loader import load_mappings  # noqa: E402
-from erp_bridge.mapping.lookups import load_lookup  # noqa: E402
+from erp_bridge.domain import (
+    Decrement,
+    Figure,
+    StockMove,
+)
+from erp_bridge.mapping.engine import build_requests
+from erp_bridge.mapping.loader import load_mappings
+from erp_bridge.mapping.lookups import load_lookup
 
 MAPPINGS = Path(__file__).resolve().parents[1] / "mappings"
-NOW = datetime(2025, 3, 14, 10, 0, tzinfo=timezone.utc)
+NOW = datetime(2025, 3, 14, 10, 0, tzinfo=UTC)
 
 
 def events(n: int, system: str) -> list:
@@ -41,7 +44,7 @@ def events(n: int, system: str) -> list:
 def bench_engine(n: int) -> dict[str, float]:
     mappings = load_mappings(MAPPINGS)
     ids = iter(range(10**9))
-    new_id = lambda: f"id-{next(ids)}"  # noqa: E731
+    new_id = lambda: f"id-{next(ids)}"
     rates = {}
     for system in sorted(mappings.systems):
         mapping = mappings.systems[system]

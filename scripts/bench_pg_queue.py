@@ -22,18 +22,18 @@ import statistics
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Callable
 from urllib.parse import quote
 
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from erp_bridge.queue.base import NewEntry  # noqa: E402
-from erp_bridge.queue.postgres import PostgresQueue  # noqa: E402
+from erp_bridge.queue.base import NewEntry
+from erp_bridge.queue.postgres import PostgresQueue
 
 RAW_SCHEMA = ("CREATE TABLE raw_q (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, payload jsonb NOT NULL,"
               " state text NOT NULL DEFAULT 'pending', owner text);"

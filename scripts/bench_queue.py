@@ -20,13 +20,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from erp_bridge.connectors.base import Capability  # noqa: E402
-from erp_bridge.domain import Delivered  # noqa: E402
-from erp_bridge.dispatch.dispatcher import Dispatcher  # noqa: E402
-from erp_bridge.dispatch.routing import entry_for  # noqa: E402
-from erp_bridge.domain import Decrement  # noqa: E402
-from erp_bridge.queue.base import RetryPolicy  # noqa: E402
-from erp_bridge.queue.sqlite import SQLiteQueue  # noqa: E402
+from erp_bridge.connectors.base import Capability
+from erp_bridge.dispatch.dispatcher import Dispatcher
+from erp_bridge.dispatch.routing import entry_for
+from erp_bridge.domain import (
+    Decrement,
+    Delivered,
+)
+from erp_bridge.queue.base import RetryPolicy
+from erp_bridge.queue.sqlite import SQLiteQueue
 
 BATCH_SIZES = (1, 8, 64)
 

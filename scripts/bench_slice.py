@@ -88,7 +88,7 @@ locations: {map: [{internal: WH/Stock, code: WH/Stock}]}
 
 
 def run_webhooks(seconds: int, connections: int, skus: int) -> None:
-    from tests.integration.odoo.bridge import wait_until  # noqa: E402 (path set above)
+    from tests.integration.odoo.bridge import wait_until
     from tests.integration.odoo.server import free_port
 
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -132,11 +132,11 @@ def _rss_mb(pid: int) -> float:
 
 
 def run_latency(orders: int) -> None:
-    from tests.integration.odoo import bridge as b
-    from tests.integration.odoo import server as srv
     from tests.fakes.http_target import FakeTarget
     from tests.fakes.sap_b1 import FakeServiceLayer
     from tests.fakes.shopify import FakeShopify
+    from tests.integration.odoo import bridge as b
+    from tests.integration.odoo import server as srv
 
     if srv.unavailable():
         sys.exit(srv.unavailable())
@@ -203,7 +203,7 @@ def _orders(admin, srv, ctx, product_id, shop, key, orders) -> list[float]:
         srv.call(admin, "sale.order", "action_confirm", [order_id])
         committed = time.monotonic()
         expected -= 1
-        if not shop.wait_for(lambda s: s.levels[key] == expected, 10):
+        if not shop.wait_for(lambda s, expected=expected: s.levels[key] == expected, 10):
             print(f"order {n}: Shopify did not get {expected} within 10 s (it shows {shop.levels[key]})")
             continue
         latencies.append(time.monotonic() - committed)

@@ -32,12 +32,18 @@ if [ "$paths" -eq 0 ] && [ "${ODOO_VERSIONS:-}" != none ] && ls "$shared"/odoo-*
 fi
 
 t0=$SECONDS
+lint=0
+if [ "$paths" -eq 0 ]; then  # the whole suite: the code is linted and type-checked first
+    .venv/bin/ruff check erp_bridge tests scripts && .venv/bin/mypy || lint=1
+    echo "phase lint (ruff check, mypy on erp_bridge): $((SECONDS - t0)) s, exit $lint"
+fi
 if [ "$odoo" -eq 1 ]; then
     .venv/bin/python -m pytest "$@" --ignore=tests/integration/odoo
 else
     .venv/bin/python -m pytest "$@"
 fi
 rc=$?
+[ "$lint" -eq 0 ] || rc=1
 echo "phase pytest (without the real Odoo): $((SECONDS - t0)) s, exit $rc"
 [ "$odoo" -eq 1 ] || exit "$rc"
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
 from functools import lru_cache
-from typing import Iterator
 from urllib.parse import quote
 
 import psycopg

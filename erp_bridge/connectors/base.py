@@ -8,10 +8,11 @@ instead means the whole batch failed the same way (network down, 5xx). Connector
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
-from typing import Callable, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from ..domain import Availability, Count, Decrement, Event, Figure, Increment, Result, StockMove
 

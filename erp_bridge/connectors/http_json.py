@@ -7,8 +7,9 @@ otherwise). Sending, auth, classification and redaction are the runtime's.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from ..domain import Count, Decrement, Delivered, Figure, Increment, Result, StockMove
 from ..mapping.binder import Binder

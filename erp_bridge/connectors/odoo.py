@@ -16,18 +16,18 @@ import logging
 import socket
 import threading
 import urllib.error
-from datetime import datetime, timezone
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Callable, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 import odoorpc
 
-from ..domain import Availability, Count, Decrement, Increment
+from ..domain import Availability, Count, Decrement, Delivered, Increment, Result
 from ..errors import BridgeError, ConfigError, RejectedError, RetryableError
 from ..mapping.compile import UnmappedError
 from ..mapping.engine import item_code
-from ..domain import Delivered, Result
 from .base import Capability
 from .odoo_json2 import Json2Client, classify_json2, server_version
 
@@ -64,7 +64,7 @@ class OdooConnector:
     capabilities = frozenset({Capability.READ_AVAILABILITY, Capability.APPLY_STOCK_CHANGES, Capability.OUTBOX})
 
     @classmethod
-    def from_context(cls, ctx) -> "OdooConnector":
+    def from_context(cls, ctx) -> OdooConnector:
         """Registry factory (a ConnectorContext): secrets through the context's secret source."""
         return cls(ctx.mapping, _SecretSource(ctx.secret), ctx.lookups)
 
@@ -189,7 +189,7 @@ def availability_of(sku: str, location: str, figures: dict) -> Availability:
     restock = figures.get("restock_at")  # Odoo keeps naive UTC datetimes
     return Availability(item=sku, location=location, on_hand=dec("on_hand"), reserved=dec("reserved") or 0,
                         free=dec("free"), forecast=dec("forecast"), uom=figures.get("uom"),
-                        restock_at=datetime.fromisoformat(restock).replace(tzinfo=timezone.utc) if restock else None)
+                        restock_at=datetime.fromisoformat(restock).replace(tzinfo=UTC) if restock else None)
 
 
 def rpc_line(mapping, change: Decrement | Increment | Count) -> dict[str, Any]:
@@ -228,7 +228,7 @@ def _outcome(result: dict | None, key: str) -> Result:
         return Delivered(status)
     reasons = {"unknown_product": "unknown SKU in Odoo", "unknown_location": "unknown location in Odoo",
                "insufficient_stock": "not enough free stock in Odoo and backorders are off"}
-    return RejectedError(f"{reasons.get(status, status)}: {detail}".rstrip(": "))
+    return RejectedError(f"{reasons.get(str(status), status)}: {detail}".rstrip(": "))
 
 
 class _SecretSource:

@@ -7,9 +7,10 @@ source, the lookup tables, the storage) and returns a connector that declares it
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import import_module
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
@@ -59,7 +60,7 @@ def kinds() -> tuple[str, ...]:
     return tuple(KINDS)
 
 
-def build(mapping: "SystemMapping", secrets: Any, lookups: "Mapping[str, LookupTable] | None" = None,
+def build(mapping: SystemMapping, secrets: Any, lookups: Mapping[str, LookupTable] | None = None,
           storage_url: str | None = None) -> Connector:
     """The connector for ``mapping``. ``secrets``: the settings object (``.secret(name)``) or a
     plain mapping of secret names to values; ``storage_url`` defaults to the settings' queue."""

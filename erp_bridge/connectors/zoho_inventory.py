@@ -16,8 +16,9 @@ OAuth 2 refresh-token flow, ``on_status``, ``Retry-After`` and redaction are the
 from __future__ import annotations
 
 import time
-from datetime import date, datetime, timedelta, timezone
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
@@ -87,7 +88,7 @@ class ZohoInventoryConnector:
 
     def _dated(self, events: Sequence[Any], write: Callable[[Sequence[Any]], list[Result]]) -> list[Result]:
         """``write`` (the DocumentWriter's), with each event's date at hand for the settle search."""
-        dates = {e.idempotency_key: e.occurred_at.astimezone(timezone.utc).date() for e in events}
+        dates = {e.idempotency_key: e.occurred_at.astimezone(UTC).date() for e in events}
         self._dates.update(dates)  # keys are distinct per call: one delivery per key is in flight
         try:
             return write(events)
@@ -164,7 +165,7 @@ class ZohoInventoryConnector:
         return None
 
     def _window_start(self, intent: Intent) -> date:
-        posted = datetime.fromtimestamp(intent.created_at, timezone.utc).date()
+        posted = datetime.fromtimestamp(intent.created_at, UTC).date()
         dates = [self._dates[k] for k in intent.keys if k in self._dates]
         return min([posted, *dates]) - timedelta(days=SETTLE_WINDOW_DAYS)
 

@@ -11,16 +11,16 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 from ..connectors.base import Capability, Connector
 from ..domain import Delivered
-from ..errors import BridgeError, ConfigError, RejectedError, RetryableError
+from ..errors import BridgeError, ConfigError, NotAttempted, RejectedError, RetryableError
 from ..queue.base import SALE_KINDS, Entry, Queue, State, orphaned_owners
 from .metrics import DispatchMetrics, default_metrics
-from ..errors import NotAttempted
 from .ratelimit import TokenBucket
 from .routing import capability_for, event_of
 
@@ -37,7 +37,7 @@ class TargetLimits:
     burst: float | None = None
 
     @classmethod
-    def of(cls, limits: Any) -> "TargetLimits":
+    def of(cls, limits: Any) -> TargetLimits:
         """From a mapping's ``limits`` section (anything with these three attributes)."""
         return cls(concurrency=limits.concurrency, rate_per_s=limits.rate_per_s, burst=limits.burst)
 
@@ -126,7 +126,7 @@ class Dispatcher:
                       mappings: Any = None, metrics: DispatchMetrics | None = None, prepare: Callable[[Any], Any] | None = None,
                       pusher: Pusher | None = None,
                       before_ack: Callable[[str, list[Entry]], None] | None = None,
-                      on_final: Callable[[str, Entry, State, str | None], None] | None = None) -> "Dispatcher":
+                      on_final: Callable[[str, Entry, State, str | None], None] | None = None) -> Dispatcher:
         """Wire from the settings object and a mapping set (``.systems[name].limits``)."""
         systems = getattr(mappings, "systems", {}) or {}
         limits = {name: TargetLimits.of(m.limits) for name, m in systems.items()}
@@ -220,9 +220,10 @@ class Dispatcher:
         if capability not in connector.capabilities:
             return [ConfigError(f"connector of {target} cannot {capability.value}")] * len(entries)
         if capability is Capability.PUSH_AVAILABILITY:
-            if self._pusher is None:
+            pusher = self._pusher
+            if pusher is None:
                 return [ConfigError(f"no availability rule is configured for pushes to {target}")] * len(entries)
-            return _guard(lambda: self._pusher(target, connector, entries), len(entries))
+            return _guard(lambda: pusher(target, connector, entries), len(entries))
         prepared = [self._event_or_error(e) for e in entries]
         return _send(getattr(connector, capability.value), prepared)
 
@@ -245,7 +246,7 @@ class Dispatcher:
         states = []
         for entry, outcome, verdict in tried:
             state = State.DONE if verdict.delivered else self._queue.fail(
-                entry.id, worker, verdict.error, retryable=verdict.retryable,
+                entry.id, worker, verdict.error or "failed", retryable=verdict.retryable,
                 retry_after=verdict.retry_after, duration_s=duration).state
             self._log(entry, target, state, outcome, verdict, duration)
             states.append(state)

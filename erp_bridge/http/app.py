@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 ROUTE_GROUPS = [health, metrics, admin, reconcile, webhooks, odoo, pull]
 
 
-def create_app(runtime: "Runtime", manage_lifecycle: bool = True) -> FastAPI:
+def create_app(runtime: Runtime, manage_lifecycle: bool = True) -> FastAPI:
     """``manage_lifecycle``: start the workers with the app and stop them (within the configured
     deadline) when the server shuts down, e.g. on SIGTERM."""
 
@@ -38,12 +38,12 @@ def create_app(runtime: "Runtime", manage_lifecycle: bool = True) -> FastAPI:
     app.state.runtime = runtime
     for group in ROUTE_GROUPS:
         app.include_router(group.router)
-    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]  # Starlette's stub wants Exception
     http = runtime.settings.http
     app.add_middleware(InputGuard, max_body_bytes=http.max_body_bytes, route_body_bytes=http.route_body_bytes,
                        body_timeout_s=http.body_timeout_s, max_concurrent_requests=http.max_concurrent_requests,
                        max_header_bytes=http.max_header_bytes)
-    app.openapi = lambda: _openapi(app)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]  # FastAPI's documented override
     return app
 
 

@@ -19,7 +19,8 @@ import asyncio
 import json
 import logging
 import time
-from typing import Any, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from fastapi import HTTPException
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -92,7 +93,7 @@ class InputGuard:
             nonlocal seen
             try:
                 message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise BodyTooSlow(self.body_timeout_s) from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
@@ -125,8 +126,9 @@ class GuardedH11Protocol(H11Protocol):
     ``header_timeout_s``, instead of holding a descriptor for as long as it likes."""
 
     header_timeout_s: float = 10.0
+    _headers_deadline: asyncio.TimerHandle | None = None
 
-    def connection_made(self, transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport) -> None:
         super().connection_made(transport)
         self._headers_deadline = None
         self._arm()
@@ -136,7 +138,7 @@ class GuardedH11Protocol(H11Protocol):
         self._headers_deadline = self.loop.call_later(self.header_timeout_s, self._too_slow)
 
     def _disarm(self) -> None:
-        if getattr(self, "_headers_deadline", None) is not None:
+        if self._headers_deadline is not None:
             self._headers_deadline.cancel()
             self._headers_deadline = None
 

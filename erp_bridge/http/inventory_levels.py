@@ -16,7 +16,7 @@ not available (0); ``accept`` answers 503 with Retry-After, since this protocol 
 from __future__ import annotations
 
 import hmac
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -40,10 +40,10 @@ def _error(parameter: str, message: str) -> dict:
 
 
 @router.get("/inventory-levels", responses={400: {}, 401: {}, 503: {}})
-async def inventory_levels(request: Request, inventoryItemIds: list[str] | None = Query(None),  # noqa: N803
-                           shipToCountry: str | None = None, available: str | None = None,  # noqa: N803
-                           updatedSince: str | None = None, limit: str | None = None,  # noqa: N803
-                           startingAfter: str | None = None) -> JSONResponse:  # noqa: N803
+async def inventory_levels(request: Request, inventoryItemIds: list[str] | None = Query(None),  # noqa: B008 (FastAPI's idiom)
+                           shipToCountry: str | None = None, available: str | None = None,
+                           updatedSince: str | None = None, limit: str | None = None,
+                           startingAfter: str | None = None) -> JSONResponse:
     from .pull import service_of
 
     mapping = authorised_client(request)
@@ -168,7 +168,7 @@ def _levels(service, runtime, mapping, query: dict) -> JSONResponse:
 
 def _codes(mapping, country: str | None) -> dict[str, list[str]]:
     """Location code -> internal locations, keeping the codes that ship to ``country``."""
-    ships = {}
+    ships: dict[str, set[str]] = {}
     for entry in mapping.locations.map:
         ships.setdefault(entry.code, set()).update(entry.ship_to)
     return {code: locs for code, locs in internals_by_code(mapping).items()
@@ -179,7 +179,7 @@ def _level(mapping, item_id: str, code: str, answer: Answer, query: dict) -> dic
     if answer.source == "unknown":
         return None
     quantity = int(answer.quantity) if answer.quantity is not None else 0  # unreachable + reject: 0
-    read_at = answer.read_at or datetime.now(timezone.utc)
+    read_at = answer.read_at or datetime.now(UTC)
     if query["available"] is not None and (quantity > 0) != query["available"]:
         return None
     if query["since"] is not None and read_at < query["since"]:
@@ -192,5 +192,5 @@ def _level(mapping, item_id: str, code: str, answer: Answer, query: dict) -> dic
 
 
 def _iso(moment: datetime) -> str:
-    moment = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -10,7 +10,7 @@ say how fresh the answer is: ``X-Availability-Source`` (cache, live, unreachable
 from __future__ import annotations
 
 import threading
-from typing import Iterable
+from collections.abc import Iterable
 
 from fastapi import APIRouter, Request
 

@@ -31,7 +31,7 @@ def uvicorn_config(settings: Settings, app) -> uvicorn.Config:
     http = settings.http
     return uvicorn.Config(app, host=http.host, port=http.port,
                           log_config=None, access_log=False, lifespan="on",
-                          timeout_graceful_shutdown=settings.workers.shutdown_deadline_s,
+                          timeout_graceful_shutdown=round(settings.workers.shutdown_deadline_s),
                           # h11, not httptools: it bounds the header block, and guard.py adds a
                           # deadline for each request's headers (slowloris)
                           http=protocol_with(http.header_timeout_s),

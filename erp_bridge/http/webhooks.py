@@ -8,6 +8,7 @@ the platform retry, and eventually drop, the whole subscription.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 
 BODY_DOC = {"requestBody": {"required": True, "content": {
     "application/json": {"schema": {"type": "object", "description": "the platform's own payload"}}}}}
-ANSWERS = {200: {"description": "verified and stored durably"}, 400: {"description": "malformed (why)"},
+ANSWERS: dict[int | str, dict[str, Any]] = {200: {"description": "verified and stored durably"}, 400: {"description": "malformed (why)"},
            401: {"description": "signature missing or wrong"}, 403: {"description": "another shop"},
            404: {"description": "no such system here"}, 413: {"description": "body over the limit"},
            503: {"description": "the bridge cannot take it now (why)"}}

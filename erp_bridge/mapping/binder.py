@@ -8,7 +8,7 @@ code; the ``primary`` one takes inbound changes).
 """
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from ..errors import RejectedError
 from .checks import option_key

@@ -3,7 +3,7 @@ line to fix. They run after the schema passed, on the validated model; none has 
 from __future__ import annotations
 
 from collections import Counter
-from typing import Collection, Iterator
+from collections.abc import Collection, Iterator
 
 from .nodes import Node, format_parts, literal_number, walk_dict
 from .schema import Pull, RequestSpec, SystemMapping

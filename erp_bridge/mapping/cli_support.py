@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from pathlib import Path
-from typing import Collection
 
 from ..errors import MappingError, Problem
 from .loader import MappingSet, load_mapping_files, load_mappings

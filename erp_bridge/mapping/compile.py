@@ -6,9 +6,10 @@ no I/O; the result is cached on the mapping object (a private attribute, not par
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlencode
 
 from .nodes import Node, format_parts

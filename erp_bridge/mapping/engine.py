@@ -7,21 +7,22 @@ and ``LookupTable.sku_of`` to get there.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from decimal import ROUND_FLOOR, Decimal
-from typing import Any, Callable, Mapping, Sequence
+from decimal import ROUND_FLOOR
+from typing import Any
 from urllib.parse import quote, urlencode
 
 from ..domain import AvailabilityChanged, Count, Decrement, Figure, Increment, StockMove
 from ..errors import MappingError
+from ..sync.policy import low_stock
 from .compile import Compiled, CompiledSpec, UnmappedError, compiled, convert, fill
 from .lookups import LookupTable
-from ..sync.policy import low_stock
 from .schema import SystemMapping
 from .transforms import _text
 from .wire import HttpRequest
 
-__all__ = ["build_requests", "HttpRequest", "UnmappedError", "trigger_of", "item_code"]
+__all__ = ["HttpRequest", "UnmappedError", "build_requests", "item_code", "trigger_of"]
 
 Input = StockMove | Decrement | Increment | Count | Figure
 

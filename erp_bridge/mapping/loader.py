@@ -6,9 +6,9 @@ location, unique system names). Nothing is written: files are only read, data on
 """
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Collection, Iterable
 
 from pydantic import ValidationError
 

@@ -16,7 +16,7 @@ import re
 from datetime import date
 from decimal import Decimal
 from string import Formatter
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
@@ -87,17 +87,17 @@ class Node(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=False)
 
-    field: Optional[FieldName] = None
+    field: FieldName | None = None
     const: Scalar = None
-    format: Optional[FormatText] = None
-    object_: Optional[dict[str, "NodeIn"]] = Field(default=None, alias="object")
-    lines: Optional[dict[str, "NodeIn"]] = None
-    list_: Optional[list["NodeIn"]] = Field(default=None, alias="list")
+    format: FormatText | None = None
+    object_: dict[str, NodeIn] | None = Field(default=None, alias="object")
+    lines: dict[str, NodeIn] | None = None
+    list_: list[NodeIn] | None = Field(default=None, alias="list")
     transform: list[TransformName] = []
     if_null: Literal["keep", "omit"] = "keep"
 
     @model_validator(mode="after")
-    def _exactly_one_kind(self) -> "Node":
+    def _exactly_one_kind(self) -> Node:
         kinds = [k for k in KINDS if k in self.model_fields_set]
         if len(kinds) != 1:
             found = f" (found {', '.join(k.rstrip('_') for k in kinds)})" if kinds else ""
@@ -111,7 +111,7 @@ class Node(BaseModel):
         return next(k for k in KINDS if k in self.model_fields_set).rstrip("_")
 
 
-_NODE_INPUT = Union[str, int, float, bool, None, list, Node]
+_NODE_INPUT = str | int | float | bool | None | list | Node
 NodeIn = Annotated[Node, BeforeValidator(_wrap_scalar, json_schema_input_type=_NODE_INPUT)]
 Node.model_rebuild()
 

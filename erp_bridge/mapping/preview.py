@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from ..domain import Figure
-from ..domain import Availability, AvailabilityChanged, Count, Decrement, Increment, StockMove, parse_event
+from ..domain import Availability, AvailabilityChanged, Count, Decrement, Figure, Increment, StockMove, parse_event
 from ..errors import ConfigError, MappingError, Problem
-from ..yamlpos import load_yaml_text, problems_from_validation
 from ..sync.policy import channel_quantity
+from ..yamlpos import load_yaml_text, problems_from_validation
 from .engine import build_requests
 from .loader import display_name, load_mappings
 from .schema import SystemMapping
@@ -40,12 +40,12 @@ def preview(system: str, event_file: Path, mappings_dir: Path, *, now: datetime 
         return describe_call(mapping, events)
     if mapping.connector == "netsuite":  # the SOAP envelope (or the REST upsert) as the connector sends it
         from ..connectors.netsuite import describe
-        return describe(mapping, mappings.lookups, events, now=now or datetime.now(timezone.utc))
+        return describe(mapping, mappings.lookups, events, now=now or datetime.now(UTC))
     if mapping.connector == "dynamics365":  # journals go as one OData $batch changeset: show it as sent
         from ..connectors.dynamics365.finops import describe_batches
-        return describe_batches(mapping, events, mappings.lookups, now=now or datetime.now(timezone.utc),
+        return describe_batches(mapping, events, mappings.lookups, now=now or datetime.now(UTC),
                                 new_id=new_id or (lambda: str(uuid.uuid4()))) + "\n"
-    requests = build_requests(events, mapping, mappings.lookups, now=now or datetime.now(timezone.utc),
+    requests = build_requests(events, mapping, mappings.lookups, now=now or datetime.now(UTC),
                               new_id=new_id or (lambda: str(uuid.uuid4())))
     if mapping.connector == "dynamics365_iv":  # several change events go as one <path>/bulk
         from ..connectors.dynamics365.inventory_visibility import as_sent

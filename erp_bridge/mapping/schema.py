@@ -9,10 +9,20 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal
 
-from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr,
-                      StringConstraints, WithJsonSchema, field_validator, model_validator)
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from ..connectors.registry import KINDS, kinds
 from .nodes import FormatText, NodeIn, TransformName
@@ -32,16 +42,7 @@ Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
 NonNegative = Annotated[Decimal, Field(ge=0, allow_inf_nan=False)]
 Positive = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
 #: ISO 3166-1 alpha-2, the 249 officially assigned codes (as the tz database's iso3166.tab lists them)
-COUNTRY_CODES = frozenset((
-    "AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR BS "
-    "BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ EC EE "
-    "EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW GY HK HM "
-    "HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP KR KW KY KZ LA LB LC "
-    "LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT MU MV MW MX MY MZ NA "
-    "NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY QA RE RO RS RU RW "
-    "SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO "
-    "TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW"
-).split())
+COUNTRY_CODES = frozenset(["AD", "AE", "AF", "AG", "AI", "AL", "AM", "AO", "AQ", "AR", "AS", "AT", "AU", "AW", "AX", "AZ", "BA", "BB", "BD", "BE", "BF", "BG", "BH", "BI", "BJ", "BL", "BM", "BN", "BO", "BQ", "BR", "BS", "BT", "BV", "BW", "BY", "BZ", "CA", "CC", "CD", "CF", "CG", "CH", "CI", "CK", "CL", "CM", "CN", "CO", "CR", "CU", "CV", "CW", "CX", "CY", "CZ", "DE", "DJ", "DK", "DM", "DO", "DZ", "EC", "EE", "EG", "EH", "ER", "ES", "ET", "FI", "FJ", "FK", "FM", "FO", "FR", "GA", "GB", "GD", "GE", "GF", "GG", "GH", "GI", "GL", "GM", "GN", "GP", "GQ", "GR", "GS", "GT", "GU", "GW", "GY", "HK", "HM", "HN", "HR", "HT", "HU", "ID", "IE", "IL", "IM", "IN", "IO", "IQ", "IR", "IS", "IT", "JE", "JM", "JO", "JP", "KE", "KG", "KH", "KI", "KM", "KN", "KP", "KR", "KW", "KY", "KZ", "LA", "LB", "LC", "LI", "LK", "LR", "LS", "LT", "LU", "LV", "LY", "MA", "MC", "MD", "ME", "MF", "MG", "MH", "MK", "ML", "MM", "MN", "MO", "MP", "MQ", "MR", "MS", "MT", "MU", "MV", "MW", "MX", "MY", "MZ", "NA", "NC", "NE", "NF", "NG", "NI", "NL", "NO", "NP", "NR", "NU", "NZ", "OM", "PA", "PE", "PF", "PG", "PH", "PK", "PL", "PM", "PN", "PR", "PS", "PT", "PW", "PY", "QA", "RE", "RO", "RS", "RU", "RW", "SA", "SB", "SC", "SD", "SE", "SG", "SH", "SI", "SJ", "SK", "SL", "SM", "SN", "SO", "SR", "SS", "ST", "SV", "SX", "SY", "SZ", "TC", "TD", "TF", "TG", "TH", "TJ", "TK", "TL", "TM", "TN", "TO", "TR", "TT", "TV", "TW", "TZ", "UA", "UG", "UM", "US", "UY", "UZ", "VA", "VC", "VE", "VG", "VI", "VN", "VU", "WF", "WS", "YE", "YT", "ZA", "ZM", "ZW"])
 _SECRET_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _STATUS_RE = re.compile(r"^[1-5]([0-9]{2}|xx)$")
 _CREDENTIAL_HEADER = re.compile(r"authorization|cookie|token|secret|password|api-?key", re.I)
@@ -134,11 +135,11 @@ class Auth(Strict):
     secrets: dict[str, SecretName] = {}
     header: str = "Authorization"
     #: text before the credential in ``header``; by default "Basic ", "Bearer " or "" by kind
-    prefix: Optional[str] = None
-    token_url: Optional[BaseUrl] = None
-    scope: Optional[str] = None
+    prefix: str | None = None
+    token_url: BaseUrl | None = None
+    scope: str | None = None
     #: Azure AD (Entra ID) kinds: the tenant's authority, https://login.microsoftonline.com/<tenant id>
-    authority: Optional[BaseUrl] = None
+    authority: BaseUrl | None = None
 
 
 class Connection(Strict):
@@ -146,18 +147,18 @@ class Connection(Strict):
     auth: Auth
     timeout_s: float = Field(default=10, gt=0, le=300)
     #: the database / company a login opens (Odoo database, SAP CompanyDB): a name, not a secret
-    database: Optional[Code] = None
+    database: Code | None = None
     #: constant headers sent with every request (never credentials: see ``auth``)
     headers: dict[HeaderName, str] = {}
     #: SOAP systems (NetSuite): the WSDL, an https URL or a file path; fetched once, cached on disk.
     #: Unset: derived from base_url (docs/connectors/netsuite.md)
-    wsdl: Optional[Code] = None
+    wsdl: Code | None = None
 
 
 class Limits(Strict):
     concurrency: int = Field(default=4, ge=1, le=256)
-    rate_per_s: Optional[float] = Field(default=None, gt=0)
-    burst: Optional[int] = Field(default=None, ge=1)
+    rate_per_s: float | None = Field(default=None, gt=0)
+    burst: int | None = Field(default=None, ge=1)
 
 
 class ItemOverride(Strict):
@@ -188,11 +189,11 @@ class Items(Strict):
     #: the internal product field that holds the SKU (Odoo: default_code)
     field: Code = "default_code"
     #: the system's field the id goes to or is read from (documentation and connector reads)
-    target_field: Optional[Code] = None
+    target_field: Code | None = None
     #: the rule: transforms applied to the SKU (text -> text) when no override or row has it
     transform: list[TransformName] = []
     overrides: list[ItemOverride] = []
-    lookup: Optional[ItemLookup] = None
+    lookup: ItemLookup | None = None
     #: a SKU in neither overrides nor lookup: map it by the rule, or refuse it
     unlisted: Literal["rule", "error"] = "rule"
     #: pull clients: an item code whose options select the SKU (option-less items use overrides)
@@ -202,7 +203,7 @@ class Items(Strict):
 class LocationEntry(Strict):
     internal: Code
     code: Code
-    role: Optional[Role] = None
+    role: Role | None = None
     #: with several internal locations on one code: the one that inbound changes apply to
     primary: bool = False
     #: extra per-location values a body reads as ``attr.NAME`` (e.g. a Dynamics siteId)
@@ -213,7 +214,7 @@ class LocationEntry(Strict):
 
 class Locations(Strict):
     #: how figures of several internal locations mapped to one code combine (required then)
-    aggregation: Optional[Literal["sum", "min", "max"]] = None
+    aggregation: Literal["sum", "min", "max"] | None = None
     map: list[LocationEntry] = Field(min_length=1)
 
 
@@ -221,7 +222,7 @@ class UnitRule(Strict):
     """system quantity = internal quantity x factor, then rounded to ``rounding`` (none: exact)."""
 
     factor: Positive = Decimal(1)
-    rounding: Optional[Positive] = None
+    rounding: Positive | None = None
     mode: Literal["down", "half_up", "half_even", "up"] = "half_up"
 
 
@@ -239,9 +240,9 @@ class QuantityPolicy(Strict):
     basis: Literal["free", "on_hand", "forecast"]
     safety_buffer: NonNegative = Decimal(0)
     allocation_percent: Annotated[Decimal, Field(gt=0, le=100)] = Decimal(100)
-    max_listed: Optional[NonNegative] = None
+    max_listed: NonNegative | None = None
     integer: bool = True
-    low_stock_threshold: Optional[NonNegative] = None
+    low_stock_threshold: NonNegative | None = None
 
 
 class Idempotency(Strict):
@@ -249,7 +250,7 @@ class Idempotency(Strict):
 
     strategy: Literal["none", "reference_field", "external_id", "header", "body_id", "graphql_idempotent",
                       "external_key"]
-    field: Optional[Code] = None
+    field: Code | None = None
 
 
 StatusAction = Literal["retry", "fail", "ignore"]
@@ -279,7 +280,7 @@ class RequestSpec(Strict):
     path: FormatText
     query: dict[str, NodeIn] = {}
     headers: dict[HeaderName, NodeIn] = {}
-    body: Optional[dict[str, NodeIn]] = None
+    body: dict[str, NodeIn] | None = None
 
     @field_validator("path")
     @classmethod
@@ -295,17 +296,17 @@ class Webhooks(Strict):
     #: NAME of the secret the deliveries are signed with (Shopify: the app's client secret)
     secret: SecretName
     #: channel location code for an order that carries no location (online orders often don't)
-    default_location: Optional[Code] = None
+    default_location: Code | None = None
     #: the notification URL exactly as registered with the platform, for schemes that sign the URL
     #: with the body (Square); behind a proxy the URL the bridge sees differs, so it is configured
-    notification_url: Optional[Annotated[str, StringConstraints(pattern=r"^https?://\S+$", max_length=2000)]] = None
+    notification_url: Annotated[str, StringConstraints(pattern=r"^https?://\S+$", max_length=2000)] | None = None
     #: the platform's own statuses that count as a sale (unset: the platform's default, see
     #: docs/connectors/<system>.md). Order statuses for WooCommerce, status ids for BigCommerce;
     #: for Square, the inventory states an IN_STOCK quantity moves to when sold
-    sale_statuses: Optional[list[Code]] = Field(default=None, min_length=1)
+    sale_statuses: list[Code] | None = Field(default=None, min_length=1)
     #: statuses that give the stock back: a cancelled (or restocked refunded) order; for Square, the
     #: states a quantity moves back to IN_STOCK from
-    restock_statuses: Optional[list[Code]] = Field(default=None, min_length=1)
+    restock_statuses: list[Code] | None = Field(default=None, min_length=1)
 
 
 class PullMessages(Strict):
@@ -343,7 +344,7 @@ class Pull(Strict):
     #: how long a live read may take before the unreachable policy answers
     live_timeout_s: float = Field(default=0.8, gt=0, le=30)
     #: inventory_levels: NAME of the bearer token secret the caller presents
-    token_secret: Optional[SecretName] = None
+    token_secret: SecretName | None = None
     #: inventory_levels: the liveMode every level reports
     live_mode: bool = False
     #: inventory_levels: most inventoryItemIds in one request, and the default/maximum page size
@@ -358,22 +359,22 @@ class SystemMapping(Strict):
     system: Name
     connector: ConnectorKind
     #: the role of every location that does not set its own
-    role: Optional[Role] = None
+    role: Role | None = None
     connection: Connection
     limits: Limits = Limits()
     items: Items = Items()
     locations: Locations
     units: Units = Units()
-    quantity_policy: Optional[QuantityPolicy] = None
+    quantity_policy: QuantityPolicy | None = None
     writes: Writes = Writes()
     requests: dict[Name, RequestSpec] = {}
-    webhooks: Optional[Webhooks] = None
-    pull: Optional[Pull] = None
+    webhooks: Webhooks | None = None
+    pull: Pull | None = None
 
     _compiled: Any = PrivateAttr(default=None)
 
     @model_validator(mode="after")
-    def _vendor_limits(self) -> "SystemMapping":
+    def _vendor_limits(self) -> SystemMapping:
         """Fields the file leaves out of ``limits`` take the vendor's documented limits (registry)."""
         defaults = {k: v for k, v in KINDS[self.connector].limits.items() if k not in self.limits.model_fields_set}
         if defaults:
@@ -390,7 +391,7 @@ class SystemMapping(Strict):
 
     @field_validator("webhooks")
     @classmethod
-    def _default_location_mapped(cls, value: Optional[Webhooks], info) -> Optional[Webhooks]:
+    def _default_location_mapped(cls, value: Webhooks | None, info) -> Webhooks | None:
         # a default outside locations.map would turn every location-less order into a dead letter
         locations = info.data.get("locations")
         if value is None or value.default_location is None or locations is None:
@@ -401,7 +402,7 @@ class SystemMapping(Strict):
                              f"(codes: {', '.join(codes)})")
         return value
 
-    def role_of(self, internal_location: str) -> Optional[str]:
+    def role_of(self, internal_location: str) -> str | None:
         for entry in self.locations.map:
             if entry.internal == internal_location:
                 return entry.role or self.role
@@ -414,10 +415,10 @@ class SystemMapping(Strict):
     def role_names(self) -> set[str]:
         return self.roles
 
-    def location_entry(self, internal_location: str) -> Optional[LocationEntry]:
+    def location_entry(self, internal_location: str) -> LocationEntry | None:
         return next((e for e in self.locations.map if e.internal == internal_location), None)
 
-    def internal_location(self, code: str) -> Optional[str]:
+    def internal_location(self, code: str) -> str | None:
         """The internal location a system code stands for (the primary one when many map to it)."""
         entries = [e for e in self.locations.map if e.code == code]
         chosen = next((e for e in entries if e.primary), entries[0] if len(entries) == 1 else None)

@@ -7,10 +7,11 @@ so "missing", null and zero stay different all the way to the wire.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import ROUND_FLOOR, Decimal
-from typing import Any, Callable
+from typing import Any
 
 TEXT, NUMBER, INTEGER, DATETIME, ANY = "text", "number", "integer", "date-time", "any"
 
@@ -43,9 +44,9 @@ def _int_text(value: str) -> int:
 def _utc(value: datetime) -> datetime:
     # naive datetimes are taken as UTC: events are stamped in UTC by the domain model
     tz = value.tzinfo
-    if tz is timezone.utc:
+    if tz is UTC:
         return value
-    return value.replace(tzinfo=timezone.utc) if tz is None else value.astimezone(timezone.utc)
+    return value.replace(tzinfo=UTC) if tz is None else value.astimezone(UTC)
 
 
 def _date(value: datetime) -> str:

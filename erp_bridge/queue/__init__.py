@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from ..storage import SQLITE, engine, sqlite_path
 from .base import Queue, RetryPolicy
@@ -48,4 +48,4 @@ def open_queue(url: str, policy: RetryPolicy, clock: Clock = time.time) -> Queue
     return OPENERS[url.partition("://")[0]](url, policy, clock)
 
 
-__all__ = ["check_queue_url", "open_queue", "OPENERS", "Queue", "RetryPolicy"]
+__all__ = ["OPENERS", "Queue", "RetryPolicy", "check_queue_url", "open_queue"]

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, Callable, Collection, Protocol, Sequence
+from typing import Any, Protocol
 
 
 class State(StrEnum):

@@ -9,8 +9,8 @@ fsync cost is shared.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 from .base import Entry, NewEntry
 
@@ -54,7 +54,8 @@ class GroupCommit:
         return slot.stored
 
     def _take(self) -> list[_Slot]:
-        batch, size = [], 0
+        batch: list[_Slot] = []
+        size = 0
         while self._pending and (not batch or size + len(self._pending[0].entries) <= self._max):
             slot = self._pending.pop(0)
             batch.append(slot)

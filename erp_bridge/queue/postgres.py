@@ -20,15 +20,32 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Collection, Sequence
 from decimal import Decimal
-from typing import Any, Callable, Collection, Sequence
+from typing import Any
 
 from psycopg.types.json import Jsonb
 
 from ..storage import postgres as pg
 from .base import SALE_KINDS, Attempt, Entry, NewEntry, Outcome, RetryPolicy, State, TargetStats
-from .postgres_sql import (ACK, EXPIRED, INSERT_MANY, LEASE, OPEN, PROMOTE_IDS, PROMOTE_KEYS, Clock, Key, Row,
-                           to_dt, dumps, entry_of, lock_ids, lock_keys, new_entry)
+from .postgres_sql import (
+    ACK,
+    EXPIRED,
+    INSERT_MANY,
+    LEASE,
+    OPEN,
+    PROMOTE_IDS,
+    PROMOTE_KEYS,
+    Clock,
+    Key,
+    Row,
+    at,
+    dumps,
+    entry_of,
+    lock_ids,
+    lock_keys,
+    new_entry,
+)
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +130,10 @@ class PostgresQueue:
         keys = {(t, i, l) for t, _, i, l in stored}
         headless = {k for k, e in first.items() if k in keys and (e.target, e.idempotency_key, *k[1:]) not in stored}
         if headless:
-            self._tx(lambda conn: (lock_keys(conn, headless), self._promote(conn, headless)))
+            def promote(conn: pg.Conn) -> None:
+                lock_keys(conn, headless)
+                self._promote(conn, headless)
+            self._tx(promote)
 
     def _stored_by_key(self, entries: list[NewEntry]) -> dict[tuple[str, str], Entry]:
         if not entries:
@@ -136,13 +156,16 @@ class PostgresQueue:
             f" FROM bridge_entries WHERE target = %(t)s AND item = %(i)s AND location = %(l)s AND {OPEN}))"
             " ON CONFLICT (target, idempotency_key) DO NOTHING RETURNING *", args).fetchone()
         if row is None:  # a duplicate: the stored entry, unchanged (its own payload)
-            return entry_of(conn.execute("SELECT * FROM bridge_entries WHERE target = %s AND idempotency_key = %s",
-                                       (new.target, new.idempotency_key)).fetchone())
+            stored = conn.execute("SELECT * FROM bridge_entries WHERE target = %s AND idempotency_key = %s",
+                                  (new.target, new.idempotency_key)).fetchone()
+            assert stored is not None  # the conflict that made the insert a no-op is this row
+            return entry_of(stored)
         if replaced:
             conn.execute("UPDATE bridge_entries SET state = 'done', head = false, superseded_by = %s,"
                          " updated_at = %s WHERE id = %s", (row["id"], now, replaced["id"]))
             self._promote(conn, [(new.target, new.item, new.location)])
             row = self._row(conn, row["id"])
+            assert row is not None  # written in this transaction
         return entry_of(row, new.payload)
 
     def _coalescable(self, conn: pg.Conn, new: NewEntry) -> Row | None:
@@ -333,7 +356,7 @@ class PostgresQueue:
     def attempts(self, entry_id: int) -> list[Attempt]:
         rows = self._read("SELECT * FROM bridge_attempts WHERE entry_id = %s ORDER BY id", (entry_id,))
         return [Attempt(entry_id=r["entry_id"], number=r["number"], worker=r["worker"],
-                        outcome=Outcome(r["outcome"]), started_at=to_dt(r["started_at"]),
+                        outcome=Outcome(r["outcome"]), started_at=at(r["started_at"]),
                         duration_s=r["duration_s"], error=r["error"]) for r in rows]
 
     def dead_letters(self, target: str | None = None, limit: int = 100, offset: int = 0) -> list[Entry]:
@@ -404,10 +427,13 @@ class PostgresQueue:
 
     def purge_done(self, older_than_s: float) -> int:
         cutoff = self._clock() - older_than_s
-        return self._tx(lambda conn: conn.execute(
-            "WITH gone AS (DELETE FROM bridge_entries WHERE state = 'done' AND updated_at < %s RETURNING id),"
-            " attempts AS (DELETE FROM bridge_attempts WHERE entry_id IN (SELECT id FROM gone))"
-            " SELECT count(*) AS n FROM gone", (cutoff,)).fetchone()["n"])
+        def purge(conn: pg.Conn) -> int:
+            row = conn.execute(
+                "WITH gone AS (DELETE FROM bridge_entries WHERE state = 'done' AND updated_at < %s RETURNING id),"
+                " attempts AS (DELETE FROM bridge_attempts WHERE entry_id IN (SELECT id FROM gone))"
+                " SELECT count(*) AS n FROM gone", (cutoff,)).fetchone()
+            return int(row["n"]) if row else 0
+        return self._tx(purge)
 
     def ping(self) -> None:
         """Readiness: the database answers a query within 2 s (a pool waiting 30 s would hold the probe)."""

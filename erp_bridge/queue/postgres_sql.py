@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from functools import partial
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from ..storage import postgres as pg
 from .base import Entry, NewEntry, State
@@ -17,7 +18,12 @@ dumps = partial(json.dumps, default=str)
 
 
 def to_dt(epoch: float | None) -> datetime | None:
-    return None if epoch is None else datetime.fromtimestamp(epoch, timezone.utc)
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
+
+
+def at(epoch: float) -> datetime:
+    """A timestamp column that is never NULL."""
+    return datetime.fromtimestamp(epoch, UTC)
 
 
 def entry_of(row: Row, payload: dict[str, Any] | None = None) -> Entry:
@@ -25,17 +31,17 @@ def entry_of(row: Row, payload: dict[str, Any] | None = None) -> Entry:
         id=row["id"], target=row["target"], kind=row["kind"], item=row["item"], location=row["location"],
         idempotency_key=row["idempotency_key"], payload=row["payload"] if payload is None else payload,
         quantity=row["quantity"], state=State(row["state"]), attempts=row["attempts"],
-        available_at=to_dt(row["available_at"]), created_at=to_dt(row["created_at"]),
-        updated_at=to_dt(row["updated_at"]), lease_owner=row["lease_owner"],
+        available_at=at(row["available_at"]), created_at=at(row["created_at"]),
+        updated_at=at(row["updated_at"]), lease_owner=row["lease_owner"],
         lease_until=to_dt(row["lease_until"]), last_error=row["last_error"], superseded_by=row["superseded_by"])
 
 
 def new_entry(entry_id: int, new: NewEntry, now: float) -> Entry:
     """The entry just inserted from ``new`` (what reading its row back would give)."""
-    at = to_dt(now)
+    stamp = at(now)
     return Entry(id=entry_id, target=new.target, kind=new.kind, item=new.item, location=new.location,
                  idempotency_key=new.idempotency_key, payload=new.payload, quantity=new.quantity,
-                 state=State.PENDING, attempts=0, available_at=at, created_at=at, updated_at=at)
+                 state=State.PENDING, attempts=0, available_at=stamp, created_at=stamp, updated_at=stamp)
 
 
 #: the advisory lock id of an ordering key (a collision only serialises two keys a little more)

@@ -19,11 +19,11 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Callable, Collection, Iterator, Sequence
 
 from .base import SALE_KINDS, Attempt, Entry, NewEntry, Outcome, RetryPolicy, State, TargetStats
 
@@ -60,7 +60,12 @@ CREATE INDEX IF NOT EXISTS attempts_entry ON attempts (entry_id, id);
 
 
 def _dt(epoch: float | None) -> datetime | None:
-    return None if epoch is None else datetime.fromtimestamp(epoch, timezone.utc)
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
+
+
+def _at(epoch: float) -> datetime:
+    """A timestamp column that is never NULL."""
+    return datetime.fromtimestamp(epoch, UTC)
 
 
 def _entry(row: sqlite3.Row, payload: dict | None = None) -> Entry:
@@ -70,8 +75,8 @@ def _entry(row: sqlite3.Row, payload: dict | None = None) -> Entry:
         id=row["id"], target=row["target"], kind=row["kind"], item=row["item"],
         location=row["location"], idempotency_key=row["idempotency_key"],
         payload=json.loads(row["payload"]) if payload is None else payload, quantity=None if quantity is None else Decimal(quantity),
-        state=State(row["state"]), attempts=row["attempts"], available_at=_dt(row["available_at"]),
-        created_at=_dt(row["created_at"]), updated_at=_dt(row["updated_at"]),
+        state=State(row["state"]), attempts=row["attempts"], available_at=_at(row["available_at"]),
+        created_at=_at(row["created_at"]), updated_at=_at(row["updated_at"]),
         lease_owner=row["lease_owner"], lease_until=_dt(row["lease_until"]),
         last_error=row["last_error"], superseded_by=row["superseded_by"])
 
@@ -176,6 +181,12 @@ class SQLiteQueue:
 
     def _row(self, db: sqlite3.Connection, entry_id: int) -> sqlite3.Row | None:
         return db.execute("SELECT * FROM entries WHERE id = ?", (entry_id,)).fetchone()
+
+    def _entry_now(self, db: sqlite3.Connection, entry_id: int) -> Entry:
+        """The entry as it is now, inside a transaction that just wrote it (so it exists)."""
+        row = self._row(db, entry_id)
+        assert row is not None, entry_id
+        return _entry(row)
 
     # -- lease --------------------------------------------------------------------------------
 
@@ -285,7 +296,7 @@ class SQLiteQueue:
                 due = now + self.policy.delay(attempts, retry_after)
                 db.execute("UPDATE entries SET state = 'pending', available_at = ?, updated_at = ?,"
                            " lease_owner = NULL, lease_until = NULL WHERE id = ?", (due, now, entry_id))
-            return _entry(self._row(db, entry_id))
+            return self._entry_now(db, entry_id)
 
     def release(self, entry_ids: Sequence[int], worker: str, delay_s: float = 0.0) -> None:
         with self._tx() as db:
@@ -334,7 +345,7 @@ class SQLiteQueue:
     def attempts(self, entry_id: int) -> list[Attempt]:
         rows = self._read("SELECT * FROM attempts WHERE entry_id = ? ORDER BY id", (entry_id,))
         return [Attempt(entry_id=r["entry_id"], number=r["number"], worker=r["worker"],
-                        outcome=Outcome(r["outcome"]), started_at=_dt(r["started_at"]),
+                        outcome=Outcome(r["outcome"]), started_at=_at(r["started_at"]),
                         duration_s=r["duration_s"], error=r["error"]) for r in rows]
 
     def dead_letters(self, target: str | None = None, limit: int = 100, offset: int = 0) -> list[Entry]:
@@ -359,7 +370,7 @@ class SQLiteQueue:
             db.execute("UPDATE entries SET state = 'pending', attempts = 0, available_at = ?,"
                        " updated_at = ? WHERE id = ?", (now, now, entry_id))
             self._promote(db, row["target"], row["item"], row["location"])
-            return _entry(self._row(db, entry_id))
+            return self._entry_now(db, entry_id)
 
     def discard(self, entry_id: int, reason: str, who: str = "operator") -> Entry:
         reason = (reason or "").strip()
@@ -376,7 +387,7 @@ class SQLiteQueue:
             self._record(db, entry_id, row["attempts"], who, Outcome.DISCARDED, now, 0.0, error)
             db.execute("UPDATE entries SET state = 'discarded', last_error = ?, updated_at = ? WHERE id = ?",
                        (error, now, entry_id))
-            return _entry(self._row(db, entry_id))
+            return self._entry_now(db, entry_id)
 
     def stats(self) -> list[TargetStats]:
         now = self._clock()

@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -31,7 +32,7 @@ CHANNEL = "bridge_queue"
 Conn = psycopg.Connection[DictRow]
 Cursor = psycopg.Cursor[DictRow]
 
-_pools: dict[str, tuple[ConnectionPool, int]] = {}
+_pools: dict[str, tuple[ConnectionPool[Conn], int]] = {}
 _pools_lock = threading.Lock()
 
 
@@ -39,7 +40,7 @@ class StorageUnavailable(ConfigError):
     """The database cannot be reached or refused the connection (the message says why)."""
 
 
-def acquire(url: str, max_size: int = 16, connect_timeout_s: float = 10.0) -> ConnectionPool:
+def acquire(url: str, max_size: int = 16, connect_timeout_s: float = 10.0) -> ConnectionPool[Conn]:
     """The process's pool for ``url`` (shared by the queue, figures and ledgers); migrated.
     Pair every call with ``release(url)``."""
     with _pools_lock:
@@ -62,14 +63,14 @@ def release(url: str) -> None:
     pool.close()
 
 
-def _open(url: str, max_size: int, connect_timeout_s: float) -> ConnectionPool:
+def _open(url: str, max_size: int, connect_timeout_s: float) -> ConnectionPool[Conn]:
     timeout = max(1, int(connect_timeout_s))
     try:  # one direct connection first: a refused or misspelt URL fails now, in libpq's words
         with psycopg.connect(url, row_factory=dict_row, connect_timeout=timeout) as conn:
             migrate(conn)
     except psycopg.OperationalError as exc:
         raise StorageUnavailable(_why(url, exc)) from None
-    pool: ConnectionPool = ConnectionPool(
+    pool: ConnectionPool[Conn] = ConnectionPool(
         url, min_size=1, max_size=max_size, timeout=30.0, open=False, name="erp-bridge",
         # autocommit: a read is one round trip, and a transaction is what ``run`` opens explicitly
         kwargs={"row_factory": dict_row, "connect_timeout": timeout, "autocommit": True})
@@ -88,10 +89,16 @@ def _why(url: str, exc: BaseException) -> str:
             "fix host, port, database, user or password in queue.url)")
 
 
+def _one(conn: Conn, sql: str) -> dict[str, Any]:
+    row = conn.execute(sql).fetchone()
+    assert row is not None  # these statements always answer one row
+    return row
+
+
 def migrate(conn: Conn) -> list[int]:
     """Apply the migrations this database lacks, once, in order; returns the versions applied."""
-    if conn.execute("SELECT current_schema() AS s").fetchone()["s"] is None:
-        path = conn.execute("SHOW search_path").fetchone()["search_path"]
+    if _one(conn, "SELECT current_schema() AS s")["s"] is None:
+        path = _one(conn, "SHOW search_path")["search_path"]
         raise ConfigError(f"queue url: no schema of search_path {path!r} exists in this database: create it "
                           "(CREATE SCHEMA ...) or drop the search_path option from queue.url")
     with conn.transaction():
@@ -119,7 +126,7 @@ def versions(conn: Conn) -> list[int]:
 RETRYABLE = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
 
 
-def run(pool: ConnectionPool, work: Callable[[Conn], T], attempts: int = 5, pipeline: bool = False) -> T:
+def run(pool: ConnectionPool[Conn], work: Callable[[Conn], T], attempts: int = 5, pipeline: bool = False) -> T:
     """``work(conn)`` in one transaction, committed before this returns; run again after a
     deadlock or serialization failure (both leave nothing behind).
 
@@ -149,7 +156,7 @@ def run(pool: ConnectionPool, work: Callable[[Conn], T], attempts: int = 5, pipe
 
 
 @contextmanager
-def reading(pool: ConnectionPool, timeout_s: float | None = None) -> Iterator[Conn]:
+def reading(pool: ConnectionPool[Conn], timeout_s: float | None = None) -> Iterator[Conn]:
     with pool.connection(timeout=timeout_s) as conn:
         yield conn
 

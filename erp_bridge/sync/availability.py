@@ -9,16 +9,16 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
-from typing import Callable, Iterable, NamedTuple, Sequence
+from typing import NamedTuple
 
-from ..domain import Delivered, Figure, Result
-from ..domain import Availability
+from ..domain import Availability, Delivered, Figure, Result
 from ..errors import BridgeError, ConfigError, RejectedError, RetryableError
-from .policy import channel_quantity
 from ..mapping.schema import QuantityPolicy
 from ..queue.base import Entry, Queue
 from .figures import FigureStore
+from .policy import channel_quantity
 
 Key = tuple[str, str]
 DEFAULT_POLICY = QuantityPolicy(basis="free")
@@ -119,7 +119,8 @@ def aggregate(parts: Sequence[Availability], how: str | None) -> Availability:
     """Several internal locations shown as one channel location (``locations.aggregation``)."""
     if len(parts) == 1:
         return parts[0]
-    pick = {"sum": lambda v: sum(v, Decimal(0)), "min": min, "max": max}[how or "sum"]
+    picks: dict[str, Callable[[list[Decimal]], Decimal]] = {"sum": lambda v: sum(v, Decimal(0)), "min": min, "max": max}
+    pick = picks[how or "sum"]
 
     def combine(name: str) -> Decimal | None:
         values = [getattr(p, name) for p in parts]
@@ -185,7 +186,8 @@ class AvailabilityPush:
         if not known:  # the SoR holds the item in none of the channel location's warehouses
             return read[keys[0]]
         # a warehouse where the SoR does not hold the item contributes nothing to the sum
-        combined = aggregate([self.reader.net(read[k], pending[k]) for k in known], mapping.locations.aggregation)
+        nets = [self.reader.net(read[k], p) for k in known if isinstance(p := pending[k], Decimal)]
+        combined = aggregate(nets, mapping.locations.aggregation)
         return channel_quantity(mapping.quantity_policy or DEFAULT_POLICY, combined)
 
     def _figure(self, target: str, mapping, entry: Entry, quantity: Decimal | BridgeError) -> Figure | Result:

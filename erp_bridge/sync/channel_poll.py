@@ -10,7 +10,7 @@ queued twice, and nothing read is lost.
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from ..connectors.base import Polled, PollsChanges
 from ..queue.base import Queue

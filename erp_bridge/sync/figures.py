@@ -10,9 +10,9 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Callable
 
 from ..storage import POSTGRES, engine, sqlite_path
 from ..storage import postgres as pg

@@ -12,7 +12,8 @@ that no longer exists) is retried hourly and logged with the reason, never silen
 from __future__ import annotations
 
 import logging
-from typing import Callable, Protocol, Sequence
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from ..connectors.runtime.inbox import Inbox, Reference
 from ..domain import Decrement, Increment

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Callable
 
 from ..connectors.odoo import availability_of
 from ..domain import StockMove

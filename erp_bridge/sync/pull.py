@@ -13,18 +13,19 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Iterable, Literal, Mapping, Sequence
+from typing import Literal
 
 from ..domain import Availability
 from ..errors import BridgeError, ConfigError, RejectedError
 from ..mapping.binder import Binder
-from .policy import channel_quantity
 from .availability import DEFAULT_POLICY, AvailabilityCache, SorReader, aggregate
+from .policy import channel_quantity
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]
@@ -161,19 +162,19 @@ def combine(mapping, readings: list[Reading]) -> Answer:
     unreachable (a partial sum would under- or over-state what a min/max shows); a location where
     the SoR does not know the item contributes nothing; all unknown is unknown."""
     worst = max((r.source for r in readings), key=_RANK.__getitem__, default="unknown")
-    known = [r for r in readings if r.availability is not None]
+    known = [(r, r.availability) for r in readings if r.availability is not None]
     age = max((r.age_s for r in readings), default=0.0)
     if worst == "unreachable" or not known:
         return Answer(None, "unreachable" if worst == "unreachable" else "unknown", age)
-    combined = aggregate([r.availability for r in known], mapping.locations.aggregation)
+    combined = aggregate([a for _, a in known], mapping.locations.aggregation)
     try:
         quantity = channel_quantity(mapping.quantity_policy or DEFAULT_POLICY, combined)
     except BridgeError as exc:  # e.g. basis forecast and the SoR sent none: unknown, not zero
         log.warning("%s: no figure for %s: %s", mapping.system, combined.item, exc)
         return Answer(None, "unknown", age)
-    source = max((r.source for r in known), key=_RANK.__getitem__)
-    restock = min((r.availability.restock_at for r in known if r.availability.restock_at), default=None)
-    read_at = min(r.availability.read_at for r in known)
+    source = max((r.source for r, _ in known), key=_RANK.__getitem__)
+    restock = min((a.restock_at for _, a in known if a.restock_at), default=None)
+    read_at = min(a.read_at for _, a in known)
     return Answer(quantity, source, age, restock, read_at)
 
 

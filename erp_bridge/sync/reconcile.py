@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 from ..connectors.base import Capability, ReadsListed
 from ..domain import AvailabilityChanged

@@ -11,8 +11,16 @@ import pytest
 from lxml import etree
 
 from erp_bridge.domain import Decrement
-from tests.fakes.netsuite import (NS, SPECS, FakeNetSuite, Fault, connector_for, move, netsuite_mapping,
-                                  validate_envelope)
+from tests.fakes.netsuite import (
+    NS,
+    SPECS,
+    FakeNetSuite,
+    Fault,
+    connector_for,
+    move,
+    netsuite_mapping,
+    validate_envelope,
+)
 
 pytestmark = pytest.mark.skipif(not SPECS.exists(), reason="../shared/specs is not present")
 

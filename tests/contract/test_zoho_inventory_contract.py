@@ -8,7 +8,7 @@ OpenAPI document there: it is checked against the documented refresh form (vendo
 from __future__ import annotations
 
 import warnings
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from urllib.parse import parse_qs
 
@@ -19,8 +19,16 @@ from ruamel.yaml import YAML
 
 from erp_bridge.domain import Decrement, Increment
 from tests.fakes.sap_b1 import Fault, move
-from tests.fakes.zoho_inventory import (API_ROOT, SPECS, TOKEN_PATH, FakeZoho, connector_for, openapi, stocked,
-                                        zoho_mapping)
+from tests.fakes.zoho_inventory import (
+    API_ROOT,
+    SPECS,
+    TOKEN_PATH,
+    FakeZoho,
+    connector_for,
+    openapi,
+    stocked,
+    zoho_mapping,
+)
 
 SERVER = "https://www.zohoapis.com/inventory/v1"  # the documents' server
 DOCUMENT = {"/inventoryadjustments": "inventoryadjustments.yml", "/itemdetails": "items.yml"}
@@ -55,7 +63,7 @@ def as_request(r) -> requests.PreparedRequest:
                             headers={k: v for k, v in r.headers.items() if k.lower() == "content-type"}).prepare()
 
 
-@lru_cache(maxsize=None)
+@cache
 def documented_query(name: str, path: str, method: str) -> frozenset[str]:
     """The query parameters Zoho documents for one operation (path level and operation level)."""
     doc = YAML(typ="safe").load((SPECS / name).read_text(encoding="utf-8"))

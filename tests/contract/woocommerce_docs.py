@@ -7,7 +7,7 @@ refuses what this refuses, so a connector that drifts from the docs fails its te
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ PYTHON_TYPES: dict[str, tuple[type, ...]] = {"integer": (int,), "boolean": (bool
                                              "number": (int, float)}
 
 
-@lru_cache(maxsize=None)
+@cache
 def properties(resource: str) -> dict[str, tuple[str, bool]]:
     """attribute -> (type, read-only) from the first property table of the resource's page."""
     found: dict[str, tuple[str, bool]] = {}

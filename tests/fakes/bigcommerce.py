@@ -168,7 +168,7 @@ class FakeBigCommerce:
         lines = self.products[order_id]
         return 200, lines[(page - 1) * limit: page * limit]
 
-    def start(self) -> "FakeBigCommerce":
+    def start(self) -> FakeBigCommerce:
         self._thread.start()
         return self
 
@@ -176,7 +176,7 @@ class FakeBigCommerce:
         self._server.shutdown()
         self._server.server_close()
 
-    def __enter__(self) -> "FakeBigCommerce":
+    def __enter__(self) -> FakeBigCommerce:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -187,10 +187,10 @@ def _handler(store: FakeBigCommerce) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             self._serve("GET")
 
-        def do_PUT(self) -> None:  # noqa: N802
+        def do_PUT(self) -> None:
             self._serve("PUT")
 
         def _serve(self, method: str) -> None:
@@ -210,7 +210,7 @@ def _handler(store: FakeBigCommerce) -> type[BaseHTTPRequestHandler]:
             except (BrokenPipeError, ConnectionResetError):
                 self.close_connection = True
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        def log_message(self, format: str, *args: Any) -> None:
             pass
 
     return Handler

@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ class FakeTarget:
         with self._cond:
             return len(self._applied), len(self.received)
 
-    def wait_until(self, predicate: Callable[["FakeTarget"], bool], timeout_s: float = 20.0) -> bool:
+    def wait_until(self, predicate: Callable[[FakeTarget], bool], timeout_s: float = 20.0) -> bool:
         """Poll-free wait: re-checked whenever a request arrives, up to a deadline."""
         with self._cond:
             return self._cond.wait_for(lambda: predicate(self), timeout_s)
@@ -93,7 +94,7 @@ class FakeTarget:
     def hold(self) -> None:
         self._release.wait()
 
-    def start(self) -> "FakeTarget":
+    def start(self) -> FakeTarget:
         self._thread.start()
         return self
 
@@ -102,7 +103,7 @@ class FakeTarget:
         self._server.shutdown()
         self._server.server_close()
 
-    def __enter__(self) -> "FakeTarget":
+    def __enter__(self) -> FakeTarget:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -147,7 +148,7 @@ def _handler(target: FakeTarget) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(payload)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        def log_message(self, format: str, *args: Any) -> None:
             pass
 
     return Handler

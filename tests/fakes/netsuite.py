@@ -19,11 +19,12 @@ import hmac
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from xml.sax.saxutils import escape as xml_escape
 
 from lxml import etree
@@ -122,7 +123,7 @@ class FakeNetSuite:
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_port}{PATH}"
 
-    def __enter__(self) -> "FakeNetSuite":
+    def __enter__(self) -> FakeNetSuite:
         schema()  # compiled once per process (seconds): not inside a client's timeout
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self

@@ -48,7 +48,7 @@ class FakeNetSuiteRest:
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_port}{ROOT}"
 
-    def __enter__(self) -> "FakeNetSuiteRest":
+    def __enter__(self) -> FakeNetSuiteRest:
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 

@@ -18,11 +18,12 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from http.cookies import SimpleCookie
 from http.server import BaseHTTPRequestHandler
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from tests.fakes.served import Fault, Served, drop_connection, send_json
@@ -87,7 +88,7 @@ class FakeServiceLayer(Served):
         with self.cond:
             self.sessions.clear()
 
-    def wait_for(self, predicate: Callable[["FakeServiceLayer"], bool], timeout: float = 10.0) -> bool:
+    def wait_for(self, predicate: Callable[[FakeServiceLayer], bool], timeout: float = 10.0) -> bool:
         with self.cond:
             return self.cond.wait_for(lambda: predicate(self), timeout)
 
@@ -240,10 +241,10 @@ def _handler(sl: FakeServiceLayer):
         disable_nagle_algorithm = True  # headers and body go in two writes: no 40 ms delayed-ACK stall
         protocol_version = "HTTP/1.1"
 
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             self._serve("GET")
 
-        def do_POST(self):  # noqa: N802
+        def do_POST(self):
             self._serve("POST")
 
         def _serve(self, method: str) -> None:

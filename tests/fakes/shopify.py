@@ -16,18 +16,17 @@ Leads, not confirmed in the sources: the exact wording of missing-directive and 
 from __future__ import annotations
 
 import base64
-from contextlib import contextmanager
 import hashlib
 import hmac
 import json
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-
 from functools import lru_cache
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 from graphql import GraphQLError, build_schema, graphql_sync
 from graphql.execution.values import get_directive_values
@@ -38,11 +37,7 @@ API_VERSION = "2026-07"
 #: does not have fails here as it would there
 REAL_SDL = Path(__file__).resolve().parents[3] / "shared" / "specs" / "shopify" / "admin-2026-04.graphql"
 #: the codes Shopify returns in InventorySetQuantitiesUserError.code (from the schema's enum)
-USER_ERROR_CODES = frozenset((
-    "INVALID_INVENTORY_ITEM INVALID_LOCATION INVALID_QUANTITY_NEGATIVE INVALID_REASON INVALID_REFERENCE_DOCUMENT "
-    "ITEM_NOT_STOCKED_AT_LOCATION INVALID_QUANTITY_TOO_HIGH INVALID_QUANTITY_TOO_LOW COMPARE_QUANTITY_REQUIRED "
-    "COMPARE_QUANTITY_STALE CHANGE_FROM_QUANTITY_STALE INVALID_NAME NO_DUPLICATE_INVENTORY_ITEM_ID_GROUP_ID_PAIR "
-    "NON_MUTABLE_INVENTORY_ITEM IDEMPOTENCY_CONCURRENT_REQUEST IDEMPOTENCY_KEY_PARAMETER_MISMATCH").split())
+USER_ERROR_CODES = frozenset(["INVALID_INVENTORY_ITEM", "INVALID_LOCATION", "INVALID_QUANTITY_NEGATIVE", "INVALID_REASON", "INVALID_REFERENCE_DOCUMENT", "ITEM_NOT_STOCKED_AT_LOCATION", "INVALID_QUANTITY_TOO_HIGH", "INVALID_QUANTITY_TOO_LOW", "COMPARE_QUANTITY_REQUIRED", "COMPARE_QUANTITY_STALE", "CHANGE_FROM_QUANTITY_STALE", "INVALID_NAME", "NO_DUPLICATE_INVENTORY_ITEM_ID_GROUP_ID_PAIR", "NON_MUTABLE_INVENTORY_ITEM", "IDEMPOTENCY_CONCURRENT_REQUEST", "IDEMPOTENCY_KEY_PARAMETER_MISMATCH"])
 #: inventorySetQuantities' accepted ``name``s and ``reason``s (shopify.dev quantities-states)
 NAMES = ("available", "on_hand")
 REASONS = frozenset(("correction", "cycle_count_available", "damaged", "movement_created", "movement_updated",
@@ -101,7 +96,7 @@ class FakeShopify:
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_port}"
 
-    def __enter__(self) -> "FakeShopify":
+    def __enter__(self) -> FakeShopify:
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
@@ -177,10 +172,10 @@ class FakeShopify:
                 "restoreRate": self.restore_rate}
 
     # --- resolvers (graphql-core calls root fields as attributes of root_value) ---------------
-    def inventoryItem(self, info, id: str):  # noqa: N802 (GraphQL name)
+    def inventoryItem(self, info, id: str):
         return _Item(self, id)
 
-    def inventorySetQuantities(self, info, input: dict):  # noqa: N802
+    def inventorySetQuantities(self, info, input: dict):
         key = _directive_key(info)
         if key is None:
             raise GraphQLError("The @idempotent directive is required for inventorySetQuantities (2026-04)")
@@ -261,7 +256,7 @@ class _Item:
     def __init__(self, shop: FakeShopify, gid: str):
         self.shop, self.id = shop, gid
 
-    def inventoryLevel(self, info, locationId: str, includeInactive: bool = False):  # noqa: N802, N803
+    def inventoryLevel(self, info, locationId: str, includeInactive: bool = False):
         if (self.id, locationId) not in self.shop.levels:
             return None
         qty = self.shop.levels[(self.id, locationId)]
@@ -277,7 +272,7 @@ def _directive_key(info) -> str | None:
 def _handler(shop: FakeShopify):
     class Handler(BaseHTTPRequestHandler):
         disable_nagle_algorithm = True  # headers and body go in two writes: no 40 ms delayed-ACK stall
-        def do_POST(self):  # noqa: N802
+        def do_POST(self):
             if self.path != f"/admin/api/{API_VERSION}/graphql.json":
                 return self._send(404, {}, {"errors": "Not Found"})
             body = self.rfile.read(int(self.headers.get("content-length", 0)))

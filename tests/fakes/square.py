@@ -24,7 +24,7 @@ import json
 import socket
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -60,7 +60,7 @@ RATE_LIMITED = Fault(429, error("RATE_LIMIT_ERROR", "RATE_LIMITED", "Rate limit 
 
 
 def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class FakeSquare:
@@ -86,7 +86,7 @@ class FakeSquare:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def __enter__(self) -> "FakeSquare":
+    def __enter__(self) -> FakeSquare:
         self._thread.start()
         return self
 
@@ -117,7 +117,7 @@ class FakeSquare:
 
     def recount(self, sku: str, quantity: Any, location: str = LOCATION) -> bytes:
         key = (VARIATIONS.get(sku, sku), location)
-        now = rfc3339(datetime.now(timezone.utc))
+        now = rfc3339(datetime.now(UTC))
         with self._lock:
             self.counts[key] = Decimal(str(quantity))
             self._record("PHYSICAL_COUNT", {"catalog_object_id": key[0], "location_id": location, "state": "IN_STOCK",
@@ -132,7 +132,7 @@ class FakeSquare:
     def notification(self, keys: list[Key], kind: str = "inventory.count.updated",
                      created_at: datetime | None = None, event_id: str | None = None) -> bytes:
         """The body Square posts; a state change names both states of one key (the before/after pair)."""
-        created = rfc3339(created_at or datetime.now(timezone.utc))
+        created = rfc3339(created_at or datetime.now(UTC))
         counts = [{"catalog_object_id": k[0], "catalog_object_type": "ITEM_VARIATION", "state": state,
                    "location_id": k[1], "quantity": str(self.counts.get(k, 0)), "calculated_at": created}
                   for k in keys for state in ("IN_STOCK", "SOLD")]
@@ -216,14 +216,14 @@ class FakeSquare:
         key = (VARIATIONS.get(sku, sku), location)
         with self._lock:
             adj = {"catalog_object_id": key[0], "location_id": location, "from_state": source, "to_state": target,
-                   "quantity": str(quantity), "occurred_at": rfc3339(datetime.now(timezone.utc)),
+                   "quantity": str(quantity), "occurred_at": rfc3339(datetime.now(UTC)),
                    "source": {"product": "SQUARE_POS", "name": "Square POS 6.1 for iOS"}, **ids}
             self.counts[key] = self.counts.get(key, Decimal(0)) + _signed(adj)
             self._record("ADJUSTMENT", adj)
         return self.notification([key])
 
     def _record(self, kind: str, detail: dict) -> dict:
-        created = datetime.now(timezone.utc) + timedelta(microseconds=len(self.history))
+        created = datetime.now(UTC) + timedelta(microseconds=len(self.history))
         body = {**detail, "id": f"{kind[:2]}{next(self._ids):08d}", "created_at": rfc3339(created)}
         change = {"type": kind, "physical_count" if kind == "PHYSICAL_COUNT" else "adjustment": body}
         self.history.append(change)
@@ -237,7 +237,7 @@ class FakeSquare:
     def _count_row(self, key: Key) -> dict:
         return {"catalog_object_id": key[0], "catalog_object_type": "ITEM_VARIATION", "state": "IN_STOCK",
                 "location_id": key[1], "quantity": str(self.counts[key]),
-                "calculated_at": rfc3339(datetime.now(timezone.utc))}
+                "calculated_at": rfc3339(datetime.now(UTC))}
 
     def _change_rows(self, body: dict) -> list[dict]:
         locations = set(body.get("location_ids") or [])
@@ -298,7 +298,7 @@ def _handler(square: FakeSquare):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def do_POST(self):  # noqa: N802
+        def do_POST(self):
             raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             try:
                 body = json.loads(raw) if raw else None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ def available() -> bool:
     return SPEC.exists()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _validator(path: str, method: str) -> jsonschema.protocols.Validator:
     operation = spec()["paths"][path][method.lower()]
     schema = operation["requestBody"]["content"]["application/json"]["schema"]
@@ -38,7 +38,7 @@ def _validator(path: str, method: str) -> jsonschema.protocols.Validator:
     return jsonschema.Draft4Validator(document)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _response_validator(path: str, method: str) -> jsonschema.protocols.Validator:
     schema = spec()["paths"][path][method.lower()]["responses"]["200"]["content"]["application/json"]["schema"]
     return jsonschema.Draft4Validator({"components": spec()["components"], **schema})

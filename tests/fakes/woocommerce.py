@@ -128,7 +128,7 @@ class FakeWooCommerce:
             self.writes.append((endpoint, item["id"], row["stock_quantity"]))
         return dict(row)
 
-    def start(self) -> "FakeWooCommerce":
+    def start(self) -> FakeWooCommerce:
         self._thread.start()
         return self
 
@@ -136,7 +136,7 @@ class FakeWooCommerce:
         self._server.shutdown()
         self._server.server_close()
 
-    def __enter__(self) -> "FakeWooCommerce":
+    def __enter__(self) -> FakeWooCommerce:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -163,7 +163,7 @@ def _handler(shop: FakeWooCommerce) -> type[BaseHTTPRequestHandler]:
             except (BrokenPipeError, ConnectionResetError):
                 self.close_connection = True
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        def log_message(self, format: str, *args: Any) -> None:
             pass
 
     return Handler

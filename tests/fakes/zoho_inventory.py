@@ -23,13 +23,14 @@ import threading
 import time
 import uuid
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from functools import lru_cache
+from functools import cache
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from tests.fakes.served import Fault, Served, drop_connection, send_json
@@ -299,7 +300,7 @@ def _json(raw: bytes, headers: dict[str, str]) -> Any:
         return None
 
 
-@lru_cache(maxsize=None)
+@cache
 def openapi(name: str) -> Any:
     """Zoho's OpenAPI document ``name`` (e.g. inventoryadjustments.yml), read once."""
     from openapi_core import OpenAPI
@@ -309,9 +310,9 @@ def openapi(name: str) -> Any:
 
 def spec_problem(r: Received) -> dict | None:
     """Zoho's answer to a body its OpenAPI document rejects (its code 4), or None."""
+    import requests
     from openapi_core.contrib.requests import RequestsOpenAPIRequest
     from openapi_core.exceptions import OpenAPIError
-    import requests
 
     request = requests.Request(r.method, f"https://www.zohoapis.com/inventory/v1{r.path[len(API_ROOT):]}",
                                params=r.query, data=r.raw, headers={"Content-Type": "application/json"})
@@ -335,10 +336,10 @@ def _handler(zoho: FakeZoho) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             self._serve("GET")
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             self._serve("POST")
 
         def _serve(self, method: str) -> None:

@@ -4,7 +4,7 @@ answer 5xx), and the signature key never appears in a reason."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -20,7 +20,7 @@ json_values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_
                            max_leaves=12)
 count = st.fixed_dictionaries({"catalog_object_id": st.one_of(st.text(max_size=8), st.integers()),
                                "location_id": st.one_of(st.text(max_size=8), st.none())})
-now = datetime.now(timezone.utc).isoformat()
+now = datetime.now(UTC).isoformat()
 events = st.fixed_dictionaries({
     "type": st.one_of(st.sampled_from(TYPES), st.text(max_size=12)),
     "event_id": st.one_of(st.uuids().map(str), st.text(max_size=5), st.integers(), st.none()),

@@ -17,7 +17,7 @@ from erp_bridge.domain import Decrement
 from erp_bridge.runtime import build_runtime
 from erp_bridge.settings import load_settings
 from tests.fakes.http_target import FakeTarget
-from tests.fakes.sap_b1 import Fault, FakeServiceLayer
+from tests.fakes.sap_b1 import FakeServiceLayer, Fault
 
 REPO = Path(__file__).resolve().parents[2]
 POS = """version: 1

@@ -21,7 +21,6 @@ from tests.fakes.sap_b1 import FakeServiceLayer
 from tests.integration.channels import SAP_SECRETS, SL_USER, eventually, sap_as_system_of_record
 
 
-
 @pytest.fixture
 def bridge(tmp_path):
     with FakeServiceLayer(*SL_USER) as sl, bc.stocked_store() as store, woo.stocked_shop() as shop:

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from erp_bridge.domain import Decrement
+from erp_bridge.mapping.loader import load_mappings
 from erp_bridge.queue import open_queue
 from erp_bridge.queue.base import RetryPolicy, State
 from erp_bridge.sync.router import Router
-from erp_bridge.mapping.loader import load_mappings
 from tests.fakes.http_target import FakeTarget
 from tests.pg import fresh_schema
 

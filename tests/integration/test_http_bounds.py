@@ -52,7 +52,7 @@ def raw(address, data: bytes, wait_s: float = 5.0) -> bytes:
             sock.sendall(data)
             while chunk := sock.recv(65536):
                 chunks.append(chunk)
-        except (socket.timeout, ConnectionResetError, BrokenPipeError):
+        except (TimeoutError, ConnectionResetError, BrokenPipeError):
             pass
         return b"".join(chunks)
 

@@ -16,8 +16,15 @@ from erp_bridge.queue.base import State
 from erp_bridge.runtime import build_runtime
 from erp_bridge.settings import load_settings
 from tests.fakes.netsuite import SPECS, FakeNetSuite
-from tests.fakes.shopify import (ITEMS, LOCATION, TOKEN, WEBHOOK_SECRET, example_mapping_set, signed_webhook,
-                                 stocked_shop)
+from tests.fakes.shopify import (
+    ITEMS,
+    LOCATION,
+    TOKEN,
+    WEBHOOK_SECRET,
+    example_mapping_set,
+    signed_webhook,
+    stocked_shop,
+)
 
 pytestmark = pytest.mark.skipif(not SPECS.exists(), reason="../shared/specs is not present")
 REPO = Path(__file__).resolve().parents[2]

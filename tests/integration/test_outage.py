@@ -20,7 +20,7 @@ from erp_bridge.queue.base import State
 from erp_bridge.runtime import build_runtime
 from erp_bridge.settings import load_settings
 from tests.fakes.http_target import FakeTarget
-from tests.fakes.sap_b1 import Fault, FakeServiceLayer
+from tests.fakes.sap_b1 import FakeServiceLayer, Fault
 from tests.integration.test_availability_rule import POS, pushed, wait_for
 
 REPO = Path(__file__).resolve().parents[2]

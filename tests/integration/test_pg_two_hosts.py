@@ -15,8 +15,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from erp_bridge.http.app import create_app
-from erp_bridge.runtime import build_runtime
 from erp_bridge.queue.base import State
+from erp_bridge.runtime import build_runtime
 from tests.fakes.sap_b1 import FakeServiceLayer
 from tests.pg import pg_url  # noqa: F401 - fixture
 from tests.unit.pull.harness import form

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from erp_bridge.http.app import create_app
 from erp_bridge.runtime import build_runtime
-from tests.fakes.sap_b1 import Fault, FakeServiceLayer
+from tests.fakes.sap_b1 import FakeServiceLayer, Fault
 from tests.unit.pull.harness import TOKEN, form
 from tests.unit.pull.stack import closed_port_url, order_webhook, settings_for
 

@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 
 from erp_bridge.cli import main
-from erp_bridge.domain import Decrement
 from erp_bridge.dispatch.routing import entry_for
-from erp_bridge.queue.base import State
+from erp_bridge.domain import Decrement
 from erp_bridge.runtime import build_runtime
 from erp_bridge.settings import load_settings
 from erp_bridge.sync.reconcile import LAST_REPORT, reconcile

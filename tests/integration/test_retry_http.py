@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 from decimal import Decimal
 from email.utils import formatdate
-from types import SimpleNamespace
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -18,8 +17,8 @@ from erp_bridge.dispatch.dispatcher import Dispatcher
 from erp_bridge.dispatch.metrics import DispatchMetrics
 from erp_bridge.dispatch.routing import entry_for
 from erp_bridge.domain import Decrement
-from erp_bridge.queue.base import Outcome, RetryPolicy, State
 from erp_bridge.mapping.schema import SystemMapping
+from erp_bridge.queue.base import Outcome, RetryPolicy, State
 from erp_bridge.queue.sqlite import SQLiteQueue
 from tests.fakes.clock import FakeClock
 from tests.fakes.http_target import FakeTarget, Reply

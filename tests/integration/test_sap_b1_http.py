@@ -15,10 +15,10 @@ import pytest
 import vcr
 from prometheus_client import CollectorRegistry
 
-from erp_bridge.domain import Delivered
 from erp_bridge.dispatch.dispatcher import Dispatcher
 from erp_bridge.dispatch.metrics import DispatchMetrics
 from erp_bridge.dispatch.routing import entry_for
+from erp_bridge.domain import Delivered
 from erp_bridge.queue.base import RetryPolicy, State
 from erp_bridge.queue.sqlite import SQLiteQueue
 from tests.fakes.clock import FakeClock

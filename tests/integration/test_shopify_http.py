@@ -18,16 +18,14 @@ import vcr
 import yaml
 from prometheus_client import CollectorRegistry
 
-from erp_bridge.domain import Delivered, Figure
 from erp_bridge.dispatch.dispatcher import Dispatcher
 from erp_bridge.dispatch.metrics import DispatchMetrics
 from erp_bridge.dispatch.routing import entry_for
-from erp_bridge.domain import AvailabilityChanged
+from erp_bridge.domain import AvailabilityChanged, Delivered, Figure
 from erp_bridge.queue.base import RetryPolicy, State
 from erp_bridge.queue.sqlite import SQLiteQueue
 from tests.fakes.clock import FakeClock
-from tests.fakes.shopify import (stocked_shop, ITEMS, LOCATION, TOKEN, WEBHOOK_SECRET, connector_at,
-                                 connector_for)
+from tests.fakes.shopify import ITEMS, LOCATION, TOKEN, WEBHOOK_SECRET, connector_at, connector_for, stocked_shop
 
 BLUE, RED = ITEMS["chair-blue"], ITEMS["chair-red"]
 CASSETTES = Path(__file__).resolve().parents[1] / "cassettes" / "shopify"

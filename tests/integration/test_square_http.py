@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from pathlib import Path
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -32,8 +32,18 @@ from erp_bridge.settings import load_settings
 from tests.fakes import square_spec
 from tests.fakes.clock import FakeClock
 from tests.fakes.http_target import FakeTarget
-from tests.fakes.square import (CREATE_PATH, LOCATION, NOTIFICATION_URL, RATE_LIMITED, VARIATIONS, FakeSquare, Fault,
-                                connector_for, example_mapping_set, error)
+from tests.fakes.square import (
+    CREATE_PATH,
+    LOCATION,
+    NOTIFICATION_URL,
+    RATE_LIMITED,
+    VARIATIONS,
+    FakeSquare,
+    Fault,
+    connector_for,
+    error,
+    example_mapping_set,
+)
 
 pytestmark = pytest.mark.skipif(not square_spec.available(),
                                 reason="../shared/specs/square/api.json is not beside the repo")

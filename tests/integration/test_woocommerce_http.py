@@ -19,10 +19,17 @@ from erp_bridge.runtime import build_runtime
 from erp_bridge.settings import Settings
 from tests.fakes.sap_b1 import FakeServiceLayer
 from tests.fakes.shopify import ITEMS, LOCATION, TOKEN, FakeShopify
-from tests.fakes.woocommerce import (SECRETS, WEBHOOK_SECRET, Fault, order, ping, signed_delivery, stocked_shop,
-                                    write_mapping)
+from tests.fakes.woocommerce import (
+    SECRETS,
+    WEBHOOK_SECRET,
+    Fault,
+    order,
+    ping,
+    signed_delivery,
+    stocked_shop,
+    write_mapping,
+)
 from tests.integration.channels import REPO, SAP_SECRETS, SL_USER, eventually, sap_as_system_of_record
-
 
 
 @pytest.fixture

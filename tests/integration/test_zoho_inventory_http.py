@@ -6,6 +6,7 @@ ledger and the double's rate limiter run on one fake clock, so backoff is steppe
 from __future__ import annotations
 
 import time
+from datetime import UTC
 from decimal import Decimal
 
 import pytest
@@ -294,13 +295,13 @@ def test_a_channel_sale_is_applied_once_through_a_lost_answer_and_a_redelivery(z
 def test_a_lost_answer_for_a_backdated_move_is_found_beyond_a_page_of_newer_adjustments(zoho, queue, dispatcher, clock):
     """The adjustment carries the move's own date, which can be days before the bridge posted it
     (Odoo or Zoho was down): the search window starts from that date, not from the post."""
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
-    three_days_ago = (datetime.now(timezone.utc) - timedelta(days=3)).date().isoformat()
+    three_days_ago = (datetime.now(UTC) - timedelta(days=3)).date().isoformat()
     zoho.adjustments.extend({"inventory_adjustment_id": str(n), "date": three_days_ago, "reason": "count",
                              "reference_number": f"manual-{n}", "adjustment_type": "quantity", "line_items": []}
                             for n in range(200))  # a whole page, newer than the move, older than the post
-    old_move = move("1").model_copy(update={"occurred_at": datetime.now(timezone.utc) - timedelta(days=5)})
+    old_move = move("1").model_copy(update={"occurred_at": datetime.now(UTC) - timedelta(days=5)})
     zoho.fail_next(Fault(drop="after_commit", path="inventoryadjustments"))
     [entry] = enqueue(queue, old_move)
     settle(dispatcher, queue, clock)

@@ -71,7 +71,7 @@ def operations(app) -> list:
 
 def test_the_sweep_covers_every_route(app):
     swept = {(op.method.upper(), op.path) for op in operations(app)}
-    assert README_ROUTES <= swept
+    assert swept >= README_ROUTES
 
 
 def test_no_route_answers_5xx_to_any_input(app):

@@ -111,7 +111,7 @@ def test_lease_marks_entries_and_respects_limit_and_targets(queue):
 @pytest.mark.parametrize("elapsed, leasable", [(LEASE_S - 1, False), (LEASE_S, True), (LEASE_S + 60, True)],
                          ids=["before-expiry", "at-expiry", "long-after"])
 def test_expired_lease_comes_back(queue, clock, elapsed, leasable):
-    e = queue.enqueue([new("k")])[0]
+    queue.enqueue([new("k")])
     take(queue, "k", worker="crashed")
     clock.advance(elapsed)
     assert lease_keys(queue, worker="w2") == (["k"] if leasable else [])
@@ -275,7 +275,7 @@ def test_replacing_marker_keeps_the_backoff_of_the_one_it_replaces(queue, clock)
     (1, None, 1.0), (2, None, 2.0), (1, 30.0, 30.0), (2, 0.5, 2.0),
 ], ids=["first-retry-1s", "second-retry-doubles", "retry-after-longer-wins", "backoff-longer-wins"])
 def test_retry_waits_for_backoff_or_retry_after(queue, clock, failures, retry_after, expected_delay):
-    e = queue.enqueue([new("k")])[0]
+    queue.enqueue([new("k")])
     for n in range(failures):
         clock.advance(60)
         failed = queue.fail(take(queue, "k").id, "w1", "HTTP 503", retryable=True,

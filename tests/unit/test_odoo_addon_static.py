@@ -16,38 +16,15 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
-from xml.etree import ElementTree
 
 MODULE = Path(__file__).resolve().parents[2] / "odoo_addon" / "stock_sync_bridge"
 AUTHOR = "Stock Sync contributors"
 
 # OCA's mandatory pylint-odoo rules (oca-addons-repo-template, .pylintrc-mandatory, 15+)
-MANDATORY = """
-anomalous-backslash-in-string api-one-deprecated api-one-multi-together
-assignment-from-none attribute-deprecated class-camelcase dangerous-default-value
-dangerous-view-replace-wo-priority development-status-allowed duplicate-id-csv duplicate-key
-duplicate-xml-fields duplicate-xml-record-id eval-referenced eval-used
-incoherent-interpreter-exec-perm license-allowed manifest-author-string
-manifest-deprecated-key manifest-required-author manifest-required-key
-manifest-version-format method-compute method-inverse method-required-super method-search
-openerp-exception-warning pointless-statement pointless-string-statement print-used
-redundant-keyword-arg redundant-modulename-xml reimported relative-import return-in-init
-rst-syntax-error sql-injection too-few-format-args translation-field translation-required
-unreachable use-vim-comment wrong-tabs-instead-of-spaces xml-syntax-error
-attribute-string-redundant character-not-valid-in-resource-link
-consider-merging-classes-inherited context-overridden create-user-wo-reset-password
-dangerous-filter-wo-user dangerous-qweb-replace-wo-priority deprecated-data-xml-node
-deprecated-openerp-xml-node duplicate-po-message-definition except-pass file-not-used
-invalid-commit manifest-maintainers-list missing-newline-extrafiles missing-readme
-missing-return odoo-addons-relative-import old-api7-method-defined po-msgstr-variables
-po-syntax-error renamed-field-parameter resource-not-exist str-format-used
-test-folder-imported translation-contains-variable translation-positional-used
-unnecessary-utf8-coding-comment website-manifest-key-not-valid-uri
-xml-attribute-translatable xml-deprecated-qweb-directive xml-deprecated-tree-attribute
-external-request-timeout
-""".split()
+MANDATORY = ["anomalous-backslash-in-string", "api-one-deprecated", "api-one-multi-together", "assignment-from-none", "attribute-deprecated", "class-camelcase", "dangerous-default-value", "dangerous-view-replace-wo-priority", "development-status-allowed", "duplicate-id-csv", "duplicate-key", "duplicate-xml-fields", "duplicate-xml-record-id", "eval-referenced", "eval-used", "incoherent-interpreter-exec-perm", "license-allowed", "manifest-author-string", "manifest-deprecated-key", "manifest-required-author", "manifest-required-key", "manifest-version-format", "method-compute", "method-inverse", "method-required-super", "method-search", "openerp-exception-warning", "pointless-statement", "pointless-string-statement", "print-used", "redundant-keyword-arg", "redundant-modulename-xml", "reimported", "relative-import", "return-in-init", "rst-syntax-error", "sql-injection", "too-few-format-args", "translation-field", "translation-required", "unreachable", "use-vim-comment", "wrong-tabs-instead-of-spaces", "xml-syntax-error", "attribute-string-redundant", "character-not-valid-in-resource-link", "consider-merging-classes-inherited", "context-overridden", "create-user-wo-reset-password", "dangerous-filter-wo-user", "dangerous-qweb-replace-wo-priority", "deprecated-data-xml-node", "deprecated-openerp-xml-node", "duplicate-po-message-definition", "except-pass", "file-not-used", "invalid-commit", "manifest-maintainers-list", "missing-newline-extrafiles", "missing-readme", "missing-return", "odoo-addons-relative-import", "old-api7-method-defined", "po-msgstr-variables", "po-syntax-error", "renamed-field-parameter", "resource-not-exist", "str-format-used", "test-folder-imported", "translation-contains-variable", "translation-positional-used", "unnecessary-utf8-coding-comment", "website-manifest-key-not-valid-uri", "xml-attribute-translatable", "xml-deprecated-qweb-directive", "xml-deprecated-tree-attribute", "external-request-timeout"]
 
 
 def manifest() -> dict:

@@ -17,7 +17,7 @@ from erp_bridge.queue.base import RetryPolicy, State
 from erp_bridge.queue.postgres import PostgresQueue
 from erp_bridge.storage import postgres as pg
 from tests.pg import pg_url  # noqa: F401 - fixture
-from tests.unit.queue_contract import *  # noqa: F401,F403 - the contract suite runs here
+from tests.unit.queue_contract import *  # noqa: F403 - the contract suite runs here
 from tests.unit.queue_contract import LEASE_S, new
 
 pytestmark = pytest.mark.postgres

@@ -9,7 +9,7 @@ from erp_bridge.errors import ConfigError
 from erp_bridge.queue import open_queue
 from erp_bridge.queue.base import RetryPolicy, State
 from erp_bridge.queue.sqlite import SQLiteQueue
-from tests.unit.queue_contract import *  # noqa: F401,F403 - the contract suite runs here
+from tests.unit.queue_contract import *  # noqa: F403 - the contract suite runs here
 from tests.unit.queue_contract import LEASE_S, new
 
 

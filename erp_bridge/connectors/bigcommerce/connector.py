@@ -17,8 +17,9 @@ Sender, X-Auth-Token, ``on_status``, redaction and the inbox store are the runti
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 import requests
 
@@ -33,10 +34,10 @@ from ..base import Capability
 from ..runtime.batch import until_down
 from ..runtime.classify import json_or_none
 from ..runtime.context import ConnectorContext
-from ..runtime.webhooks import check_order_statuses, order_location
 from ..runtime.inbox import Inbox, Reference
 from ..runtime.paginate import PageNumber
 from ..runtime.sender import Sender
+from ..runtime.webhooks import check_order_statuses, order_location
 from . import webhooks
 
 MAX_ITEMS = 2000  # "Limit of 2000 items for payload length" (inventory.v3.yml)
@@ -102,7 +103,7 @@ class BigCommerceConnector:
         return [r for part in (figures[:half], figures[half:]) for r in _spread(self._send_chunk(part), len(part))]
 
     def _build(self, figures: list[Figure]) -> HttpRequest:
-        requests_ = build_requests(figures, self.mapping, self._lookups, now=datetime.now(timezone.utc),
+        requests_ = build_requests(figures, self.mapping, self._lookups, now=datetime.now(UTC),
                                    new_id=lambda: "")
         if len(requests_) != 1:
             raise ConfigError(f"{self.name}: the availability request must put every figure in one body "

@@ -15,8 +15,9 @@ import base64
 import binascii
 import hmac
 import time
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from ...domain import Decrement, Increment
 from ..runtime.webhooks import WebhookRejected, by_status, header, hmac_sha256, json_object

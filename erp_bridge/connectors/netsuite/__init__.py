@@ -13,9 +13,10 @@ The mapping chooses the protocol by the shape of ``connection.base_url`` (no opt
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 from lxml import etree
 
@@ -32,7 +33,7 @@ from .passport import TbaCredentials, TbaPassport, masked_header
 from .rest import NetSuiteRestConnector, rest_message, rest_request
 from .soap import Codec, default_wsdl, load_client
 
-__all__ = ["from_context", "protocol", "describe", "NetSuiteSoapConnector", "NetSuiteRestConnector"]
+__all__ = ["NetSuiteRestConnector", "NetSuiteSoapConnector", "describe", "from_context", "protocol"]
 SOAP_MARK, REST_MARK = "/services/NetSuitePort_", "/services/rest/record/v1"
 #: the WSDL cache when the queue is not a SQLite file (its folder), and for previews
 DEFAULT_CACHE = Path("var/cache")
@@ -71,7 +72,7 @@ def from_context(ctx: ConnectorContext, *,
     if mapping.writes.idempotency.strategy != "external_id":
         raise ConfigError(f"{mapping.system}: set writes.idempotency to {{strategy: external_id, field: externalId}} "
                           "(every record is upserted by its external id)")
-    clock = now or (lambda: datetime.now(timezone.utc))
+    clock = now or (lambda: datetime.now(UTC))
     if protocol(mapping) == "rest":
         return NetSuiteRestConnector(mapping, ctx.sender(message=rest_message), ctx.lookups, now=clock)
     strategy = TbaPassport(TbaCredentials.from_secrets(mapping.connection.auth.secrets, ctx.secret))

@@ -10,9 +10,9 @@ Records go out in ``upsertList`` requests of at most UPSERT_LIST_MAX; NetSuite a
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Callable, Mapping, Sequence
 
 from ...domain import Availability, Count, Decrement, Delivered, Increment, Result, StockMove
 from ...errors import BridgeError, ConfigError, MappingError, RejectedError, RetryableError
@@ -42,7 +42,7 @@ Event = StockMove | Decrement | Increment
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class NetSuiteSoapConnector:

@@ -11,8 +11,8 @@ per envelope, so a retried request is never refused as a replay.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from oauthlib.common import generate_nonce, generate_timestamp
 from oauthlib.oauth1 import Client
@@ -35,7 +35,7 @@ class TbaCredentials:
     token_secret: str
 
     @classmethod
-    def from_secrets(cls, names: dict[str, str], secret: Callable[[str], str]) -> "TbaCredentials":
+    def from_secrets(cls, names: dict[str, str], secret: Callable[[str], str]) -> TbaCredentials:
         missing = [role for role in ROLES if role not in names]
         if missing:
             raise ConfigError(f"NetSuite TBA needs connection.auth.secrets for {', '.join(missing)} "

@@ -11,8 +11,8 @@ the URL and the body is ids.external_id(event key): NetSuite takes letters, digi
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 
 import requests
 
@@ -62,7 +62,7 @@ def sublists(body: dict) -> list[str]:
 
 class NetSuiteRestConnector:
     def __init__(self, mapping: SystemMapping, sender: Sender, lookups: Mapping[str, LookupTable] | None = None,
-                 now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC)):
         check_mapping(mapping)
         if "system_of_record" in mapping.roles:
             raise ConfigError(f"{mapping.system}: as a system of record NetSuite is read through SOAP: set "

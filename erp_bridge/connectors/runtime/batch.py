@@ -1,7 +1,8 @@
 """Stop a batch at the first sign the target is down: sent once here, for every connector."""
 from __future__ import annotations
 
-from typing import Callable, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from ...domain import Result
 from ...errors import NotAttempted, RetryableError

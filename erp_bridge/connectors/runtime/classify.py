@@ -9,10 +9,11 @@ reach a log line, a stored attempt or a dead letter.
 from __future__ import annotations
 
 import time
-from decimal import Decimal, InvalidOperation
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import requests
 from urllib3.exceptions import NewConnectionError

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 from ...domain import Count, Delivered, Result
@@ -45,7 +46,7 @@ class DocumentTarget:
     find: Find
     document_id: DocumentId
     #: a 2xx answer that still says "refused" (an envelope with an error code), else None
-    refused: Callable[[Reply], "BridgeError | None"] | None = None
+    refused: Callable[[Reply], BridgeError | None] | None = None
     #: how one document is sent; None: the request as JSON through the sender
     post: Post | None = None
 
@@ -157,7 +158,7 @@ class DocumentWriter:
         return reply  # otherwise unknown: the intent stays and the next attempt searches
 
     def _build(self, events: list[Any]) -> list[HttpRequest]:
-        return build_requests(events, self._mapping, self._lookups, now=datetime.now(timezone.utc),
+        return build_requests(events, self._mapping, self._lookups, now=datetime.now(UTC),
                               new_id=lambda: str(uuid.uuid4()))
 
 

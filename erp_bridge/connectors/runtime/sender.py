@@ -9,8 +9,9 @@ an answer means for its items.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import requests
 
@@ -18,8 +19,17 @@ from ...domain import Delivered
 from ...errors import BridgeError, ConfigError, RetryableError
 from ...mapping.wire import PLACEHOLDER, HttpRequest, to_json
 from .auth import NoAuth, Strategy
-from .classify import (CONNECT_TIMEOUT_S, Action, Redactor, VendorMessage, VendorWait, classify_response,
-                       json_or_none, transport_error, with_status)
+from .classify import (
+    CONNECT_TIMEOUT_S,
+    Action,
+    Redactor,
+    VendorMessage,
+    VendorWait,
+    classify_response,
+    json_or_none,
+    transport_error,
+    with_status,
+)
 from .paginate import Paginator
 from .sessions import ThreadSessions
 

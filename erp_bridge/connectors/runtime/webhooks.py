@@ -11,7 +11,8 @@ import binascii
 import hashlib
 import hmac
 import json
-from typing import Any, Literal, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 from ...domain import Decrement, Increment
 from ...errors import ConfigError, RejectedError

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
-from typing import Any, Callable, Sequence
+from typing import Any
 from urllib.parse import quote
 
 from ...domain import Availability, Count, Decrement, Increment, Result, StockMove

@@ -9,7 +9,7 @@ once (the runtime's renewal, one per login generation however many threads saw i
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import requests
 

@@ -15,22 +15,21 @@ from __future__ import annotations
 import json
 import threading
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import ROUND_FLOOR, Decimal
-from typing import Any, Mapping, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
-from ...domain import Decrement, Increment
-from ...errors import BridgeError, ConfigError, RejectedError, RetryableError
-from ...errors import NotAttempted
+from ...domain import Decrement, Delivered, Figure, Increment, Result
+from ...errors import BridgeError, ConfigError, NotAttempted, RejectedError, RetryableError
 from ...mapping.compile import UnmappedError, auth_headers
 from ...mapping.engine import build_requests
 from ...mapping.lookups import LookupTable
 from ...mapping.schema import SystemMapping, UnitRule
 from ...mapping.wire import HttpRequest
 from ..base import Capability
-from ...domain import Delivered, Figure, Result
 from ..runtime.context import ConnectorContext
 from . import webhooks
 from .graphql import Transport
@@ -147,11 +146,13 @@ class ShopifyConnector:
                 return reply if isinstance(reply, RetryableError) else None
             result = (reply.get("data") or {}).get("inventorySetQuantities")
             if not result or not result.get("userErrors"):
-                return self._settled(batch, result, outcomes)
+                self._settled(batch, result, outcomes)
+                return None
             self._refused(batch, result["userErrors"], outcomes)
             clean = [r for r in batch if outcomes[r.index] is None]
             if result.get("inventoryAdjustmentGroup"):
-                return self._settled(clean, result, outcomes)
+                self._settled(clean, result, outcomes)
+                return None
             batch = clean  # Shopify applied nothing: the clean rows go again, on their own
         return None
 
@@ -209,7 +210,7 @@ class ShopifyConnector:
                 f"meanwhile); the figure is recomputed at the next attempt", after=STALE_RETRY_S)
 
     def _send_set(self, batch: list[Row]) -> dict | BridgeError:
-        figures = [replace(r.figure, previous=Decimal(r.base)) for r in batch]
+        figures = [replace(r.figure, previous=None if r.base is None else Decimal(r.base)) for r in batch]
         draft = self._build(figures, DRAFT_ID)
         generations = [self._generation.get(r.key, 0) for r in batch]
         content = json.dumps([list(draft.keys), draft.json_body(), generations])
@@ -218,7 +219,7 @@ class ShopifyConnector:
 
     def _build(self, figures: list[Figure], request_id: str) -> HttpRequest:
         # bodies come from the mapping engine only; ``now`` stays out of the key (see _send_set)
-        return build_requests(figures, self._mapping, self._lookups, now=datetime.now(timezone.utc),
+        return build_requests(figures, self._mapping, self._lookups, now=datetime.now(UTC),
                               new_id=lambda: request_id)[0]
 
     def _read(self, keys: list[Key]) -> dict[Key, int | None] | BridgeError:

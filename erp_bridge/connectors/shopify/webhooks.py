@@ -11,9 +11,10 @@ import binascii
 import hashlib
 import hmac
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any
 
 from ...domain import Decrement, Increment
 from ..runtime.webhooks import WebhookRejected, header
@@ -123,14 +124,14 @@ def normalise(delivery: Delivery, channel: str, default_location: str | None) ->
     location = Shopify location id. The channel mapping turns them into internal ids later."""
     try:
         if delivery.topic == "orders/create":
-            return _order_lines(delivery.payload, channel, default_location)
+            return list[Decrement | Increment](_order_lines(delivery.payload, channel, default_location))
         if delivery.topic == "orders/cancelled":
             order_id = _id(delivery.payload.get("id"), "id")
             return [c for i, refund in enumerate(_objects(delivery.payload.get("refunds"), "refunds"))
                     for c in _restocks(refund, order_id, channel, default_location, f"refunds[{i}].")]
         if delivery.topic == "refunds/create":
-            return _restocks(delivery.payload, _id(delivery.payload.get("order_id"), "order_id"), channel,
-                             default_location)
+            return list[Decrement | Increment](_restocks(
+                delivery.payload, _id(delivery.payload.get("order_id"), "order_id"), channel, default_location))
     except BadField as exc:
         raise WebhookRejected(400, f"{delivery.topic}: {exc}") from None
     except (KeyError, TypeError, ValueError, ArithmeticError, AttributeError) as exc:

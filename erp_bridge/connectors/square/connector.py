@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import requests
 
@@ -60,7 +61,7 @@ class SquareConnector:
     capabilities = frozenset({Capability.PUSH_AVAILABILITY, Capability.VERIFY_WEBHOOK, Capability.POLL_CHANGES})
 
     def __init__(self, mapping: SystemMapping, sender: Sender, inbox: Inbox, *, binder: Binder,
-                 webhook_key: str | None = None, clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
+                 webhook_key: str | None = None, clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self.name, self._mapping, self._sender, self._inbox = mapping.system, mapping, sender, inbox
         self._binder, self._webhook_key, self._clock = binder, webhook_key, clock
         self._base = str(mapping.connection.base_url).rstrip("/")
@@ -165,7 +166,7 @@ class SquareConnector:
     # -- sales in -------------------------------------------------------------------------------
 
     def verify_webhook(self, headers: Mapping[str, str], body: bytes,
-                       url: str) -> list[Decrement | Increment]:  # noqa: ARG002
+                       url: str) -> list[Decrement | Increment]:
         """Verify, store the notification durably, nudge the poller. Returns no stock changes:
         those come from the history (history.py), so a notification can never count a sale.
         ``url`` (what the bridge saw) is not signed: behind a proxy or TLS terminator it differs
@@ -236,7 +237,7 @@ def _check_echo_marker(system: str, request: HttpRequest) -> None:
 
 
 def _rfc3339(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def square_message(response: requests.Response) -> str | None:

@@ -17,10 +17,11 @@ because of the bridge's own push). The history says what happened, each change w
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from ...domain import Decrement, Increment
 

@@ -14,9 +14,10 @@ import binascii
 import hashlib
 import hmac
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from ...errors import RejectedError
 
@@ -110,7 +111,7 @@ def _time(value: Any) -> datetime:
         raise WebhookRejected(400, f"created_at {value!r} is not an RFC 3339 time") from None
     if moment.tzinfo is None:
         raise WebhookRejected(400, f"created_at {value!r} has no time zone")
-    return moment.astimezone(timezone.utc)
+    return moment.astimezone(UTC)
 
 
 def _check_age(notice: Notice, now: datetime) -> None:

@@ -17,9 +17,10 @@ time. Sender, Basic auth, ``on_status``, ``Retry-After`` and redaction are the r
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 import requests
 
@@ -35,8 +36,8 @@ from ..runtime.batch import not_attempted
 from ..runtime.classify import json_or_none
 from ..runtime.context import ConnectorContext
 from ..runtime.inbox import Inbox, Reference
-from ..runtime.webhooks import check_order_statuses, order_location
 from ..runtime.sender import Reply, Sender
+from ..runtime.webhooks import check_order_statuses, order_location
 from . import webhooks
 
 #: "By default it's limited to up to 100 objects to be created, updated or deleted" (_products.md)
@@ -91,7 +92,7 @@ class WooCommerceConnector:
     def _row(self, index: int, figure: Figure, outcomes: list[Result | None]) -> Row | None:
         """The line the mapping's request makes of ``figure``, sent to its product's endpoint."""
         try:
-            request = build_requests(figure, self.mapping, self._lookups, now=datetime.now(timezone.utc),
+            request = build_requests(figure, self.mapping, self._lookups, now=datetime.now(UTC),
                                      new_id=lambda: "")[0]
             line = dict(_lines(request)[0])
             endpoint, line["id"] = parse_code(str(line.get("id")))

@@ -12,9 +12,10 @@ A cancelled order yields both the sale and its return (runtime.webhooks.by_statu
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from ...domain import Decrement, Increment
 from ..runtime.webhooks import WebhookRejected, base64_digest_matches, by_status, header, hmac_sha256, json_object
@@ -38,7 +39,7 @@ class Statuses:
     restock: tuple[str, ...] = RESTOCK_STATUSES
 
     @classmethod
-    def of(cls, sale: Sequence[str] | None, restock: Sequence[str] | None) -> "Statuses":
+    def of(cls, sale: Sequence[str] | None, restock: Sequence[str] | None) -> Statuses:
         return cls(tuple(sale) if sale is not None else SALE_STATUSES,
                    tuple(restock) if restock is not None else RESTOCK_STATUSES)
 

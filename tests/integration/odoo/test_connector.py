@@ -7,9 +7,8 @@ from decimal import Decimal
 import pytest
 from pydantic import SecretStr
 
-from erp_bridge.domain import Delivered
 from erp_bridge.connectors.odoo import OdooConnector
-from erp_bridge.domain import Decrement
+from erp_bridge.domain import Decrement, Delivered
 from erp_bridge.errors import ConfigError
 from erp_bridge.mapping.loader import load_mappings
 

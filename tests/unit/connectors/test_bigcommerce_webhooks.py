@@ -10,8 +10,14 @@ from decimal import Decimal
 
 import pytest
 
-from erp_bridge.connectors.bigcommerce.webhooks import (RESTOCK_STATUSES, SALE_STATUSES, normalise, reference,
-                                                        signing_key, verify)
+from erp_bridge.connectors.bigcommerce.webhooks import (
+    RESTOCK_STATUSES,
+    SALE_STATUSES,
+    normalise,
+    reference,
+    signing_key,
+    verify,
+)
 from erp_bridge.connectors.runtime.webhooks import WebhookRejected
 from tests.fakes.bigcommerce import CLIENT_SECRET, signed_callback
 

@@ -14,7 +14,7 @@ from erp_bridge.domain import Delivered
 from erp_bridge.errors import RetryableError
 from erp_bridge.sync.figures import FigureStore
 from tests.fakes.clock import FakeClock
-from tests.fakes.sap_b1 import Fault, FakeServiceLayer, connector_for, move
+from tests.fakes.sap_b1 import FakeServiceLayer, Fault, connector_for, move
 from tests.pg import fresh_schema
 
 

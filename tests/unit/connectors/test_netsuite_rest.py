@@ -3,6 +3,7 @@ append the ``inventory`` sublist again (``replace=inventory``), external ids mus
 accepts, TBA signs every request, and a mapping that would double quantities is refused at start."""
 from __future__ import annotations
 
+from datetime import UTC
 from decimal import Decimal
 from pathlib import Path
 
@@ -100,9 +101,10 @@ def test_concurrency_429_is_retryable(rest, tmp_path):
 
 
 def test_preview_shows_the_request_the_connector_sends(rest):
-    from tests.fakes.netsuite import move as a_move
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    text = describe(rest_mapping(rest.url), {}, [a_move("42")], now=datetime(2026, 11, 30, tzinfo=timezone.utc))
+    from tests.fakes.netsuite import move as a_move
+
+    text = describe(rest_mapping(rest.url), {}, [a_move("42")], now=datetime(2026, 11, 30, tzinfo=UTC))
     assert f"PUT {rest.url}/inventoryadjustment/eid:odoo-3Amove-3A42?replace=inventory" in text
     assert '"externalId": "odoo-3Amove-3A42"' in text

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from datetime import UTC
 from decimal import Decimal
 
 import pytest
@@ -233,9 +234,10 @@ def test_an_unreachable_wsdl_is_a_configuration_error_naming_the_key(ns, tmp_pat
 
 
 def test_preview_masks_every_credential(ns):
-    from datetime import datetime, timezone
+    from datetime import datetime
+
     from erp_bridge.connectors.netsuite import describe
-    text = describe(netsuite_mapping(ns.url), {}, [move("42")], now=datetime(2026, 11, 30, tzinfo=timezone.utc))
+    text = describe(netsuite_mapping(ns.url), {}, [move("42")], now=datetime(2026, 11, 30, tzinfo=UTC))
     assert "<ns0:upsertList" in text and 'externalId="odoo-3Amove-3A42"' in text
     assert 'algorithm="HMAC-SHA256">***</' in text
     assert not any(secret in text for secret in ns.creds)

@@ -3,16 +3,14 @@ and what a stock-change line looks like. Its RPC is proven against a real Odoo i
 tests/integration/odoo/ (ODOO_SRC)."""
 from __future__ import annotations
 
-import socket
 import urllib.error
 from decimal import Decimal
 
 import odoorpc
 import pytest
 
-from erp_bridge.domain import Delivered
 from erp_bridge.connectors.odoo import _outcome, availability_of, classify, rpc_line
-from erp_bridge.domain import Count, Decrement, Increment
+from erp_bridge.domain import Count, Decrement, Delivered, Increment
 from erp_bridge.errors import ConfigError, RejectedError, RetryableError
 from erp_bridge.mapping.loader import load_mappings
 
@@ -35,7 +33,7 @@ def rpc_error(name: str, message: str) -> odoorpc.error.RPCError:
                  "HTTP 503", id="http-503"),
     pytest.param(urllib.error.URLError(ConnectionRefusedError(111, "Connection refused")), RetryableError,
                  "cannot reach the server", id="refused"),
-    pytest.param(socket.timeout("timed out"), RetryableError, "cannot reach the server", id="timeout"),
+    pytest.param(TimeoutError("timed out"), RetryableError, "cannot reach the server", id="timeout"),
 ])
 def test_failures_are_classified_by_what_the_operator_must_do(exc, cls, text):
     error = classify(exc, "apply_stock_changes")

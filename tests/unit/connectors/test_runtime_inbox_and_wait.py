@@ -19,7 +19,7 @@ def response(status: int, **headers: str) -> requests.Response:
 
 
 def test_retry_after_wins_and_a_vendor_wait_fills_in_when_it_is_absent():
-    classify = lambda r: classify_response(r, "PUT x", {}, Redactor(), wait=reset_wait)  # noqa: E731
+    classify = lambda r: classify_response(r, "PUT x", {}, Redactor(), wait=reset_wait)
     limited = classify(response(429, **{"X-Rate-Limit-Time-Reset-Ms": "1500"}))
     both = classify(response(429, **{"Retry-After": "7", "X-Rate-Limit-Time-Reset-Ms": "1500"}))
     down = classify(response(503, **{"X-Rate-Limit-Time-Reset-Ms": "29000"}))

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from erp_bridge.domain import Delivered
 from erp_bridge.connectors.runtime.ledger import Ledger, document_key, prune
-from erp_bridge.errors import NotAttempted
-from erp_bridge.errors import RejectedError, RetryableError
+from erp_bridge.domain import Delivered
+from erp_bridge.errors import NotAttempted, RejectedError, RetryableError
 from tests.fakes.clock import FakeClock
-from tests.fakes.sap_b1 import Fault, FakeServiceLayer, connector_for, move, sap_mapping
+from tests.fakes.sap_b1 import FakeServiceLayer, Fault, connector_for, move, sap_mapping
 
 POSTED, DUPLICATE = Delivered("posted"), Delivered("duplicate")
 

@@ -1,20 +1,21 @@
 """SAP B1 Service Layer on the runtime: SL error classification, login, both cookies, one re-login, logout."""
 from __future__ import annotations
 
+import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 
-from erp_bridge.domain import Delivered
 from erp_bridge.connectors.runtime.classify import Redactor, classify_response
 from erp_bridge.connectors.runtime.sender import Reply
 from erp_bridge.connectors.sap_b1 import session_sender
 from erp_bridge.connectors.sap_b1.classify import sap_message
+from erp_bridge.domain import Delivered
 from erp_bridge.errors import ConfigError, RejectedError, RetryableError
 from tests.fakes.clock import FakeClock
-from tests.fakes.sap_b1 import Fault, FakeServiceLayer, connector_for, move, sap_mapping
+from tests.fakes.sap_b1 import FakeServiceLayer, Fault, connector_for, move, sap_mapping
 
 PASSWORD = "pa55-Wörd-never-echo"
 
@@ -26,7 +27,8 @@ def response(status, body=b"", headers=None):
 
 
 def sap_body(code, value):
-    return ('{"error":{"code":%s,"message":{"lang":"en-us","value":"%s"}}}' % (code, value)).encode()
+    return json.dumps({"error": {"code": code, "message": {"lang": "en-us", "value": value}}},
+                      separators=(",", ":")).encode()
 
 
 @pytest.mark.parametrize("status, body, headers, kind, message, after", [

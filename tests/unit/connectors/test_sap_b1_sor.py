@@ -8,11 +8,10 @@ import pytest
 
 from erp_bridge.connectors import registry
 from erp_bridge.connectors.base import Capability
-from erp_bridge.domain import Delivered
-from erp_bridge.domain import Count, Decrement, Increment
+from erp_bridge.domain import Count, Decrement, Delivered, Increment
 from erp_bridge.errors import RejectedError, RetryableError
 from erp_bridge.settings import Settings
-from tests.fakes.sap_b1 import Fault, FakeServiceLayer, connector_for, sap_mapping
+from tests.fakes.sap_b1 import FakeServiceLayer, Fault, connector_for, sap_mapping
 
 
 @pytest.fixture

@@ -12,14 +12,21 @@ from decimal import Decimal
 import pytest
 import requests
 
-from erp_bridge.domain import Delivered, Figure
 from erp_bridge.connectors.shopify.graphql import CostBudget, classify
 from erp_bridge.connectors.shopify.webhooks import WebhookRejected
-from erp_bridge.errors import NotAttempted
-from erp_bridge.domain import Decrement
-from erp_bridge.errors import ConfigError, RejectedError, RetryableError
-from tests.fakes.shopify import (stocked_shop, ITEMS, LOCATION, TOKEN, WEBHOOK_SECRET, FakeShopify, Fault, connector_for,
-                                 signed_webhook)
+from erp_bridge.domain import Decrement, Delivered, Figure
+from erp_bridge.errors import ConfigError, NotAttempted, RejectedError, RetryableError
+from tests.fakes.shopify import (
+    ITEMS,
+    LOCATION,
+    TOKEN,
+    WEBHOOK_SECRET,
+    FakeShopify,
+    Fault,
+    connector_for,
+    signed_webhook,
+    stocked_shop,
+)
 
 BLUE, RED, OAK = ITEMS["chair-blue"], ITEMS["chair-red"], ITEMS["table-oak"]
 

@@ -2,7 +2,7 @@
 against ../shared/specs/square/api.json): counts out, sales in from the history, every failure."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -10,7 +10,7 @@ import pytest
 from erp_bridge.domain import Delivered, Figure
 from erp_bridge.errors import BridgeError, ConfigError, NotAttempted, RejectedError, RetryableError
 from tests.fakes import square_spec
-from tests.fakes.square import (LOCATION, RATE_LIMITED, VARIATIONS, FakeSquare, Fault, connector_for, error)
+from tests.fakes.square import LOCATION, RATE_LIMITED, VARIATIONS, FakeSquare, Fault, connector_for, error
 
 pytestmark = pytest.mark.skipif(not square_spec.available(),
                                 reason="../shared/specs/square/api.json is not beside the repo")
@@ -117,7 +117,7 @@ def test_a_refused_token_is_a_config_error_without_the_token(square, tmp_path):
 
 
 def test_the_idempotency_key_is_derived_from_the_content(square, connector):
-    moment = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
+    moment = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
     connector._clock = lambda: moment
     assert connector.push_availability([figure("chair-blue", 5)]) == [Delivered("counted")]
     square.stock("chair-blue", 3)  # Square moved since: the same count is sent again, same content

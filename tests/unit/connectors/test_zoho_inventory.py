@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from erp_bridge.connectors import zoho_inventory
-from erp_bridge.connectors.zoho_inventory import ACCOUNTS, check_data_centre, from_context, organization_id
 from erp_bridge.connectors.runtime.context import ConnectorContext
+from erp_bridge.connectors.zoho_inventory import ACCOUNTS, check_data_centre, from_context, organization_id
 from erp_bridge.domain import Count, Delivered
 from erp_bridge.errors import ConfigError, RejectedError, RetryableError
 from tests.fakes.sap_b1 import Fault, move

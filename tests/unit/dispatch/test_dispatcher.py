@@ -11,11 +11,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from erp_bridge.connectors.base import Capability
-from erp_bridge.domain import Delivered, Figure
 from erp_bridge.dispatch.dispatcher import Dispatcher, TargetLimits
 from erp_bridge.dispatch.metrics import DispatchMetrics
 from erp_bridge.dispatch.routing import entry_for
-from erp_bridge.domain import AvailabilityChanged, Count, Decrement, Increment, StockMove
+from erp_bridge.domain import AvailabilityChanged, Count, Decrement, Delivered, Figure, Increment, StockMove
 from erp_bridge.errors import ConfigError, RejectedError, RetryableError
 from erp_bridge.queue.base import Outcome, RetryPolicy, State
 from erp_bridge.queue.sqlite import SQLiteQueue

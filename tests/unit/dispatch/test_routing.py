@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -11,7 +11,7 @@ from erp_bridge.domain import AvailabilityChanged, Count, Decrement, Increment, 
 from erp_bridge.errors import RejectedError
 from erp_bridge.queue.base import Entry, State
 
-AT = datetime(2025, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+AT = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("event, kind, quantity, coalesce, key", [

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -10,7 +10,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[3]
 MAPPINGS = REPO / "mappings"
 HERE = Path(__file__).resolve().parent
-NOW = datetime(2025, 3, 14, 10, 0, tzinfo=timezone.utc)
+NOW = datetime(2025, 3, 14, 10, 0, tzinfo=UTC)
 
 
 def fixed_ids():

@@ -7,8 +7,8 @@ import pytest
 
 from erp_bridge.domain import Availability
 from erp_bridge.errors import MappingError
-from erp_bridge.sync.policy import channel_figure, channel_quantity
 from erp_bridge.mapping.schema import QuantityPolicy
+from erp_bridge.sync.policy import channel_figure, channel_quantity
 
 
 def _avail(**kw):

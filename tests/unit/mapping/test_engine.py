@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import copy
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal as D
 
 import pytest
 
-from erp_bridge.domain import Figure
-from erp_bridge.domain import AvailabilityChanged, Count, Decrement, StockMove
+from erp_bridge.domain import AvailabilityChanged, Count, Decrement, Figure, StockMove
 from erp_bridge.errors import MappingError
 from erp_bridge.mapping.compile import auth_headers
 from erp_bridge.mapping.engine import UnmappedError, build_requests
@@ -17,7 +16,7 @@ from erp_bridge.mapping.schema import Auth, SystemMapping
 
 from .conftest import NOW, fixed_ids
 
-T0 = datetime(2025, 3, 14, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2025, 3, 14, 9, 0, tzinfo=UTC)
 
 
 def mapping(**over) -> SystemMapping:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -103,9 +102,10 @@ def test_preview_never_shows_a_secret_value(monkeypatch, tmp_path):
 
 
 def test_requests_carry_secret_names_as_placeholders(example_set):
+    from decimal import Decimal
+
     from erp_bridge.domain import Figure
     from erp_bridge.mapping.engine import build_requests
-    from decimal import Decimal
     request = build_requests(Figure("007", "WH/Stock", Decimal(4)), example_set.systems["shopify"],
                              example_set.lookups, now=NOW, new_id=fixed_ids())[0]
     assert request.headers["X-Shopify-Access-Token"] == "{secret:shopify_token}"

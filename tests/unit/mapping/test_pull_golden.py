@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -33,7 +33,7 @@ def app(tmp_path):
     h = make_app(tmp_path)
     h.sor.free.update({k: Decimal(v) for k, v in STOCK.items()})
     h.sor.restock["chair-red"] = restock("2026-12-01")
-    h.sor.read_at = datetime(2026, 11, 22, 10, 0, tzinfo=timezone.utc)
+    h.sor.read_at = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
     sell(h.queue, "chair-blue", "WH/Stock", 1, "order-1")  # received, not yet applied
     return h
 

@@ -6,8 +6,8 @@ from decimal import Decimal
 
 import pytest
 
-from erp_bridge.sync.pull import PullService, Reading, combine, sku_for
 from erp_bridge.domain import Availability
+from erp_bridge.sync.pull import PullService, Reading, combine, sku_for
 
 from .harness import form, make_app, sell
 

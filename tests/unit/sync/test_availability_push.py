@@ -8,8 +8,7 @@ from decimal import Decimal
 import pytest
 
 from erp_bridge.connectors.base import Capability
-from erp_bridge.domain import Delivered, Figure
-from erp_bridge.domain import Availability, Decrement
+from erp_bridge.domain import Availability, Decrement, Delivered, Figure
 from erp_bridge.errors import RejectedError, RetryableError
 from erp_bridge.queue import open_queue
 from erp_bridge.queue.base import RetryPolicy

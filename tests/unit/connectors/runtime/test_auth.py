@@ -133,7 +133,7 @@ CONSUMER_KEY, CONSUMER_SECRET, TOKEN_ID, TOKEN_SECRET = "ck-123", "cs&secret/ü"
 
 def rfc5849_signature(method: str, url: str, oauth: dict[str, str]) -> str:
     """HMAC-SHA256 over the RFC 5849 §3.4.1 base string, written from the RFC, not from oauthlib."""
-    enc = lambda s: quote(s, safe="~")  # noqa: E731
+    enc = lambda s: quote(s, safe="~")
     parts = urlsplit(url)
     params = parse_qsl(parts.query, keep_blank_values=True) + [(k, v) for k, v in oauth.items()
                                                                  if k not in ("realm", "oauth_signature")]

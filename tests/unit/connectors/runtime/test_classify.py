@@ -2,8 +2,8 @@
 Retry-After as seconds and as an HTTP date, the vendor's message, and the Redactor."""
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from email.utils import format_datetime
-from datetime import datetime, timezone
 
 import pytest
 import requests
@@ -70,11 +70,11 @@ def test_changing_on_status_changes_the_outcome_of_the_same_answer():
 
 def test_retry_after_in_seconds_and_as_an_http_date():
     now = 1_700_000_000.0
-    date = format_datetime(datetime.fromtimestamp(now + 90, timezone.utc), usegmt=True)
+    date = format_datetime(datetime.fromtimestamp(now + 90, UTC), usegmt=True)
     assert retry_after_s("120", lambda: now) == 120
     assert retry_after_s(" 7 ", lambda: now) == 7
     assert retry_after_s(date, lambda: now) == pytest.approx(90)
-    assert retry_after_s(format_datetime(datetime.fromtimestamp(now - 60, timezone.utc), usegmt=True), lambda: now) == 0
+    assert retry_after_s(format_datetime(datetime.fromtimestamp(now - 60, UTC), usegmt=True), lambda: now) == 0
     assert retry_after_s(None) is None and retry_after_s("") is None and retry_after_s("soon") is None
 
 

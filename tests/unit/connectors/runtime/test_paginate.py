@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
+from erp_bridge.connectors.runtime.auth import OAuth2
 from erp_bridge.connectors.runtime.paginate import NextLink, PageNumber, PageState
 from erp_bridge.connectors.runtime.sender import Sender
-from erp_bridge.connectors.runtime.auth import OAuth2
 from erp_bridge.errors import ConfigError, RejectedError
 from tests.fakes.sap_b1 import Fault
 from tests.fakes.zoho_inventory import FakeZoho
