@@ -72,39 +72,32 @@ class Reconciler:
     def run(self, system: str | None = None, location: str | None = None, *, fix: bool = False,
             progress: Progress | None = None, clock: Callable[[], float] = time.time) -> Report:
         report = Report(started_at=clock())
-        self._mirrors(report, system, location, progress)
+        for mapping in self.mappings.mirrors():
+            self._check(report, mapping, system, progress, Capability.READ_AVAILABILITY, "the mirror's stock",
+                        lambda m: [(sku, loc) for loc in self._mirror_locations(m, location) for sku in self._catalogue()],
+                        lambda m, c, chunk: self._compare_mirror(m, c, chunk))
         for mapping in self.mappings.channels():
-            if system is not None and mapping.system != system:
-                continue
-            connector = self.connectors.get(mapping.system)
-            if connector is None or Capability.READ_LISTED not in connector.capabilities:
-                report.skipped[mapping.system] = "its connector cannot read what the channel shows"
-                continue
-            keys = self.keys(mapping, location)
-            report.checked[mapping.system] = len(keys)
-            for start in range(0, len(keys), BATCH):
-                chunk = keys[start:start + BATCH]
-                report.differences.extend(self._compare(mapping, connector, chunk, fix))
-                if progress:
-                    progress(len(chunk))
+            self._check(report, mapping, system, progress, Capability.READ_LISTED, "what the channel shows",
+                        lambda m: self.keys(m, location), lambda m, c, chunk: self._compare(m, c, chunk, fix))
         report.finished_at = clock()
         return report
 
-    def _mirrors(self, report: Report, system: str | None, location: str | None, progress: Progress | None) -> None:
-        for mapping in self.mappings.mirrors():
-            if system is not None and mapping.system != system:
-                continue
-            connector = self.connectors.get(mapping.system)
-            if connector is None or Capability.READ_AVAILABILITY not in connector.capabilities:
-                report.skipped[mapping.system] = "its connector cannot read the mirror's stock"
-                continue
-            keys = [(sku, loc) for loc in self._mirror_locations(mapping, location) for sku in self._catalogue()]
-            report.checked[mapping.system] = len(keys)
-            for start in range(0, len(keys), BATCH):
-                chunk = keys[start:start + BATCH]
-                report.differences.extend(self._compare_mirror(mapping, connector, chunk))
-                if progress:
-                    progress(len(chunk))
+    def _check(self, report: Report, mapping, system: str | None, progress: Progress | None, needs: Capability,
+               what: str, keys_of: Callable, compare: Callable) -> None:
+        """One system: its keys in batches through ``compare``, counted and reported."""
+        if system is not None and mapping.system != system:
+            return
+        connector = self.connectors.get(mapping.system)
+        if connector is None or needs not in connector.capabilities:
+            report.skipped[mapping.system] = f"its connector cannot read {what}"
+            return
+        keys = keys_of(mapping)
+        report.checked[mapping.system] = len(keys)
+        for start in range(0, len(keys), BATCH):
+            chunk = keys[start:start + BATCH]
+            report.differences.extend(compare(mapping, connector, chunk))
+            if progress:
+                progress(len(chunk))
 
     @staticmethod
     def _mirror_locations(mapping, location: str | None) -> list[str]:
