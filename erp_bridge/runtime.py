@@ -359,8 +359,7 @@ def build_runtime(settings: Settings) -> Runtime:
                                           pusher=AvailabilityPush(mappings, reader, figures),
                                           before_ack=lambda target, entries: _invalidate(cache, entries),
                                           on_final=lambda *args: _report(runtime, *args))
-    if hasattr(queue, "subscribe"):  # PostgreSQL: work queued by any process wakes idle workers
-        queue.subscribe(dispatcher.wake)
+    queue.subscribe(dispatcher.wake)  # PostgreSQL: work queued by any process wakes idle workers
     router = Router(mappings)
     runtime = Runtime(settings, queue, mappings, connectors, dispatcher, router, cache, reader, figures,
                       inactive=inactive)

@@ -173,6 +173,10 @@ class Queue(Protocol):
 
     def dead_letters(self, target: str | None = None, limit: int = 100, offset: int = 0) -> list[Entry]: ...
 
+    def subscribe(self, callback: Callable[[], Any]) -> None:
+        """Call ``callback`` when another process queues work or gives some back (PostgreSQL's
+        LISTEN/NOTIFY). One process on SQLite wakes its own workers: nothing to subscribe to."""
+
     def unfinished(self, target: str, limit: int = 100_000) -> list[Entry]:
         """Pending and leased entries of ``target`` (still on their way), oldest first."""
 

@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from .base import SALE_KINDS, Attempt, Entry, NewEntry, Outcome, RetryPolicy, State, TargetStats
 
@@ -353,6 +354,9 @@ class SQLiteQueue:
         rows = self._read(f"SELECT * FROM entries WHERE state = 'dead' {where} ORDER BY id"
                           " LIMIT ? OFFSET ?", [*args, limit, offset])
         return [_entry(r) for r in rows]
+
+    def subscribe(self, callback: Callable[[], Any]) -> None:
+        """One process per SQLite file: its own enqueues wake its workers already."""
 
     def unfinished(self, target: str, limit: int = 100_000) -> list[Entry]:
         rows = self._read("SELECT * FROM entries WHERE state IN ('pending', 'leased') AND target = ? ORDER BY id"
