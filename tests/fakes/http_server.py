@@ -6,14 +6,15 @@ authorities). ``down()`` cuts every open connection, as a dead host does.
 """
 from __future__ import annotations
 
-import contextlib
 import socket
 import ssl
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Protocol
+
+from .served import CuttingServer
 
 Answer = tuple[int, dict[str, Any], bytes]
 
@@ -78,29 +79,8 @@ class Served:
         return self.app.handle(method, path, headers, body), fault.drop if fault else None
 
 
-class _Server(ThreadingHTTPServer):
+class _Server(CuttingServer):
     daemon_threads = True
-
-    def __init__(self, *args: Any):
-        super().__init__(*args)
-        self.open: set[socket.socket] = set()
-
-    def get_request(self):
-        conn, address = super().get_request()
-        self.open.add(conn)
-        return conn, address
-
-    def shutdown_request(self, request: Any) -> None:
-        self.open.discard(request)
-        super().shutdown_request(request)
-
-    def cut_all(self) -> None:
-        for conn in list(self.open):
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # dropped connections and client timeouts are part of the scenarios
 
 
 def _handler(served: Served) -> type[BaseHTTPRequestHandler]:
