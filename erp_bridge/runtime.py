@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, Problem
-from .queue.base import Queue, RetryPolicy
+from .queue.base import Queue, RetryPolicy, State
 from .settings import ENV_PREFIX, Settings
 from .systemd import Watchdog, notify, watchdog_interval_s
 
@@ -358,7 +358,7 @@ def build_runtime(settings: Settings) -> Runtime:
                                           prepare=lambda event: prepare(mappings, event),
                                           pusher=AvailabilityPush(mappings, reader, figures),
                                           before_ack=lambda target, entries: _invalidate(cache, entries),
-                                          on_final=lambda *args: _report(runtime, *args))
+                                          on_final=lambda *args: _final(runtime, cache, *args))
     queue.subscribe(dispatcher.wake)  # PostgreSQL: work queued by any process wakes idle workers
     router = Router(mappings)
     runtime = Runtime(settings, queue, mappings, connectors, dispatcher, router, cache, reader, figures,
@@ -372,6 +372,14 @@ def _report(runtime: Runtime, target: str, entry, state, error) -> None:
     poller = runtime.pollers.get((entry.payload or {}).get("system"))
     if poller is not None:
         poller.report(target, entry, state, error)
+
+
+def _final(runtime: Runtime, cache, target: str, entry, state, error) -> None:
+    """After the ack: invalidate again (a read that started between the first invalidation and
+    the ack shows the change and would count it a second time as "done since"), then report."""
+    if state is State.DONE:
+        _invalidate(cache, [entry])
+    _report(runtime, target, entry, state, error)
 
 
 def _invalidate(cache, entries) -> None:
