@@ -357,7 +357,7 @@ def build_runtime(settings: Settings) -> Runtime:
     dispatcher = Dispatcher.from_settings(queue, connectors, settings, mappings,
                                           prepare=lambda event: prepare(mappings, event),
                                           pusher=AvailabilityPush(mappings, reader, figures),
-                                          before_ack=lambda target, entries: _invalidate(cache, entries),
+                                          before_ack=lambda target, entries: _invalidate(cache, entries, ACK_HOLD_S),
                                           on_final=lambda *args: _final(runtime, cache, *args))
     queue.subscribe(dispatcher.wake)  # PostgreSQL: work queued by any process wakes idle workers
     router = Router(mappings)
@@ -374,19 +374,24 @@ def _report(runtime: Runtime, target: str, entry, state, error) -> None:
         poller.report(target, entry, state, error)
 
 
+#: before an ack, the availability cache holds the keys (caches nothing for them) until the ack's
+#: own invalidation, or this long if that never comes (the ack failed: the lease was lost)
+ACK_HOLD_S = 30.0
+
+
 def _final(runtime: Runtime, cache, target: str, entry, state, error) -> None:
-    """After the ack: invalidate again (a read that started between the first invalidation and
-    the ack shows the change and would count it a second time as "done since"), then report."""
+    """After the ack: invalidate again and end the hold (a read that started between the first
+    invalidation and the ack shows the change and counts it a second time), then report."""
     if state is State.DONE:
         _invalidate(cache, [entry])
     _report(runtime, target, entry, state, error)
 
 
-def _invalidate(cache, entries) -> None:
+def _invalidate(cache, entries, hold_s: float = 0.0) -> None:
     """A change applied to the SoR makes its cached availability stale (see AvailabilityCache)."""
     for entry in entries:
         if entry.kind in ("decrement", "increment", "count"):
-            cache.invalidate(entry.item, entry.location)
+            cache.invalidate(entry.item, entry.location, hold_s)
 
 
 def _pollers(runtime: Runtime) -> dict:

@@ -39,13 +39,17 @@ class AvailabilityCache:
     worker`), so an answer built on it counts as pending every decrement delivered since the read
     started (``SorReader.pending(..., since=read_started)``): the queue, shared by all processes,
     is the authority. Invalidation (before the dispatcher acks an applied change) only keeps this
-    process from serving a figure it knows is old.
+    process from serving a figure it knows is old. Between that invalidation and the ack a read
+    sees the change twice (applied in the SoR, not yet done in the queue): a safe under-report
+    for that one answer, which must not be cached, so the key is *held* (nothing is cached for
+    it) until the dispatcher invalidates again after the ack, or ``hold_s`` at most.
     """
 
     def __init__(self, clock: Callable[[], float] = time.time):
         self.clock = clock
         self._data: dict[Key, tuple[Availability, float]] = {}
         self._invalidated: dict[Key, float] = {}
+        self._held: dict[Key, float] = {}  # key -> hold ends (an ack in progress)
         self._lock = threading.Lock()
 
     def put(self, availability: Availability, read_started: float) -> bool:
@@ -53,13 +57,22 @@ class AvailabilityCache:
         with self._lock:
             if read_started <= self._invalidated.get(key, float("-inf")):
                 return False
+            if self.clock() < self._held.get(key, float("-inf")):
+                return False
             self._data[key] = (availability, read_started)
         return True
 
-    def invalidate(self, item: str, location: str) -> None:
+    def invalidate(self, item: str, location: str, hold_s: float = 0.0) -> None:
+        """Forget the key's figure; with ``hold_s``, cache nothing for it until the next
+        invalidation without one (or ``hold_s`` passed)."""
+        key, now = (item, location), self.clock()
         with self._lock:
-            self._invalidated[(item, location)] = self.clock()
-            self._data.pop((item, location), None)
+            self._invalidated[key] = now
+            self._data.pop(key, None)
+            if hold_s:
+                self._held[key] = now + hold_s
+            else:
+                self._held.pop(key, None)
 
     def get(self, item: str, location: str) -> Cached | None:
         with self._lock:

@@ -124,3 +124,22 @@ def example_set_yahoo():
 
 def test_form_helper_matches_the_protocol():
     assert set(form("X")) == {".catalog", ".code", ".id", ".price", ".quantity"}
+
+
+def test_a_read_during_an_ack_is_not_cached_so_the_next_answer_is_exact(tmp_path):
+    """A read that starts after the dispatcher's pre-ack invalidation and before the ack sees the
+    sale twice (applied in the SoR, still unfinished in the queue): that one answer under-reports,
+    safely, but it must not be cached, or answers would keep subtracting the sale after the ack."""
+    h = make_app(tmp_path)
+    h.sor.free[KEY] = Decimal(3)
+    service = PullService(h.runtime.reader, h.cache)
+    sell(h.queue, *KEY, 1, "order-1")
+    entries = h.queue.lease("w", 10, 30, targets=["odoo"])
+    h.sor.free[KEY] -= 1
+    h.cache.invalidate(*KEY, hold_s=30)  # the dispatcher's before_ack
+    assert service.readings([KEY], 60, 1)[KEY].availability.free == 1  # 2 in the SoR, 1 unfinished
+    h.queue.ack([e.id for e in entries], "w")
+    assert service.readings([KEY], 60, 1)[KEY].availability.free == 2  # not the held read's 1
+    h.cache.invalidate(*KEY)  # the dispatcher's after the ack: the hold ends
+    assert service.readings([KEY], 60, 1)[KEY].source == "live"
+    assert service.readings([KEY], 60, 1)[KEY].source == "cache"
