@@ -159,12 +159,15 @@ def cmd_worker(args) -> int:
 def cmd_status(args) -> int:
     from .runtime import open_queue_for
 
-    with open_queue_for(_settings(args), existing=True) as queue:
+    settings = _settings(args)
+    with open_queue_for(settings, existing=True) as queue:
         rows = [{"target": s.target, **{str(k): v for k, v in s.depth.items()},
                  "oldest_pending_age_s": s.oldest_pending_age_s} for s in queue.stats()]
+    pollers = _poller_statuses(settings.queue_url)
     if args.json:
-        print(json.dumps(rows, indent=2))
-    elif not rows:
+        print(json.dumps({"queue": rows, "pollers": pollers}, indent=2))
+        return 0
+    if not rows:
         print("queue is empty")
     else:
         print(f"{'target':<20} {'pending':>8} {'leased':>8} {'done':>10} {'dead':>6}  oldest pending")
@@ -172,7 +175,27 @@ def cmd_status(args) -> int:
             age = "-" if r["oldest_pending_age_s"] is None else f"{r['oldest_pending_age_s']:.1f}s"
             print(f"{r['target']:<20} {r.get('pending', 0):>8} {r.get('leased', 0):>8} "
                   f"{r.get('done', 0):>10} {r.get('dead', 0):>6}  {age}")
+    for p in pollers:
+        lag = "-" if p["lag_s"] is None else f"{p['lag_s']:.0f}s behind"
+        error = f"; last error: {_safe(str(p['last_error']))}" if p["last_error"] else ""
+        print(f"poller {p['system']}/{p['resource']}: read up to {p['cursor'] or '-'} ({lag}), "
+              f"last success {p['last_success'] or 'never'}{error}")
     return 0
+
+
+def _poller_statuses(storage_url: str) -> list[dict]:
+    """What every channel poller (any process) stored about its progress (runtime/polling.py)."""
+    from .connectors.runtime.inbox import Inbox
+    from .connectors.runtime.polling import statuses
+    from .storage import SQLITE, engine
+
+    if engine(storage_url) != SQLITE:  # channels that keep an inbox refuse PostgreSQL (for now)
+        return []
+    inbox = Inbox(storage_url, "-")
+    try:
+        return statuses(inbox)
+    finally:
+        inbox.close()
 
 
 def cmd_reconcile(args) -> int:

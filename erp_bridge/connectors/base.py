@@ -102,3 +102,9 @@ class PollsChanges(Protocol):
 
     def on_notice(self, wake: Callable[[], None]) -> None:
         """``wake`` is called when a verified notification says the history has news."""
+
+    def poll_failed(self, error: str) -> None:
+        """A pass failed: keep ``error`` for status until one succeeds (runtime/polling.PollWindow)."""
+
+    def poll_status(self) -> list[dict[str, object]]:
+        """Per polled resource: cursor, last success, last error, lag_s (PollWindow.status)."""

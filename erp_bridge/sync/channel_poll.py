@@ -1,4 +1,7 @@
-"""A channel's history -> the bridge's durable queue (flow 3 for platforms whose webhooks only nudge).
+"""A channel's history or orders -> the bridge's durable queue: the one durable poller, for
+platforms without usable webhooks (Amazon, Magento, PrestaShop) and those whose webhooks only
+nudge (Square). The connector half (cursor, overlap, seen ids, status) is
+connectors/runtime/polling.PollWindow.
 
 Square's notifications say "counts changed", not "this was sold" (see connectors/square/history.py).
 The poller reads the channel's history on a nudge (a verified notification) or every
@@ -13,6 +16,7 @@ import logging
 from collections.abc import Callable
 
 from ..connectors.base import Polled, PollsChanges
+from ..errors import BridgeError
 from ..queue.base import Queue
 from .poller import PollLoop
 from .router import Router
@@ -30,9 +34,13 @@ class ChannelPoller(PollLoop):
 
     def run_once(self) -> int:
         """One pass; returns how many sales and returns it queued."""
-        polled = self.connector.poll_changes()
-        # raises RejectedError when no system of record can be chosen: nothing is committed then
-        entries = [e for change in polled.changes for e in self.router.channel_change(change)]
+        try:
+            polled = self.connector.poll_changes()
+            # raises RejectedError when no system of record can be chosen: nothing is committed then
+            entries = [e for change in polled.changes for e in self.router.channel_change(change)]
+        except BridgeError as exc:
+            self.connector.poll_failed(str(exc))
+            raise
         if entries:
             self.queue.enqueue(entries)
             self.on_enqueued()

@@ -161,8 +161,8 @@ def test_status_and_dead_letter_commands(tmp_path):
     config = tmp_path / "bridge.yaml"
     config.write_text(f"data_dir: data\nmappings_dir: {REPO / 'mappings'}\n")
     status = run(["--config", str(config), "status", "--json"])
-    assert json.loads(status.stdout) == [{"target": "sap_b1", "pending": 0, "leased": 0, "done": 0, "dead": 1,
-                                          "discarded": 0, "oldest_pending_age_s": None}]
+    assert json.loads(status.stdout)["queue"] == [{"target": "sap_b1", "pending": 0, "leased": 0, "done": 0, "dead": 1,
+                                                   "discarded": 0, "oldest_pending_age_s": None}]
     listed = run(["--config", str(config), "dlq", "list"])
     assert f"{entry_id}" in listed.stdout and "SAP error -5002: Item SKU-1 not found" in listed.stdout
     shown = run(["--config", str(config), "dlq", "show", str(entry_id)])
@@ -171,4 +171,4 @@ def test_status_and_dead_letter_commands(tmp_path):
     assert replayed.returncode == 0 and "replayed 1 of 1" in replayed.stdout
     again = run(["--config", str(config), "dlq", "replay", str(entry_id)])
     assert again.returncode == 1 and "not replayed" in again.stderr
-    assert json.loads(run(["--config", str(config), "status", "--json"]).stdout)[0]["pending"] == 1
+    assert json.loads(run(["--config", str(config), "status", "--json"]).stdout)["queue"][0]["pending"] == 1

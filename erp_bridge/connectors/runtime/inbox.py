@@ -164,6 +164,13 @@ class Inbox:
             self._db.execute("INSERT INTO inbox_cursors(system, name, value) VALUES (?, ?, ?) ON CONFLICT"
                              "(system, name) DO UPDATE SET value = excluded.value", (self.system, name, value))
 
+    def cursors(self, system: str | None = None) -> dict[tuple[str, str], str]:
+        """Every stored cursor (of ``system``, or of all systems): status reads pollers' progress."""
+        with self._lock:
+            rows = self._db.execute("SELECT system, name, value FROM inbox_cursors WHERE ? IS NULL OR system = ? "
+                                    "ORDER BY system, name", (system, system)).fetchall()
+        return {(r[0], r[1]): r[2] for r in rows}
+
     def close(self) -> None:
         with self._lock:
             self._db.close()

@@ -33,6 +33,7 @@ from ...mapping.wire import HttpRequest
 from ..base import Capability, Polled
 from ..runtime.batch import not_attempted
 from ..runtime.inbox import Inbox
+from ..runtime.polling import PollWindow, rfc3339
 from ..runtime.sender import Reply, Sender
 from . import history, webhooks
 
@@ -64,6 +65,8 @@ class SquareConnector:
                  webhook_key: str | None = None, clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self.name, self._mapping, self._sender, self._inbox = mapping.system, mapping, sender, inbox
         self._binder, self._webhook_key, self._clock = binder, webhook_key, clock
+        self._window = PollWindow(inbox, "changes", OVERLAP, KEEP_SEEN_S, lambda: clock().timestamp(),
+                                  seen_kind="change")
         self._base = str(mapping.connection.base_url).rstrip("/")
         self._batch_size = min(mapping.writes.batch_size, MAX_CHANGES)
         hooks = mapping.webhooks
@@ -184,34 +187,27 @@ class SquareConnector:
         self._wake = wake
 
     def poll_changes(self) -> Polled:
-        since, fresh = self._since()
-        start = since if fresh else since - OVERLAP
+        start = self._window.since()
         body = {"location_ids": sorted({e.code for e in self._mapping.locations.map}),
-                "types": ["ADJUSTMENT", "PHYSICAL_COUNT"], "updated_after": _rfc3339(start), "limit": PAGE}
+                "types": ["ADJUSTMENT", "PHYSICAL_COUNT"], "updated_after": rfc3339(start), "limit": PAGE}
         changes: list[dict] = []
         for page in self._pages(CHANGES_URL, body, "BatchRetrieveInventoryChanges"):
             if isinstance(page, BridgeError):
                 raise page
             changes += page.get("changes") or []
-        reading = history.read(changes, self._rules, lambda key: self._inbox.seen("change", key))
-        cursor = _rfc3339(max(reading.latest, since)) if reading.latest else None
-        return Polled(reading.changes, tuple(reading.ids), cursor, tuple(reading.reports))
+        seen = self._window.seen([history.change_id(c) for c in changes])
+        reading = history.read(changes, self._rules, seen.__contains__)
+        return self._window.polled(reading.changes, reading.latest, reading.reports, ids=reading.ids)
 
     def commit_poll(self, polled: Polled) -> None:
-        self._inbox.record("change", list(polled.seen))
-        if polled.cursor:
-            self._inbox.advance("changes", polled.cursor)
-        self._inbox.forget("change", KEEP_SEEN_S)
+        self._window.commit(polled)
         self._inbox.forget("notice", KEEP_SEEN_S * 2)
 
-    def _since(self) -> tuple[datetime, bool]:
-        """The cursor, and whether it was set just now: on the very first pass the history starts
-        now, since sales made before the bridge was connected are in the system of record's stock."""
-        stored, fresh = self._inbox.cursor("changes"), False
-        if stored is None:
-            stored, fresh = _rfc3339(self._clock()), True
-            self._inbox.advance("changes", stored)
-        return datetime.fromisoformat(stored.replace("Z", "+00:00")), fresh
+    def poll_failed(self, error: str) -> None:
+        self._window.failed(error)
+
+    def poll_status(self) -> list[dict[str, object]]:
+        return [self._window.status()]
 
     def close(self) -> None:
         self._sender.close()
@@ -234,10 +230,6 @@ def _check_echo_marker(system: str, request: HttpRequest) -> None:
         if not str(change["physical_count"].get("reference_id") or "").startswith(history.ECHO_PREFIX):
             raise ConfigError(f"{system}: physical_count.reference_id must start with {history.ECHO_PREFIX!r} "
                               "(the bridge recognises its own counts by it; without it they come back as recounts)")
-
-
-def _rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def square_message(response: requests.Response) -> str | None:

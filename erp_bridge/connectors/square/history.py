@@ -59,6 +59,13 @@ class Reading:
     latest: datetime | None = None
 
 
+def change_id(change: Mapping[str, Any]) -> str:
+    """The key a history entry is remembered by (``ADJUSTMENT:<id>``)."""
+    kind = change.get("type")
+    body = change.get("adjustment") if kind == "ADJUSTMENT" else change.get("physical_count")
+    return f"{kind}:{body.get('id')}" if isinstance(body, Mapping) else ""
+
+
 def read(changes: Sequence[Mapping[str, Any]], rules: Rules, seen: Callable[[str], bool]) -> Reading:
     """Classify ``changes`` (Square InventoryChange objects), skipping ids ``seen`` says are done."""
     out = Reading()
