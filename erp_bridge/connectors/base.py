@@ -31,6 +31,8 @@ class Capability(StrEnum):
     POLL_CHANGES = "poll_changes"
     #: the connector keeps verified webhook references that a worker resolves (sync/inbox.py)
     INBOX = "inbox"
+    #: the system shows the last reconciliation's differences to its users (Odoo's Stock Sync menu)
+    REPORT_DRIFT = "report_drift"
 
 
 @runtime_checkable
@@ -67,6 +69,12 @@ class VerifiesWebhooks(Protocol):
 class ReadsListed(Protocol):
     def read_listed(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Decimal]:
         """What the channel shows now per (SKU, internal location); keys it does not stock are absent."""
+
+
+class ReportsDrift(Protocol):
+    def report_drift(self, run_at: str, systems: Sequence[str], rows: Sequence[Mapping[str, str]]) -> None:
+        """Replace the differences shown for ``systems`` with ``rows`` (sync/reconcile.rows);
+        ``run_at``: 'YYYY-MM-DD HH:MM:SS' UTC. Long reports come in several calls, same run_at."""
 
 
 class ReadsOutbox(Protocol):

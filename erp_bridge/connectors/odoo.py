@@ -16,7 +16,7 @@ import logging
 import socket
 import threading
 import urllib.error
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -34,6 +34,8 @@ from .odoo_json2 import Json2Client, classify_json2, server_version
 log = logging.getLogger(__name__)
 API_MODEL = "stock.sync.api"
 APPLIED = {"applied", "duplicate"}
+#: differences per report_drift call (the module takes at most 5000)
+DRIFT_ROWS = 2000
 # Server-side errors that mean "try again": the transaction lost a race or the server is busy.
 TRANSIENT_ODOO_ERRORS = ("psycopg2.errors.SerializationFailure", "psycopg2.errors.LockNotAvailable",
                          "psycopg2.extensions.TransactionRollbackError", "odoo.exceptions.ConcurrencyError")
@@ -61,7 +63,8 @@ def classify(exc: BaseException, what: str) -> BridgeError:
 
 
 class OdooConnector:
-    capabilities = frozenset({Capability.READ_AVAILABILITY, Capability.APPLY_STOCK_CHANGES, Capability.OUTBOX})
+    capabilities = frozenset({Capability.READ_AVAILABILITY, Capability.APPLY_STOCK_CHANGES, Capability.OUTBOX,
+                              Capability.REPORT_DRIFT})
 
     @classmethod
     def from_context(cls, ctx) -> OdooConnector:
@@ -142,6 +145,11 @@ class OdooConnector:
 
     def ack_journal(self, results: list[dict]) -> list[dict]:
         return self.call("ack_journal", results=results)
+
+    def report_drift(self, run_at: str, systems: Sequence[str], rows: Sequence[Mapping[str, str]]) -> None:
+        """Stock Sync > Reconciliation in Odoo (stock.sync.drift), in calls of at most DRIFT_ROWS."""
+        for start in range(0, max(len(rows), 1), DRIFT_ROWS):
+            self.call("report_drift", run_at=run_at, systems=list(systems), rows=list(rows[start:start + DRIFT_ROWS]))
 
     # --- capabilities --------------------------------------------------------------------------
     def read_availability(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Availability]:

@@ -12,9 +12,11 @@ reported as such.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from ..queue.base import Entry, NewEntry, Queue
 from .availability import AvailabilityPush
 from .figures import FigureStore
 
+log = logging.getLogger(__name__)
 #: keys read from a channel (and the SoR) per call
 BATCH = 250
 Progress = Callable[[int], None]
@@ -292,7 +295,25 @@ def reconcile(runtime, system: str | None = None, location: str | None = None, *
     gauge = drift_gauge()
     for name, count in report.drift().items():
         gauge.labels(system=name).set(count)
+    show(report, runtime.connectors)
     return report
+
+
+def show(report: Report, connectors: dict) -> None:
+    """Hand the differences to every system that shows them to its users (Odoo: Stock Sync >
+    Reconciliation). A failure is logged, never fatal: the report is kept by the bridge anyway."""
+    if not report.checked:
+        return
+    run_at = datetime.fromtimestamp(report.started_at, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    found = list(rows(report))
+    for name, connector in connectors.items():
+        if Capability.REPORT_DRIFT not in connector.capabilities:
+            continue
+        try:
+            connector.report_drift(run_at, sorted(report.checked), found)
+        except BridgeError as exc:
+            log.warning("reconciliation: %s did not take the report: %s", name, exc,
+                        extra={"system": name, "error": str(exc)})
 
 
 def last_report(data_dir: Path) -> dict | None:

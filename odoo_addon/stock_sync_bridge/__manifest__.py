@@ -18,6 +18,7 @@
         "views/stock_sync_journal_views.xml",
         "views/stock_sync_delivery_views.xml",
         "views/stock_sync_applied_views.xml",
+        "views/stock_sync_drift_views.xml",
         "views/product_template_views.xml",
         "views/crm_team_views.xml",
         "views/res_config_settings_views.xml",

@@ -19,3 +19,4 @@ from . import stock_sync_api
 from . import stock_quant
 from . import stock_move
 from . import sale_order
+from . import stock_sync_drift

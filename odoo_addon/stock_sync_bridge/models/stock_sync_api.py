@@ -7,10 +7,11 @@ then works as superuser restricted to the caller's companies, so the integration
 user needs no other right. Shapes are documented in docs/odoo-module.md.
 """
 
-from odoo import _, api, models
-from odoo.exceptions import AccessError
+from odoo import _, api, fields, models
+from odoo.exceptions import AccessError, UserError
 
 from .stock_sync_delivery import ACK_STATES
+from .stock_sync_drift import MAX_ROWS as MAX_DRIFT_ROWS
 
 MAX_LIMIT = 5000
 
@@ -181,6 +182,34 @@ class StockSyncApi(models.AbstractModel):
         """Current availability for each SKU x location (default: every synced root)."""
         api_ = self._bridge_env()
         return api_.env["stock.sync.availability"]._read_skus(skus or [], locations)
+
+    # -- reconciliation ---------------------------------------------------------
+
+    @api.model
+    def report_drift(self, run_at, systems, rows):
+        """The bridge's last reconciliation: each row a difference (system, item, location,
+        shows, should, cause, fixed) of one of ``systems``, shown in Stock Sync > Reconciliation."""
+        api_ = self._bridge_env()
+        error = self._drift_error(run_at, systems, rows)
+        if error:
+            raise UserError(_("report_drift: %s") % error)
+        stored = api_.env["stock.sync.drift"]._replace(fields.Datetime.to_datetime(run_at), systems, rows)
+        return {"stored": len(stored)}
+
+    @api.model
+    def _drift_error(self, run_at, systems, rows):
+        try:
+            fields.Datetime.to_datetime(run_at)
+        except (TypeError, ValueError):
+            return "run_at must be a UTC date and time 'YYYY-MM-DD HH:MM:SS', not %r" % (run_at,)
+        if not isinstance(systems, list) or not systems or not all(isinstance(s, str) and s for s in systems):
+            return "systems must be a non-empty list of the system names the run checked"
+        if not isinstance(rows, list) or len(rows) > MAX_DRIFT_ROWS:
+            return "rows must be a list of at most %d differences (send more in several calls)" % MAX_DRIFT_ROWS
+        for n, row in enumerate(rows):
+            if not isinstance(row, dict) or row.get("system") not in systems or not row.get("item"):
+                return "row %d must be an object with an item and a system among %s" % (n, ", ".join(systems))
+        return None
 
     @api.model
     def read_settings(self):

@@ -3,7 +3,7 @@
 from datetime import timedelta
 
 from odoo import fields
-from odoo.exceptions import AccessError
+from odoo.exceptions import AccessError, UserError
 from odoo.tests.common import new_test_user
 
 from ..models import compat
@@ -25,9 +25,38 @@ class TestApi(StockSyncCase):
         for method, args in [("fetch_markers", ()), ("ack_markers", ([],)),
                              ("fetch_journal", ()), ("ack_journal", ([],)),
                              ("apply_stock_changes", ([],)), ("read_availability", ([],)),
-                             ("read_settings", ())]:
+                             ("read_settings", ()), ("report_drift", ("2026-11-30 10:00:00", ["x"], []))]:
             with self.subTest(method=method), self.assertRaises(AccessError):
                 getattr(self.env["stock.sync.api"].with_user(clerk), method)(*args)
+
+    def test_report_drift_keeps_the_last_run_per_system(self):
+        drift = self.env["stock.sync.drift"]
+        row = {"system": "shopify", "item": "SYNC-1", "location": "gid://shopify/Location/1", "shows": "12",
+               "should": "10", "cause": "changed on the platform (the bridge pushed 10; it shows 12)", "fixed": True}
+        other = dict(row, system="square", item="NOT-IN-ODOO", shows=None, fixed=False)
+        self.assertEqual(self.api.report_drift("2026-11-30 01:00:00", ["shopify", "square"], [row, other]),
+                         {"stored": 2})
+        shown = drift.search([("system", "=", "shopify")])
+        self.assertEqual((shown.product_id.default_code, shown.shows, shown.should, shown.fixed),
+                         ("SYNC-1", "12", "10", True))
+        self.assertFalse(drift.search([("system", "=", "square")]).product_id, "an unknown SKU is kept as text")
+        self.assertEqual(drift.search([("system", "=", "square")]).shows, "-")
+        # a later run of Shopify alone, in two calls: Shopify's rows are replaced, Square's stay
+        self.api.report_drift("2026-11-30 02:00:00", ["shopify"], [dict(row, shows="11")])
+        self.api.report_drift("2026-11-30 02:00:00", ["shopify"], [dict(row, location="gid://shopify/Location/2")])
+        self.assertEqual(sorted(drift.search([("system", "=", "shopify")]).mapped("shows")), ["11", "12"])
+        self.assertEqual(len(drift.search([("system", "=", "square")])), 1)
+        self.api.report_drift("2026-11-30 03:00:00", ["shopify"], [])  # no difference any more
+        self.assertFalse(drift.search([("system", "=", "shopify")]))
+
+    def test_report_drift_input_errors(self):
+        for args, message in [
+            (("yesterday", ["shopify"], []), "run_at must be"),
+            (("2026-11-30 01:00:00", [], []), "systems must be"),
+            (("2026-11-30 01:00:00", ["shopify"], [{"system": "square", "item": "X"}]), "row 0 must be"),
+        ]:
+            with self.subTest(args=args), self.assertRaisesRegex(UserError, message):
+                self.api.report_drift(*args)
 
     def test_fetch_markers_reads_availability_now(self):
         self._settle_markers()

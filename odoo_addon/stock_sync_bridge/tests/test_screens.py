@@ -54,6 +54,13 @@ class TestScreens(HttpCase):
         self.start_tour(action_url("stock_sync_bridge.stock_sync_delivery_action"),
                         "stock_sync_deliveries_tour", login="admin")
 
+    def test_reconciliation_differences(self):
+        self.env["stock.sync.drift"]._replace("2026-11-30 01:00:00", ["shopify"], [
+            {"system": "shopify", "item": "TOUR-SKU", "location": "gid://shopify/Location/1", "shows": "12",
+             "should": "10", "cause": "changed on the platform (the bridge pushed 10; it shows 12)", "fixed": True}])
+        self.start_tour(action_url("stock_sync_bridge.stock_sync_drift_action"),
+                        "stock_sync_drift_tour", login="admin")
+
     def test_marker_per_target_states(self):
         self.start_tour(action_url("stock_sync_bridge.stock_sync_marker_action"),
                         "stock_sync_marker_tour", login="admin")

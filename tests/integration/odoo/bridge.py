@@ -133,14 +133,20 @@ def write_config(tmp: Path, odoo_port: int, db: str, stock: str, shop: FakeShopi
     return tmp / "bridge.yaml"
 
 
-def start(config: Path, odoo_login: str, odoo_api_key: str | None = None, extra_env: dict | None = None) -> Bridge:
-    """Start ``erp-bridge serve`` (again: the log is appended to) and wait until it is ready."""
+def environment(odoo_login: str, odoo_api_key: str | None = None, extra_env: dict | None = None) -> dict:
+    """The bridge's environment: this one without ERP_BRIDGE_*, plus the secrets."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ERP_BRIDGE_")}
     env.update(extra_env or {})
     env.update({f"ERP_BRIDGE_SECRETS__{k.upper()}": v for k, v in SECRETS.items() if k != "admin_token"})
     env.update(ERP_BRIDGE_SECRETS__ODOO_USER=odoo_login, ERP_BRIDGE_ADMIN_TOKEN=SECRETS["admin_token"])
     if odoo_api_key:
         env["ERP_BRIDGE_SECRETS__ODOO_API_KEY"] = odoo_api_key
+    return env
+
+
+def start(config: Path, odoo_login: str, odoo_api_key: str | None = None, extra_env: dict | None = None) -> Bridge:
+    """Start ``erp-bridge serve`` (again: the log is appended to) and wait until it is ready."""
+    env = environment(odoo_login, odoo_api_key, extra_env)
     port = int(config.read_text().split("port: ")[1].split("}")[0])
     log = config.parent / "bridge.log"
     proc = subprocess.Popen([ERP_BRIDGE, "--config", str(config), "serve"], env=env,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import time
 from pathlib import Path
 
@@ -28,13 +29,14 @@ from .conftest import BRIDGE, availability, settle
 pytestmark = [pytest.mark.odoo, pytest.mark.skipif(not square_spec.available(), reason="../shared/specs is not present")]
 CHANNELS = ("shopify", "square", "woocommerce", "bigcommerce")
 SKUS = {channel: f"CH-{n}" for n, channel in enumerate(CHANNELS, 1)}
-SHOPIFY_IDS = {sku: str(8100 + n) for n, sku in enumerate(SKUS.values())}
-WOO_IDS = {sku: 600 + n for n, sku in enumerate(SKUS.values())}
+DRIFT = "CH-DRIFT"
+SHOPIFY_IDS = {sku: str(8100 + n) for n, sku in enumerate([*SKUS.values(), DRIFT])}
+WOO_IDS = {sku: 600 + n for n, sku in enumerate([*SKUS.values(), DRIFT])}
 
 
 def write_config(tmp: Path, odoo_port: int, db: str, stock: str, fakes: dict) -> Path:
     maps = tmp / "mappings"
-    example_mapping_set(maps, fakes["square"].url, timeout_s=3, extra_items={s: s for s in SKUS.values()})
+    example_mapping_set(maps, fakes["square"].url, timeout_s=3, extra_items={s: s for s in [*SKUS.values(), DRIFT]})
     woo.write_mapping(maps, fakes["woocommerce"].url, timeout_s=3,
                       extra_items={sku: str(code) for sku, code in WOO_IDS.items()})
     bc.write_mapping(maps, fakes["bigcommerce"].url, timeout_s=3)
@@ -69,7 +71,8 @@ def world(odoo_server, admin, setup, bridge, bridge_api_key, tmp_path_factory):
     env.update(ERP_BRIDGE_SECRETS__SQUARE_TOKEN=fakes["square"].token,
                ERP_BRIDGE_SECRETS__SQUARE_WEBHOOK_SIGNATURE_KEY=fakes["square"].signature_key)
     proc = b.start(config, BRIDGE[0], bridge_api_key, env)
-    yield {**fakes, "bridge": proc, "stock": stock, "odoo": bridge}
+    yield {**fakes, "bridge": proc, "stock": stock, "odoo": bridge, "admin": admin, "config": config,
+           "env": b.environment(BRIDGE[0], bridge_api_key, env)}
     proc.stop()
     keep = tmp_path_factory.getbasetemp().parent / "erp-bridge-e2e-channels.log"
     keep.write_text(proc.log_text())
@@ -134,3 +137,37 @@ def test_a_sale_on_each_channel_decrements_odoo_once_and_every_channel_follows(w
     assert set(listed(world, sku).values()) == {8}
     dead = world["bridge"].admin("/admin/dead-letters")["entries"]
     assert [e for e in dead if sku in json.dumps(e)] == []
+
+
+def reconcile(world, *options: str) -> list[dict]:
+    """`erp-bridge reconcile --format json` beside the running service (as an operator runs it);
+    the differences of the drift test's SKU."""
+    done = subprocess.run([b.ERP_BRIDGE, "--config", str(world["config"]), "reconcile", "--format", "json", *options],
+                          env=world["env"], cwd=world["config"].parent, capture_output=True, text=True, timeout=120)
+    assert done.returncode in (0, 1), done.stderr[-2000:]
+    return [d for d in json.loads(done.stdout)["differences"] if d["item"] == DRIFT]
+
+
+def drift_in_odoo(world) -> list[tuple]:
+    rows = srv.call(world["admin"], "stock.sync.drift", "search_read", [("sku", "=", DRIFT)],
+                    ["system", "shows", "should", "fixed", "cause", "product_id"])
+    return sorted((r["system"], r["shows"], r["should"], r["fixed"], bool(r["product_id"])) for r in rows)
+
+
+def test_drift_made_on_the_platforms_is_reported_in_odoo_and_fixed_once(world, make_product):
+    """A merchant edits stock in Shopify's admin: reconciliation reports it with its cause, in the
+    bridge's report and in Odoo (Stock Sync > Reconciliation), corrects it through the queue (set
+    back to Odoo's figure once), and the next run finds nothing left, in the report or in Odoo."""
+    stocked(world, make_product, DRIFT, 6)
+    b.wait_until(lambda: availability(world["odoo"], DRIFT, world["stock"])["free"] == 6, 20, "Odoo to hold 6")
+    world["shopify"].stock(f"gid://shopify/InventoryItem/{SHOPIFY_IDS[DRIFT]}", b.SHOP_LOCATION, 9)
+    found = reconcile(world, "--fix")
+    assert [(d["system"], d["shows"], d["should"], d["fixed"]) for d in found] == [("shopify", "9", "6", True)]
+    assert "changed on the platform" in found[0]["cause"] or "did not reach the channel" in found[0]["cause"]
+    assert drift_in_odoo(world) == [("shopify", "9", "6", True, True)]
+    b.wait_until(lambda: set(listed(world, DRIFT).values()) == {6}, 30, "every channel back at 6",
+                 detail=lambda: listed(world, DRIFT))
+    corrections = [m for m in world["shopify"].mutations() if SHOPIFY_IDS[DRIFT] in json.dumps(m)]
+    assert reconcile(world) == [] and drift_in_odoo(world) == []
+    time.sleep(1.0)
+    assert [m for m in world["shopify"].mutations() if SHOPIFY_IDS[DRIFT] in json.dumps(m)] == corrections

@@ -51,3 +51,13 @@ registry.category("web_tour.tours").add("stock_sync_marker_tour", {
               "SAP: done"),
     ],
 });
+
+registry.category("web_tour.tours").add("stock_sync_drift_tour", {
+    steps: () => [
+        click(".o_group_header:contains('TOUR-SKU')", "the last reconciliation, grouped by product"),
+        check(".o_data_row:contains('shopify'):contains('changed on the platform')",
+              "the channel's difference with its cause"),
+        check(".o_data_row td[name='shows']:contains('12')", "what it showed"),
+        check(".o_data_row td[name='should']:contains('10')", "what it should show"),
+    ],
+});
