@@ -42,14 +42,19 @@ def shop():
 # --- through the real dispatcher ---------------------------------------------------------------
 
 class Availability:
-    """Injected figures: what the SoR would give now, set by the test (a pusher around them)."""
+    """Injected figures: what the SoR would give now, set by the test (a pusher around them), each
+    with the figure last delivered as ``previous`` (as sync.availability's FigureStore gives it)."""
 
     def __init__(self, **free):
         self.free = {sku: Decimal(q) for sku, q in free.items()}
+        self.pushed: dict[str, Decimal] = {}
 
     def __call__(self, target, connector, entries):
-        return connector.push_availability(
-            [Figure(e.item, e.location, self.free[e.item], idempotency_key=e.idempotency_key) for e in entries])
+        figures = [Figure(e.item, e.location, self.free[e.item], previous=self.pushed.get(e.item),
+                          idempotency_key=e.idempotency_key) for e in entries]
+        outcomes = connector.push_availability(figures)
+        self.pushed.update((f.item, f.quantity) for f, o in zip(figures, outcomes) if isinstance(o, Delivered))
+        return outcomes
 
 
 def marker(queue, sequence, item="chair-blue"):

@@ -110,9 +110,15 @@ class ShopifyConnector:
         return Row(index, figure, (str(line["inventoryItemId"]), str(line["locationId"])), int(line["quantity"]))
 
     def _know_bases(self, rows: list[Row], outcomes: list) -> None:
+        """What Shopify shows now per row: what this process saw or set last, else the figure the
+        bridge pushed last; read from Shopify when the bridge knows of no push (a first push, or
+        reconciliation found the channel edited: then what this process saw is stale too)."""
         for row in rows:
+            if row.figure.previous is None:
+                row.base = None
+                continue
             row.base = self.observed.get(row.key)
-            if row.base is None and row.figure.previous is not None:
+            if row.base is None:
                 row.base = int(row.figure.previous.to_integral_value(rounding=ROUND_FLOOR))
         unknown = [r for r in rows if r.base is None]
         read = self._read(list(dict.fromkeys(r.key for r in unknown))) if unknown else {}

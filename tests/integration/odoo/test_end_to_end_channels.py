@@ -159,9 +159,12 @@ def test_drift_made_on_the_platforms_is_reported_in_odoo_and_fixed_once(world, m
     bridge's report and in Odoo (Stock Sync > Reconciliation), corrects it through the queue (set
     back to Odoo's figure once), and the next run finds nothing left, in the report or in Odoo."""
     stocked(world, make_product, DRIFT, 6)
-    b.wait_until(lambda: availability(world["odoo"], DRIFT, world["stock"])["free"] == 6, 20, "Odoo to hold 6")
+    b.wait_until(lambda: f'"message": "delivery shopify shopify:odoo:availability:{DRIFT}@' in world["bridge"].log_text(),
+                 30, "the bridge's first delivery of Odoo's 6 to Shopify")
     world["shopify"].stock(f"gid://shopify/InventoryItem/{SHOPIFY_IDS[DRIFT]}", b.SHOP_LOCATION, 9)
+    started = time.monotonic()
     found = reconcile(world, "--fix")
+    print(f"reconcile --fix took {time.monotonic() - started:.1f} s")
     assert [(d["system"], d["shows"], d["should"], d["fixed"]) for d in found] == [("shopify", "9", "6", True)]
     assert "changed on the platform" in found[0]["cause"] or "did not reach the channel" in found[0]["cause"]
     assert drift_in_odoo(world) == [("shopify", "9", "6", True, True)]

@@ -125,16 +125,26 @@ def test_previous_figure_is_the_compare_base_when_nothing_was_observed(shop, con
     assert len(shop.requests) == 1  # no read needed
 
 
+def test_without_a_previous_figure_shopify_is_read_not_what_this_process_saw(shop, connector):
+    """Reconciliation (maybe another process) found the channel edited and forgot the pushed
+    figure: what this process observed is as stale as that figure, so Shopify is read again."""
+    connector.push_availability([figure("chair-blue", 5)])
+    shop.levels[(BLUE, LOCATION)] = 9  # edited in Shopify's admin
+    assert connector.push_availability([figure("chair-blue", 5)]) == [Delivered("set")]
+    assert shop.levels[(BLUE, LOCATION)] == 5
+    assert rows(shop.mutations()[-1])[0]["changeFromQuantity"] == 9
+
+
 def test_sale_in_shopify_makes_the_set_stale_then_the_next_push_compares_with_the_real_figure(shop, connector):
     connector.push_availability([figure("chair-blue", 5)])
     shop.sell(BLUE, LOCATION, 2)  # Shopify now holds 3; the bridge believes 5
-    [stale] = connector.push_availability([figure("chair-blue", 6)])
+    [stale] = connector.push_availability([figure("chair-blue", 6, previous=5)])  # the bridge pushed 5
     assert isinstance(stale, RetryableError) and stale.after == pytest.approx(1.0)
     assert "Shopify holds 3" in str(stale) and "CHANGE_FROM_QUANTITY_STALE" in str(stale)
     assert shop.levels[(BLUE, LOCATION)] == 3  # never overwritten blindly
     assert connector.observed[(BLUE, LOCATION)] == 3
     # the dispatcher recomputes (the sale's webhook landed: 6 - 2 = 4) and tries again
-    assert connector.push_availability([figure("chair-blue", 4)]) == [Delivered("set")]
+    assert connector.push_availability([figure("chair-blue", 4, previous=5)]) == [Delivered("set")]
     assert rows(shop.mutations()[-1])[0]["changeFromQuantity"] == 3
     assert shop.levels[(BLUE, LOCATION)] == 4
 
