@@ -62,7 +62,7 @@ class Report:
         return counts
 
     def as_json(self) -> str:
-        return json.dumps(asdict(self), default=str, indent=2)
+        return json.dumps(asdict(self), default=lambda v: number(v) if isinstance(v, Decimal) else str(v), indent=2)
 
 
 class Reconciler:
@@ -263,6 +263,12 @@ def _fixable(diff: Difference, key: tuple[str, str], busy: dict) -> bool:
     return diff.should is not None and key not in busy and not diff.cause.startswith("unmapped")
 
 
+def number(value: Decimal) -> str:
+    """6, 6.5, 1000: a quantity as people write it (not 6.0 nor 1E+3), whichever system said it."""
+    text = f"{value.normalize():f}"
+    return "0" if text in ("-0", "") else text
+
+
 def save(report: Report, path: Path) -> None:
     """The last report, kept for the admin API (written whole, then renamed)."""
     tmp = path.with_suffix(".tmp")
@@ -273,7 +279,7 @@ def save(report: Report, path: Path) -> None:
 def rows(report: Report) -> Iterable[dict[str, str]]:
     for d in report.differences:
         yield {"system": d.system, "item": d.item, "location": d.location,
-               "shows": "-" if d.shows is None else str(d.shows), "should": "-" if d.should is None else str(d.should),
+               "shows": "-" if d.shows is None else number(d.shows), "should": "-" if d.should is None else number(d.should),
                "fixed": "yes" if d.fixed else "no", "cause": d.cause}
 
 

@@ -28,6 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 SPEC = Path("../shared/specs/bigcommerce/inventory.v3.yml")
 STORE = "abc123"
 ABSOLUTE = f"/stores/{STORE}/v3/inventory/adjustments/absolute"
+ITEMS = f"/stores/{STORE}/v3/inventory/items"
 ORDER = re.compile(rf"^/stores/{STORE}/v2/orders/(\d+)$")
 PRODUCTS = re.compile(rf"^/stores/{STORE}/v2/orders/(\d+)/products$")
 _API = None
@@ -42,10 +43,12 @@ def openapi():
     return _API
 
 
-def spec_errors(method: str, path: str, headers: dict[str, str], body: bytes) -> list[str]:
+def spec_errors(method: str, path: str, headers: dict[str, str], body: bytes,
+                query: dict[str, str] | None = None) -> list[str]:
     """Why the Inventory API's OpenAPI refuses this request ([] when it accepts it)."""
     from openapi_core.testing import MockRequest
     request = MockRequest("https://api.bigcommerce.com", method.lower(), path, headers=headers, data=body,
+                          args=query or {},
                           content_type=headers.get("Content-Type", "application/json").split(";")[0])
     found = []
     for error in openapi().iter_request_errors(request):
@@ -132,6 +135,8 @@ class FakeBigCommerce:
         parts = urlsplit(raw_path)
         if method == "PUT" and parts.path == ABSOLUTE:
             return self._absolute(method, parts.path, headers, body)
+        if method == "GET" and parts.path == ITEMS:
+            return self._items(parts.path, headers, {k: v[0] for k, v in parse_qs(parts.query).items()})
         for pattern, reader in ((ORDER, self._order), (PRODUCTS, self._products)):
             match = pattern.match(parts.path)
             if method == "GET" and match:
@@ -152,6 +157,27 @@ class FakeBigCommerce:
                 self.stock[(item["sku"], item["location_id"])] = item["quantity"]
             self.adjustments.append(json.loads(body))
         return 200, {"transaction_id": str(uuid.uuid4())}
+
+    def _items(self, path: str, headers: dict[str, str], query: dict[str, str]) -> tuple[int, Any]:
+        """Get Inventory at Locations, filtered by ``sku:in`` and ``location_id:in``, paged."""
+        unknown = set(query) - {"sku:in", "location_id:in", "variant_id:in", "product_id:in", "location_code:in",
+                                "page", "limit"}
+        errors = spec_errors("GET", path, headers, b"", query) + [f"unknown parameter {u}" for u in sorted(unknown)]
+        if errors:
+            return 422, problem(422, "The request is invalid", spec=errors)
+        skus = set(query["sku:in"].split(",")) if "sku:in" in query else None
+        where = {int(query["location_id:in"])} if "location_id:in" in query else self.locations
+        with self._lock:
+            rows = sorted({sku for sku, _ in self.stock if skus is None or sku in skus})
+            data = [{"identity": {"sku": sku, "variant_id": 1, "product_id": 77},
+                     "locations": [{"location_id": loc, "total_inventory_onhand": self.stock[(sku, loc)],
+                                    "available_to_sell": self.stock[(sku, loc)]}
+                                   for loc in sorted(where) if (sku, loc) in self.stock]} for sku in rows]
+        page, limit = int(query.get("page", 1)), int(query.get("limit", 50))
+        pages = max(1, -(-len(data) // limit))
+        return 200, {"data": data[(page - 1) * limit: page * limit], "meta": {"pagination": {
+            "total": len(data), "count": len(data[(page - 1) * limit: page * limit]), "per_page": limit,
+            "current_page": page, "total_pages": pages}}}
 
     def _order(self, order_id: int, query: dict) -> tuple[int, Any]:
         order = self.orders.get(order_id)

@@ -20,12 +20,16 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from tests.contract.woocommerce_docs import BATCH_LIMIT, batch_problems
 
 PREFIX = "/wp-json/wc/v3"
 PRODUCTS = re.compile(r"^/products/batch$")
 VARIATIONS = re.compile(r"^/products/(\d+)/variations/batch$")
+LISTING = re.compile(r"^/products(?:/(\d+)/variations)?$")
+#: WordPress caps per_page at 100 (rest_invalid_param above it)
+PER_PAGE_MAX = 100
 
 
 @dataclass
@@ -91,6 +95,9 @@ class FakeWooCommerce:
         if headers.get("Authorization") != self._auth:
             return 401, error("woocommerce_rest_cannot_edit", "Sorry, you are not allowed to edit this resource.", 401)
         route = path.removeprefix(PREFIX).split("?")[0]
+        listing = LISTING.match(route)
+        if method == "GET" and listing:
+            return self._list(int(listing.group(1)) if listing.group(1) else None, path)
         parent = VARIATIONS.match(route)
         if method != "POST" or not (PRODUCTS.match(route) or parent):
             return 404, error("rest_no_route", "No route was found matching the URL and request method.", 404)
@@ -99,6 +106,24 @@ class FakeWooCommerce:
         except ValueError:
             return 400, error("rest_invalid_json", "Invalid JSON body passed.", 400)
         return self._batch(int(parent.group(1)) if parent else None, body)
+
+    def _list(self, parent: int | None, path: str) -> tuple[int, Any]:
+        """``GET /products`` or ``/products/<id>/variations`` with the documented ``include`` and
+        ``per_page`` (default 10, at most 100); any other parameter is refused here (unused)."""
+        query = parse_qs(urlsplit(path).query)
+        if set(query) - {"include", "per_page"}:
+            return 400, error("rest_invalid_param", f"Invalid parameter(s): {sorted(set(query) - {'include', 'per_page'})}", 400)
+        try:
+            per_page = int(query.get("per_page", ["10"])[0])
+            include = [int(i) for i in query.get("include", [""])[0].split(",") if i]
+        except ValueError:
+            return 400, error("rest_invalid_param", "Invalid parameter(s): include, per_page", 400)
+        if not 1 <= per_page <= PER_PAGE_MAX:
+            return 400, error("rest_invalid_param", "Invalid parameter(s): per_page", 400)
+        with self._lock:
+            rows = [dict(r) for k, r in (self.variations.items() if parent is not None else self.products.items())
+                    if (k[1] if parent is not None else k) in include and (parent is None or k[0] == parent)]
+        return 200, rows[:per_page]
 
     def _batch(self, parent: int | None, body: Any) -> tuple[int, Any]:
         updates = body.get("update") if isinstance(body, dict) else None
@@ -147,9 +172,15 @@ def _handler(shop: FakeWooCommerce) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
+        def do_GET(self) -> None:
+            self._serve("GET")
+
         def do_POST(self) -> None:
+            self._serve("POST")
+
+        def _serve(self, method: str) -> None:
             raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            status, headers, body, hang_s = shop.handle("POST", self.path, dict(self.headers), raw)
+            status, headers, body, hang_s = shop.handle(method, self.path, dict(self.headers), raw)
             if hang_s:
                 time.sleep(hang_s)
             payload = b"" if body is None else json.dumps(body).encode()

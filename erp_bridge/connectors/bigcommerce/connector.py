@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import requests
@@ -42,6 +43,8 @@ from . import webhooks
 
 MAX_ITEMS = 2000  # "Limit of 2000 items for payload length" (inventory.v3.yml)
 PRODUCTS_PAGE = 250  # V2 list endpoints: limit <= 250
+#: SKUs per GET /inventory/items (a comma-separated sku:in filter; "Limit of 1000 items for payload length")
+LISTED_SKUS = 100
 
 
 def problem_message(response: requests.Response) -> str | None:
@@ -61,7 +64,8 @@ def reset_wait(response: requests.Response) -> float | None:
 
 
 class BigCommerceConnector:
-    capabilities = frozenset({Capability.PUSH_AVAILABILITY, Capability.VERIFY_WEBHOOK, Capability.INBOX})
+    capabilities = frozenset({Capability.PUSH_AVAILABILITY, Capability.VERIFY_WEBHOOK, Capability.INBOX,
+                              Capability.READ_LISTED})
 
     def __init__(self, mapping: SystemMapping, sender: Sender, inbox: Inbox, lookup: LookupTable | None = None,
                  webhook_secret: str | None = None, clock: Callable[[], float] = time.time):
@@ -109,6 +113,41 @@ class BigCommerceConnector:
             raise ConfigError(f"{self.name}: the availability request must put every figure in one body "
                               "(items: {lines: ...}) with writes.batch_size up to 2000")
         return requests_[0]
+
+    def read_listed(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Decimal]:
+        """What BigCommerce holds now (``total_inventory_onhand``, what the absolute adjustments
+        set) per (SKU, internal location), for reconciliation: ``GET /inventory/items`` per
+        location and up to LISTED_SKUS SKUs; keys it cannot map or does not stock are absent."""
+        where: dict[tuple[str, str], tuple[str, int]] = {}
+        for key in keys:
+            try:
+                item = self._build([Figure(key[0], key[1], Decimal(0))]).body["items"][0]
+            except (UnmappedError, KeyError, TypeError, IndexError):
+                continue
+            where[key] = (str(item["sku"]), int(item["location_id"]))
+        skus_at: dict[int, list[str]] = {}
+        for sku, location in dict.fromkeys(where.values()):
+            skus_at.setdefault(location, []).append(sku)
+        held: dict[tuple[str, int], Decimal] = {}
+        for location, skus in skus_at.items():
+            for start in range(0, len(skus), LISTED_SKUS):
+                held.update(self._listed(location, skus[start:start + LISTED_SKUS]))
+        return {key: held[at] for key, at in where.items() if at in held}
+
+    def _listed(self, location: int, skus: list[str]) -> dict[tuple[str, int], Decimal]:
+        params = {"sku:in": ",".join(skus), "location_id:in": location, "limit": len(skus), "page": 1}
+        base = str(self.mapping.connection.base_url).rstrip("/")
+        reply = self.sender.call("GET", f"{base}/inventory/items", params=params, what="GET /inventory/items")
+        if isinstance(reply, BridgeError):
+            raise reply
+        found: dict[tuple[str, int], Decimal] = {}
+        items = reply.body.get("data") if isinstance(reply.body, dict) else None
+        for item in items if isinstance(items, list) else []:
+            sku = str((item.get("identity") or {}).get("sku"))
+            for at in item.get("locations") or []:
+                if at.get("location_id") == location and at.get("total_inventory_onhand") is not None:
+                    found[(sku, location)] = Decimal(at["total_inventory_onhand"])
+        return found
 
     # -- webhooks in ----------------------------------------------------------------------------
     def verify_webhook(self, headers: Mapping[str, str], body: bytes, url: str) -> list[Decrement | Increment]:

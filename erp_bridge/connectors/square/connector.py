@@ -59,7 +59,8 @@ class Row:
 
 
 class SquareConnector:
-    capabilities = frozenset({Capability.PUSH_AVAILABILITY, Capability.VERIFY_WEBHOOK, Capability.POLL_CHANGES})
+    capabilities = frozenset({Capability.PUSH_AVAILABILITY, Capability.VERIFY_WEBHOOK, Capability.POLL_CHANGES,
+                              Capability.READ_LISTED})
 
     def __init__(self, mapping: SystemMapping, sender: Sender, inbox: Inbox, *, binder: Binder,
                  webhook_key: str | None = None, clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
@@ -92,6 +93,19 @@ class SquareConnector:
                 break
         # every row has its outcome by now; should one not, it is retried rather than dropped
         return [o if o is not None else RetryableError("not pushed in this attempt") for o in outcomes]
+
+    def read_listed(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Decimal]:
+        """What Square shows now (the IN_STOCK count) per (SKU, internal location), for
+        reconciliation; keys the mapping cannot map or Square counts nothing for are absent."""
+        where: dict[tuple[str, str], Key] = {}
+        for sku, location in keys:
+            row = self._row(0, Figure(sku, location, Decimal(0)), [None])
+            if row is not None:
+                where[(sku, location)] = row.key
+        held = self._counts(list(dict.fromkeys(where.values())))
+        if isinstance(held, BridgeError):
+            raise held
+        return {key: held[at] for key, at in where.items() if at in held}
 
     def _row(self, index: int, figure: Figure, outcomes: list) -> Row | None:
         if figure.quantity.as_tuple().exponent < -DECIMALS:  # type: ignore[operator]

@@ -20,6 +20,7 @@ import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import requests
@@ -64,7 +65,8 @@ def woo_message(response: requests.Response) -> str | None:
 
 
 class WooCommerceConnector:
-    capabilities = frozenset({Capability.PUSH_AVAILABILITY, Capability.VERIFY_WEBHOOK, Capability.INBOX})
+    capabilities = frozenset({Capability.PUSH_AVAILABILITY, Capability.VERIFY_WEBHOOK, Capability.INBOX,
+                              Capability.READ_LISTED})
 
     def __init__(self, mapping: SystemMapping, sender: Sender, inbox: Inbox, lookup: LookupTable | None = None,
                  webhook_secret: str | None = None):
@@ -118,6 +120,33 @@ class WooCommerceConnector:
             outcomes[row.index] = _outcome(row, answered.get(row.object_id), endpoint)
         return None
 
+    def read_listed(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Decimal]:
+        """What WooCommerce shows now (``stock_quantity`` of a product or variation that manages
+        stock) per (SKU, internal location), for reconciliation: one ``GET /products?include=`` (or
+        ``/products/<parent>/variations``) per 100 ids; keys it cannot map or keeps no stock for
+        are absent. Raises the classified error when WooCommerce fails."""
+        where: dict[tuple[str, str], tuple[str, int]] = {}
+        for key in keys:
+            row = self._row(0, Figure(key[0], key[1], Decimal(0)), [None])
+            if row is not None:
+                where[key] = (row.endpoint.removesuffix("/batch"), row.object_id)
+        held: dict[tuple[str, int], Decimal] = {}
+        for listing, ids in _by_listing(list(dict.fromkeys(where.values()))).items():
+            held.update(self._listed(listing, ids))
+        return {key: held[at] for key, at in where.items() if at in held}
+
+    def _listed(self, listing: str, ids: list[int]) -> dict[tuple[str, int], Decimal]:
+        found: dict[tuple[str, int], Decimal] = {}
+        for start in range(0, len(ids), MAX_BATCH):
+            chunk = ids[start:start + MAX_BATCH]
+            params = {"include": ",".join(map(str, chunk)), "per_page": len(chunk)}
+            reply = self.sender.call("GET", self.base_url + listing, params=params, what=f"GET {listing}")
+            if isinstance(reply, BridgeError):
+                raise reply
+            found.update(((listing, o["id"]), Decimal(str(o["stock_quantity"]))) for o in reply.body or []
+                         if isinstance(o, dict) and o.get("manage_stock") and o.get("stock_quantity") is not None)
+        return found
+
     # -- webhooks in ----------------------------------------------------------------------------
     def verify_webhook(self, headers: Mapping[str, str], body: bytes, url: str) -> list[Decrement | Increment]:
         """Verify and check the order (401/400 as WebhookRejected), then store it in the inbox,
@@ -157,6 +186,13 @@ def parse_code(code: str) -> tuple[str, int]:
     except ValueError:
         raise ConfigError(f"WooCommerce item code {code!r} must be <product id> or "
                           "<parent id>:<variation id>") from None
+
+
+def _by_listing(places: list[tuple[str, int]]) -> dict[str, list[int]]:
+    grouped: dict[str, list[int]] = {}
+    for listing, object_id in places:
+        grouped.setdefault(listing, []).append(object_id)
+    return grouped
 
 
 def _batches(rows: list[Row], size: int) -> list[list[Row]]:

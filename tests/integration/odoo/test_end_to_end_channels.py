@@ -155,19 +155,26 @@ def drift_in_odoo(world) -> list[tuple]:
 
 
 def test_drift_made_on_the_platforms_is_reported_in_odoo_and_fixed_once(world, make_product):
-    """A merchant edits stock in Shopify's admin: reconciliation reports it with its cause, in the
-    bridge's report and in Odoo (Stock Sync > Reconciliation), corrects it through the queue (set
-    back to Odoo's figure once), and the next run finds nothing left, in the report or in Odoo."""
+    """A merchant edits stock on every platform (Shopify's admin, a recount at the Square till,
+    WooCommerce's and BigCommerce's product pages): reconciliation reports each with its cause, in
+    the bridge's report and in Odoo (Stock Sync > Reconciliation), corrects each through the queue
+    (set back to Odoo's figure once), and the next run finds nothing left, in the report or in Odoo."""
     stocked(world, make_product, DRIFT, 6)
-    b.wait_until(lambda: f'"message": "delivery shopify shopify:odoo:availability:{DRIFT}@' in world["bridge"].log_text(),
-                 30, "the bridge's first delivery of Odoo's 6 to Shopify")
+    b.wait_until(lambda: all(f'"message": "delivery {c} {c}:odoo:availability:{DRIFT}@' in world["bridge"].log_text()
+                             for c in CHANNELS), 30, "the bridge's first delivery of Odoo's 6 to every channel")
     world["shopify"].stock(f"gid://shopify/InventoryItem/{SHOPIFY_IDS[DRIFT]}", b.SHOP_LOCATION, 9)
+    world["square"].stock(DRIFT, 2)
+    world["woocommerce"].products[WOO_IDS[DRIFT]]["stock_quantity"] = 4
+    world["bigcommerce"].stock[(DRIFT, 1)] = 11
     started = time.monotonic()
     found = reconcile(world, "--fix")
     print(f"reconcile --fix took {time.monotonic() - started:.1f} s")
-    assert [(d["system"], d["shows"], d["should"], d["fixed"]) for d in found] == [("shopify", "9", "6", True)]
-    assert "changed on the platform" in found[0]["cause"] or "did not reach the channel" in found[0]["cause"]
-    assert drift_in_odoo(world) == [("shopify", "9", "6", True, True)]
+    assert sorted((d["system"], d["shows"], d["should"], d["fixed"]) for d in found) == [
+        ("bigcommerce", "11", "6", True), ("shopify", "9", "6", True), ("square", "2", "6", True),
+        ("woocommerce", "4", "6", True)]
+    assert all("changed on the platform" in d["cause"] for d in found), [d["cause"] for d in found]
+    assert drift_in_odoo(world) == [("bigcommerce", "11", "6", True, True), ("shopify", "9", "6", True, True),
+                                    ("square", "2", "6", True, True), ("woocommerce", "4", "6", True, True)]
     b.wait_until(lambda: set(listed(world, DRIFT).values()) == {6}, 30, "every channel back at 6",
                  detail=lambda: listed(world, DRIFT))
     corrections = [m for m in world["shopify"].mutations() if SHOPIFY_IDS[DRIFT] in json.dumps(m)]

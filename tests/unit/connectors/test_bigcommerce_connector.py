@@ -50,6 +50,18 @@ def test_figures_go_out_as_one_absolute_adjustment_per_location(store, build):
     assert (store.stock[("chair-blue", 1)], store.stock[("chair-red", 2)], store.stock[("BOND-007", 1)]) == (3, 0, 2)
 
 
+def test_read_listed_says_what_bigcommerce_holds_per_location(store, build):
+    store.stock[("chair-red", 2)] = 9
+    listed = build().read_listed([("chair-blue", "WH/Stock"), ("chair-red", "WH2/Stock"), ("007", "WH/Stock"),
+                                  ("ghost", "WH/Stock")])
+    assert listed == {("chair-blue", "WH/Stock"): 5, ("chair-red", "WH2/Stock"): 9, ("007", "WH/Stock"): 5}
+    gets = [r["path"] for r in store.requests if r["method"] == "GET"]
+    assert len(gets) == 2 and all("/v3/inventory/items?" in g and "location_id%3Ain=" in g for g in gets)
+    store.faults.append(Fault(503, body={"status": 503, "title": "Service Unavailable"}, path="inventory/items"))
+    with pytest.raises(RetryableError):
+        build().read_listed([("chair-blue", "WH/Stock")])
+
+
 def test_one_refused_item_fails_alone_and_the_rest_arrive(store, build):
     results = build().push_availability([figure("chair-blue", "1"), figure("ghost", "4"), figure("chair-red", "2"),
                                          figure("007", "6")])

@@ -53,6 +53,16 @@ def test_counts_are_set_unchanged_ones_skipped_unknown_skus_refused(square, conn
     assert count["quantity"] == "5" and count["state"] == "IN_STOCK" and count["reference_id"].startswith("erp-bridge:")
 
 
+def test_read_listed_says_what_square_counts_for_reconciliation(square, connector):
+    square.counts[(BLUE, LOCATION)] = Decimal("4.5")
+    listed = connector.read_listed([("chair-blue", "WH/Stock"), ("chair-red", "WH/Stock"), ("stool", "WH/Stock")])
+    assert listed == {("chair-blue", "WH/Stock"): Decimal("4.5"), ("chair-red", "WH/Stock"): Decimal(2)}
+    assert writes(square) == []  # a read only
+    square.fail_next(RATE_LIMITED)
+    with pytest.raises(RetryableError):
+        connector.read_listed([("chair-blue", "WH/Stock")])
+
+
 def test_quantities_go_as_decimal_strings_rounded_down_to_five_decimals(square, connector):
     assert connector.push_availability([figure("chair-blue", "1.2345678")]) == [Delivered("counted")]
     assert writes(square)[0]["changes"][0]["physical_count"]["quantity"] == "1.23456"

@@ -142,3 +142,27 @@ def test_the_factory_refuses_other_auth_kinds(tmp_path):
     mappings = load_mappings(directory)
     with pytest.raises(ConfigError, match="auth kind basic"):
         registry.build(mappings.systems["woocommerce"], SECRETS, mappings.lookups)
+
+
+def test_read_listed_says_what_woocommerce_shows_for_products_and_variations(shop, tmp_path):
+    shop.add_product(103, "stool", None)  # WooCommerce manages no stock for it
+    connector = connector_for(shop.url, tmp_path / "m", extra_items={"stool": "103"})
+    keys = [("chair-blue", "WH/Stock"), ("mug-s", "WH/Stock"), ("mug-l", "WH/Stock"), ("stool", "WH/Stock"),
+            ("nope", "WH/Stock")]
+    assert connector.read_listed(keys) == {("chair-blue", "WH/Stock"): 3, ("mug-s", "WH/Stock"): 4,
+                                           ("mug-l", "WH/Stock"): 1}
+    assert [(r["method"], r["path"].split("?")[0]) for r in shop.requests] == [
+        ("GET", "/wp-json/wc/v3/products"), ("GET", "/wp-json/wc/v3/products/230/variations")]
+    shop.faults.append(Fault(503, body={"code": "maintenance", "message": "Briefly unavailable"}))
+    with pytest.raises(RetryableError):
+        connector.read_listed(keys[:1])
+
+
+def test_read_listed_asks_for_at_most_100_ids_a_call(shop, tmp_path):
+    items = {f"sku-{n}": str(1000 + n) for n in range(150)}
+    for n in range(150):
+        shop.add_product(1000 + n, f"sku-{n}", n)
+    connector = connector_for(shop.url, tmp_path / "m", extra_items=items)
+    listed = connector.read_listed([(sku, "WH/Stock") for sku in items])
+    assert len(listed) == 150 and listed[("sku-7", "WH/Stock")] == 7
+    assert len(shop.requests) == 2
