@@ -2,8 +2,7 @@
 SAP Business One as the system of record (Service Layer fake), Shopify and WooCommerce as channels
 (their fakes). A WooCommerce sale arrives as WooCommerce delivers it; SAP must lose it exactly once
 through redeliveries and status updates, both channels must show the new figure, and a cancellation
-must give the stock back once. The real-Odoo end to end is not part of this file
-(docs/connectors/woocommerce.md)."""
+must give the stock back once. The real-Odoo end to end is tests/integration/odoo/test_end_to_end_channels.py."""
 from __future__ import annotations
 
 import re
