@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from ..domain import Availability, Count, Decrement, Event, Figure, Increment, Result, StockMove
 
@@ -33,6 +33,8 @@ class Capability(StrEnum):
     INBOX = "inbox"
     #: the system shows the last reconciliation's differences to its users (Odoo's Stock Sync menu)
     REPORT_DRIFT = "report_drift"
+    #: the bridge's documents in the system can be searched by their key (missing or doubled moves)
+    AUDIT_DOCUMENTS = "audit_documents"
 
 
 @runtime_checkable
@@ -75,6 +77,12 @@ class ReportsDrift(Protocol):
     def report_drift(self, run_at: str, systems: Sequence[str], rows: Sequence[Mapping[str, str]]) -> None:
         """Replace the differences shown for ``systems`` with ``rows`` (sync/reconcile.rows);
         ``run_at``: 'YYYY-MM-DD HH:MM:SS' UTC. Long reports come in several calls, same run_at."""
+
+
+class AuditsDocuments(Protocol):
+    def audit_documents(self, since: float, limit: int) -> list[tuple[Any, list[str]]]:
+        """(ledger Intent, ids of every document holding its key now) per document confirmed since
+        ``since`` (runtime/documents.DocumentWriter.audit). Raises BridgeError when the system fails."""
 
 
 class ReadsOutbox(Protocol):

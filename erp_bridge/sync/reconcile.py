@@ -32,6 +32,10 @@ from .figures import FigureStore
 log = logging.getLogger(__name__)
 #: keys read from a channel (and the SoR) per call
 BATCH = 250
+#: documents the bridge wrote in the last this many seconds are checked to be there exactly once
+AUDIT_WINDOW_S = 2 * 86400.0
+#: at most this many documents per system and run (one search each, within the system's rate limits)
+AUDIT_LIMIT = 2000
 Progress = Callable[[int], None]
 
 
@@ -82,8 +86,25 @@ class Reconciler:
         for mapping in self.mappings.channels():
             self._check(report, mapping, system, progress, Capability.READ_LISTED, "what the channel shows",
                         lambda m: self.keys(m, location), lambda m, c, chunk: self._compare(m, c, chunk, fix))
+        for name, connector in self.connectors.items():
+            if Capability.AUDIT_DOCUMENTS in connector.capabilities and system in (None, name) and location is None:
+                self._audit(report, name, connector, clock())
         report.finished_at = clock()
         return report
+
+    def _audit(self, report: Report, name: str, connector, now: float) -> None:
+        """The documents the bridge wrote in ``name`` (its ledger) searched by their keys: a move
+        is missing when no document carries its key any more, doubled when several do."""
+        try:
+            audited = connector.audit_documents(now - AUDIT_WINDOW_S, self.limit or AUDIT_LIMIT)
+        except BridgeError as exc:
+            report.skipped[f"{name} (documents)"] = f"cannot search its documents: {exc}"
+            return
+        report.checked[name] = report.checked.get(name, 0) + len(audited)
+        for intent, ids in audited:
+            if len(ids) != 1:
+                report.differences.append(Difference(name, _moves(intent.keys), "-", Decimal(len(ids)), Decimal(1),
+                                                     _document_cause(name, intent, ids)))
 
     def _check(self, report: Report, mapping, system: str | None, progress: Progress | None, needs: Capability,
                what: str, keys_of: Callable, compare: Callable) -> None:
@@ -248,6 +269,19 @@ def _mirror_cause(key: tuple[str, str], shows: Decimal | None, should: Decimal |
         return "the system of record does not hold the item at this location"
     return ("the stock differs with no move pending: an adjustment made in the mirror or the system of record "
             "outside the bridge, or a move the system of record did not journal")
+
+
+def _moves(keys: Sequence[str]) -> str:
+    return keys[0] if len(keys) == 1 else f"{keys[0]} (+{len(keys) - 1} more in the same document)"
+
+
+def _document_cause(name: str, intent, ids: list[str]) -> str:
+    if not ids:
+        return (f"missing in {name}: no {intent.kind} document carries reference {intent.document_key} any more "
+                f"(it was {intent.doc_entry}): deleted or cancelled there; post it again in {name} by hand "
+                f"with that reference, or the stock stays apart")
+    return (f"doubled in {name}: {intent.kind} documents {', '.join(ids)} all carry reference "
+            f"{intent.document_key}; cancel all but one in {name}")
 
 
 def _sample(keys: list[tuple[str, str]], size: int) -> list[tuple[str, str]]:

@@ -60,9 +60,10 @@ def causes(report) -> dict[str, str]:
 def test_in_sync_reports_nothing_and_keeps_the_report(world):
     runtime, _, _, tmp_path = world
     report = reconcile(runtime)
-    assert report.differences == [] and report.checked == {"shopify": 4}  # 4 SKUs in the table, one location
+    # 4 SKUs in the table at one location; no document written in SAP yet
+    assert report.differences == [] and report.checked == {"shopify": 4, "sap_b1": 0}
     kept = json.loads((tmp_path / "data" / LAST_REPORT).read_text())
-    assert kept["checked"] == {"shopify": 4} and kept["differences"] == []
+    assert kept["checked"] == {"shopify": 4, "sap_b1": 0} and kept["differences"] == []
 
 
 def test_an_edit_on_the_platform_is_reported_then_fixed_once(world):
@@ -100,6 +101,31 @@ def test_a_sale_not_yet_applied_in_the_system_of_record(world):
     [diff] = report.differences
     assert (diff.shows, diff.should) == (Decimal(3), Decimal(0))
     assert diff.cause == "sales received but not yet applied in the system of record (3 units)"
+
+
+def test_a_document_deleted_or_doubled_in_sap_is_named_by_its_move(world):
+    """Two sales applied in SAP (one goods issue each, keyed in U_BridgeKey); then someone deletes
+    one issue and someone copies the other in SAP: each move is reported, missing or doubled."""
+    runtime, sap, _, _ = world
+    for order in ("2001", "2002"):
+        sale = Decrement(channel="shopify", order=order, line="1", item="chair-blue", location=LOCATION,
+                         quantity=Decimal(1))
+        runtime.accept(runtime.router.channel_change(sale))
+    deliver(runtime)
+    issues = sap.documents["InventoryGenExits"]
+    assert len(issues) == 2, [e.last_error for e in runtime.queue.dead_letters()]
+    assert reconcile(runtime, system="sap_b1").differences == []  # each move once: nothing to say
+    gone, copied = issues
+    issues.remove(gone)
+    issues.append({**copied, "DocEntry": 99, "DocNum": 99})
+    found = {d.item: d for d in reconcile(runtime, system="sap_b1").differences}
+    assert set(found) == {"shopify:2001:1", "shopify:2002:1"}
+    missing, doubled = found["shopify:2001:1"], found["shopify:2002:1"]
+    assert (missing.shows, missing.should) == (Decimal(0), Decimal(1))
+    assert missing.cause.startswith("missing in sap_b1: no InventoryGenExits document carries reference shopify:2001:1")
+    assert (doubled.shows, doubled.should) == (Decimal(2), Decimal(1))
+    assert doubled.cause.startswith(f"doubled in sap_b1: InventoryGenExits documents {copied['DocEntry']}, 99 all")
+    assert not missing.fixed and not doubled.fixed  # documents are people's to correct
 
 
 def test_a_key_with_a_delivery_in_flight_is_reported_and_never_corrected(world):

@@ -48,8 +48,9 @@ REFERENCE_MAX = 60
 ONHAND_ENTITY = "WarehousesOnHandV2"
 QUANTITIES = ("OnHandQuantity", "ReservedOnHandQuantity", "AvailableOnHandQuantity", "TotalAvailableQuantity")
 ONHAND_SELECT = ",".join(("ItemNumber", "InventorySiteId", "InventoryWarehouseId", *QUANTITIES))
-CAPABILITIES = {"mirror": {Capability.POST_MOVES},
-                "system_of_record": {Capability.READ_AVAILABILITY, Capability.APPLY_STOCK_CHANGES}}
+CAPABILITIES = {"mirror": {Capability.POST_MOVES, Capability.AUDIT_DOCUMENTS},
+                "system_of_record": {Capability.READ_AVAILABILITY, Capability.APPLY_STOCK_CHANGES,
+                                     Capability.AUDIT_DOCUMENTS}}
 Totals = dict[tuple[str, str], dict[str, Decimal]]
 Lookups = Mapping[str, LookupTable] | None
 WriteEvent = StockMove | Decrement | Increment
@@ -65,7 +66,7 @@ class FinOpsConnector:
         self._binder = Binder(mapping, (lookups or {}).get(mapping.system))
         self._lines = line_keys(mapping)
         settle = settle_s if settle_s is not None else 3 * sender.timeout[1]
-        target = DocumentTarget(self._find, _journal_number, post=self._post)
+        target = DocumentTarget(self._find, _journal_number, post=self._post, find_all=self._find_all)
         self._documents = DocumentWriter(mapping, lookups, sender, ledger, target, settle_s=settle, clock=clock)
         self.reference_field = self._documents.reference_field
 
@@ -104,8 +105,16 @@ class FinOpsConnector:
         return Reply(inner[0].status, inner[0].json(), inner[0].headers)
 
     # --- settling a lost answer -----------------------------------------------------------------
+    def audit_documents(self, since: float, limit: int) -> list[tuple[Intent, list[str]]]:
+        return self._documents.audit(since, limit)
+
     def _find(self, intent: Intent) -> str | None:
         """The JournalNumber of the journal whose reference field carries ``intent``'s key."""
+        found = self._find_all(intent)
+        return found[0] if found else None
+
+    def _find_all(self, intent: Intent) -> list[str]:
+        """The JournalNumber of every journal whose reference field carries ``intent``'s key."""
         reference = fit(intent.document_key).replace("'", "''")
         params = {"$filter": f"dataAreaId eq '{self.company}' and {self.reference_field} eq '{reference}'",
                   "$select": f"JournalNumber,{self.reference_field}", "cross-company": "true"}
@@ -113,8 +122,7 @@ class FinOpsConnector:
                                  what=f"GET {intent.kind} (search)")
         if isinstance(reply, BridgeError):
             raise reply
-        found = (reply.body or {}).get("value") or []
-        return str(found[0].get("JournalNumber") or "?") if found else None
+        return [str(row.get("JournalNumber") or "?") for row in (reply.body or {}).get("value") or []]
 
     # --- system of record: reads ----------------------------------------------------------------
     def read_availability(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Availability]:

@@ -49,6 +49,9 @@ class DocumentTarget:
     refused: Callable[[Reply], BridgeError | None] | None = None
     #: how one document is sent; None: the request as JSON through the sender
     post: Post | None = None
+    #: every id of a document carrying intent.document_key (reconciliation finds doubles with it);
+    #: None: the target cannot be searched that way, so its documents are not audited
+    find_all: Callable[[Intent], list[str]] | None = None
 
 
 class DocumentWriter:
@@ -66,6 +69,14 @@ class DocumentWriter:
         if todo:
             self._post_all(todo, by_key, outcomes)
         return [outcomes[e.idempotency_key] for e in events]
+
+    def audit(self, since: float, limit: int) -> list[tuple[Intent, list[str]]]:
+        """Each document confirmed since ``since`` (the ledger's), with the ids of every document
+        the target holds under its key now: one is right, none is a missing move (deleted or
+        cancelled in the target), more is a doubled one. Raises BridgeError when the target fails."""
+        if self._target.find_all is None:
+            raise ConfigError(f"{self._mapping.system}: its documents cannot be searched by reference")
+        return [(intent, self._target.find_all(intent)) for intent in self._ledger.recent(since, limit)]
 
     def write_changes(self, changes: Sequence[Any]) -> list[Result]:
         """Channel sales and returns as documents; an absolute count is refused (a document target

@@ -91,6 +91,11 @@ class Ledger:
         """The target certainly has no such document: its events are free to be posted again."""
         self._store.drop(self.system, doc_key)
 
+    def recent(self, since: float, limit: int) -> list[Intent]:
+        """Documents the target confirmed (an id recorded), created at or after ``since``, oldest
+        first: what reconciliation checks the target still holds exactly once."""
+        return self._store.recent(self.system, since, limit)
+
     def close(self) -> None:
         self._store.close()
 
@@ -101,6 +106,7 @@ class _Store(Protocol):
     def done(self, system: str, doc_key: str, doc_entry: str) -> None: ...
     def drop(self, system: str, doc_key: str) -> None: ...
     def prune(self, cutoff: float) -> int: ...
+    def recent(self, system: str, since: float, limit: int) -> list[Intent]: ...
     def close(self) -> None: ...
 
 
@@ -148,6 +154,13 @@ class _SQLiteStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    def recent(self, system: str, since: float, limit: int) -> list[Intent]:
+        with self._lock:
+            docs = [r[0] for r in self._db.execute(
+                "SELECT document_key FROM ledger_intents WHERE system = ? AND doc_entry IS NOT NULL AND created_at >= ?"
+                " ORDER BY created_at, document_key LIMIT ?", (system, since, limit))]
+            return [self._intent(system, doc) for doc in docs]
 
     def _documents_of(self, system: str, move_keys: list[str]) -> list[str]:
         found: list[str] = []
@@ -207,6 +220,16 @@ class _PgStore:
     def drop(self, system: str, doc_key: str) -> None:
         pg.run(self._pool, lambda conn: conn.execute(
             "DELETE FROM bridge_ledger_intents WHERE system = %s AND document_key = %s", (system, doc_key)))
+
+    def recent(self, system: str, since: float, limit: int) -> list[Intent]:
+        with pg.reading(self._pool) as conn:
+            rows = conn.execute(
+                "SELECT i.document_key, i.kind, i.doc_entry, i.created_at, array_agg(m.move_key ORDER BY m.move_key)"
+                " AS keys FROM bridge_ledger_intents i JOIN bridge_ledger_moves m USING (system, document_key)"
+                " WHERE i.system = %s AND i.doc_entry IS NOT NULL AND i.created_at >= %s GROUP BY i.document_key,"
+                " i.kind, i.doc_entry, i.created_at ORDER BY i.created_at, i.document_key LIMIT %s",
+                (system, since, limit)).fetchall()
+        return [Intent(r["document_key"], r["kind"], tuple(r["keys"]), r["doc_entry"], r["created_at"]) for r in rows]
 
     def prune(self, cutoff: float) -> int:
         return int(pg.run(self._pool, lambda conn: conn.execute(

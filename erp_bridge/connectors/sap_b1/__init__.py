@@ -31,8 +31,9 @@ from .session import session_sender
 __all__ = ["SapB1Connector", "from_context", "session_sender"]
 ITEM_SELECT = "ItemCode,ItemWarehouseInfoCollection"
 # a mirror's stock is read too: for reconciliation (docs/reconciliation.md), never for the rule
-CAPABILITIES = {"mirror": {Capability.POST_MOVES, Capability.READ_AVAILABILITY},
-                "system_of_record": {Capability.READ_AVAILABILITY, Capability.APPLY_STOCK_CHANGES}}
+CAPABILITIES = {"mirror": {Capability.POST_MOVES, Capability.READ_AVAILABILITY, Capability.AUDIT_DOCUMENTS},
+                "system_of_record": {Capability.READ_AVAILABILITY, Capability.APPLY_STOCK_CHANGES,
+                                     Capability.AUDIT_DOCUMENTS}}
 
 
 class SapB1Connector:
@@ -45,7 +46,8 @@ class SapB1Connector:
         self._binder = Binder(mapping, (lookups or {}).get(mapping.system))
         # long enough for a POST that timed out on our side to have finished inside SL
         settle = settle_s if settle_s is not None else 3 * sender.timeout[1]
-        self._documents = DocumentWriter(mapping, lookups, sender, ledger, DocumentTarget(self._find, _doc_entry),
+        self._documents = DocumentWriter(mapping, lookups, sender, ledger, DocumentTarget(self._find, _doc_entry,
+                                                                                    find_all=self._find_all),
                                          settle_s=settle, clock=clock)
 
     def post_moves(self, moves: Sequence[StockMove]) -> list[Result]:
@@ -77,16 +79,23 @@ class SapB1Connector:
         self.sender.close()
         self.ledger.close()
 
+    def audit_documents(self, since: float, limit: int) -> list[tuple[Intent, list[str]]]:
+        return self._documents.audit(since, limit)
+
     def _find(self, intent: Intent) -> str | None:
         """The DocEntry of the document that carries ``intent``'s key in the reference field."""
+        found = self._find_all(intent)
+        return found[0] if found else None
+
+    def _find_all(self, intent: Intent) -> list[str]:
+        """The DocEntry of every document carrying ``intent``'s key in the reference field."""
         literal = intent.document_key.replace("'", "''")  # OData string literal
         query = quote(f"{self._documents.reference_field} eq '{literal}'", safe="'")
         reply = self.sender.call("GET", f"{self.base_url}/{intent.kind}?$filter={query}&$select=DocEntry",
                                  what=f"GET {intent.kind} (search)")
         if isinstance(reply, BridgeError):
             raise reply
-        found = (reply.body or {}).get("value") or []
-        return str(found[0].get("DocEntry", "?")) if found else None
+        return [str(row.get("DocEntry", "?")) for row in (reply.body or {}).get("value") or []]
 
     def _warehouses(self, sku: str) -> dict[str, dict]:
         try:

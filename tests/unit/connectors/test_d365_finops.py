@@ -60,6 +60,17 @@ def test_moves_become_one_journal_with_header_and_lines(d365, fo):
             for line in journal["lines"]] == [("CHAIR-BLUE", "11", "1", Decimal("-1.5")), ("CHAIR-RED", "11", "1", 1)]
 
 
+def test_the_audit_finds_each_journal_by_its_description_and_sees_a_copy(d365, fo, clock):
+    d365.post_moves([move("1")])
+    d365.post_moves([move("2")])
+    audited = d365.audit_documents(clock() - 60, 100)
+    assert [(intent.keys, len(ids)) for intent, ids in audited] == [(("odoo:move:1",), 1), (("odoo:move:2",), 1)]
+    with fo.lock:  # someone copies the second journal in F&O, and deletes the first
+        copy = {**fo.state.journals[1], "header": {**fo.state.journals[1]["header"], "JournalNumber": "IMV-999"}}
+        fo.state.journals[:] = [fo.state.journals[1], copy]
+    assert [len(ids) for _, ids in d365.audit_documents(clock() - 60, 100)] == [0, 2]
+
+
 def test_a_replay_changes_nothing(d365, fo):
     d365.post_moves([move("1")])
     assert d365.post_moves([move("1")]) == [Delivered("duplicate")]
