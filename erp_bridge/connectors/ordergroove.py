@@ -168,7 +168,7 @@ class OrdergrooveConnector:
         product = f"product {row.product_id} (SKU {row.sku})"
         if result is None:  # a PATCH of the flag is idempotent: asking again is safe
             return RetryableError(f"{WHAT}: the answer has no result for {product}")
-        status, message = result.get("status"), _message(result)
+        status, message = result.get("status"), self._sender.redact(_message(result))
         if status == 200:
             return Delivered(f"live: {'true' if live else 'false'}")
         if status == 404:
