@@ -177,11 +177,12 @@ def og_mapping(og: FakeOrdergroove, *, timeout_s: float = 2.0, batch_size: int |
 
 
 def connector_for(og: FakeOrdergroove, data_dir: Path | str, *, mapping: SystemMapping | None = None,
-                  clock: Callable[[], float] = time.time) -> OrdergrooveConnector:
-    """The connector as the registry builds it (same factory), on the double."""
+                  clock: Callable[[], float] = time.time, storage: str | None = None) -> OrdergrooveConnector:
+    """The connector as the registry builds it (same factory), on the double; its flags in
+    ``storage`` (default: the SQLite queue file in ``data_dir``)."""
     from erp_bridge.connectors.ordergroove import from_context
     from erp_bridge.connectors.runtime.context import ConnectorContext
 
     mapping = mapping or og_mapping(og)
-    ctx = ConnectorContext(mapping, SECRETS.__getitem__, {}, f"sqlite:///{data_dir}/queue.sqlite3")
+    ctx = ConnectorContext(mapping, SECRETS.__getitem__, {}, storage or f"sqlite:///{data_dir}/queue.sqlite3")
     return from_context(ctx, clock=clock)

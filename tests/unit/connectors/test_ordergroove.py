@@ -15,6 +15,7 @@ from erp_bridge.errors import ConfigError, RejectedError, RetryableError
 from erp_bridge.mapping.schema import QuantityPolicy
 from tests.fakes.ordergroove import HASH_KEY, PRODUCTS, PUBLIC_ID, SIG_FIELD, FakeOrdergroove, connector_for, og_mapping
 from tests.fakes.served import Fault
+from tests.pg import fresh_schema
 
 BLUE, RED = PRODUCTS["chair-blue"], PRODUCTS["chair-red"]
 
@@ -96,11 +97,24 @@ def test_without_a_threshold_only_out_of_stock_turns_a_product_off():
     assert [threshold.live(Decimal(q), None) for q in (0, 1)] == [False, True]
 
 
-def test_the_state_survives_a_restart(og, tmp_path):
-    connector_for(og, tmp_path).push_availability([figure(1)])
-    again = connector_for(og, tmp_path)  # a new process on the same storage
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def storage(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/queue.sqlite3"
+    else:
+        yield from fresh_schema()
+
+
+def test_the_flag_is_shared_by_processes_and_survives_a_restart(og, tmp_path, storage):
+    first = connector_for(og, tmp_path, storage=storage)
+    first.push_availability([figure(1)])
+    first.close()
+    again = connector_for(og, tmp_path, storage=storage)  # a new process (or another host) on the same storage
     assert isinstance(again.push_availability([figure(3)])[0], Delivered)  # in the band: stays off
     assert og.flags_sent() == [(BLUE, False)]
+    assert again.push_availability([figure(4)])[0] == Delivered("live: true")
+    assert connector_for(og, tmp_path, storage=storage).push_availability([figure(3)])[0] == \
+        Delivered(f"unchanged: product {BLUE} stays live")
 
 
 # --- one answer, one outcome per product ----------------------------------------------------
@@ -175,3 +189,16 @@ def test_the_factory_refuses_another_auth_kind(og, tmp_path):
     mapping.connection.auth = mapping.connection.auth.model_copy(update={"kind": "bearer"})
     with pytest.raises(ConfigError, match="ordergroove_hmac"):
         connector_for(og, tmp_path, mapping=mapping)
+
+
+def test_the_registry_builds_it_from_the_example_mapping_with_the_vendors_throttle(tmp_path):
+    from erp_bridge.connectors import registry
+    from erp_bridge.connectors.ordergroove import OrdergrooveConnector
+    from erp_bridge.mapping.schema import SystemMapping
+    from erp_bridge.yamlpos import load_yaml_file
+    from tests.fakes.ordergroove import MAPPING_FILE, SECRETS
+    mapping = SystemMapping.model_validate(load_yaml_file(MAPPING_FILE).data)
+    assert (mapping.limits.rate_per_s, mapping.limits.burst) == (10, 10)  # 600 requests/min (Bulk Update)
+    connector = registry.build(mapping, SECRETS, storage_url=f"sqlite:///{tmp_path}/queue.sqlite3")
+    assert isinstance(connector, OrdergrooveConnector) and connector.capabilities == {"push_availability"}
+    connector.close()
