@@ -13,7 +13,16 @@ from erp_bridge.connectors.ordergroove import Threshold, authorization, signatur
 from erp_bridge.domain import Delivered, Figure
 from erp_bridge.errors import ConfigError, RejectedError, RetryableError
 from erp_bridge.mapping.schema import QuantityPolicy
-from tests.fakes.ordergroove import HASH_KEY, PRODUCTS, PUBLIC_ID, SIG_FIELD, FakeOrdergroove, connector_for, og_mapping
+from tests.fakes.ordergroove import (
+    HASH_KEY,
+    PRODUCTS,
+    PUBLIC_ID,
+    SECRETS,
+    SIG_FIELD,
+    FakeOrdergroove,
+    connector_for,
+    og_mapping,
+)
 from tests.fakes.served import Fault
 from tests.pg import fresh_schema
 
@@ -59,8 +68,7 @@ def test_every_request_is_signed_afresh_and_the_double_accepts_it(og, tmp_path):
                          ids=["forged", "stale"])
 def test_a_refused_signature_is_a_config_error_naming_the_secrets_never_their_values(og, tmp_path, clock_offset_s,
                                                                                     hash_key, monkeypatch):
-    monkeypatch.setitem(__import__("tests.fakes.ordergroove", fromlist=["SECRETS"]).SECRETS,
-                        "ordergroove_hash_key", hash_key)
+    monkeypatch.setitem(SECRETS, "ordergroove_hash_key", hash_key)
     connector = connector_for(og, tmp_path, clock=lambda: time.time() + clock_offset_s)
     [outcome] = connector.push_availability([figure(0)])
     assert isinstance(outcome, ConfigError) and "ordergroove_hash_key" in str(outcome)
@@ -196,7 +204,7 @@ def test_the_registry_builds_it_from_the_example_mapping_with_the_vendors_thrott
     from erp_bridge.connectors.ordergroove import OrdergrooveConnector
     from erp_bridge.mapping.schema import SystemMapping
     from erp_bridge.yamlpos import load_yaml_file
-    from tests.fakes.ordergroove import MAPPING_FILE, SECRETS
+    from tests.fakes.ordergroove import MAPPING_FILE
     mapping = SystemMapping.model_validate(load_yaml_file(MAPPING_FILE).data)
     assert (mapping.limits.rate_per_s, mapping.limits.burst) == (10, 10)  # 600 requests/min (Bulk Update)
     connector = registry.build(mapping, SECRETS, storage_url=f"sqlite:///{tmp_path}/queue.sqlite3")
