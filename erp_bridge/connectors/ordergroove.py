@@ -63,7 +63,7 @@ class OrdergrooveSignature(Strategy):
 
     def __init__(self, public_id: str, sig_field: str, hash_key: str, clock: Callable[[], float] = time.time):
         self._public_id, self._sig_field, self._hash_key, self._clock = public_id, sig_field, hash_key, clock
-        self.secret_values = (hash_key,)
+        self.secret_values = (hash_key, public_id, sig_field)  # all three are configured as secrets
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         ts = int(self._clock())
