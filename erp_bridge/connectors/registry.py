@@ -51,6 +51,9 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("square", ".square", summary="Square Inventory API (POS and online)"),
     Kind("woocommerce", ".woocommerce.connector", summary="WooCommerce REST API v3"),
     Kind("bigcommerce", ".bigcommerce.connector", summary="BigCommerce Inventory API (V3) and orders (V2)"),
+    # Bulk Update is throttled at 600 requests/min; every REST endpoint at 6,000/min per IP
+    Kind("ordergroove", ".ordergroove", summary="Ordergroove product live flag (Real Time Stock Update)",
+         limits={"rate_per_s": 10, "burst": 10}),
     Kind("http_json", ".http_json", summary="a custom JSON endpoint"),
     Kind("pull", "..sync.pull", "client_from_context", "a store that pulls availability"),
 )}

@@ -19,14 +19,16 @@ AUTH_SECRETS = {
     "oauth1_tba": ("consumer_key", "consumer_secret", "token_id", "token_secret"),
     "azure_ad_client_credentials": ("client_id", "client_secret"),
     "inventory_visibility": ("client_id", "client_secret"),
+    "ordergroove_hmac": ("public_id", "sig_field", "hash_key"),
 }
 OPTIONAL_SECRETS = {"oauth1_tba": ("account",)}
 ROLE_TRIGGERS = {"mirror": ("move_in", "move_out"), "channel": ("availability",),
                  "system_of_record": ("decrement", "increment"), "pull_client": ()}
 #: connectors that build their own requests when a mapping has none (a generic JSON target)
 # Connectors that speak a fixed protocol of their own (http_json: its JSON shape; odoo: the
-# stock_sync_bridge module's API over odoorpc), so their mappings hold no request bodies.
-SELF_BUILDING = ("http_json", "odoo")
+# stock_sync_bridge module's API over odoorpc; ordergroove: a JSON array of live flags the engine
+# cannot build), so their mappings hold no request bodies.
+SELF_BUILDING = ("http_json", "odoo", "ordergroove")
 KEYED_STRATEGIES = ("reference_field", "external_id", "header", "body_id")
 
 

@@ -41,6 +41,9 @@ def preview(system: str, event_file: Path, mappings_dir: Path, *, now: datetime 
     if mapping.connector == "netsuite":  # the SOAP envelope (or the REST upsert) as the connector sends it
         from ..connectors.netsuite import describe
         return describe(mapping, mappings.lookups, events, now=now or datetime.now(UTC))
+    if mapping.connector == "ordergroove":  # a JSON array of live flags, decided by the threshold
+        from ..connectors.ordergroove import describe as describe_flags
+        return describe_flags(mapping, mappings.lookups, events)
     if mapping.connector == "dynamics365":  # journals go as one OData $batch changeset: show it as sent
         from ..connectors.dynamics365.finops import describe_batches
         return describe_batches(mapping, events, mappings.lookups, now=now or datetime.now(UTC),

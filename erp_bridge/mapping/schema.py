@@ -125,7 +125,8 @@ class Strict(BaseModel):
 
 
 AuthKind = Literal["none", "basic", "bearer", "header", "oauth2_client_credentials", "oauth2_refresh_token",
-                   "session_login", "oauth1_tba", "azure_ad_client_credentials", "inventory_visibility"]
+                   "session_login", "oauth1_tba", "azure_ad_client_credentials", "inventory_visibility",
+                   "ordergroove_hmac"]
 
 
 class Auth(Strict):
@@ -243,6 +244,10 @@ class QuantityPolicy(Strict):
     max_listed: NonNegative | None = None
     integer: bool = True
     low_stock_threshold: NonNegative | None = None
+    #: channels that switch a product off at the threshold (Ordergroove's ``live``) switch it back on
+    #: only at threshold + hysteresis, so a figure hovering at the threshold does not flap; 0: as
+    #: soon as the figure is above the threshold (docs/connectors/ordergroove.md)
+    low_stock_hysteresis: NonNegative = Decimal(0)
 
 
 class Idempotency(Strict):
