@@ -87,8 +87,9 @@ def test_decrements_and_increments_become_issues_and_receipts_once(sap, sl):
 
 
 @pytest.mark.parametrize("role, capabilities", [
-    ("mirror", {Capability.POST_MOVES, Capability.READ_AVAILABILITY}),  # read for reconciliation
-    ("system_of_record", {Capability.READ_AVAILABILITY, Capability.APPLY_STOCK_CHANGES}),
+    # read and audited for reconciliation
+    ("mirror", {Capability.POST_MOVES, Capability.READ_AVAILABILITY, Capability.AUDIT_DOCUMENTS}),
+    ("system_of_record", {Capability.READ_AVAILABILITY, Capability.APPLY_STOCK_CHANGES, Capability.AUDIT_DOCUMENTS}),
 ], ids=["mirror", "system-of-record"])
 def test_capabilities_follow_the_role_in_the_mapping(sl, tmp_path, role, capabilities):
     settings = Settings(data_dir=str(tmp_path), secrets={"sap_b1_user": "manager", "sap_b1_password": "secret"})
