@@ -187,11 +187,8 @@ def _poller_statuses(storage_url: str) -> list[dict]:
     """What every channel poller (any process) stored about its progress (runtime/polling.py)."""
     from .connectors.runtime.inbox import Inbox
     from .connectors.runtime.polling import statuses
-    from .storage import SQLITE, engine
 
-    if engine(storage_url) != SQLITE:  # channels that keep an inbox refuse PostgreSQL (for now)
-        return []
-    inbox = Inbox(storage_url, "-")
+    inbox = Inbox(storage_url, "-")  # the SQLite file or the PostgreSQL database: every process's cursors
     try:
         return statuses(inbox)
     finally:

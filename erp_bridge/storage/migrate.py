@@ -24,12 +24,13 @@ def migrate_storage(url: str) -> str:
 
 def _sqlite(url: str) -> str:
     """SQLite creates its tables when opened: opening each store once is its migration."""
+    from ..connectors.runtime.inbox import Inbox
     from ..connectors.runtime.ledger import Ledger
     from ..queue.sqlite import SQLiteQueue
     from ..sync.figures import FigureStore
 
     path = sqlite_path(url)
     path.parent.mkdir(parents=True, exist_ok=True)
-    for store in (SQLiteQueue(path), Ledger(url, "-"), FigureStore(url)):
+    for store in (SQLiteQueue(path), Ledger(url, "-"), FigureStore(url), Inbox(url, "-")):
         store.close()
-    return f"storage {url}: queue, figure and ledger tables present"
+    return f"storage {url}: queue, figure, ledger and inbox tables present"
