@@ -5,7 +5,8 @@ Business One as the system of record (Service Layer fake), BigCommerce on its fa
 BigCommerce retries an order callback to the other host and sends a status update to it as well:
 the callback is stored once in the shared inbox, the order's lines are counted once, and SAP is
 decremented once. ``erp-bridge status`` (another process) shows every channel poller's progress
-from the database. Skipped, with the reason, when no PostgreSQL is reachable (tests/pg.py).
+from the database; ``erp-bridge db migrate --inbox-from`` carries a SQLite queue's inboxes over.
+Skipped, with the reason, when no PostgreSQL is reachable (tests/pg.py).
 """
 from __future__ import annotations
 
@@ -84,14 +85,32 @@ def test_status_shows_the_pollers_of_every_process_from_the_database(tmp_path, p
     window.commit(window.polled([], latest=None))
     window.failed("square: HTTP 503 from POST /v2/inventory/changes/batch-retrieve")
     inbox.close()
-    config = tmp_path / "bridge.yaml"
-    config.write_text(f"data_dir: data\nmappings_dir: {REPO / 'mappings'}\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ERP_BRIDGE_")}
-    status = subprocess.run([str(Path(sys.executable).with_name("erp-bridge")), "--config", str(config), "status",
-                             "--json"], capture_output=True, text=True, timeout=60,
-                            env={**env, "ERP_BRIDGE_QUEUE__URL": pg_url})
+    status = cli(tmp_path, pg_url, "status", "--json")
     assert status.returncode == 0, status.stderr
     [poller] = json.loads(status.stdout)["pollers"]
     assert (poller["system"], poller["resource"], poller["cursor"], poller["last_success"]) == (
         "square", "changes", "2026-11-30T10:00:00.000000Z", "2026-11-30T10:00:00.000000Z")
     assert poller["last_error"] == "square: HTTP 503 from POST /v2/inventory/changes/batch-retrieve"
+
+
+def test_db_migrate_carries_a_sqlite_queues_inboxes_over(tmp_path, pg_url):  # noqa: F811
+    old_url = f"sqlite:///{tmp_path}/old/queue.sqlite3"
+    old = Inbox(old_url, "woocommerce")
+    old.add("delivery-1", {"order": {"id": 7001}})
+    old.record("counted", ["woocommerce:7001:71"])
+    old.close()
+    migrated = cli(tmp_path, pg_url, "db", "migrate", "--inbox-from", old_url)
+    assert migrated.returncode == 0, migrated.stderr
+    assert "copied 1 references, 1 keys, 0 cursors" in migrated.stdout
+    new = Inbox(pg_url, "woocommerce")
+    assert [r.ref for r in new.due()] == ["delivery-1"] and new.seen("counted", "woocommerce:7001:71")
+    new.close()
+
+
+def cli(tmp_path: Path, url: str, *args: str) -> subprocess.CompletedProcess:
+    """``erp-bridge`` as an operator runs it, with ``url`` as queue.url."""
+    config = tmp_path / "bridge.yaml"
+    config.write_text(f"data_dir: data\nmappings_dir: {REPO / 'mappings'}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ERP_BRIDGE_")}
+    return subprocess.run([str(Path(sys.executable).with_name("erp-bridge")), "--config", str(config), *args],
+                          capture_output=True, text=True, timeout=60, env={**env, "ERP_BRIDGE_QUEUE__URL": url})

@@ -1,7 +1,8 @@
 """The channel inbox (connectors/runtime/inbox.py) on both storage engines: the SQLite file and the
 PostgreSQL database every host shares. Two processes recording the same keys at the same moment
 each get a key as new exactly once; two workers leasing one inbox never resolve the same reference
-at the same time; ``erp-bridge db migrate`` creates the inbox's tables.
+at the same time; ``erp-bridge db migrate`` creates the inbox's tables, and ``--inbox-from`` carries
+a SQLite queue's inboxes over to PostgreSQL.
 
 PostgreSQL cases skip, with the reason, when no server is reachable (tests/pg.py)."""
 from __future__ import annotations
@@ -12,11 +13,13 @@ import random
 from typing import Any
 
 import psycopg
+import pytest
 
 from erp_bridge.connectors.runtime.inbox import Inbox
-from erp_bridge.storage.migrate import migrate_storage
+from erp_bridge.errors import ConfigError
+from erp_bridge.storage.migrate import carry_inboxes, migrate_storage
 from tests.fakes.clock import FakeClock
-from tests.pg import other_host, storage_url  # noqa: F401 - fixture: SQLite, then PostgreSQL
+from tests.pg import other_host, pg_url, storage_url  # noqa: F401 - fixtures: SQLite, then PostgreSQL
 
 
 def test_a_lease_hands_each_reference_to_one_caller_until_it_is_done_retried_or_runs_out(storage_url):  # noqa: F811
@@ -133,3 +136,37 @@ def test_two_workers_leasing_one_inbox_resolve_each_reference_once(storage_url):
     assert sorted(first + second) == refs and not set(first) & set(second)
     assert inbox.pending() == []
     inbox.close()
+
+
+# --- moving from SQLite to PostgreSQL -----------------------------------------------------------
+@pytest.mark.postgres
+def test_moving_to_postgresql_carries_cursors_keys_and_references_over_once(tmp_path, pg_url):  # noqa: F811
+    old_url, clock = f"sqlite:///{tmp_path}/queue.sqlite3", FakeClock(1000.0)
+    old = Inbox(old_url, "bigcommerce", clock)
+    old.add("msg_done", {"order_id": 1})
+    old.done("msg_done")
+    old.add("msg_open", {"order_id": 2})
+    old.retry("msg_open", "HTTP 503", after_s=30)
+    old.record("counted", ["bigcommerce:1:11"])
+    old.advance("changes", "2026-11-30T10:00:00Z")
+    old.close()
+    migrate_storage(pg_url)
+    said = carry_inboxes(old_url, pg_url)
+    assert "copied 2 references, 1 keys, 1 cursors" in said and "(rows already there kept)" in said
+    assert "copied 0 references, 0 keys, 0 cursors" in carry_inboxes(old_url, pg_url)  # run again: nothing
+    new = Inbox(pg_url, "bigcommerce", clock)
+    assert new.add("msg_done", {"order_id": 1}) is False  # a late redelivery is still a duplicate
+    assert new.pending() == [("msg_open", 1, "HTTP 503")] and new.due() == []
+    clock.advance(30)
+    assert [r.payload for r in new.due()] == [{"order_id": 2}]
+    assert new.known("counted", ["bigcommerce:1:11"]) and new.cursor("changes") == "2026-11-30T10:00:00Z"
+    new.close()
+
+
+def test_carrying_inboxes_over_names_what_is_wrong(tmp_path):
+    pg = "postgresql://bridge:pg_pw_31415926@db.internal/bridge"
+    with pytest.raises(ConfigError, match=r"no such file .*old\.sqlite3 \(the old host's queue file\)"):
+        carry_inboxes(f"sqlite:///{tmp_path}/old.sqlite3", pg)
+    with pytest.raises(ConfigError, match="into a PostgreSQL queue.url") as wrong:
+        carry_inboxes(pg, f"sqlite:///{tmp_path}/new.sqlite3")
+    assert "pg_pw_31415926" not in str(wrong.value)
