@@ -193,7 +193,9 @@ class _SQLiteStore:
                                     "next_at) VALUES (?, ?, ?, ?, ?)", (system, ref, payload, now, now)).rowcount == 1
 
     def due(self, system: str, limit: int, now: float, lease_s: float) -> list[Row]:
-        with self._lock:
+        with self._lock:  # a lease writes: BEGIN IMMEDIATE, so another process cannot take the same rows
+            if lease_s <= 0:
+                return self._lease(system, limit, now, lease_s)
             return self._transaction(lambda: self._lease(system, limit, now, lease_s))
 
     def _lease(self, system: str, limit: int, now: float, lease_s: float) -> list[Row]:
