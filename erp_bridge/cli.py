@@ -94,14 +94,19 @@ def _add_dlq(sub) -> None:
 def _add_db(sub) -> None:
     db = sub.add_parser("db", help="storage (queue, figures, ledgers)").add_subparsers(
         dest="db_command", metavar="ACTION", required=True)
-    db.add_parser("migrate", help="bring the storage schema up to date (runs each migration once)"
-                  ).set_defaults(handler=cmd_db_migrate)
+    migrate = db.add_parser("migrate", help="bring the storage schema up to date (runs each migration once)")
+    migrate.add_argument("--inbox-from", metavar="SQLITE_URL", help="moving to PostgreSQL: also copy the channel "
+                         "inboxes (cursors, seen and counted keys, webhook references) of this SQLite queue")
+    migrate.set_defaults(handler=cmd_db_migrate)
 
 
 def cmd_db_migrate(args) -> int:
-    from .storage.migrate import migrate_storage
+    from .storage.migrate import carry_inboxes, migrate_storage
 
-    print(migrate_storage(_settings(args).queue_url))
+    url = _settings(args).queue_url
+    print(migrate_storage(url))
+    if args.inbox_from:
+        print(carry_inboxes(args.inbox_from, url))
     return 0
 
 
@@ -187,11 +192,8 @@ def _poller_statuses(storage_url: str) -> list[dict]:
     """What every channel poller (any process) stored about its progress (runtime/polling.py)."""
     from .connectors.runtime.inbox import Inbox
     from .connectors.runtime.polling import statuses
-    from .storage import SQLITE, engine
 
-    if engine(storage_url) != SQLITE:  # channels that keep an inbox refuse PostgreSQL (for now)
-        return []
-    inbox = Inbox(storage_url, "-")
+    inbox = Inbox(storage_url, "-")  # the SQLite file or the PostgreSQL database: every process's cursors
     try:
         return statuses(inbox)
     finally:

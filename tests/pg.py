@@ -77,3 +77,19 @@ def fresh_schema() -> Iterator[str]:
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     yield from fresh_schema()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def storage_url(request, tmp_path) -> Iterator[str]:
+    """The queue's storage on each engine in turn: a SQLite file in ``tmp_path``, then a fresh
+    PostgreSQL schema (skipped, or failed under ERP_BRIDGE_REQUIRE_PG=1, without a server)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/queue.sqlite3"
+    else:
+        yield from fresh_schema()
+
+
+def other_host(storage: str) -> str:
+    """The same storage as another process or host opens it: its own SQLite connection, or its
+    own PostgreSQL connection pool (the pools are kept per URL)."""
+    return storage if storage.startswith("sqlite") else storage + "&application_name=other-host"

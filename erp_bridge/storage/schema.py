@@ -64,9 +64,32 @@ CREATE TABLE bridge_ledger_moves (
 CREATE INDEX bridge_ledger_moves_document ON bridge_ledger_moves (system, document_key);
 """
 
+INBOX = """
+CREATE TABLE bridge_inbox_keys (
+    system text NOT NULL, kind text NOT NULL, key text NOT NULL,
+    created_at double precision NOT NULL,
+    PRIMARY KEY (system, kind, key)
+);
+CREATE TABLE bridge_inbox_cursors (
+    system text NOT NULL, name text NOT NULL, value text NOT NULL,
+    PRIMARY KEY (system, name)
+);
+-- payload: the JSON text the connector stored, read back as it was written (as in SQLite)
+CREATE TABLE bridge_inbox_references (
+    system text NOT NULL, ref text NOT NULL, payload text NOT NULL,
+    received_at double precision NOT NULL, attempts integer NOT NULL DEFAULT 0,
+    next_at double precision NOT NULL, last_error text, done_at double precision,
+    PRIMARY KEY (system, ref)
+);
+CREATE INDEX bridge_inbox_references_due ON bridge_inbox_references (system, next_at) WHERE done_at IS NULL;
+CREATE INDEX bridge_inbox_references_done ON bridge_inbox_references (system, done_at) WHERE done_at IS NOT NULL;
+CREATE INDEX bridge_inbox_keys_age ON bridge_inbox_keys (system, kind, created_at);
+"""
+
 #: (version, description, SQL)
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "queue: entries and attempts", QUEUE),
     (2, "pushed figures", FIGURES),
     (3, "connector ledgers", LEDGER),
+    (4, "channel inboxes: references, keys, cursors", INBOX),
 ]

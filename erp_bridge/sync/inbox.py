@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from ..connectors.runtime.inbox import Inbox, Reference
+from ..connectors.runtime.inbox import LEASE_S, Inbox, Reference
 from ..domain import Decrement, Increment
 from ..errors import BridgeError, RetryableError
 from ..queue.base import NewEntry
@@ -52,7 +52,7 @@ class InboxPoller(PollLoop):
 
     def run_once(self) -> int:
         """Resolve the due references; returns how many were handled."""
-        due = self.connector.inbox.due(BATCH)
+        due = self.connector.inbox.due(BATCH, lease_s=LEASE_S)  # other processes' pollers skip these
         for reference in due:
             self._resolve(reference)
         return len(due)

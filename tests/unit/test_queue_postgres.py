@@ -129,5 +129,9 @@ def test_db_migrate_applies_once_then_finds_nothing_to_do(pg_url, monkeypatch, t
     monkeypatch.setenv("ERP_BRIDGE_DATA_DIR", str(tmp_path))
     assert main(["db", "migrate"]) == 0
     assert main(["db", "migrate"]) == 0
+    from erp_bridge.storage.schema import MIGRATIONS
+
     first, second = capsys.readouterr().out.strip().splitlines()
-    assert "applied 1, 2, 3" in first and "nothing to apply; schema version 3" in second
+    versions = [version for version, _, _ in MIGRATIONS]  # every migration, the inboxes' (4) included
+    assert f"applied {', '.join(map(str, versions))};" in first
+    assert f"nothing to apply; schema version {versions[-1]}" in second

@@ -9,6 +9,7 @@ from erp_bridge.connectors.runtime.classify import Redactor, classify_response
 from erp_bridge.connectors.runtime.inbox import KEEP_DONE_S, Inbox
 from erp_bridge.errors import RetryableError
 from tests.fakes.clock import FakeClock
+from tests.pg import storage_url  # noqa: F401 - fixture: SQLite, then PostgreSQL
 
 
 def response(status: int, **headers: str) -> requests.Response:
@@ -28,9 +29,9 @@ def test_retry_after_wins_and_a_vendor_wait_fills_in_when_it_is_absent():
     assert isinstance(down, RetryableError) and down.after is None  # not the quota: the dispatcher's backoff
 
 
-def test_the_inbox_keeps_a_reference_once_until_done_and_retries_with_the_reason(tmp_path):
+def test_the_inbox_keeps_a_reference_once_until_done_and_retries_with_the_reason(storage_url):  # noqa: F811
     clock = FakeClock(1000.0)
-    url = f"sqlite:///{tmp_path / 'q.sqlite3'}"
+    url = storage_url
     inbox = Inbox(url, "bigcommerce", clock=clock)
     assert inbox.add("msg_1", {"order_id": 250}) is True
     assert inbox.add("msg_1", {"order_id": 250}) is False

@@ -1,5 +1,5 @@
-"""The connector half of the one durable poller (connectors/runtime/polling.py) on a real SQLite
-inbox: first pass starts now, overlap, seen ids, a cursor that never moves back, status."""
+"""The connector half of the one durable poller (connectors/runtime/polling.py) on a real inbox,
+SQLite then PostgreSQL: first pass starts now, overlap, seen ids, a cursor that never moves back, status."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
@@ -10,6 +10,7 @@ import pytest
 from erp_bridge.connectors.runtime.inbox import Inbox
 from erp_bridge.connectors.runtime.polling import PollWindow, parse_time, statuses
 from erp_bridge.domain import Decrement
+from tests.pg import other_host, storage_url  # noqa: F401 - fixture: SQLite, then PostgreSQL
 
 T0 = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
 
@@ -20,8 +21,8 @@ def clock():
 
 
 @pytest.fixture
-def inbox(tmp_path, clock):
-    box = Inbox(f"sqlite:///{tmp_path}/q.sqlite3", "amazon", clock=lambda: clock[0])
+def inbox(storage_url, clock):  # noqa: F811
+    box = Inbox(storage_url, "amazon", clock=lambda: clock[0])
     yield box
     box.close()
 
@@ -59,7 +60,7 @@ def test_the_cursor_never_moves_back_and_other_resources_are_apart(inbox, clock)
     assert returns.cursor() is None
 
 
-def test_status_says_how_far_behind_and_the_last_error_until_a_pass_succeeds(inbox, clock, tmp_path):
+def test_status_says_how_far_behind_and_the_last_error_until_a_pass_succeeds(inbox, clock):
     window = PollWindow(inbox, "orders", clock=lambda: clock[0])
     window.since()
     window.commit(window.polled([], latest=T0))
@@ -68,7 +69,7 @@ def test_status_says_how_far_behind_and_the_last_error_until_a_pass_succeeds(inb
     status = window.status()
     assert (status["lag_s"], status["last_error"], parse_time(status["last_success"])) == (
         90.0, "amazon: 429 QuotaExceeded, retry after 60 s", T0)
-    other = Inbox(f"sqlite:///{tmp_path}/q.sqlite3", "-")  # `erp-bridge status` in another process
+    other = Inbox(other_host(inbox.storage_url), "-")  # `erp-bridge status` in another process
     assert [(s["system"], s["resource"], s["lag_s"]) for s in statuses(other, clock=lambda: clock[0])] == [
         ("amazon", "orders", 90.0)]
     window.commit(window.polled([], latest=None))

@@ -1,5 +1,5 @@
 """The history poller (sync/channel_poll.py) and the inbox it relies on (connectors/runtime/inbox.py):
-the real Square connector on the fake Square, the real router and SQLite queue."""
+the real Square connector on the fake Square, the real router and queue, on SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 import time
@@ -7,37 +7,41 @@ import time
 import pytest
 
 from erp_bridge.connectors.runtime.inbox import Inbox
+from erp_bridge.queue import open_queue
 from erp_bridge.queue.base import RetryPolicy
-from erp_bridge.queue.sqlite import SQLiteQueue
 from erp_bridge.sync.channel_poll import ChannelPoller
 from erp_bridge.sync.router import Router
 from tests.fakes import square_spec
 from tests.fakes.square import NOTIFICATION_URL, FakeSquare, connector_for, example_mapping_set
+from tests.pg import other_host, storage_url  # noqa: F401 - fixture: SQLite, then PostgreSQL
 
 
-def test_inbox_records_once_across_instances_and_keeps_cursors(tmp_path):
-    url = f"sqlite:///{tmp_path}/q.sqlite3"
-    first, second = Inbox(url, "square"), Inbox(url, "square")
+def test_inbox_records_once_across_instances_and_keeps_cursors(storage_url):  # noqa: F811
+    url = storage_url
+    first, second = Inbox(url, "square"), Inbox(other_host(url), "square")
     assert first.record("notice", ["e1", "e2", "e1"]) == ["e1", "e2"]
     assert second.record("notice", ["e2", "e3"]) == ["e3"] and second.seen("notice", "e1")
-    assert not Inbox(url, "other").seen("notice", "e1")  # one inbox per system
+    other = Inbox(url, "other")
+    assert not other.seen("notice", "e1")  # one inbox per system
     first.advance("changes", "2026-11-30T10:00:00Z")
     assert second.cursor("changes") == "2026-11-30T10:00:00Z" and second.cursor("other") is None
     clock = [time.time() + 3600]
-    assert Inbox(url, "square", clock=lambda: clock[0]).forget("notice", 60) == 3
-    for inbox in (first, second):
+    later = Inbox(url, "square", clock=lambda: clock[0])
+    assert later.forget("notice", 60) == 3
+    for inbox in (first, second, other, later):
         inbox.close()
 
 
 @pytest.fixture
-def world(tmp_path):
+def world(tmp_path, storage_url):  # noqa: F811
     if not square_spec.available():
         pytest.skip("../shared/specs/square/api.json is not beside the repo")
+    square_spec.spec()  # parsed before the first request: the client's 0.5 s timeout is not for reading the spec
     with FakeSquare() as square:
         square.stock("chair-blue", 10)
         mappings = example_mapping_set(tmp_path / "m", square.url, with_odoo=True)
-        queue = SQLiteQueue(tmp_path / "q.sqlite3", RetryPolicy(max_attempts=3, base_s=1, jitter=0))
-        connector = connector_for(square, tmp_path / "m", storage_url=f"sqlite:///{tmp_path}/q.sqlite3")
+        queue = open_queue(storage_url, RetryPolicy(max_attempts=3, base_s=1, jitter=0))
+        connector = connector_for(square, tmp_path / "m", storage_url=storage_url)
         yield square, queue, connector, Router(mappings)
         connector.close()
         queue.close()
