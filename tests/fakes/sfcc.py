@@ -214,9 +214,12 @@ def _json(raw: bytes) -> Any:
         return None
 
 
-def example_mapping_set(directory, url: str, timeout_s: float = 0.5, batch_size: int | None = None):
-    """mappings/sfcc.yaml, copied to ``directory`` with the fake's URL for every host it names."""
+def example_mapping_set(directory, url: str, timeout_s: float = 0.5, batch_size: int | None = None,
+                        with_odoo: bool = False):
+    """mappings/sfcc.yaml, copied to ``directory`` with the fake's URL for every host it names
+    (``with_odoo``: plus the Odoo mapping, the system of record)."""
     import re
+    import shutil
     from pathlib import Path
 
     from erp_bridge.mapping.loader import load_mappings
@@ -229,6 +232,8 @@ def example_mapping_set(directory, url: str, timeout_s: float = 0.5, batch_size:
     if batch_size is not None:
         text = re.sub(r"batch_size: \d+", f"batch_size: {batch_size}", text)
     (directory / "sfcc.yaml").write_text(text, encoding="utf-8")
+    if with_odoo:
+        shutil.copy(source / "odoo.yaml", directory / "odoo.yaml")
     return load_mappings(directory)
 
 
