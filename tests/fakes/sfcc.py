@@ -50,6 +50,9 @@ def problem(kind: str, title: str, detail: str) -> dict:
 
 RATE_LIMITED = Fault(429, {"Retry-After": "1"}, problem("rate-limit-exceeded", "Too Many Requests",
                                                         "The client exceeded the request rate limit."))
+#: SCAPI's load shedding ("Load Shedding and Rate Limiting"): 503 with the capacity headers (OCI only rate-limits)
+LOAD_SHED = Fault(503, {"sfdc_load": "96", "sfdc_load_status": "THROTTLE"},
+                  problem("service-unavailable", "Service Unavailable", "The service is overloaded."), path=ORDERS_PATH)
 
 
 def stamp(moment: datetime) -> str:

@@ -17,6 +17,7 @@ from tests.fakes.sfcc import (
     BATCH_PATH,
     CLIENT_ID,
     CLIENT_SECRET,
+    LOAD_SHED,
     LOCATION,
     ORDERS_PATH,
     RATE_LIMITED,
@@ -189,8 +190,7 @@ def test_pages_go_on_from_the_last_order_read_even_when_orders_share_a_timestamp
 def test_a_failed_pass_commits_nothing_and_shows_in_the_status(sfcc, fake):
     poll(sfcc)
     fake.place("00000009", {"stool": 4})
-    fake.fail_next(Fault(503, {"Retry-After": "2"}, problem("service-unavailable", "Service Unavailable", "load"),
-                         path=ORDERS_PATH))
+    fake.fail_next(LOAD_SHED)
     with pytest.raises(RetryableError) as raised:
         sfcc.poll_changes()
     sfcc.poll_failed(str(raised.value))
