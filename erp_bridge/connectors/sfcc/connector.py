@@ -114,8 +114,9 @@ class SfccConnector:
         return build_requests(figure, self._mapping, tables, now=now, new_id=lambda: "")[0]
 
     def _push(self, batch: list[Row], outcomes: list) -> RetryableError | None:
-        """One batch-update; a batch refused as a whole (400) is sent again record by record."""
-        reply = self._send(batch)
+        """One batch-update; a batch refused as a whole (a 400, or an error that names no record)
+        is sent again record by record, so each record gets its own outcome."""
+        reply = _unattributed(self._send(batch))
         if isinstance(reply, RejectedError) and len(batch) > 1:
             for n, row in enumerate(batch):
                 down = self._push([row], outcomes)
@@ -232,17 +233,25 @@ def _records(system: str, request: HttpRequest) -> list[dict[str, Any]]:
                           ) from None
 
 
+def _unattributed(reply: Reply | BridgeError) -> Reply | BridgeError:
+    """A 2xx whose error section names no record (the whole request failed): a refusal."""
+    if isinstance(reply, Reply) and "" in (refused := refused_records(reply.body)):
+        return RejectedError(f"OCI batch-update answered {reply.status} with an error for no record: {refused['']}")
+    return reply
+
+
 def refused_records(body: Any) -> dict[str, str]:
-    """actionRequestId -> OCI's reason, for the records an answer's error section lists."""
+    """actionRequestId -> OCI's reason, for the records an answer's error section lists ("": an
+    error that names no record)."""
     refused: dict[str, str] = {}
     if not isinstance(body, Mapping):
         return refused
     for name, items in body.items():
         if ("error" not in name.lower() and "fail" not in name.lower()) or not isinstance(items, list):
             continue
-        for item in (i for i in items if isinstance(i, Mapping) and i.get("actionRequestId")):
+        for item in (i for i in items if isinstance(i, Mapping)):
             said = item.get("message") or item.get("errorMessage") or item.get("detail") or item.get("errorCode")
-            refused[str(item["actionRequestId"])] = str(said or "refused (no message)")
+            refused[str(item.get("actionRequestId") or "")] = str(said or "refused (no message)")
     return refused
 
 

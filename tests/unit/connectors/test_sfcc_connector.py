@@ -153,6 +153,16 @@ def test_refused_records_reads_the_error_section_only():
             "failedRecords": [{"actionRequestId": "c", "errorCode": "InvalidQuantity"}]}
     assert refused_records(body) == {"b": "no such SKU", "c": "InvalidQuantity"}
     assert refused_records(None) == {} and refused_records({"errors": "x"}) == {}
+    assert refused_records({"errors": [{"message": "tenant locked"}]}) == {"": "tenant locked"}
+
+
+def test_an_error_that_names_no_record_refuses_the_batch_and_each_record_is_tried_alone(sfcc, fake):
+    fake.fail_next(Fault(200, body={"records": [], "errors": [{"errorCode": "InternalError", "message": "try later"}]},
+                         path=BATCH_PATH))
+    assert sfcc.push_availability([figure("chair-blue", "1"), figure("stool", "2")]) == [Delivered("on hand set")] * 2
+    fake.fail_next(Fault(200, body={"errors": [{"message": "tenant locked"}]}, path=BATCH_PATH))
+    (alone,) = sfcc.push_availability([figure("stool", "3")])
+    assert isinstance(alone, RejectedError) and "error for no record: tenant locked" in str(alone)
 
 
 # -- sales in ------------------------------------------------------------------------------------
