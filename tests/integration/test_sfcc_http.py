@@ -155,3 +155,50 @@ def test_an_order_reaches_the_system_of_record_once_through_re_reads_a_restart_a
                    for r in sor.received if r.path == "stock-changes" and r.status == 200]
         assert applied == [("decrement", "chair-blue", "WH/Stock", "2"), ("increment", "chair-blue", "WH/Stock", "2")]
         queue.close()
+
+
+def test_the_whole_bridge_polls_sfcc_and_applies_an_order_once_across_a_restart(fake, tmp_path, monkeypatch):
+    """build_runtime picks the sfcc poller up by its capability alone (runtime.py knows no SFCC);
+    ``nudge`` stands for the 30-second interval elapsing."""
+    from erp_bridge.connectors.runtime.inbox import Inbox
+    from erp_bridge.connectors.runtime.polling import statuses
+    from erp_bridge.runtime import build_runtime
+    from erp_bridge.settings import load_settings
+    from tests.integration.channels import eventually
+    for key in ("ERP_BRIDGE_ADMIN_TOKEN", "CREDENTIALS_DIRECTORY"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("ERP_BRIDGE_SECRETS__SFCC_CLIENT_ID", "a7c1e2f0-5b6d-4e3f-9a8b-0c1d2e3f4a5b")
+    monkeypatch.setenv("ERP_BRIDGE_SECRETS__SFCC_CLIENT_SECRET", CLIENT_SECRET)
+    with FakeTarget() as sor:
+        example_mapping_set(tmp_path / "mappings", fake.url)
+        (tmp_path / "mappings" / "sor.yaml").write_text(SOR.format(url=sor.url))
+        config = tmp_path / "bridge.yaml"
+        config.write_text("data_dir: data\nmappings_dir: mappings\n"
+                          "workers: {count: 1, poll_interval_s: 0.05, outbox_poll_s: 0.2}\n")
+
+        def decrements() -> list[str]:
+            return [r.key for r in sor.received if r.path == "stock-changes" and r.status == 200]
+
+        def pollers() -> list[dict]:
+            inbox = Inbox(runtime.settings.queue_url, "sfcc")
+            try:
+                return [s for s in statuses(inbox) if s["system"] == "sfcc"]
+            finally:
+                inbox.close()
+
+        runtime = build_runtime(load_settings(config))
+        assert isinstance(runtime.pollers["sfcc"], ChannelPoller)
+        runtime.start()
+        assert eventually(lambda: pollers() != [], 10)  # the first pass started the window
+        fake.place("00002000", {"CHAIR-BLUE-01": 1, "stool": 2})
+        runtime.pollers["sfcc"].nudge()
+        assert eventually(lambda: len(decrements()) == 2, 15)
+        runtime.stop()
+        runtime = build_runtime(load_settings(config))  # a restart
+        runtime.start()
+        runtime.pollers["sfcc"].nudge()
+        time.sleep(1.0)
+        runtime.stop()
+        assert sorted(decrements()) == ["sfcc:00002000:00002000-0", "sfcc:00002000:00002000-1"]
+        (status,) = pollers()
+        assert status["resource"] == "orders:RefArch" and status["last_error"] is None
