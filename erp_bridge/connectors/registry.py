@@ -54,6 +54,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     # Bulk Update is throttled at 600 requests/min; every REST endpoint at 6,000/min per IP
     Kind("ordergroove", ".ordergroove", summary="Ordergroove product live flag (Real Time Stock Update)",
          limits={"rate_per_s": 10, "burst": 10}),
+    Kind("sfcc", ".sfcc", summary="Salesforce B2C Commerce: Omnichannel Inventory out, SCAPI orders polled"),
     Kind("http_json", ".http_json", summary="a custom JSON endpoint"),
     Kind("pull", "..sync.pull", "client_from_context", "a store that pulls availability"),
 )}

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import msal
 import msal.exceptions
@@ -145,14 +145,19 @@ class Renewing(Strategy):
 
 
 class OAuth2(Renewing):
-    """OAuth 2 access tokens from a token endpoint: client credentials or a refresh token."""
+    """OAuth 2 access tokens from a token endpoint: client credentials or a refresh token.
+
+    ``client_auth``: how the client authenticates to the token endpoint (RFC 6749 §2.3.1):
+    ``body`` (client_id and client_secret in the form) or ``basic`` (an HTTP Basic header, the
+    one every server must accept; Salesforce Account Manager documents only this one)."""
 
     def __init__(self, token_url: str, client_id: str, client_secret: str, *, refresh_token: str | None = None,
                  scope: str | None = None, header: str = "Authorization", prefix: str = "Bearer ",
                  timeout_s: float = 10.0, names: str = "", clock: Callable[[], float] = time.monotonic,
-                 transient_errors: Collection[str] = ()):
+                 transient_errors: Collection[str] = (), client_auth: Literal["body", "basic"] = "body"):
         super().__init__(header, prefix, clock)
         self.token_url, self._scope, self._names = token_url, scope, names
+        self._basic = HTTPBasicAuth(client_id, client_secret) if client_auth == "basic" else None
         self._transient = TRANSIENT_TOKEN_ERRORS | frozenset(transient_errors)
         self._client_id, self._client_secret, self._refresh_token = client_id, client_secret, refresh_token
         self._timeout = (min(CONNECT_TIMEOUT_S, timeout_s), timeout_s)
@@ -164,7 +169,7 @@ class OAuth2(Renewing):
         client, body = self._request_body()
         what = f"POST {self.token_url} (token)"
         try:
-            response = self._http.post(self.token_url, data=body, timeout=self._timeout, headers={
+            response = self._http.post(self.token_url, data=body, timeout=self._timeout, auth=self._basic, headers={
                 "Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"})
         except requests.RequestException as exc:
             raise transport_error(exc, what) from None
@@ -193,6 +198,8 @@ class OAuth2(Renewing):
             return client, client.prepare_refresh_body(refresh_token=self._refresh_token, scope=self._scope,
                                                        client_id=self._client_id, client_secret=self._client_secret)
         client = BackendApplicationClient(self._client_id)
+        if self._basic is not None:  # the credentials travel in the Authorization header only
+            return client, client.prepare_request_body(scope=self._scope, include_client_id=False)
         return client, client.prepare_request_body(scope=self._scope, include_client_id=True,
                                                    client_secret=self._client_secret)
 
