@@ -51,6 +51,9 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("square", ".square", summary="Square Inventory API (POS and online)"),
     Kind("woocommerce", ".woocommerce.connector", summary="WooCommerce REST API v3"),
     Kind("bigcommerce", ".bigcommerce.connector", summary="BigCommerce Inventory API (V3) and orders (V2)"),
+    # PrestaShop publishes no rate limit (the shop's host may answer 429/503): one call at a time
+    Kind("prestashop", ".prestashop", summary="PrestaShop webservice (XML): stock_availables out, orders polled",
+         limits={"concurrency": 1, "rate_per_s": 5, "burst": 10}),
     Kind("http_json", ".http_json", summary="a custom JSON endpoint"),
     Kind("pull", "..sync.pull", "client_from_context", "a store that pulls availability"),
 )}
