@@ -211,3 +211,28 @@ def test_the_cursor_is_utc_while_the_shop_writes_its_own_time(shop, connector):
     [status] = connector.poll_status()
     cursor = datetime.fromisoformat(str(status["cursor"]).replace("Z", "+00:00"))
     assert abs((cursor - datetime.now(UTC)).total_seconds() - 5) < 3  # not an hour off
+
+
+def test_a_lost_answer_is_retried_and_finds_the_quantity_already_set(shop, connector):
+    shop.add_stock(12, 0, 4)
+    shop.served.fail_next(Fault(drop="after_commit", path="stock_availables/"))
+    [lost] = connector.push_availability([figure("chair-blue", "9")])
+    assert isinstance(lost, RetryableError) and shop.quantity(12) == 9  # applied, answer lost
+    assert connector.push_availability([figure("chair-blue", "9")]) == [Delivered("unchanged")]
+    assert shop.puts == 1
+
+
+def test_a_hanging_shop_times_out_as_retryable(shop, connector):
+    shop.add_stock(12, 0, 4)
+    shop.served.fail_next(Fault(hang_s=1.5, status=200))
+    [result] = connector.push_availability([figure("chair-blue", "2")])
+    assert isinstance(result, RetryableError) and "timed out" in str(result)
+    assert shop.quantity(12) == 4
+
+
+def test_a_php_notice_before_the_xml_is_retried_with_a_clear_reason(shop, connector):
+    connector.commit_poll(connector.poll_changes())
+    shop.served.fail_next(Fault(200, {"Content-Type": "text/xml"}, b"<br />\n<b>Notice</b>: Undefined index<?xml",
+                                path="/orders"))
+    with pytest.raises(RetryableError, match="not XML .*check the shop's error log"):
+        connector.poll_changes()
