@@ -115,3 +115,18 @@ def test_the_poll_window_is_written_in_shop_time():
     assert from_shop_time("2026-07-01 14:00:00", ZoneInfo("Europe/Paris")) == moment
     assert from_shop_time("0000-00-00 00:00:00", ZoneInfo("UTC")) is None
     assert moment - timedelta(hours=2) == from_shop_time("2026-07-01 12:00:00", ZoneInfo("Europe/Paris"))
+
+
+def test_the_connector_reads_the_documented_xml_cdata_and_xlink_included():
+    """getting-started.md, "Read a resource": values in CDATA, ids with an ``xlink:href`` attribute;
+    stock_availables.md's blank schema read as a resource gives back every field, empty."""
+    from erp_bridge.connectors.prestashop import webservice
+    blank = docs.page("stock_availables").split("```xml", 1)[1].split("```", 1)[0].encode()
+    assert webservice.resource(blank, "stock_available") == dict.fromkeys(docs.blank("stock_availables"), "")
+    sample = (b'<?xml version="1.0" encoding="UTF-8"?><prestashop xmlns:xlink="http://www.w3.org/1999/xlink">'
+              b'<stock_availables><stock_available><id><![CDATA[5]]></id>'
+              b'<id_product xlink:href="http://example.com/api/products/12"><![CDATA[12]]></id_product>'
+              b'<quantity><![CDATA[3]]></quantity><location></location></stock_available></stock_availables>'
+              b'</prestashop>')
+    assert webservice.listing(sample, "stock_availables", "stock_available") == [
+        {"id": "5", "id_product": "12", "quantity": "3", "location": ""}]
