@@ -57,6 +57,8 @@ class FakePrestaShop:
         self.requests: list[dict[str, Any]] = []
         self.violations: list[str] = []
         self.puts = 0
+        #: seconds each order_details page takes (a slow shop: a pass lasts long enough to be killed in)
+        self.details_delay_s = 0.0
 
     @property
     def url(self) -> str:
@@ -127,6 +129,8 @@ class FakePrestaShop:
             self.violations += problems
             return 400, {}, error_body(32, "; ".join(problems))
         params = dict(parse_qsl(urlsplit(url).query))
+        if plural == "order_details":
+            time.sleep(self.details_delay_s)
         rows = self._rows(plural, params)
         rows = [r for r in rows if all(_matches(r.get(m.group(1), ""), v) for k, v in params.items()
                                        if (m := re.fullmatch(r"filter\[(\w+)\]", k)))]
