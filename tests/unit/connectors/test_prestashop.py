@@ -236,3 +236,27 @@ def test_a_php_notice_before_the_xml_is_retried_with_a_clear_reason(shop, connec
                                 path="/orders"))
     with pytest.raises(RetryableError, match="not XML .*check the shop's error log"):
         connector.poll_changes()
+
+
+
+@pytest.mark.parametrize("old, new, says", [
+    ("      username: prestashop_webservice_key",
+     "      password: prestashop_password\n      username: prestashop_webservice_key",
+     "connection.auth.secrets.password: basic auth takes no 'password' \\(takes: username\\)"),
+    ('      code: "1"', '      code: "main"', "locations.map codes are PrestaShop shop ids"),
+    ('restock_statuses: ["6"]', 'restock_statuses: ["6", "2"]',
+     "order state 2 is in both polling.sale_statuses and polling.restock_statuses"),
+], ids=["a-password-named", "a-shop-code-not-an-id", "a-state-in-both-lists"])
+def test_the_factory_refuses_a_mapping_it_cannot_run_and_says_which_key(shop, tmp_path, old, new, says):
+    from erp_bridge.connectors import registry
+    from erp_bridge.mapping.loader import load_mappings
+    from tests.fakes.prestashop import example_mapping_set
+    example_mapping_set(tmp_path, shop.url)
+    text = (tmp_path / "prestashop.yaml").read_text(encoding="utf-8")
+    assert old in text
+    (tmp_path / "prestashop.yaml").write_text(text.replace(old, new), encoding="utf-8")
+    with pytest.raises(ConfigError, match=says):
+        mappings = load_mappings(tmp_path)
+        registry.build(mappings.systems["prestashop"], {"prestashop_webservice_key": shop.key,
+                                                         "prestashop_password": "x"}, mappings.lookups,
+                       storage_url=f"sqlite:///{tmp_path}/q.sqlite3")
