@@ -55,6 +55,9 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("ordergroove", ".ordergroove", summary="Ordergroove product live flag (Real Time Stock Update)",
          limits={"rate_per_s": 10, "burst": 10}),
     Kind("sfcc", ".sfcc", summary="Salesforce B2C Commerce: Omnichannel Inventory out, SCAPI orders polled"),
+    # PrestaShop publishes no rate limit (the shop's host may answer 429/503): one call at a time
+    Kind("prestashop", ".prestashop", summary="PrestaShop webservice (XML): stock_availables out, orders polled",
+         limits={"concurrency": 1, "rate_per_s": 5, "burst": 10}),
     Kind("http_json", ".http_json", summary="a custom JSON endpoint"),
     Kind("pull", "..sync.pull", "client_from_context", "a store that pulls availability"),
 )}

@@ -28,7 +28,10 @@ ROLE_TRIGGERS = {"mirror": ("move_in", "move_out"), "channel": ("availability",)
 # Connectors that speak a fixed protocol of their own (http_json: its JSON shape; odoo: the
 # stock_sync_bridge module's API over odoorpc; ordergroove: a JSON array of live flags the engine
 # cannot build), so their mappings hold no request bodies.
-SELF_BUILDING = ("http_json", "odoo", "ordergroove")
+# PrestaShop: the webservice takes the whole stock_available resource back, as it holds it.
+SELF_BUILDING = ("http_json", "odoo", "ordergroove", "prestashop")
+#: systems whose HTTP Basic username is the whole credential (an API key) and whose password is empty
+KEY_AS_USERNAME = ("prestashop",)
 KEYED_STRATEGIES = ("reference_field", "external_id", "header", "body_id")
 
 
@@ -53,6 +56,8 @@ def secret_message(name: str) -> str:
 def _auth(m: SystemMapping) -> Found:
     auth, at = m.connection.auth, ("connection", "auth")
     needed = AUTH_SECRETS[auth.kind]
+    if auth.kind == "basic" and m.connector in KEY_AS_USERNAME:
+        needed = ("username",)
     for role in needed:
         if role not in auth.secrets:
             yield (*at, "secrets"), f"{auth.kind} auth needs a secret name for '{role}'"

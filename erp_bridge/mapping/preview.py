@@ -48,6 +48,9 @@ def preview(system: str, event_file: Path, mappings_dir: Path, *, now: datetime 
         from ..connectors.dynamics365.finops import describe_batches
         return describe_batches(mapping, events, mappings.lookups, now=now or datetime.now(UTC),
                                 new_id=new_id or (lambda: str(uuid.uuid4()))) + "\n"
+    if mapping.connector == "prestashop":  # the full stock_available is read, then PUT back as XML
+        from ..connectors.prestashop.connector import describe as describe_stock
+        return describe_stock(mapping, mappings.lookups.get(system), events)
     requests = build_requests(events, mapping, mappings.lookups, now=now or datetime.now(UTC),
                               new_id=new_id or (lambda: str(uuid.uuid4())))
     if mapping.connector == "dynamics365_iv":  # several change events go as one <path>/bulk

@@ -314,6 +314,19 @@ class Webhooks(Strict):
     restock_statuses: list[Code] | None = Field(default=None, min_length=1)
 
 
+class Polling(Strict):
+    """Sales read by polling the platform's orders, for platforms without webhooks (PrestaShop):
+    which of its order states count. Order state ids for PrestaShop (``current_state``); unset:
+    the platform's default, see docs/connectors/<system>.md."""
+
+    #: states in which an order's lines are sold (each line decremented once)
+    sale_statuses: list[Code] | None = Field(default=None, min_length=1)
+    #: states that give the stock back (a cancelled or refunded order): each line incremented once
+    restock_statuses: list[Code] | None = Field(default=None, min_length=1)
+    #: how far before its cursor each pass re-reads, so an order saved late is not skipped
+    overlap_s: float = Field(default=300, ge=0, le=86400)
+
+
 class PullMessages(Strict):
     """What the shopper reads (``Inventory-Message``); ``{available}`` and ``{requested}`` are filled in."""
 
@@ -374,6 +387,7 @@ class SystemMapping(Strict):
     writes: Writes = Writes()
     requests: dict[Name, RequestSpec] = {}
     webhooks: Webhooks | None = None
+    polling: Polling | None = None
     pull: Pull | None = None
 
     _compiled: Any = PrivateAttr(default=None)

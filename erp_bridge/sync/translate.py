@@ -15,7 +15,8 @@ def to_internal(mappings, change: ChannelChange) -> ChannelChange:
     file = mappings.files.get(mapping.system, f"mappings/{mapping.system}.yaml")
     if location is None:
         raise RejectedError(f"{change.channel} location {change.location!r} is not in {file} locations.map "
-                            f"(or maps to several internal locations and none is primary)")
+                            f"(or maps to several internal locations and none is primary): add "
+                            f"{{internal: <the stock location it sells from>, code: {change.location}}}")
     binder = Binder(mapping, mappings.lookups.get(mapping.system), file)
     return change.model_copy(update={"item": binder.channel_sku(change.item), "location": location})
 

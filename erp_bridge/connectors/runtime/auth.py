@@ -75,7 +75,8 @@ class StaticHeader(Strategy):
 class Basic(Strategy):
     def __init__(self, username: str, password: str):
         self._basic = HTTPBasicAuth(username, password)
-        self.secret_values = (password,)
+        # without a password the username is the credential (an API key: PrestaShop), so it is masked too
+        self.secret_values = (password,) if password else (username,)
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         return self._basic(request)
@@ -321,8 +322,8 @@ def build(auth: Auth, secret: Secret, *, timeout_s: float = 10.0, realm: str | N
     if kind in ("bearer", "header"):
         prefix = auth.prefix if auth.prefix is not None else ("Bearer " if kind == "bearer" else "")
         return StaticHeader(auth.header, prefix, value("token"))
-    if kind == "basic":
-        return Basic(value("username"), value("password"))
+    if kind == "basic":  # no password named: an API key as the username (mapping/checks.KEY_AS_USERNAME)
+        return Basic(value("username"), value("password") if "password" in names else "")
     if kind == "oauth1_tba":
         account = secret(names["account"]) if "account" in names else realm
         return OAuth1Tba(value("consumer_key"), value("consumer_secret"), value("token_id"), value("token_secret"),

@@ -13,6 +13,7 @@ gets another key (Shopify refuses a key reused with different variables).
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import uuid
 from collections.abc import Mapping, Sequence
@@ -33,6 +34,8 @@ from ..base import Capability
 from ..runtime.context import ConnectorContext
 from . import webhooks
 from .graphql import Transport
+
+log = logging.getLogger(__name__)
 
 #: fixed, so the same content gives the same key in every process and after a restart
 KEY_NAMESPACE = uuid.UUID("5f0c3a62-2f4e-4c1e-9a53-7b1d0f6e2b10")
@@ -265,7 +268,16 @@ class ShopifyConnector:
         if self._webhook_secret is None or self._mapping.webhooks is None:
             raise ConfigError(f"{self.name}: the mapping has no webhooks.secret to verify deliveries with")
         delivery = webhooks.verify(self._webhook_secret, headers, body, shop_domain=self.shop_domain)
-        return webhooks.normalise(delivery, self.name, self._mapping.webhooks.default_location)
+        codes = {e.code for e in self._mapping.locations.map}
+        changes = [c.model_copy(update={"location": webhooks.location_code(c.location, codes)})
+                   for c in webhooks.normalise(delivery, self.name, self._mapping.webhooks.default_location)]
+        for location in sorted({c.location for c in changes} - codes):
+            log.warning("%s: %s order %s at location %s, which is not in mappings/%s.yaml locations.map: add "
+                        "{internal: <the stock location it sells from>, code: %s}; its lines are queued and "
+                        "dead-letter until then (replay them after the fix)", self.name,
+                        "POS" if delivery.payload.get("source_name") == "pos" else "an", delivery.payload.get("id"),
+                        location, self.name, location, extra={"target": self.name})
+        return changes
 
     @property
     def shop_domain(self) -> str | None:

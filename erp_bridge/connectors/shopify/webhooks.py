@@ -11,7 +11,7 @@ import binascii
 import hashlib
 import hmac
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -27,6 +27,8 @@ WEBHOOK_ID_HEADER = "x-shopify-webhook-id"
 SHOP_HEADER = "x-shopify-shop-domain"
 TOPICS = ("orders/create", "orders/cancelled", "refunds/create")
 RESTOCKED = {"cancel": "cancel", "return": "return", "legacy_restock": "return"}
+#: the Admin GraphQL id of a location, as the mapping's codes are written (the pushes need them)
+LOCATION_GID = "gid://shopify/Location/"
 #: more units than any one order line of a real shop; a larger figure is a bug or an attack
 MAX_LINE_QUANTITY = 1_000_000
 #: JSON nested deeper than this is refused before it is parsed (orders are ~6 levels deep)
@@ -137,6 +139,15 @@ def normalise(delivery: Delivery, channel: str, default_location: str | None) ->
     except (KeyError, TypeError, ValueError, ArithmeticError, AttributeError) as exc:
         raise WebhookRejected(400, f"{delivery.topic} payload is missing or has a malformed field: {exc!r}") from None
     raise WebhookRejected(400, f"unsupported topic {delivery.topic!r}; subscribe to {', '.join(TOPICS)}")
+
+
+def location_code(location: str, codes: Collection[str]) -> str:
+    """An order's location as the mapping names it. Orders carry Shopify's numeric location id (a
+    POS sale: the store whose till sold it; a refund: where it was restocked); the mapping's codes
+    are ``gid://shopify/Location/<id>``. A bare id that the mapping lists as it is stays as it is."""
+    if not location.isdigit() or location in codes:
+        return location
+    return LOCATION_GID + location
 
 
 class BadField(ValueError):

@@ -26,16 +26,17 @@ EXAMPLE_SECRETS = {"sap_b1_user", "sap_b1_password", "odoo_user", "odoo_password
                    "zoho_client_secret", "zoho_refresh_token", "digital_river_pull_token", "square_token",
                    "square_webhook_signature_key", "woocommerce_consumer_key", "woocommerce_consumer_secret",
                    "bigcommerce_access_token", "ordergroove_public_id", "ordergroove_sig_field",
-                   "ordergroove_hash_key", "sfcc_client_id", "sfcc_client_secret"}
+                   "ordergroove_hash_key", "sfcc_client_id", "sfcc_client_secret",
+                   "prestashop_webservice_key"}
 
 
 def test_examples_load_with_their_roles(example_set):
     assert set(example_set.systems) == {"sap_b1", "netsuite", "dynamics365", "dynamics365_iv", "zoho_inventory",
                                         "odoo", "shopify", "square", "woocommerce", "bigcommerce", "yahoo_store",
-                                        "digital_river", "ordergroove", "sfcc"}
+                                        "digital_river", "ordergroove", "sfcc", "prestashop"}
     assert example_set.system_of_record("WH2/Stock").system == "odoo"
-    assert [m.system for m in example_set.channels()] == ["bigcommerce", "ordergroove", "sfcc", "shopify", "square",
-                                                          "woocommerce"]
+    assert [m.system for m in example_set.channels()] == ["bigcommerce", "ordergroove", "prestashop", "sfcc", "shopify",
+                                                          "square", "woocommerce"]
     assert {m.system for m in example_set.mirrors()} == {"sap_b1", "netsuite", "dynamics365", "dynamics365_iv",
                                                           "zoho_inventory"}
     assert example_set.systems["shopify"].internal_location("gid://shopify/Location/61234567") == "WH/Stock"
