@@ -51,6 +51,12 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("square", ".square", summary="Square Inventory API (POS and online)"),
     Kind("woocommerce", ".woocommerce.connector", summary="WooCommerce REST API v3"),
     Kind("bigcommerce", ".bigcommerce.connector", summary="BigCommerce Inventory API (V3) and orders (V2)"),
+    # 300 x registers + 50 requests per 5 minutes per retailer and app (350 with one register)
+    Kind("lightspeed_x", ".lightspeed_x.connector", summary="Lightspeed Retail X-Series (Vend) API 2.0/2.1",
+         limits={"concurrency": 1, "rate_per_s": 1.0, "burst": 10}),
+    # 16 requests/s and 5 concurrent requests per access token (50/s, 10 concurrent per app)
+    Kind("clover", ".clover.connector", summary="Clover REST API v3 (item_stocks, orders)",
+         limits={"concurrency": 5, "rate_per_s": 16.0, "burst": 16}),
     Kind("http_json", ".http_json", summary="a custom JSON endpoint"),
     Kind("pull", "..sync.pull", "client_from_context", "a store that pulls availability"),
 )}
