@@ -1,4 +1,5 @@
 """Every request the Clover connector sends, checked against ../shared/specs/clover: the order read
+and the item read (reconciliation, ``expand=itemStock``)
 with openapi-core against clover-platform-rest-api-openapi.yml (a third-party spec derived from
 Clover's docs: path, merchant id, expand, bearer security); ``item_stocks``, which that spec lacks,
 against the documented body ("POST /v3/merchants/{mId}/item_stocks/{itemId} body {"quantity": N}
@@ -38,14 +39,16 @@ def test_every_request_the_connector_sends_satisfies_the_contract(tmp_path):
                                      Figure("CHAIR-RED", "WH/Stock", Decimal(0))])
         connector.verify_webhook(*cl.notification(cl.AUTH_CODE, ("O:ORD1", "UPDATE", 1)), "u")
         connector.resolve(connector.inbox.due()[0])
+        connector.read_listed([("CHAIR-BLUE", "WH/Stock")])
         connector.close()
     posts = [r for r in merchant.requests if r["method"] == "POST"]
     gets = [r for r in merchant.requests if r["method"] == "GET"]
-    assert len(posts) == 2 and len(gets) == 1
+    assert len(posts) == 2 and len(gets) == 2  # the order, an item's stock
     for request in posts:
         assert request["path"].startswith(f"/v3/merchants/{cl.MERCHANT}/item_stocks/")
         assert cl.item_stock_errors(request["body"]) == []
         assert request["headers"]["Authorization"] == f"Bearer {cl.TOKEN}" and request["headers"]["User-Agent"]
     for request in gets:
         path, _, query = request["path"].partition("?")
-        assert cl.spec_errors("GET", path, request["headers"], query) == [] and query == "expand=lineItems"
+        assert cl.spec_errors("GET", path, request["headers"], query) == []
+        assert query == ("expand=lineItems" if "/orders/" in path else "expand=itemStock")

@@ -1,7 +1,8 @@
 """Every request the Lightspeed X-Series connector sends, checked against ../shared/specs/lightspeed:
 the API 2.0 reads with openapi-core against x-series-api-2.0-openapi.json (path, method, bearer
 security); the inventory write, API 2.1's "Update a product", which has no OpenAPI, against the fields
-the X-Series Postman collection documents for it (a schema built from its example body)."""
+the X-Series Postman collection documents for it (a schema built from its example body). The reads:
+a sale's register (its outlet) and a product's inventory per outlet (reconciliation)."""
 from __future__ import annotations
 
 import json
@@ -39,10 +40,11 @@ def test_every_request_the_connector_sends_satisfies_the_contract(tmp_path):
         headers, body = ls.signed_delivery(ls.CLIENT_SECRET, ls.sale("S1", "CLOSED", ("L1", ls.BLUE, 1)))
         connector.verify_webhook(headers, body, "u")
         connector.resolve(connector.inbox.due()[0])
+        connector.read_listed([("CHAIR-BLUE", "WH/Stock"), ("CHAIR-RED", "WH/Stock")])
         connector.close()
     puts = [r for r in store.requests if r["method"] == "PUT"]
     gets = [r for r in store.requests if r["method"] == "GET"]
-    assert len(puts) == 2 and len(gets) == 1
+    assert len(puts) == 2 and len(gets) == 3  # a register, two products' inventory
     for request in puts:
         assert request["path"].startswith("/api/2.1/products/") and ls.update_errors(request["body"]) == []
         assert request["headers"]["Authorization"] == f"Bearer {ls.TOKEN}"

@@ -32,6 +32,7 @@ HOST = "https://api.clover.com"
 MERCHANT = "ABCDEF1234567"
 ITEM_STOCK = re.compile(r"^/v3/merchants/([^/]+)/item_stocks/([^/]+)$")
 ORDER = re.compile(r"^/v3/merchants/([^/]+)/orders/([^/]+)$")
+ITEM = re.compile(r"^/v3/merchants/([^/]+)/items/([^/]+)$")
 #: the documented body of "Update item stock" (NOTES, vendor-apis.md §9): quantity, a number
 ITEM_STOCK_BODY = {"type": "object", "required": ["quantity"], "additionalProperties": False,
                    "properties": {"quantity": {"type": "number"}}}
@@ -126,19 +127,19 @@ class FakeClover:
         if headers.get("Authorization") != f"Bearer {self.token}":
             return _json(401, {"message": "401 Unauthorized"})
         parts = urlsplit(raw_path)
-        stock, order = ITEM_STOCK.match(parts.path), ORDER.match(parts.path)
-        match = stock or order
+        stock, order, item = ITEM_STOCK.match(parts.path), ORDER.match(parts.path), ITEM.match(parts.path)
+        match = stock or order or item
         if match is None:
             return _json(404, {"message": "Not Found"})
         if match.group(1) != self.merchant:
             return _json(401, {"message": "401 Unauthorized"})  # the token is this merchant's only
         if method == "POST" and stock:
             return self._set_stock(stock.group(2), body)
-        if method == "GET" and order:
+        if method == "GET" and (order or item):
             errors = spec_errors(method, parts.path, headers, parts.query)
             if errors:
                 return _json(400, {"message": "; ".join(errors)})
-            return self._order(order.group(2), parts.query)
+            return self._order(order.group(2), parts.query) if order else self._item(match.group(2), parts.query)
         return _json(405, {"message": "Method Not Allowed"})
 
     def _set_stock(self, item: str, body: bytes) -> Answer:
@@ -151,6 +152,15 @@ class FakeClover:
         with self._lock:
             self.stock[item] = Decimal(str(quantity))
         return _json(200, {"item": {"id": item}, "quantity": float(quantity), "stockCount": int(quantity)})
+
+    def _item(self, item_id: str, query: str) -> Answer:
+        if item_id not in self.stock:
+            return _json(404, {"message": "Not Found"})
+        shown: dict[str, Any] = {"id": item_id, "name": f"item {item_id}", "price": 1000,
+                                 "stockCount": int(self.stock[item_id])}
+        if "itemStock" in parse_qs(query).get("expand", [""])[0].split(","):
+            shown["itemStock"] = {"item": {"id": item_id}, "quantity": float(self.stock[item_id])}
+        return _json(200, shown)
 
     def _order(self, order_id: str, query: str) -> Answer:
         order = self.orders.get(order_id)

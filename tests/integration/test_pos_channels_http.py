@@ -20,7 +20,7 @@ from tests.integration.channels import SAP_SECRETS, SL_USER, eventually, sap_as_
 
 
 @pytest.fixture
-def bridge(tmp_path):
+def systems(tmp_path):
     with FakeServiceLayer(*SL_USER) as sl, ls.stocked_store() as store, cl.stocked_merchant() as merchant:
         sl.stock("CHAIR-BLUE", "01", 10)
         directory = ls.write_mapping(tmp_path / "mappings", store.url, timeout_s=3)
@@ -30,8 +30,14 @@ def bridge(tmp_path):
                             workers={"count": 2, "poll_interval_s": 0.02, "outbox_poll_s": 0.2},
                             retry={"base_s": 0.05, "cap_s": 0.2, "jitter": 0},
                             secrets={**SAP_SECRETS, **ls.SECRETS, **cl.SECRETS})
-        with TestClient(create_app(build_runtime(settings))) as client:
-            yield client, sl, store, merchant
+        yield settings, sl, store, merchant
+
+
+@pytest.fixture
+def bridge(systems):
+    settings, sl, store, merchant = systems
+    with TestClient(create_app(build_runtime(settings))) as client:
+        yield client, sl, store, merchant
 
 
 def blue(sl) -> int:
@@ -57,18 +63,19 @@ def test_a_sale_on_each_pos_counts_once_in_sap_and_both_show_the_figure(bridge):
     sold = ls.sale("S1", "CLOSED", ("L1", ls.BLUE, 2), version=1)
     assert [lightspeed(client, sold), lightspeed(client, sold),  # Lightspeed's retry
             lightspeed(client, {**sold, "version": 2, "note": "receipt emailed"})] == [200, 200, 200]
-    assert eventually(lambda: blue(sl) == 8 and shown(store, merchant) == (8, 8))
+    assert eventually(lambda: blue(sl) == 8 and shown(store, merchant) == (8, 8), timeout_s=40)
 
     merchant.add_order("ORD1", "PAID", ("LI1", cl.BLUE, None))
     assert [clover(client, ("O:ORD1", "CREATE", 1)), clover(client, ("O:ORD1", "CREATE", 1)),
             clover(client, ("O:ORD1", "UPDATE", 2))] == [200, 200, 200]
-    assert eventually(lambda: blue(sl) == 7 and shown(store, merchant) == (7, 7))
+    assert eventually(lambda: blue(sl) == 7 and shown(store, merchant) == (7, 7), timeout_s=40)
 
     assert lightspeed(client, {**sold, "status": "VOIDED", "version": 3}) == 200
     merchant.orders["ORD1"]["paymentState"] = "REFUNDED"
     merchant.orders["ORD1"]["lineItems"][0]["refunded"] = True
     assert clover(client, ("O:ORD1", "UPDATE", 3)) == 200
-    assert eventually(lambda: blue(sl) == 10 and shown(store, merchant) == (10, 10))
+    assert eventually(lambda: blue(sl) == 10 and shown(store, merchant) == (10, 10), timeout_s=40), (
+        blue(sl), shown(store, merchant))
     time.sleep(0.5)  # let a duplicate that slipped through reach SAP before counting
     assert blue(sl) == 10 and len(sl.posted("InventoryGenExits")) == 2 and len(sl.posted("InventoryGenEntries")) == 2
 
@@ -108,3 +115,25 @@ def test_the_clover_verification_post_is_answered_200_and_counts_nothing(bridge)
     assert client.post("/webhooks/clover", content=body, headers=headers).status_code == 200
     time.sleep(0.3)
     assert merchant.requests == [] and sl.posted() == []
+
+
+def test_a_stored_sale_survives_a_restart_and_nothing_counts_twice_after_it(systems):
+    settings, sl, store, merchant = systems
+    sold = ls.sale("S5", "CLOSED", ("L1", ls.BLUE, 3))
+    merchant.add_order("ORD5", "PAID", ("LI1", cl.BLUE, None))
+    store.served.fail_next(*[ls.Fault(503, path="/registers/")] * 50)  # the outlet cannot be read yet
+    merchant.served.fail_next(*[cl.Fault(503, path="/orders/ORD5")] * 50)
+    with TestClient(create_app(build_runtime(settings))) as client:
+        assert lightspeed(client, sold) == 200 and clover(client, ("O:ORD5", "CREATE", 1)) == 200
+        time.sleep(0.3)
+    assert blue(sl) == 10 and sl.posted() == []  # stopped with both references unresolved
+    store.faults.clear()
+    merchant.faults.clear()
+    with TestClient(create_app(build_runtime(settings))) as client:  # restarted on the same storage
+        assert eventually(lambda: blue(sl) == 6, timeout_s=30)
+        assert lightspeed(client, sold) == 200 and clover(client, ("O:ORD5", "CREATE", 1)) == 200  # retries
+        assert eventually(lambda: shown(store, merchant) == (6, 6), timeout_s=40)
+    with TestClient(create_app(build_runtime(settings))) as client:
+        assert lightspeed(client, {**sold, "version": 9}) == 200 and clover(client, ("O:ORD5", "UPDATE", 2)) == 200
+        time.sleep(1.0)
+    assert blue(sl) == 6 and len(sl.posted("InventoryGenExits")) == 2

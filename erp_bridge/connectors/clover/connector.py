@@ -20,6 +20,7 @@ import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import requests
 
@@ -31,7 +32,7 @@ from ...mapping.engine import build_requests
 from ...mapping.schema import SystemMapping
 from ..base import Capability
 from ..runtime.batch import until_down
-from ..runtime.classify import json_or_none
+from ..runtime.classify import json_or_none, vendor_decimal
 from ..runtime.context import ConnectorContext
 from ..runtime.inbox import Inbox, Reference
 from ..runtime.sender import Sender
@@ -51,7 +52,8 @@ def clover_message(response: requests.Response) -> str | None:
 
 
 class CloverConnector:
-    capabilities = frozenset({Capability.PUSH_AVAILABILITY, Capability.VERIFY_WEBHOOK, Capability.INBOX})
+    capabilities = frozenset({Capability.PUSH_AVAILABILITY, Capability.VERIFY_WEBHOOK, Capability.INBOX,
+                              Capability.READ_LISTED})
 
     def __init__(self, mapping: SystemMapping, sender: Sender, inbox: Inbox, binder: Binder,
                  auth_code: str | None = None):
@@ -76,6 +78,27 @@ class CloverConnector:
                                  f"{exc}")
         reply = self.sender.send(request, what=f"POST item_stocks of SKU {figure.item}")
         return reply if isinstance(reply, BridgeError) else Delivered("set")
+
+    def read_listed(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Decimal]:
+        """What Clover shows now per (SKU, internal location): ``GET /items/{itemId}?expand=itemStock``
+        per item (``itemStock.quantity``); keys the mapping cannot map, or items without stock, are absent."""
+        where: dict[tuple[str, str], str] = {}
+        for sku, location in keys:
+            try:
+                if self._binder.location_code(location) is not None:
+                    where[(sku, location)] = self._binder.item_code(sku)
+            except UnmappedError:
+                continue
+        shown: dict[str, Decimal] = {}
+        for item in dict.fromkeys(where.values()):
+            reply = self.sender.call("GET", f"{self.base_url}/items/{item}", params={"expand": "itemStock"},
+                                     what=f"GET /items/{item}?expand=itemStock")
+            if isinstance(reply, BridgeError):
+                raise reply
+            stock = reply.body.get("itemStock") if isinstance(reply.body, dict) else None
+            if isinstance(stock, dict) and stock.get("quantity") is not None:
+                shown[item] = vendor_decimal(stock["quantity"])
+        return {key: shown[item] for key, item in where.items() if item in shown}
 
     # -- orders in ------------------------------------------------------------------------------
     def verify_webhook(self, headers: Mapping[str, str], body: bytes, url: str) -> list[Decrement | Increment]:

@@ -21,6 +21,7 @@ import hashlib
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import requests
@@ -33,7 +34,7 @@ from ...mapping.engine import build_requests
 from ...mapping.schema import SystemMapping
 from ..base import Capability
 from ..runtime.batch import until_down
-from ..runtime.classify import json_or_none
+from ..runtime.classify import json_or_none, vendor_decimal
 from ..runtime.context import ConnectorContext
 from ..runtime.inbox import Inbox, Reference
 from ..runtime.sender import Sender
@@ -52,7 +53,8 @@ def lightspeed_message(response: requests.Response) -> str | None:
 
 
 class LightspeedXConnector:
-    capabilities = frozenset({Capability.PUSH_AVAILABILITY, Capability.VERIFY_WEBHOOK, Capability.INBOX})
+    capabilities = frozenset({Capability.PUSH_AVAILABILITY, Capability.VERIFY_WEBHOOK, Capability.INBOX,
+                              Capability.READ_LISTED})
 
     def __init__(self, mapping: SystemMapping, sender: Sender, inbox: Inbox, binder: Binder,
                  webhook_secret: str | None = None):
@@ -78,6 +80,29 @@ class LightspeedXConnector:
                                  f"({self._binder.file}): {exc}")
         reply = self.sender.send(request, what=f"PUT product inventory of SKU {figure.item}")
         return reply if isinstance(reply, BridgeError) else Delivered("set")
+
+    def read_listed(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Decimal]:
+        """What each outlet shows now (``inventory_level``) per (SKU, internal location), one
+        ``GET /2.0/products/{id}/inventory`` per product; keys the mapping cannot map are absent."""
+        where = {key: at for key in keys if (at := self._product_outlet(*key)) is not None}
+        levels: dict[tuple[str, str], Decimal] = {}
+        for product in dict.fromkeys(p for p, _ in where.values()):
+            reply = self.sender.call("GET", f"{self.api_url}/2.0/products/{product}/inventory",
+                                     what=f"GET /2.0/products/{product}/inventory")
+            if isinstance(reply, BridgeError):
+                raise reply
+            rows = reply.body.get("data") if isinstance(reply.body, dict) else None
+            for row in rows if isinstance(rows, list) else []:
+                if isinstance(row, dict) and row.get("inventory_level") is not None:
+                    levels[(product, str(row.get("outlet_id")))] = vendor_decimal(row["inventory_level"])
+        return {key: levels[at] for key, at in where.items() if at in levels}
+
+    def _product_outlet(self, sku: str, location: str) -> tuple[str, str] | None:
+        outlet = self._binder.location_code(location)
+        try:
+            return (self._binder.item_code(sku), outlet) if outlet is not None else None
+        except UnmappedError:
+            return None
 
     def _tables(self) -> dict[str, Any] | None:
         return {self.name: self._binder.table} if self._binder.table is not None else None

@@ -193,3 +193,12 @@ def test_malformed_bodies_are_a_400_naming_what_is_wrong(build, body, reason):
     with pytest.raises(WebhookRejected) as refused:
         build().verify_webhook(headers, body, "u")
     assert refused.value.status == 400 and reason in str(refused.value)
+
+
+def test_reconciliation_reads_what_each_item_shows(merchant, build):
+    merchant.stock[cl.BLUE] = Decimal("2.5")
+    listed = build().read_listed([("CHAIR-BLUE", "WH/Stock"), ("CHAIR-RED", "WH/Stock"), ("GHOST", "WH/Stock"),
+                                  ("CHAIR-BLUE", "WH9/Stock")])
+    assert listed == {("CHAIR-BLUE", "WH/Stock"): Decimal("2.5"), ("CHAIR-RED", "WH/Stock"): 5}
+    assert [r["path"] for r in merchant.requests] == [f"/v3/merchants/{cl.MERCHANT}/items/{cl.BLUE}?expand=itemStock",
+                                                      f"/v3/merchants/{cl.MERCHANT}/items/{cl.RED}?expand=itemStock"]

@@ -171,3 +171,13 @@ def test_forged_and_malformed_deliveries_are_refused_and_store_nothing(connector
 def test_another_topic_is_acknowledged_and_stores_nothing(connector):
     headers, body = ls.signed_delivery(ls.CLIENT_SECRET, {"id": "p1", "name": "Chair"}, topic="product.update")
     assert connector.verify_webhook(headers, body, "u") == [] and connector.inbox.pending() == []
+
+
+def test_reconciliation_reads_what_each_outlet_shows(store, connector):
+    store.inventory[(ls.BLUE, ls.OUTLET)] = Decimal(2)
+    store.inventory[(ls.BLUE, "another-outlet")] = Decimal(9)
+    listed = connector.read_listed([("CHAIR-BLUE", "WH/Stock"), ("CHAIR-RED", "WH/Stock"), ("GHOST", "WH/Stock"),
+                                    ("CHAIR-BLUE", "WH9/Stock")])
+    assert listed == {("CHAIR-BLUE", "WH/Stock"): 2, ("CHAIR-RED", "WH/Stock"): 5}
+    assert [r["path"] for r in store.requests] == [f"/api/2.0/products/{ls.BLUE}/inventory",
+                                                   f"/api/2.0/products/{ls.RED}/inventory"]
