@@ -58,6 +58,12 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     # PrestaShop publishes no rate limit (the shop's host may answer 429/503): one call at a time
     Kind("prestashop", ".prestashop", summary="PrestaShop webservice (XML): stock_availables out, orders polled",
          limits={"concurrency": 1, "rate_per_s": 5, "burst": 10}),
+    # 300 x registers + 50 requests per 5 minutes per retailer and app (350 with one register)
+    Kind("lightspeed_x", ".lightspeed_x.connector", summary="Lightspeed Retail X-Series (Vend) API 2.0/2.1",
+         limits={"concurrency": 1, "rate_per_s": 1.0, "burst": 10}),
+    # 16 requests/s and 5 concurrent requests per access token (50/s, 10 concurrent per app)
+    Kind("clover", ".clover.connector", summary="Clover REST API v3 (item_stocks, orders)",
+         limits={"concurrency": 5, "rate_per_s": 16.0, "burst": 16}),
     Kind("http_json", ".http_json", summary="a custom JSON endpoint"),
     Kind("pull", "..sync.pull", "client_from_context", "a store that pulls availability"),
 )}

@@ -49,6 +49,15 @@ def base64_digest_matches(given: str, expected: bytes, header_name: str) -> bool
     return hmac.compare_digest(raw, expected)
 
 
+def hex_digest_matches(given: str, expected: bytes, header_name: str) -> bool:
+    """Constant-time compare of a hex digest (either case); raises 401 when ``given`` is not hex."""
+    try:
+        raw = bytes.fromhex(given.strip())
+    except ValueError:
+        raise WebhookRejected(401, f"malformed {header_name} header (not hex)") from None
+    return hmac.compare_digest(raw, expected)
+
+
 def json_object(body: bytes, what: str) -> dict[str, Any]:
     """The body as one JSON object, or a 400 naming where it broke."""
     try:

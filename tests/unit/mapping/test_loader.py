@@ -27,16 +27,16 @@ EXAMPLE_SECRETS = {"sap_b1_user", "sap_b1_password", "odoo_user", "odoo_password
                    "square_webhook_signature_key", "woocommerce_consumer_key", "woocommerce_consumer_secret",
                    "bigcommerce_access_token", "ordergroove_public_id", "ordergroove_sig_field",
                    "ordergroove_hash_key", "sfcc_client_id", "sfcc_client_secret",
-                   "prestashop_webservice_key"}
+                   "prestashop_webservice_key", "lightspeed_x_token", "clover_api_token"}
 
 
 def test_examples_load_with_their_roles(example_set):
     assert set(example_set.systems) == {"sap_b1", "netsuite", "dynamics365", "dynamics365_iv", "zoho_inventory",
                                         "odoo", "shopify", "square", "woocommerce", "bigcommerce", "yahoo_store",
-                                        "digital_river", "ordergroove", "sfcc", "prestashop"}
+                                        "digital_river", "ordergroove", "sfcc", "prestashop", "lightspeed_x", "clover"}
     assert example_set.system_of_record("WH2/Stock").system == "odoo"
-    assert [m.system for m in example_set.channels()] == ["bigcommerce", "ordergroove", "prestashop", "sfcc", "shopify",
-                                                          "square", "woocommerce"]
+    assert [m.system for m in example_set.channels()] == ["bigcommerce", "clover", "lightspeed_x", "ordergroove",
+                                                          "prestashop", "sfcc", "shopify", "square", "woocommerce"]
     assert {m.system for m in example_set.mirrors()} == {"sap_b1", "netsuite", "dynamics365", "dynamics365_iv",
                                                           "zoho_inventory"}
     assert example_set.systems["shopify"].internal_location("gid://shopify/Location/61234567") == "WH/Stock"
@@ -115,7 +115,8 @@ def test_requests_carry_secret_names_as_placeholders(example_set):
 
 
 def test_preview_of_an_unknown_system_names_the_known_ones():
-    with pytest.raises(MappingError, match=r"no mapping for system 'sap' \(known: bigcommerce, digital_river, dynamics365, dynamics365_iv, netsuite, odoo"):
+    with pytest.raises(MappingError, match=r"no mapping for system 'sap' \(known: bigcommerce, clover, digital_river, dynamics365, dynamics365_iv, "
+                       r"lightspeed_x, netsuite, odoo"):
         preview("sap", HERE / "golden" / "odoo-decrement.event.json", MAPPINGS)
 
 
