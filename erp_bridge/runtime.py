@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, Problem
+from .errors import BridgeError, ConfigError, Problem
 from .queue.base import Queue, RetryPolicy, State
 from .settings import ENV_PREFIX, Settings
 from .systemd import Watchdog, notify, watchdog_interval_s
@@ -384,7 +384,26 @@ def _final(runtime: Runtime, cache, target: str, entry, state, error) -> None:
     invalidation and the ack shows the change and counts it a second time), then report."""
     if state is State.DONE:
         _invalidate(cache, [entry])
+        _refresh_after_applied(runtime, target, entry)
     _report(runtime, target, entry, state, error)
+
+
+def _refresh_after_applied(runtime: Runtime, target: str, entry) -> None:
+    """A channel sale or return the system of record just applied: the channels' figures are
+    read again. A push that read the SoR between the apply and the ack counted the sale twice
+    (safe, but low); a SoR with an outbox (Odoo) says so itself, the others (SAP, NetSuite, D365,
+    Zoho) need this. Coalesced per key, and an unchanged figure is not pushed."""
+    from .connectors.base import Capability
+
+    connector = runtime.connectors.get(target)
+    if entry.kind not in ("decrement", "increment") or connector is None \
+            or Capability.OUTBOX in connector.capabilities:
+        return
+    try:
+        refresh = runtime.router.availability(target, entry.item, entry.location, cause=f"applied:{entry.id}")
+    except BridgeError:
+        return  # a location without channels, or not this SoR's: nothing to refresh
+    runtime.accept(refresh)
 
 
 def _invalidate(cache, entries, hold_s: float = 0.0) -> None:

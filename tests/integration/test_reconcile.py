@@ -128,6 +128,25 @@ def test_a_document_deleted_or_doubled_in_sap_is_named_by_its_move(world):
     assert not missing.fixed and not doubled.fixed  # documents are people's to correct
 
 
+def test_a_sale_sap_applied_makes_the_channels_read_again(world):
+    """SAP keeps no outbox: once it applied a channel sale, the bridge reads the channels' figures
+    again, so a push that raced the apply (and counted the sale twice: low, never high) is set
+    right without waiting for the item's next change."""
+    runtime, sap, shop, _ = world
+    runtime.figures.put("shopify", "chair-red", LOCATION, Decimal(1))  # a racing push left 1 (truth: 2)
+    shop.stock(ITEMS["chair-red"], LOCATION, 1)
+    sale = Decrement(channel="shopify", order="3001", line="1", item="chair-red", location=LOCATION,
+                     quantity=Decimal(1))
+    [to_sap, *pushes] = runtime.router.channel_change(sale)
+    runtime.accept([to_sap])  # the sale alone: its own push is the racing one above
+    deliver(runtime)
+    assert sap.items["CHAIR-RED"]["01"]["InStock"] == 3
+    keys = [e.idempotency_key for e in runtime.queue.dead_letters()] + [
+        e.idempotency_key for e in runtime.queue.unfinished("shopify")]
+    assert keys == []
+    assert shop.levels[(ITEMS["chair-red"], LOCATION)] == 2  # SAP 3 free, less the buffer of 1
+
+
 def test_a_key_with_a_delivery_in_flight_is_reported_and_never_corrected(world):
     runtime, _, shop, _ = world
     shop.stock(ITEMS["chair-blue"], LOCATION, 2)
