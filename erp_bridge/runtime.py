@@ -129,8 +129,6 @@ class Runtime:
 
 
 MAINTENANCE_INTERVAL_S = 3600.0
-#: a channel's history is read on every notification, and at least this often without one
-HISTORY_POLL_MIN_S = 30.0
 
 
 class _Every:
@@ -426,7 +424,7 @@ def _pollers(runtime: Runtime) -> dict:
                                         runtime.settings.workers.outbox_poll_s, on_enqueued=runtime.dispatcher.wake)
                      for name, connector in runtime.connectors.items() if Capability.OUTBOX in connector.capabilities}
     # channels whose webhooks only nudge: their sales are read from the channel's history
-    history_s = max(runtime.settings.workers.outbox_poll_s, HISTORY_POLL_MIN_S)  # notifications wake it sooner
+    history_s = runtime.settings.workers.channel_poll_s  # a notification (Square's) wakes it sooner
     pollers.update({name: ChannelPoller(name, connector, runtime.router, runtime.queue,
                                         history_s, on_enqueued=runtime.dispatcher.wake)
                     for name, connector in runtime.connectors.items()

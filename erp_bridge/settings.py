@@ -60,6 +60,9 @@ class WorkerSettings(_Section):
     shutdown_deadline_s: float = Field(20.0, ge=0)
     #: how often the Odoo outbox is polled when no nudge arrives
     outbox_poll_s: float = Field(2.0, gt=0)
+    #: how often a channel's orders or history are polled when no notification wakes the poller
+    #: (Square, PrestaShop, SFCC, and the other polled platforms): mind their rate limits
+    channel_poll_s: float = Field(30.0, gt=0)
 
 
 class RetrySettings(_Section):
