@@ -1,10 +1,11 @@
-"""Square, WooCommerce and BigCommerce with a real Odoo as the system of record (issue 12), end to
-end: Odoo (17, 18; 19 through JSON-2) with stock_sync_bridge, the bridge as in production
-(`erp-bridge serve`, a subprocess), and the doubles of Shopify, Square (history + signed
-notifications), WooCommerce (signed webhooks) and BigCommerce (Standard Webhooks callbacks whose
-order is fetched), each mapped with the example mapping that ships. A sale on each channel,
-delivered twice, decrements Odoo once, and every other channel then shows Odoo's figure.
-Skipped without ODOO_SRC."""
+"""Square, WooCommerce, BigCommerce (issue 12) and PrestaShop (issue 13: polled, no webhooks) with a
+real Odoo as the system of record, end to end: Odoo (17, 18; 19 through JSON-2) with
+stock_sync_bridge, the bridge as in production (`erp-bridge serve`, a subprocess), and the doubles
+of Shopify, Square (history + signed notifications), WooCommerce (signed webhooks), BigCommerce
+(Standard Webhooks callbacks whose order is fetched) and PrestaShop (orders polled by date_upd),
+each mapped with the example mapping that ships. A sale on each channel, delivered twice (or, for
+PrestaShop, read again after a status change), decrements Odoo once, and every other channel then
+shows Odoo's figure. Skipped without ODOO_SRC."""
 from __future__ import annotations
 
 import json
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakes import bigcommerce as bc
+from tests.fakes import prestashop as ps
 from tests.fakes import square_spec
 from tests.fakes import woocommerce as woo
 from tests.fakes.shopify import API_VERSION, FakeShopify, signed_webhook
@@ -27,11 +29,12 @@ from . import server as srv
 from .conftest import BRIDGE, availability, settle
 
 pytestmark = [pytest.mark.odoo, pytest.mark.skipif(not square_spec.available(), reason="../shared/specs is not present")]
-CHANNELS = ("shopify", "square", "woocommerce", "bigcommerce")
+CHANNELS = ("shopify", "square", "woocommerce", "bigcommerce", "prestashop")
 SKUS = {channel: f"CH-{n}" for n, channel in enumerate(CHANNELS, 1)}
 DRIFT = "CH-DRIFT"
 SHOPIFY_IDS = {sku: str(8100 + n) for n, sku in enumerate([*SKUS.values(), DRIFT])}
 WOO_IDS = {sku: 600 + n for n, sku in enumerate([*SKUS.values(), DRIFT])}
+PRESTA_IDS = {sku: 700 + n for n, sku in enumerate([*SKUS.values(), DRIFT])}
 
 
 def write_config(tmp: Path, odoo_port: int, db: str, stock: str, fakes: dict) -> Path:
@@ -40,19 +43,21 @@ def write_config(tmp: Path, odoo_port: int, db: str, stock: str, fakes: dict) ->
     woo.write_mapping(maps, fakes["woocommerce"].url, timeout_s=3,
                       extra_items={sku: str(code) for sku, code in WOO_IDS.items()})
     bc.write_mapping(maps, fakes["bigcommerce"].url, timeout_s=3)
+    ps.example_mapping_set(maps, fakes["prestashop"].url, timeout_s=3,
+                           extra_items={sku: str(code) for sku, code in PRESTA_IDS.items()})
     auth = b.JSON2_AUTH if srv.major() >= 19 else b.SESSION_AUTH
     (maps / "odoo.yaml").write_text(b.ODOO.format(port=odoo_port, db=db, stock=stock, auth=auth))
     (maps / "shopify.yaml").write_text(b.SHOPIFY.format(url=fakes["shopify"].url, version=API_VERSION, stock=stock,
                                                         location=b.SHOP_LOCATION))
     (maps / "shopify_items.csv").write_text("sku,inventory_item_id\n" + "".join(
         f"{s},{i}\n" for s, i in SHOPIFY_IDS.items()))
-    for name in ("square.yaml", "woocommerce.yaml", "bigcommerce.yaml"):  # one synced warehouse: Odoo's
+    for name in ("square.yaml", "woocommerce.yaml", "bigcommerce.yaml", "prestashop.yaml"):  # Odoo's warehouse
         text = re.sub(r"(?m)^    - internal: WH2/Stock\n      code: .*\n", "", (maps / name).read_text())
         (maps / name).write_text(text.replace("internal: WH/Stock", f"internal: {stock}"))
     port = srv.free_port()
     (tmp / "bridge.yaml").write_text(
         f"data_dir: data\nmappings_dir: mappings\nhttp: {{port: {port}}}\n"
-        "workers: {count: 2, poll_interval_s: 0.05, outbox_poll_s: 0.5}\n"
+        "workers: {count: 2, poll_interval_s: 0.05, outbox_poll_s: 0.5, channel_poll_s: 1}\n"
         "retry: {base_s: 0.2, cap_s: 2, max_attempts: 30}\nqueue: {lease_s: 15}\n")
     return tmp / "bridge.yaml"
 
@@ -62,12 +67,13 @@ def world(odoo_server, admin, setup, bridge, bridge_api_key, tmp_path_factory):
     settle(bridge)  # earlier tests' outbox rows are not this bridge's business
     stock = srv.call(admin, "stock.location", "read", [setup["stock_id"]], ["complete_name"])[0]["complete_name"]
     fakes = {"shopify": FakeShopify(b.SECRETS["shopify_token"]), "square": FakeSquare(),
-             "woocommerce": woo.stocked_shop(), "bigcommerce": bc.stocked_store()}
+             "woocommerce": woo.stocked_shop(), "bigcommerce": bc.stocked_store(), "prestashop": ps.FakePrestaShop()}
     for fake in fakes.values():
         fake.__enter__()
     tmp = tmp_path_factory.mktemp("channels")
     config = write_config(tmp, odoo_server.port, odoo_server.db, stock, fakes)
     env = {f"ERP_BRIDGE_SECRETS__{k.upper()}": v for k, v in {**woo.SECRETS, **bc.SECRETS}.items()}
+    env["ERP_BRIDGE_SECRETS__PRESTASHOP_WEBSERVICE_KEY"] = fakes["prestashop"].key
     env.update(ERP_BRIDGE_SECRETS__SQUARE_TOKEN=fakes["square"].token,
                ERP_BRIDGE_SECRETS__SQUARE_WEBHOOK_SIGNATURE_KEY=fakes["square"].signature_key)
     proc = b.start(config, BRIDGE[0], bridge_api_key, env)
@@ -88,7 +94,8 @@ def listed(world, sku: str) -> dict[str, int | None]:
                                                     b.SHOP_LOCATION)),
             "square": None if square is None else int(square),
             "woocommerce": world["woocommerce"].stock(str(WOO_IDS[sku])),
-            "bigcommerce": world["bigcommerce"].stock.get((sku, 1))}
+            "bigcommerce": world["bigcommerce"].stock.get((sku, 1)),
+            "prestashop": world["prestashop"].quantity(PRESTA_IDS[sku])}
 
 
 def stocked(world, make_product, sku: str, qty: int) -> None:
@@ -98,6 +105,7 @@ def stocked(world, make_product, sku: str, qty: int) -> None:
     world["square"].stock(sku, qty)
     world["woocommerce"].add_product(WOO_IDS[sku], sku, qty)
     world["bigcommerce"].stock[(sku, 1)] = qty
+    world["prestashop"].add_stock(PRESTA_IDS[sku], 0, qty)
 
 
 def sell(world, channel: str, sku: str, qty: int):
@@ -116,8 +124,27 @@ def sell(world, channel: str, sku: str, qty: int):
     if channel == "woocommerce":
         order = woo.order(9103, "processing", (91031, sku, qty))
         return lambda n: post("woocommerce", *woo.signed_delivery(woo.WEBHOOK_SECRET, "order.created", order))
-    world["bigcommerce"].add_order(9104, 11, (91041, sku, qty))  # 11: Awaiting Fulfillment
-    return lambda n: post("bigcommerce", *bc.signed_callback(bc.CLIENT_SECRET, "store/order/created", 9104))
+    if channel == "bigcommerce":
+        world["bigcommerce"].add_order(9104, 11, (91041, sku, qty))  # 11: Awaiting Fulfillment
+        return lambda n: post("bigcommerce", *bc.signed_callback(bc.CLIENT_SECRET, "store/order/created", 9104))
+    return lambda n: _presta_order(world["prestashop"], PRESTA_IDS[sku], qty, n)
+
+
+class _Polled:
+    """What a polled platform answers a sale with: nothing (the bridge reads its orders)."""
+    status_code, text = 200, ""
+
+
+def _presta_order(shop, product: int, qty: int, n: int) -> _Polled:
+    """The order is placed (state 2, payment accepted), then moves to state 3 (processing): the
+    poller reads it twice, with the same lines."""
+    if n == 0:
+        ps.wait_a_second()  # after the poller's first pass, which started the cursor "now"
+        shop.place_order([(product, 0, qty)], state=2)
+    else:
+        ps.wait_a_second()
+        shop.set_state(max(shop.orders), 3)
+    return _Polled()
 
 
 @pytest.mark.parametrize("channel", CHANNELS)
