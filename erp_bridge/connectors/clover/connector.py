@@ -62,7 +62,7 @@ class CloverConnector:
         self._binder, self._auth_code = binder, auth_code
         self.base_url, self.merchant = merchant_url(str(mapping.connection.base_url))
         hooks = mapping.webhooks
-        self.statuses = webhooks.Statuses.of(hooks.sale_statuses if hooks else None,
+        self.statuses = webhooks.STATUSES.of(hooks.sale_statuses if hooks else None,
                                              hooks.restock_statuses if hooks else None)
 
     # -- availability out -----------------------------------------------------------------------

@@ -15,13 +15,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from ...domain import Decrement, Increment
-from ..runtime.webhooks import WebhookRejected, by_status, header, json_object
+from ..runtime.webhooks import Statuses, WebhookRejected, by_status, header, json_object
 
 AUTH = "X-Clover-Auth"
 ORDER_PREFIX = "O:"
@@ -93,15 +93,8 @@ def _reference(merchant: str, event: Any) -> tuple[str, dict[str, Any]] | None:
     return key, {"merchant": merchant, "order_id": order_id, "type": kind, "ts": ts}
 
 
-@dataclass(frozen=True)
-class Statuses:
-    sale: tuple[str, ...] = SALE_STATUSES
-    restock: tuple[str, ...] = RESTOCK_STATUSES
-
-    @classmethod
-    def of(cls, sale: Sequence[str] | None, restock: Sequence[str] | None) -> Statuses:
-        return cls(tuple(sale) if sale is not None else SALE_STATUSES,
-                   tuple(restock) if restock is not None else RESTOCK_STATUSES)
+#: the platform's defaults; the mapping's webhooks.sale_statuses / restock_statuses override them
+STATUSES = Statuses(SALE_STATUSES, RESTOCK_STATUSES)
 
 
 def status_of(order: Mapping[str, Any]) -> str:

@@ -65,7 +65,7 @@ class LightspeedXConnector:
         self._outlets: dict[str, str] = {}  # register id -> outlet id (a register never moves outlet)
         self._lock = threading.Lock()
         hooks = mapping.webhooks
-        self.statuses = webhooks.Statuses.of(hooks.sale_statuses if hooks else None,
+        self.statuses = webhooks.STATUSES.of(hooks.sale_statuses if hooks else None,
                                              hooks.restock_statuses if hooks else None)
 
     # -- availability out -----------------------------------------------------------------------

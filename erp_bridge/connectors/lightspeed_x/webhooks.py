@@ -15,14 +15,14 @@ sale changes, so the same lines arrive many times: every change is keyed by the 
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import parse_qs
 
 from ...domain import Decrement, Increment
-from ..runtime.webhooks import WebhookRejected, header, hex_digest_matches, hmac_sha256, json_object
+from ..runtime.webhooks import Statuses, WebhookRejected, header, hex_digest_matches, hmac_sha256, json_object
 
 SIGNATURE = "X-Signature"
 TOPIC = "sale.update"
@@ -36,15 +36,8 @@ RESTOCK_STATUSES = ("VOIDED",)
 Change = Decrement | Increment
 
 
-@dataclass(frozen=True)
-class Statuses:
-    sale: tuple[str, ...] = SALE_STATUSES
-    restock: tuple[str, ...] = RESTOCK_STATUSES
-
-    @classmethod
-    def of(cls, sale: Sequence[str] | None, restock: Sequence[str] | None) -> Statuses:
-        return cls(tuple(sale) if sale is not None else SALE_STATUSES,
-                   tuple(restock) if restock is not None else RESTOCK_STATUSES)
+#: the platform's defaults; the mapping's webhooks.sale_statuses / restock_statuses override them
+STATUSES = Statuses(SALE_STATUSES, RESTOCK_STATUSES)
 
 
 @dataclass(frozen=True)

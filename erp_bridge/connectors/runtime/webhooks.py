@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from ...domain import Decrement, Increment
@@ -106,3 +107,17 @@ def order_location(mapping: SystemMapping) -> str:
     if hooks is not None and hooks.default_location:
         return hooks.default_location
     return mapping.locations.map[0].code
+
+
+@dataclass(frozen=True)
+class Statuses:
+    """Which order statuses sell and which give the stock back: a platform's defaults (one
+    instance per platform), overridden by the mapping's ``webhooks.sale_statuses`` /
+    ``restock_statuses`` through ``of``."""
+
+    sale: tuple[str, ...]
+    restock: tuple[str, ...]
+
+    def of(self, sale: Sequence[str] | None, restock: Sequence[str] | None) -> Statuses:
+        return Statuses(tuple(sale) if sale is not None else self.sale,
+                        tuple(restock) if restock is not None else self.restock)

@@ -168,7 +168,7 @@ class WooCommerceConnector:
         """What the order's current status means, in WooCommerce's terms (item = SKU)."""
         hooks = self.mapping.webhooks
         sale, restock = (hooks.sale_statuses, hooks.restock_statuses) if hooks else (None, None)
-        statuses = webhooks.Statuses.of(sale, restock)
+        statuses = webhooks.STATUSES.of(sale, restock)
         return webhooks.normalise(order, self.name, order_location(self.mapping), statuses)
 
     def close(self) -> None:

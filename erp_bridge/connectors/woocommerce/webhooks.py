@@ -12,13 +12,20 @@ A cancelled order yields both the sale and its return (runtime.webhooks.by_statu
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
 from ...domain import Decrement, Increment
-from ..runtime.webhooks import WebhookRejected, base64_digest_matches, by_status, header, hmac_sha256, json_object
+from ..runtime.webhooks import (
+    Statuses,
+    WebhookRejected,
+    base64_digest_matches,
+    by_status,
+    header,
+    hmac_sha256,
+    json_object,
+)
 
 SIGNATURE = "X-WC-Webhook-Signature"
 TOPIC = "X-WC-Webhook-Topic"
@@ -33,15 +40,8 @@ PING = re.compile(rb"webhook_id=\d+")
 Change = Decrement | Increment
 
 
-@dataclass(frozen=True)
-class Statuses:
-    sale: tuple[str, ...] = SALE_STATUSES
-    restock: tuple[str, ...] = RESTOCK_STATUSES
-
-    @classmethod
-    def of(cls, sale: Sequence[str] | None, restock: Sequence[str] | None) -> Statuses:
-        return cls(tuple(sale) if sale is not None else SALE_STATUSES,
-                   tuple(restock) if restock is not None else RESTOCK_STATUSES)
+#: the platform's defaults; the mapping's webhooks.sale_statuses / restock_statuses override them
+STATUSES = Statuses(SALE_STATUSES, RESTOCK_STATUSES)
 
 
 def is_ping(headers: Mapping[str, str], body: bytes) -> bool:

@@ -161,7 +161,7 @@ ORDERS = {
 @pytest.mark.parametrize("state, lines, expected", ORDERS.values(), ids=ORDERS.keys())
 def test_what_an_orders_state_means_for_its_line_items(state, lines, expected):
     order = {"id": "O", "paymentState": state, "lineItems": {"elements": lines}}
-    changes = webhooks.normalise(order, "clover", "M", webhooks.Statuses(), lambda item: item)
+    changes = webhooks.normalise(order, "clover", "M", webhooks.STATUSES, lambda item: item)
     assert [(c.kind, c.idempotency_key) for c in changes] == expected
 
 

@@ -124,7 +124,7 @@ SALES = {
 
 @pytest.mark.parametrize("sale, expected", SALES.values(), ids=SALES.keys())
 def test_what_a_sales_status_means_for_its_lines(sale, expected):
-    changes = webhooks.normalise(sale, "lightspeed_x", "o", webhooks.Statuses(), lambda line: line.product_id)
+    changes = webhooks.normalise(sale, "lightspeed_x", "o", webhooks.STATUSES, lambda line: line.product_id)
     assert [(c.kind, c.idempotency_key, c.quantity) for c in changes] == expected
     assert all(isinstance(c, (Decrement, Increment)) for c in changes)
 

@@ -13,7 +13,7 @@ from decimal import Decimal
 import pytest
 
 from erp_bridge.connectors.runtime.webhooks import WebhookRejected
-from erp_bridge.connectors.woocommerce.webhooks import Statuses, is_ping, normalise, verify
+from erp_bridge.connectors.woocommerce.webhooks import STATUSES, is_ping, normalise, verify
 from tests.fakes.woocommerce import WEBHOOK_SECRET, connector_for, order, ping, signed_delivery
 
 LOCATION = "online"
@@ -89,13 +89,13 @@ STATUS_CASES = [
 @pytest.mark.parametrize("status, expected", STATUS_CASES, ids=[c[0] for c in STATUS_CASES])
 def test_an_orders_status_decides_its_stock_changes_with_the_woocommerce_defaults(status, expected):
     payload = order(5001, status, (11, "chair-blue", 2), (12, "mug-s", 1), (13, "chair-red", 0))
-    changes = normalise(payload, "woocommerce", LOCATION, Statuses())
+    changes = normalise(payload, "woocommerce", LOCATION, STATUSES)
     assert [(c.kind, c.idempotency_key, c.item, c.quantity) for c in changes] == expected
     assert {c.location for c in changes} <= {LOCATION}
 
 
 def test_mapped_statuses_replace_the_defaults():
-    statuses = Statuses.of(["completed"], ["cancelled", "refunded"])
+    statuses = STATUSES.of(["completed"], ["cancelled", "refunded"])
     payload = order(5002, "processing", (21, "chair-blue", 1))
     assert normalise(payload, "woocommerce", LOCATION, statuses) == []
     refunded = normalise({**payload, "status": "refunded"}, "woocommerce", LOCATION, statuses)
@@ -106,7 +106,7 @@ def test_mapped_statuses_replace_the_defaults():
 def test_every_delivery_of_one_order_yields_the_same_keys_whatever_the_order_of_arrival():
     created = order(5003, "processing", (31, "chair-blue", 1))
     completed, cancelled = {**created, "status": "completed"}, {**created, "status": "cancelled"}
-    keys = [{c.idempotency_key for c in normalise(o, "woocommerce", LOCATION, Statuses())}
+    keys = [{c.idempotency_key for c in normalise(o, "woocommerce", LOCATION, STATUSES)}
             for o in (created, completed, created, cancelled, completed)]
     assert keys[0] == keys[1] == keys[2] == keys[4] == {"woocommerce:5003:31"}
     assert keys[3] == {"woocommerce:5003:31", "woocommerce:5003:31:cancel"}
@@ -114,7 +114,7 @@ def test_every_delivery_of_one_order_yields_the_same_keys_whatever_the_order_of_
 
 def test_a_line_without_sku_names_its_product_and_variation():
     payload = order(5004, "processing", (41, "", 1), variation=231)
-    [change] = normalise(payload, "woocommerce", LOCATION, Statuses())
+    [change] = normalise(payload, "woocommerce", LOCATION, STATUSES)
     assert change.item == "variant:101:231"
 
 
@@ -128,7 +128,7 @@ def test_a_line_without_sku_names_its_product_and_variation():
 ], ids=["no id", "no status", "id not a number", "quantity not a number", "line without id", "lines not a list"])
 def test_a_malformed_order_is_a_400_not_a_crash(payload):
     with pytest.raises(WebhookRejected) as refused:
-        normalise(payload, "woocommerce", LOCATION, Statuses())
+        normalise(payload, "woocommerce", LOCATION, STATUSES)
     assert refused.value.status == 400 and "order payload" in str(refused.value)
 
 
