@@ -72,6 +72,19 @@ class StaticHeader(Strategy):
         return request
 
 
+class StaticHeaders(Strategy):
+    """headers: several configured secrets, each in its own header, as is (Cin7 Core's account id
+    and application key)."""
+
+    def __init__(self, values: dict[str, str]):
+        self.values = dict(values)
+        self.secret_values = tuple(values.values())
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers.update(self.values)
+        return request
+
+
 class Basic(Strategy):
     def __init__(self, username: str, password: str):
         self._basic = HTTPBasicAuth(username, password)
@@ -184,7 +197,11 @@ class OAuth2(Renewing):
             except ValueError:  # not JSON, or a token answer without access_token
                 raise RetryableError(f"{what} answered HTTP {response.status_code} without a token: "
                                      f"{self._redact.excerpt(response.text)}") from None
-        self.secret_values = (*self.secret_values[:3], token["access_token"])
+        if self._refresh_token is not None and token.get("refresh_token"):
+            # RFC 6749 6: a new refresh token replaces the old one, which the server may revoke
+            # (Lightspeed rotates them); it is kept in memory only (see docs/connectors/adding.md)
+            self._refresh_token = token["refresh_token"]
+        self.secret_values = (*self.secret_values[:3], token["access_token"], *_rotated(self._refresh_token))
         return token["access_token"], float(token.get("expires_in") or DEFAULT_TOKEN_LIFETIME_S)
 
     def _request_body(self) -> tuple[Any, str]:
@@ -198,6 +215,10 @@ class OAuth2(Renewing):
 
     def close(self) -> None:
         self._http.close()
+
+
+def _rotated(refresh_token: str | None) -> tuple[str, ...]:
+    return (refresh_token,) if refresh_token else ()
 
 
 #: msal error codes that a person must fix (wrong tenant, id, secret, scope, consent); others are transient
@@ -314,6 +335,10 @@ def build(auth: Auth, secret: Secret, *, timeout_s: float = 10.0, realm: str | N
     if kind in ("bearer", "header"):
         prefix = auth.prefix if auth.prefix is not None else ("Bearer " if kind == "bearer" else "")
         return StaticHeader(auth.header, prefix, value("token"))
+    if kind == "headers":
+        if not names:
+            raise ConfigError("headers auth needs connection.auth.secrets: header name -> secret name")
+        return StaticHeaders({header: secret(name) for header, name in names.items()})
     if kind == "basic":
         return Basic(value("username"), value("password"))
     if kind == "oauth1_tba":

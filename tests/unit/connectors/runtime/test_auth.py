@@ -186,3 +186,21 @@ def test_rfc_6749s_own_transient_errors_are_retried(zoho, error):
     with pytest.raises(RetryableError) as caught:
         oauth2(zoho).current()
     assert caught.value.after == 5 and error in str(caught.value)
+
+
+# -- kind headers (Cin7 Core: two secrets, each in its own header) ---------------------------------
+
+def test_headers_auth_puts_each_secret_in_its_header_and_redacts_them():
+    secrets = {"acct": "704ef231-acct", "key": "0342a546-key"}
+    auth = Auth(kind="headers", secrets={"api-auth-accountid": "acct", "api-auth-applicationkey": "key"})
+    strategy = build(auth, secrets.__getitem__)
+    prepared = strategy(requests.Request("GET", "http://x/y").prepare())
+    assert prepared.headers["api-auth-accountid"] == "704ef231-acct"
+    assert prepared.headers["api-auth-applicationkey"] == "0342a546-key"
+    assert set(strategy.secret_values) == set(secrets.values()) and not strategy.renewable
+
+
+def test_headers_auth_without_headers_is_a_config_error():
+    with pytest.raises(ConfigError, match="header name -> secret name"):
+        build(Auth(kind="headers", secrets={}), lambda name: "x")
+
