@@ -51,6 +51,12 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("square", ".square", summary="Square Inventory API (POS and online)"),
     Kind("woocommerce", ".woocommerce.connector", summary="WooCommerce REST API v3"),
     Kind("bigcommerce", ".bigcommerce.connector", summary="BigCommerce Inventory API (V3) and orders (V2)"),
+    # leaky bucket: 60 units draining 1/s documented; the connector paces by X-LS-API-Bucket-Level
+    Kind("lightspeed_r", ".lightspeed_r", summary="Lightspeed Retail (R-Series) API V3",
+         limits={"concurrency": 1, "rate_per_s": 1.0, "burst": 10}),
+    # 60 calls per minute per API application (503 when exceeded)
+    Kind("cin7_core", ".cin7_core", summary="Cin7 Core (DEAR) API v2",
+         limits={"concurrency": 1, "rate_per_s": 1.0, "burst": 5}),
     Kind("http_json", ".http_json", summary="a custom JSON endpoint"),
     Kind("pull", "..sync.pull", "client_from_context", "a store that pulls availability"),
 )}

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import msal
 import msal.exceptions
@@ -34,6 +34,14 @@ DEFAULT_TOKEN_LIFETIME_S = 3000.0
 #: own; a connector adds its vendor's, e.g. Zoho's throttle ``Access Denied``)
 TRANSIENT_TOKEN_ERRORS = frozenset({"temporarily_unavailable", "server_error"})
 Secret = Callable[[str], str]
+
+
+class RefreshTokenStore(Protocol):
+    def load(self) -> str: ...
+
+    def save(self, token: str) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class Strategy(AuthBase):
@@ -172,8 +180,21 @@ class OAuth2(Renewing):
         self.secret_values = tuple(v for v in (client_secret, refresh_token, client_id) if v)
         self._redact = Redactor.of(self.secret_values)
         self._http = requests.Session()
+        #: where a rotated refresh token is kept (runtime/tokens.StoredRefreshToken); None: memory only
+        self.store: RefreshTokenStore | None = None
 
     def fetch(self) -> tuple[str, float]:
+        if self.store is not None:  # another process may have rotated it since
+            self._refresh_token = self.store.load()
+        try:
+            return self._fetch()
+        except ConfigError:
+            if self.store is None or self.store.load() == self._refresh_token:
+                raise
+            self._refresh_token = self.store.load()  # rotated by another process meanwhile: once more
+            return self._fetch()
+
+    def _fetch(self) -> tuple[str, float]:
         client, body = self._request_body()
         what = f"POST {self.token_url} (token)"
         try:
@@ -199,8 +220,10 @@ class OAuth2(Renewing):
                                      f"{self._redact.excerpt(response.text)}") from None
         if self._refresh_token is not None and token.get("refresh_token"):
             # RFC 6749 6: a new refresh token replaces the old one, which the server may revoke
-            # (Lightspeed rotates them); it is kept in memory only (see docs/connectors/adding.md)
+            # (Lightspeed rotates them); ``store`` keeps it for the other processes and restarts
             self._refresh_token = token["refresh_token"]
+            if self.store is not None:
+                self.store.save(token["refresh_token"])
         self.secret_values = (*self.secret_values[:3], token["access_token"], *_rotated(self._refresh_token))
         return token["access_token"], float(token.get("expires_in") or DEFAULT_TOKEN_LIFETIME_S)
 
@@ -215,6 +238,8 @@ class OAuth2(Renewing):
 
     def close(self) -> None:
         self._http.close()
+        if self.store is not None:
+            self.store.close()
 
 
 def _rotated(refresh_token: str | None) -> tuple[str, ...]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from ...mapping.lookups import LookupTable
 from ...mapping.schema import SystemMapping
@@ -13,6 +14,7 @@ from .inbox import Inbox
 from .ledger import Ledger
 from .pacing import Pacer
 from .sender import Sender
+from .tokens import StoredRefreshToken
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,19 @@ class ConnectorContext:
                       on_status={**(on_status_defaults or {}), **self.mapping.writes.on_status},
                       message=message, headers=conn.headers, secret_names=f"secrets {names}" if names else "",
                       wait=wait, pacer=pacer)
+
+    def rotating_refresh_token(self, strategy: auth_strategies.Strategy) -> auth_strategies.Strategy:
+        """For a token endpoint that rotates refresh tokens: keep the newest in the queue's storage
+        (runtime/tokens.py), so a restart or another worker logs in with it."""
+        if isinstance(strategy, auth_strategies.OAuth2) and self.mapping.connection.auth.kind == "oauth2_refresh_token":
+            configured = self.secret(self.mapping.connection.auth.secrets["refresh_token"])
+            strategy.store = StoredRefreshToken(self.inbox(), configured)
+        return strategy
+
+    def auth(self, **options: Any) -> auth_strategies.Strategy:
+        """The mapping's auth strategy, as ``sender`` would build it (to wrap or adjust it first)."""
+        conn = self.mapping.connection
+        return auth_strategies.build(conn.auth, self.secret, timeout_s=float(conn.timeout_s), **options)
 
     def ledger(self, clock: Callable[[], float] = time.time) -> Ledger:
         return Ledger(self.storage_url, self.system, clock=clock)
