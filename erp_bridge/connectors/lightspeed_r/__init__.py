@@ -16,7 +16,7 @@ ACCOUNT_URL = re.compile(r"/API/V3/Account/\d+/?$")
 #: documented defaults until the first answer states the account's own (vendor-apis.md §9: a
 #: bucket of 60 draining 1 per second; a read costs 1, a write 10)
 BUCKET_SIZE, DRIP_PER_S, READ_COST, WRITE_COST = 60.0, 1.0, 1.0, 10.0
-LEVEL_HEADER, DRIP_HEADER = "X-LS-API-Bucket-Level", "X-LS-API-Drip-Rate"
+LEVEL_HEADER, DRIP_HEADER, COST_HEADER = "X-LS-API-Bucket-Level", "X-LS-API-Drip-Rate", "X-LS-API-Request-Cost"
 _buckets: dict[str, LeakyBucket] = {}
 _lock = threading.Lock()
 
@@ -26,7 +26,7 @@ def bucket(account_url: str) -> LeakyBucket:
     with _lock:
         return _buckets.setdefault(account_url, LeakyBucket(
             BUCKET_SIZE, DRIP_PER_S, lambda method: READ_COST if method == "GET" else WRITE_COST,
-            level_header=LEVEL_HEADER, drip_header=DRIP_HEADER))
+            level_header=LEVEL_HEADER, drip_header=DRIP_HEADER, cost_header=COST_HEADER))
 
 
 def from_context(ctx: ConnectorContext) -> LightspeedRConnector:

@@ -24,15 +24,15 @@ class Pacer(Protocol):
     def wait(self, method: str) -> None:
         """Block until a request of ``method`` fits the budget."""
 
-    def observe(self, headers: Mapping[str, str]) -> None:
-        """The vendor answered with ``headers``: learn what they say about the budget."""
+    def observe(self, method: str, headers: Mapping[str, str]) -> None:
+        """The vendor answered a ``method`` request with ``headers``: learn what they say about the budget."""
 
 
 class NoPacing:
     def wait(self, method: str) -> None:
         pass
 
-    def observe(self, headers: Mapping[str, str]) -> None:
+    def observe(self, method: str, headers: Mapping[str, str]) -> None:
         pass
 
 
@@ -58,15 +58,17 @@ def positive(value: str | None) -> float | None:
 
 class LeakyBucket:
     """A bucket of ``size`` units draining at ``drip`` per second; ``cost(method)`` is what one
-    request adds. ``level_header`` ("used/size") and ``drip_header`` correct both from each answer."""
+    request adds until ``cost_header`` states what the vendor charged for that method.
+    ``level_header`` ("used/size") and ``drip_header`` correct the rest from each answer."""
 
     def __init__(self, size: float, drip: float, cost: Callable[[str], float] = lambda method: 1.0, *,
-                 level_header: str | None = None, drip_header: str | None = None,
+                 level_header: str | None = None, drip_header: str | None = None, cost_header: str | None = None,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep):
         if size <= 0 or drip <= 0:
             raise ValueError("a leaky bucket needs a positive size and drip rate")
         self.size, self.drip, self._cost = float(size), float(drip), cost
-        self._level_header, self._drip_header = level_header, drip_header
+        self._level_header, self._drip_header, self._cost_header = level_header, drip_header, cost_header
+        self._charged: dict[str, float] = {}  # method -> the cost the vendor last stated
         self._clock, self._sleep = clock, sleep
         self._lock = threading.Lock()
         self._level, self._at = 0.0, clock()
@@ -80,7 +82,7 @@ class LeakyBucket:
     def wait(self, method: str) -> None:
         with self._lock:
             now = self._clock()
-            cost = min(self._cost(method.upper()), self.size)  # a request dearer than the bucket waits for it empty
+            cost = min(self.cost(method), self.size)  # a request dearer than the bucket waits for it empty
             level = self.level(now)
             delay = max(0.0, (level + cost - self.size) / self.drip)
             self._level, self._at = level + cost, now  # reserved: the next caller queues behind it
@@ -88,13 +90,20 @@ class LeakyBucket:
         if delay > 0:
             self._sleep(delay)
 
-    def observe(self, headers: Mapping[str, str]) -> None:
+    def cost(self, method: str) -> float:
+        method = method.upper()
+        return self._charged.get(method) or self._cost(method)
+
+    def observe(self, method: str, headers: Mapping[str, str]) -> None:
         said = fraction(_header(headers, self._level_header))
         drip = positive(_header(headers, self._drip_header))
-        if said is None and drip is None:
+        charged = positive(_header(headers, self._cost_header))
+        if said is None and drip is None and charged is None:
             return
         with self._lock:
             now = self._clock()
+            if charged is not None:
+                self._charged[method.upper()] = charged
             if drip is not None:
                 self.drip = drip
             if said is not None:

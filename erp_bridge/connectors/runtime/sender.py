@@ -136,7 +136,7 @@ class Sender:
         self.pacer.wait(method)
         response = self._sessions.get().request(method, url, data=data, params=params, headers=headers,
                                                 auth=self.auth, timeout=self.timeout, allow_redirects=False)
-        self.pacer.observe(response.headers)  # any status: a 429 says the most about the budget
+        self.pacer.observe(method, response.headers)  # any status: a 429 says the most about the budget
         return response
 
     def _classify(self, response: requests.Response, what: str,

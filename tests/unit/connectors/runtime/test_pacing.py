@@ -49,7 +49,7 @@ def test_requests_go_at_once_until_the_bucket_is_full_then_at_the_drip_rate():
 
 def test_the_vendors_headers_set_the_size_drip_and_level():
     pacer, sleep = bucket(size=60, drip=1, level_header="X-LS-API-Bucket-Level", drip_header="X-LS-API-Drip-Rate")
-    pacer.observe({"x-ls-api-bucket-level": "19/20", "X-LS-API-Drip-Rate": "4"})
+    pacer.observe("GET", {"x-ls-api-bucket-level": "19/20", "X-LS-API-Drip-Rate": "4"})
     assert (pacer.size, pacer.drip) == (20.0, 4.0)
     pacer.wait("PUT")  # 19 + 5 > 20: 4 units must drain at 4 a second
     assert sleep.slept == pytest.approx([1.0])
@@ -59,7 +59,7 @@ def test_a_vendor_level_below_ours_keeps_ours():
     pacer, sleep = bucket(size=10, drip=1, level_header="L")
     for _ in range(8):
         pacer.wait("GET")
-    pacer.observe({"L": "1/10"})  # the vendor has not seen the requests still on their way
+    pacer.observe("GET", {"L": "1/10"})  # the vendor has not seen the requests still on their way
     assert pacer.level() == pytest.approx(8.0)
 
 
@@ -109,3 +109,13 @@ def test_the_sender_paces_every_request_and_lets_the_pacer_see_every_answer():
 def test_a_bucket_needs_a_size_and_a_drip():
     with pytest.raises(ValueError):
         LeakyBucket(0, 1)
+
+
+def test_the_cost_the_vendor_states_replaces_the_assumed_one_for_that_method():
+    pacer, sleep = bucket(size=10, drip=1, cost_header="X-Cost")
+    assert pacer.cost("PUT") == 5.0
+    pacer.observe("put", {"X-Cost": "2"})
+    assert pacer.cost("PUT") == 2.0 and pacer.cost("GET") == 1.0
+    for _ in range(5):
+        pacer.wait("PUT")
+    assert sleep.slept == []  # 5 x 2 fits the bucket of 10; at the assumed 5 the third would have waited
