@@ -64,6 +64,12 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     # 16 requests/s and 5 concurrent requests per access token (50/s, 10 concurrent per app)
     Kind("clover", ".clover.connector", summary="Clover REST API v3 (item_stocks, orders)",
          limits={"concurrency": 5, "rate_per_s": 16.0, "burst": 16}),
+    # leaky bucket: 60 units draining 1/s documented; the connector paces by X-LS-API-Bucket-Level
+    Kind("lightspeed_r", ".lightspeed_r", summary="Lightspeed Retail (R-Series) API V3",
+         limits={"concurrency": 1, "rate_per_s": 1.0, "burst": 10}),
+    # 60 calls per minute per API application (503 when exceeded)
+    Kind("cin7_core", ".cin7_core", summary="Cin7 Core (DEAR) API v2",
+         limits={"concurrency": 1, "rate_per_s": 1.0, "burst": 5}),
     Kind("http_json", ".http_json", summary="a custom JSON endpoint"),
     Kind("pull", "..sync.pull", "client_from_context", "a store that pulls availability"),
 )}

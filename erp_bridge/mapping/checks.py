@@ -2,6 +2,7 @@
 line to fix. They run after the schema passed, on the validated model; none has side effects."""
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Collection, Iterator
 
@@ -12,7 +13,7 @@ from .transforms import ANY, ATTR_PREFIX, NUMBER, TEXT, chain_type, field_type
 Found = Iterator[tuple[tuple, str]]
 
 AUTH_SECRETS = {
-    "none": (), "basic": ("username", "password"), "bearer": ("token",), "header": ("token",),
+    "none": (), "basic": ("username", "password"), "bearer": ("token",), "header": ("token",), "headers": (),
     "oauth2_client_credentials": ("client_id", "client_secret"),
     "oauth2_refresh_token": ("client_id", "client_secret", "refresh_token"),
     "session_login": ("username", "password"),
@@ -33,6 +34,7 @@ SELF_BUILDING = ("http_json", "odoo", "ordergroove", "prestashop")
 #: systems whose HTTP Basic username is the whole credential (an API key) and whose password is empty
 KEY_AS_USERNAME = ("prestashop",)
 KEYED_STRATEGIES = ("reference_field", "external_id", "header", "body_id")
+HEADER_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
 
 def check_mapping(m: SystemMapping, secret_names: Collection[str] | None) -> Found:
@@ -55,6 +57,9 @@ def secret_message(name: str) -> str:
 
 def _auth(m: SystemMapping) -> Found:
     auth, at = m.connection.auth, ("connection", "auth")
+    if auth.kind == "headers":
+        yield from _header_secrets(auth.secrets, at)
+        return
     needed = AUTH_SECRETS[auth.kind]
     if auth.kind == "basic" and m.connector in KEY_AS_USERNAME:
         needed = ("username",)
@@ -71,6 +76,15 @@ def _auth(m: SystemMapping) -> Found:
         yield at, f"{auth.kind} auth needs authority (https://login.microsoftonline.com/<tenant id>)"
     if auth.kind == "azure_ad_client_credentials" and auth.scope is None:
         yield at, f"{auth.kind} auth needs scope (F&O: https://<environment>.operations.dynamics.com/.default)"
+
+
+def _header_secrets(secrets: dict[str, str], at: tuple) -> Found:
+    """kind ``headers``: each key of ``secrets`` is the header its secret goes in."""
+    if not secrets:
+        yield (*at, "secrets"), "headers auth needs at least one header name -> secret name"
+    for header in secrets:
+        if not HEADER_TOKEN.fullmatch(header):
+            yield (*at, "secrets", header), f"'{header}' is not an HTTP header name (letters, digits, - and _)"
 
 
 def _secrets_configured(m: SystemMapping, secret_names: Collection[str]) -> Found:

@@ -104,6 +104,8 @@ def auth_headers(auth: Auth) -> dict[str, str]:
         return {"Cookie": "{auth:session}"}
     if kind == "oauth1_tba":
         return {auth.header: "{auth:oauth1}"}
+    if kind == "headers":
+        return {header: "{auth:headers}" for header in secrets}
     prefix = {"basic": "Basic ", "header": ""}.get(kind, "Bearer ") if auth.prefix is None else auth.prefix
     credential = {"basic": "{auth:basic}", "bearer": f"{{secret:{secrets.get('token')}}}",
                   "header": f"{{secret:{secrets.get('token')}}}"}.get(kind, "{auth:oauth2}")

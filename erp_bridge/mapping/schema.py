@@ -124,13 +124,15 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-AuthKind = Literal["none", "basic", "bearer", "header", "oauth2_client_credentials", "oauth2_refresh_token",
+AuthKind = Literal["none", "basic", "bearer", "header", "headers", "oauth2_client_credentials", "oauth2_refresh_token",
                    "session_login", "oauth1_tba", "azure_ad_client_credentials", "inventory_visibility",
                    "ordergroove_hmac"]
 
 
 class Auth(Strict):
-    """How to authenticate. ``secrets`` maps each credential the kind needs to a secret NAME."""
+    """How to authenticate. ``secrets`` maps each credential the kind needs to a secret NAME; for kind
+    ``headers`` each key is a header name that carries its secret as is (Cin7 Core: api-auth-accountid
+    and api-auth-applicationkey)."""
 
     kind: AuthKind
     secrets: dict[str, SecretName] = {}

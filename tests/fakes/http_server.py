@@ -29,6 +29,8 @@ class Fault:
     drop: str | None = None
     #: only requests whose path contains this match; None: any
     path: str | None = None
+    #: only requests of this method match (e.g. the PUT, not the GET, of one path); None: any
+    method: str | None = None
 
 
 class App(Protocol):
@@ -69,7 +71,8 @@ class Served:
 
     def answer(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[Answer, str | None]:
         with self.lock:
-            fault = next((f for f in self.faults if f.path is None or f.path in path), None)
+            fault = next((f for f in self.faults if (f.path is None or f.path in path)
+                          and f.method in (None, method)), None)
             if fault is not None:
                 self.faults.remove(fault)
         if fault is not None and fault.hang_s:

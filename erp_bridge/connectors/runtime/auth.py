@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import msal
 import msal.exceptions
@@ -34,6 +34,14 @@ DEFAULT_TOKEN_LIFETIME_S = 3000.0
 #: own; a connector adds its vendor's, e.g. Zoho's throttle ``Access Denied``)
 TRANSIENT_TOKEN_ERRORS = frozenset({"temporarily_unavailable", "server_error"})
 Secret = Callable[[str], str]
+
+
+class RefreshTokenStore(Protocol):
+    def load(self) -> str: ...
+
+    def save(self, token: str) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class Strategy(AuthBase):
@@ -69,6 +77,19 @@ class StaticHeader(Strategy):
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         request.headers[self.header] = self.value
+        return request
+
+
+class StaticHeaders(Strategy):
+    """headers: several configured secrets, each in its own header, as is (Cin7 Core's account id
+    and application key)."""
+
+    def __init__(self, values: dict[str, str]):
+        self.values = dict(values)
+        self.secret_values = tuple(values.values())
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers.update(self.values)
         return request
 
 
@@ -165,8 +186,21 @@ class OAuth2(Renewing):
         self.secret_values = tuple(v for v in (client_secret, refresh_token, client_id) if v)
         self._redact = Redactor.of(self.secret_values)
         self._http = requests.Session()
+        #: where a rotated refresh token is kept (runtime/tokens.StoredRefreshToken); None: memory only
+        self.store: RefreshTokenStore | None = None
 
     def fetch(self) -> tuple[str, float]:
+        if self.store is not None:  # another process may have rotated it since
+            self._refresh_token = self.store.load()
+        try:
+            return self._fetch()
+        except ConfigError:
+            if self.store is None or self.store.load() == self._refresh_token:
+                raise
+            self._refresh_token = self.store.load()  # rotated by another process meanwhile: once more
+            return self._fetch()
+
+    def _fetch(self) -> tuple[str, float]:
         client, body = self._request_body()
         what = f"POST {self.token_url} (token)"
         try:
@@ -190,7 +224,13 @@ class OAuth2(Renewing):
             except ValueError:  # not JSON, or a token answer without access_token
                 raise RetryableError(f"{what} answered HTTP {response.status_code} without a token: "
                                      f"{self._redact.excerpt(response.text)}") from None
-        self.secret_values = (*self.secret_values[:3], token["access_token"])
+        if self._refresh_token is not None and token.get("refresh_token"):
+            # RFC 6749 6: a new refresh token replaces the old one, which the server may revoke
+            # (Lightspeed rotates them); ``store`` keeps it for the other processes and restarts
+            self._refresh_token = token["refresh_token"]
+            if self.store is not None:
+                self.store.save(token["refresh_token"])
+        self.secret_values = (*self.secret_values[:3], token["access_token"], *_rotated(self._refresh_token))
         return token["access_token"], float(token.get("expires_in") or DEFAULT_TOKEN_LIFETIME_S)
 
     def _request_body(self) -> tuple[Any, str]:
@@ -206,6 +246,12 @@ class OAuth2(Renewing):
 
     def close(self) -> None:
         self._http.close()
+        if self.store is not None:
+            self.store.close()
+
+
+def _rotated(refresh_token: str | None) -> tuple[str, ...]:
+    return (refresh_token,) if refresh_token else ()
 
 
 #: msal error codes that a person must fix (wrong tenant, id, secret, scope, consent); others are transient
@@ -322,6 +368,10 @@ def build(auth: Auth, secret: Secret, *, timeout_s: float = 10.0, realm: str | N
     if kind in ("bearer", "header"):
         prefix = auth.prefix if auth.prefix is not None else ("Bearer " if kind == "bearer" else "")
         return StaticHeader(auth.header, prefix, value("token"))
+    if kind == "headers":
+        if not names:
+            raise ConfigError("headers auth needs connection.auth.secrets: header name -> secret name")
+        return StaticHeaders({header: secret(name) for header, name in names.items()})
     if kind == "basic":  # no password named: an API key as the username (mapping/checks.KEY_AS_USERNAME)
         return Basic(value("username"), value("password") if "password" in names else "")
     if kind == "oauth1_tba":

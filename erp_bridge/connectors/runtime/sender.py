@@ -30,6 +30,7 @@ from .classify import (
     transport_error,
     with_status,
 )
+from .pacing import NoPacing, Pacer
 from .paginate import Paginator
 from .sessions import ThreadSessions
 
@@ -54,7 +55,7 @@ class Sender:
     def __init__(self, system: str, *, timeout_s: float = 10.0, auth: Strategy | None = None,
                  on_status: Mapping[str, Action] | None = None, message: VendorMessage | None = None,
                  secret_values: Sequence[str] = (), headers: Mapping[str, str] | None = None,
-                 secret_names: str = "", wait: VendorWait | None = None):
+                 secret_names: str = "", wait: VendorWait | None = None, pacer: Pacer | None = None):
         self.system = system
         self.timeout = (min(CONNECT_TIMEOUT_S, timeout_s), timeout_s)
         self.auth = auth or NoAuth()
@@ -62,6 +63,7 @@ class Sender:
         self._message, self._secret_values, self._wait = message, tuple(secret_values), wait
         self._headers, self._secret_names = dict(headers or {}), secret_names
         self._sessions = ThreadSessions()
+        self.pacer: Pacer = pacer or NoPacing()
 
     @property
     def redact(self) -> Redactor:
@@ -131,8 +133,11 @@ class Sender:
     def _send(self, method: str, url: str, data: Any, params: Any, headers: dict) -> requests.Response:
         if isinstance(data, str):
             data = data.encode()
-        return self._sessions.get().request(method, url, data=data, params=params, headers=headers,
-                                            auth=self.auth, timeout=self.timeout, allow_redirects=False)
+        self.pacer.wait(method)
+        response = self._sessions.get().request(method, url, data=data, params=params, headers=headers,
+                                                auth=self.auth, timeout=self.timeout, allow_redirects=False)
+        self.pacer.observe(method, response.headers)  # any status: a 429 says the most about the budget
+        return response
 
     def _classify(self, response: requests.Response, what: str,
                   on_status: Mapping[str, Action] | None) -> Reply | BridgeError:

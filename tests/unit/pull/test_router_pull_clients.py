@@ -17,11 +17,13 @@ def test_availability_changes_go_to_channels_and_never_to_pull_clients():
     assert pull_clients == {"yahoo_store", "digital_river"}  # they do sell WH/Stock and WH2/Stock
     router = Router(mappings)
     for location, channels in (("WH/Stock", {"shopify", "square", "woocommerce", "bigcommerce", "ordergroove", "sfcc",
-                                            "prestashop", "lightspeed_x", "clover"}),
+                                            "prestashop", "lightspeed_x", "clover", "lightspeed_r",
+                                            "cin7_core"}),
                                ("WH2/Stock", {"shopify", "woocommerce", "bigcommerce", "ordergroove"})):
         targets = {e.target for e in router.availability("odoo", "chair-blue", location, cause="m1")}
         assert targets == channels
     sale = Decrement(channel="shopify", order="1", line="1", item="chair-blue",
                      location="gid://shopify/Location/61234567", quantity=Decimal(1))
     assert {e.target for e in router.channel_change(sale)} == {"odoo", "shopify", "square", "woocommerce", "bigcommerce",
-                                                               "ordergroove", "sfcc", "prestashop", "lightspeed_x", "clover"}
+                                                               "ordergroove", "sfcc", "prestashop", "lightspeed_x", "clover",
+                                                               "lightspeed_r", "cin7_core"}

@@ -186,3 +186,58 @@ def test_rfc_6749s_own_transient_errors_are_retried(zoho, error):
     with pytest.raises(RetryableError) as caught:
         oauth2(zoho).current()
     assert caught.value.after == 5 and error in str(caught.value)
+
+
+# -- kind headers (Cin7 Core: two secrets, each in its own header) ---------------------------------
+
+def test_headers_auth_puts_each_secret_in_its_header_and_redacts_them():
+    secrets = {"acct": "704ef231-acct", "key": "0342a546-key"}
+    auth = Auth(kind="headers", secrets={"api-auth-accountid": "acct", "api-auth-applicationkey": "key"})
+    strategy = build(auth, secrets.__getitem__)
+    prepared = strategy(requests.Request("GET", "http://x/y").prepare())
+    assert prepared.headers["api-auth-accountid"] == "704ef231-acct"
+    assert prepared.headers["api-auth-applicationkey"] == "0342a546-key"
+    assert set(strategy.secret_values) == set(secrets.values()) and not strategy.renewable
+
+
+def test_headers_auth_without_headers_is_a_config_error():
+    with pytest.raises(ConfigError, match="header name -> secret name"):
+        build(Auth(kind="headers", secrets={}), lambda name: "x")
+
+
+
+# -- a refresh token the server rotates (Lightspeed: single-use), kept in the queue's storage -----
+
+def lightspeed_oauth2(fake, storage: str, configured: str):
+    from erp_bridge.connectors.runtime.inbox import Inbox
+    from erp_bridge.connectors.runtime.tokens import StoredRefreshToken
+    from tests.fakes.lightspeed_r import CLIENT_ID, CLIENT_SECRET
+    strategy = OAuth2(fake.token_url, CLIENT_ID, CLIENT_SECRET, refresh_token=configured, timeout_s=2.0)
+    strategy.store = StoredRefreshToken(Inbox(storage, "lightspeed_r"), configured)
+    return strategy
+
+
+def test_a_rotated_refresh_token_is_kept_for_the_next_process_and_restart(tmp_path):
+    from tests.fakes.lightspeed_r import FIRST_REFRESH, FakeLightspeedR
+    storage = f"sqlite:///{tmp_path}/q.sqlite3"
+    with FakeLightspeedR() as fake:
+        first = lightspeed_oauth2(fake, storage, FIRST_REFRESH)
+        first.current()
+        second = lightspeed_oauth2(fake, storage, FIRST_REFRESH)  # another worker, or after a restart
+        second.current()
+        first.renew(first.generation)  # the first one's stored token was rotated by the second: reloaded
+        for strategy in (first, second):
+            strategy.close()
+        assert fake.ls.token_requests == 3 and FIRST_REFRESH in fake.ls.revoked
+        newest = sorted(fake.ls.refresh_tokens)
+        assert len(newest) == 1 and newest[0] not in first.secret_values[:1]
+
+
+def test_a_newly_configured_refresh_token_wins_over_the_stored_one(tmp_path):
+    from erp_bridge.connectors.runtime.inbox import Inbox
+    from erp_bridge.connectors.runtime.tokens import StoredRefreshToken
+    inbox = Inbox(f"sqlite:///{tmp_path}/q.sqlite3", "lightspeed_r")
+    StoredRefreshToken(inbox, "configured-1").save("rotated-1")
+    assert StoredRefreshToken(inbox, "configured-1").load() == "rotated-1"
+    assert StoredRefreshToken(inbox, "re-authorised-2").load() == "re-authorised-2"
+    inbox.close()
