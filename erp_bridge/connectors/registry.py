@@ -51,6 +51,9 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("square", ".square", summary="Square Inventory API (POS and online)"),
     Kind("woocommerce", ".woocommerce.connector", summary="WooCommerce REST API v3"),
     Kind("bigcommerce", ".bigcommerce.connector", summary="BigCommerce Inventory API (V3) and orders (V2)"),
+    # patchListingsItem 5 requests/s, burst 5 (the push path; the order poller paces its own calls)
+    Kind("amazon_sp", ".amazon", summary="Amazon Selling Partner API (Listings Items, Orders v0 polling)",
+         limits={"concurrency": 2, "rate_per_s": 5, "burst": 5}),
     Kind("http_json", ".http_json", summary="a custom JSON endpoint"),
     Kind("pull", "..sync.pull", "client_from_context", "a store that pulls availability"),
 )}

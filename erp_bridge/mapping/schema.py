@@ -309,6 +309,16 @@ class Webhooks(Strict):
     restock_statuses: list[Code] | None = Field(default=None, min_length=1)
 
 
+class Polling(Strict):
+    """A channel whose sales are polled (no usable webhooks: Amazon): which of the platform's own
+    order statuses count (unset: the platform's default, see docs/connectors/<system>.md)."""
+
+    #: order statuses that count as a sale (one decrement per order line, once)
+    sale_statuses: list[Code] | None = Field(default=None, min_length=1)
+    #: order statuses that give counted stock back (a cancelled order: one increment per counted line)
+    restock_statuses: list[Code] | None = Field(default=None, min_length=1)
+
+
 class PullMessages(Strict):
     """What the shopper reads (``Inventory-Message``); ``{available}`` and ``{requested}`` are filled in."""
 
@@ -370,6 +380,7 @@ class SystemMapping(Strict):
     requests: dict[Name, RequestSpec] = {}
     webhooks: Webhooks | None = None
     pull: Pull | None = None
+    polling: Polling | None = None
 
     _compiled: Any = PrivateAttr(default=None)
 
