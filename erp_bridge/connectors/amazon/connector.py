@@ -96,7 +96,7 @@ class AmazonConnector:
         if walk is None:  # the window is younger than Amazon lets us read
             return Polled((), cursor=None)
         for _ in range(self._pages_per_pass):
-            if self._orders_bucket.reserve() > 0:
+            if self._orders_bucket.reserve() > 0:  # takes the call's token when there is one
                 break  # getOrders' quota is spent: the walk goes on next pass
             page = self._orders_page(walk, reading)
             if page is None:
@@ -144,7 +144,7 @@ class AmazonConnector:
                                   "LastUpdatedBefore": walk.before, "MaxResultsPerPage": PAGE_SIZE}
         if walk.token:
             params["NextToken"] = walk.token
-        reply = self._call(self._orders_bucket, ORDERS_PATH, params, "getOrders")
+        reply = self._call(self._orders_bucket, ORDERS_PATH, params, "getOrders", paced=False)
         if isinstance(reply, BridgeError):
             if walk.token and isinstance(reply, RejectedError):  # e.g. an expired NextToken: walk again
                 self._inbox.advance(WALK, "")
@@ -206,8 +206,10 @@ class AmazonConnector:
                                "read again next pass")
         return None
 
-    def _call(self, bucket: TokenBucket, path: str, params: Mapping[str, Any], what: str) -> Reply | BridgeError:
-        while (wait := bucket.reserve()) > 0:
+    def _call(self, bucket: TokenBucket, path: str, params: Mapping[str, Any], what: str,
+              paced: bool = True) -> Reply | BridgeError:
+        """One GET at the operation's pace (``paced``: wait for a token here; else the caller took it)."""
+        while paced and (wait := bucket.reserve()) > 0:
             self._sleep(wait)
         reply = self._sender.call("GET", self._base + path, params=params, what=what)
         if isinstance(reply, Reply):

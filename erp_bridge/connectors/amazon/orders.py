@@ -75,7 +75,8 @@ def restocks(order: Mapping[str, Any], items: Sequence[Mapping[str, Any]], rules
     decrement keys queued before to their quantities (a cancelled line may say QuantityOrdered 0)."""
     lines = {Decrement(**common).idempotency_key: common for common in _lines(order, items, rules, "restock")}
     known = counted(list(lines))
-    return [Increment(reason="cancel", **{**lines[key], "quantity": quantity}) for key, quantity in known.items()]
+    return [Increment(reason="cancel", **{**common, "quantity": known[key]}) for key, common in lines.items()
+            if key in known]
 
 
 def quantity_ids(change: Change) -> list[str]:
