@@ -64,7 +64,9 @@ class FakeAmazon(Served):
         self.tokens: dict[str, float] = {}
         self.received: list[tuple[str, str, dict[str, list[str]], Any]] = []  # (method, path, query, body)
         self.violations: list[str] = []
+        self.answered: list[tuple[str, str, int, Any]] = []  # (method, path, status, body) of every answer
         self.token_requests = 0
+        self.hanging: list[str] = []  # paths of requests held by a hang fault
         self.page_size, self.item_page_size = 100, 100
         self._faults: list[Fault] = []
         self._snapshots: dict[str, tuple[str, list[str]]] = {}
@@ -157,6 +159,7 @@ class FakeAmazon(Served):
         if bucket is not None and bucket.reserve() > 0:
             return 429, {}, QUOTA
         status, payload = self._operation(op, params, {k: v[0] for k, v in query.items()}, body)
+        self.answered.append((method, path, status, payload))
         limit = {"x-amzn-RateLimit-Limit": str(self.plans[op][0])} if op in self.plans and status in (200, 400, 404) \
             else {}
         return status, {**limit, "x-amzn-RequestId": f"req-{next(self._ids)}"}, payload
@@ -215,7 +218,8 @@ class FakeAmazon(Served):
         submission = f"sub-{next(self._ids)}"
         if issue is not None:
             return 200, {"sku": sku, "status": "INVALID", "submissionId": submission,
-                         "issues": [{**issue, "severity": "ERROR", "attributeNames": ["fulfillment_availability"]}]}
+                         "issues": [{**issue, "severity": "ERROR", "attributeNames": ["fulfillment_availability"],
+                                     "categories": ["INVALID_ATTRIBUTE"]}]}
         with self._lock:
             assert listing is not None and value is not None
             listing["quantity"], listing["product_type"] = value, body["productType"]
@@ -284,6 +288,7 @@ def _handler(fake: FakeAmazon) -> type[BaseHTTPRequestHandler]:
             data = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             fault = fake.fault_for(self.path) if not self.path.startswith(TOKEN_PATH) else None
             if fault is not None and fault.hang_s:
+                fake.hanging.append(self.path)
                 time.sleep(fault.hang_s)
             if fault is not None and fault.drop == "before":
                 drop_connection(self)

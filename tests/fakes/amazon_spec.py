@@ -108,9 +108,10 @@ def _body(name: str, param: dict, body: Any) -> list[str]:
 def _get_orders_rules(query: dict[str, list[str]]) -> list[str]:
     """The rules ordersV0.json states in the parameters' descriptions."""
     one = {k: v[0] for k, v in query.items() if v}
+    size = one.get("MaxResultsPerPage", "100")
+    found = [] if size.isdigit() and 1 <= int(size) <= 100 else [f"MaxResultsPerPage: {size} outside 1..100"]
     if "NextToken" in one:
-        return []
-    found = []
+        return found
     if "LastUpdatedAfter" not in one and "CreatedAfter" not in one:
         found.append("either CreatedAfter or LastUpdatedAfter is required")
     if "LastUpdatedAfter" in one and ("CreatedAfter" in one or "CreatedBefore" in one):

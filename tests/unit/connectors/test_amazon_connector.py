@@ -258,3 +258,30 @@ def test_start_up_checks_name_what_to_fix(amazon, tmp_path, edits, message):
         registry.build(load_mappings(tmp_path).systems["amazon_sp"], SECRETS,
                        storage_url=f"sqlite:///{tmp_path}/q.sqlite3")
     assert REFRESH_TOKEN not in str(raised.value)
+
+
+# -- the one durable poller ---------------------------------------------------------------------
+
+def test_a_crash_between_queueing_and_committing_queues_nothing_twice(amazon, tmp_path):
+    from erp_bridge.queue.base import RetryPolicy
+    from erp_bridge.queue.sqlite import SQLiteQueue
+    from erp_bridge.sync.channel_poll import ChannelPoller
+    from erp_bridge.sync.router import Router
+
+    storage = tmp_path / "q.sqlite3"
+    mappings = example_mapping_set(tmp_path / "m", amazon.url, with_sor="http://127.0.0.1:9")
+    connector = registry.build(mappings.systems["amazon_sp"], SECRETS, storage_url=f"sqlite:///{storage}")
+    queue, router = SQLiteQueue(storage, RetryPolicy(max_attempts=3, base_s=1, jitter=0)), Router(mappings)
+    poller = ChannelPoller("amazon_sp", connector, router, queue, interval_s=60)
+    started(connector, amazon)
+    amazon.order(ORDER_A, [("chair-blue", 3)])
+    polled = connector.poll_changes()
+    queue.enqueue([e for c in polled.changes for e in router.channel_change(c)])  # ...and the process died here
+    assert poller.run_once() == 1  # read again: the same keys, already queued
+    assert poller.run_once() == 0
+    owed = queue.pending_quantity("sor", "chair-blue", "WH/Stock")
+    assert owed == -3  # one decrement of 3, not two
+    amazon.update(ORDER_A, "Canceled")
+    assert poller.run_once() == 1 and queue.pending_quantity("sor", "chair-blue", "WH/Stock") == 0
+    connector.close()
+    queue.close()
