@@ -47,6 +47,8 @@ KEEP_SEEN_S = 120 * 86400.0
 PAGE_SIZE = 100  # MaxResultsPerPage: 1..100
 PAGES_PER_PASS = 3
 MAX_ITEM_PAGES = 20
+#: wait at most this long for an operation's token within a pass; longer, and the pass stops there
+MAX_PACE_WAIT_S = 10.0
 #: the largest line quantity whose cancellation is given back (the counted quantity is looked up)
 MAX_LINE_QUANTITY = 1000
 
@@ -210,6 +212,8 @@ class AmazonConnector:
               paced: bool = True) -> Reply | BridgeError:
         """One GET at the operation's pace (``paced``: wait for a token here; else the caller took it)."""
         while paced and (wait := bucket.reserve()) > 0:
+            if wait > MAX_PACE_WAIT_S:  # a very slow plan (x-amzn-RateLimit-Limit): the rest comes next pass
+                return RetryableError(f"{what}: Amazon's usage plan allows the next call in {wait:.0f} s", after=wait)
             self._sleep(wait)
         reply = self._sender.call("GET", self._base + path, params=params, what=what)
         if isinstance(reply, Reply):

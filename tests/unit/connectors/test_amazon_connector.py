@@ -2,6 +2,7 @@
 request against ../shared/specs/amazon/): quantities out, orders polled in, every failure."""
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from decimal import Decimal
 
@@ -9,6 +10,7 @@ import pytest
 
 from erp_bridge.connectors import registry
 from erp_bridge.connectors.runtime.polling import parse_time, rfc3339
+from erp_bridge.dispatch.ratelimit import TokenBucket
 from erp_bridge.domain import Decrement, Delivered, Figure, Increment
 from erp_bridge.errors import ConfigError, NotAttempted, RejectedError, RetryableError
 from erp_bridge.mapping.loader import load_mappings
@@ -285,3 +287,18 @@ def test_a_crash_between_queueing_and_committing_queues_nothing_twice(amazon, tm
     assert poller.run_once() == 1 and queue.pending_quantity("sor", "chair-blue", "WH/Stock") == 0
     connector.close()
     queue.close()
+
+
+def test_a_usage_plan_slower_than_a_pass_can_wait_stops_the_pass_part_way(amazon, connector):
+    waited: list[float] = []
+    connector._sleep = lambda s: (waited.append(s), time.sleep(s))
+    started(connector, amazon)
+    amazon.order(ORDER_A, [("chair-blue", 1)], age_s=700)
+    amazon.order(ORDER_B, [("chair-blue", 2)], age_s=650)
+    connector._items_bucket = TokenBucket(0.5, 1)  # one call now, the next in two seconds: waited for
+    assert len(poll(connector)) == 2 and 0 < waited[0] <= 2.0
+    amazon.order(ORDER_C, [("chair-blue", 1)], age_s=240)
+    connector._items_bucket = TokenBucket(0.01, 1)
+    connector._items_bucket.reserve()  # spent: the next token is 100 s away
+    with pytest.raises(RetryableError, match="usage plan"):
+        connector.poll_changes()
