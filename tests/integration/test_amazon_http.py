@@ -25,7 +25,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from erp_bridge.connectors.runtime.inbox import Inbox
-from erp_bridge.connectors.runtime.polling import rfc3339
+from erp_bridge.connectors.runtime.polling import rfc3339, statuses
 from erp_bridge.dispatch.dispatcher import Dispatcher
 from erp_bridge.dispatch.metrics import DispatchMetrics
 from erp_bridge.dispatch.routing import entry_for
@@ -134,7 +134,7 @@ def test_a_sku_amazon_refuses_dead_letters_with_amazons_issue_and_the_rest_goes_
 
 # --- 2. the whole service polling orders ---------------------------------------------------------
 
-def configure(tmp_path: Path, amazon: FakeAmazon, sor: FakeTarget, monkeypatch=None) -> Path:
+def configure(tmp_path: Path, amazon: FakeAmazon, sor: FakeTarget) -> Path:
     example_mapping_set(tmp_path / "mappings", amazon.url, with_sor=sor.url)
     config = tmp_path / "bridge.yaml"
     config.write_text("data_dir: data\nmappings_dir: mappings\n"
@@ -185,6 +185,11 @@ def test_polled_orders_decrement_the_system_of_record_once(amazon, sor, tmp_path
     back = [b for k, b in bodies.items() if k.endswith(":cancel")]
     assert sorted((b["item"], b["quantity"], b["kind"], b["location"]) for b in back) == [
         ("chair-blue", "2", "increment", "WH/Stock"), ("chair-red", "1", "increment", "WH/Stock")]
+    inbox = Inbox(f"sqlite:///{tmp_path}/data/queue.sqlite3", "amazon_sp")
+    status = [s for s in statuses(inbox) if s["system"] == "amazon_sp"]  # what `erp-bridge status` shows
+    inbox.close()
+    assert [(s["resource"], s["last_error"]) for s in status] == [("orders", None)]
+    assert status[0]["last_success"] and 170 <= status[0]["lag_s"] < 240  # the window ends 3 minutes back
 
 
 # --- 3. kill -9 between reading and storing ------------------------------------------------------
