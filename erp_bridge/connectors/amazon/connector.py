@@ -150,6 +150,7 @@ class AmazonConnector:
         if isinstance(reply, BridgeError):
             if walk.token and isinstance(reply, RejectedError):  # e.g. an expired NextToken: walk again
                 self._inbox.advance(WALK, "")
+                raise reply  # what this pass read is read again (and skipped) by the new walk
             _stop(reply, reading)
             return None
         return _payload(reply)

@@ -42,8 +42,8 @@ class Rules:
 
     def kind(self, order: Mapping[str, Any]) -> Kind | None:
         """What an order means for the merchant's stock now, or None (not the merchant's, not yet)."""
-        if order.get("FulfillmentChannel") == AMAZON_FULFILLED:
-            return None
+        if order.get("FulfillmentChannel") == AMAZON_FULFILLED or not order.get("AmazonOrderId"):
+            return None  # Amazon's stock, or nothing to key the order by
         status = order.get("OrderStatus")
         if status in self.sale_statuses:
             return "sale"
@@ -93,8 +93,8 @@ def _lines(order: Mapping[str, Any], items: Sequence[Mapping[str, Any]], rules: 
     out = []
     for item in items:
         quantity = Decimal(int(item.get("QuantityOrdered") or 0))
-        if quantity <= 0 and kind == "sale":
-            continue
+        if (quantity <= 0 and kind == "sale") or not item.get("OrderItemId"):
+            continue  # a line cancelled alone, or nothing to key it by
         common: dict[str, Any] = {
             "channel": rules.channel, "order": str(order["AmazonOrderId"]), "line": str(item["OrderItemId"]),
             # no SellerSKU (rare): the ASIN is kept so the dead letter names the listing

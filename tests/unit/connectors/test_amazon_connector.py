@@ -302,3 +302,11 @@ def test_a_usage_plan_slower_than_a_pass_can_wait_stops_the_pass_part_way(amazon
     connector._items_bucket.reserve()  # spent: the next token is 100 s away
     with pytest.raises(RetryableError, match="usage plan"):
         connector.poll_changes()
+
+
+def test_a_malformed_order_or_line_is_skipped_not_a_crash(amazon, connector):
+    started(connector, amazon)
+    amazon.order(ORDER_A, [("chair-blue", 1), ("chair-red", 2)])
+    amazon.orders["broken"] = {**amazon.orders[ORDER_A], "AmazonOrderId": ""}
+    del amazon.items[ORDER_A][1]["OrderItemId"]
+    assert [(c.order, c.item) for c in poll(connector)] == [(ORDER_A, "chair-blue")]
