@@ -70,6 +70,9 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     # 60 calls per minute per API application (503 when exceeded)
     Kind("cin7_core", ".cin7_core", summary="Cin7 Core (DEAR) API v2",
          limits={"concurrency": 1, "rate_per_s": 1.0, "burst": 5}),
+    # patchListingsItem 5 requests/s, burst 5 (the push path; the order poller paces its own calls)
+    Kind("amazon_sp", ".amazon", summary="Amazon Selling Partner API (Listings Items, Orders v0 polling)",
+         limits={"concurrency": 2, "rate_per_s": 5, "burst": 5}),
     Kind("http_json", ".http_json", summary="a custom JSON endpoint"),
     Kind("pull", "..sync.pull", "client_from_context", "a store that pulls availability"),
 )}

@@ -317,13 +317,14 @@ class Webhooks(Strict):
 
 
 class Polling(Strict):
-    """Sales read by polling the platform's orders, for platforms without webhooks (PrestaShop):
-    which of its order states count. Order state ids for PrestaShop (``current_state``); unset:
-    the platform's default, see docs/connectors/<system>.md."""
+    """Sales read by polling the platform's orders, for platforms without usable webhooks
+    (PrestaShop, Amazon, ...): which of its order states count, as the platform names them
+    (PrestaShop: ``current_state`` ids; Amazon: ``OrderStatus``); unset: the platform's default,
+    see docs/connectors/<system>.md."""
 
     #: states in which an order's lines are sold (each line decremented once)
     sale_statuses: list[Code] | None = Field(default=None, min_length=1)
-    #: states that give the stock back (a cancelled or refunded order): each line incremented once
+    #: states that give counted stock back (a cancelled or refunded order): each line incremented once
     restock_statuses: list[Code] | None = Field(default=None, min_length=1)
     #: how far before its cursor each pass re-reads, so an order saved late is not skipped
     overlap_s: float = Field(default=300, ge=0, le=86400)

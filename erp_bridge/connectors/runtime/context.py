@@ -38,11 +38,12 @@ class ConnectorContext:
     def sender(self, *, message: VendorMessage | None = None, auth: auth_strategies.Strategy | None = None,
                on_status_defaults: Mapping[str, Action] | None = None, realm: str | None = None,
                transient_token_errors: Collection[str] = (), wait: VendorWait | None = None,
-               pacer: Pacer | None = None) -> Sender:
+               pacer: Pacer | None = None, renew_on: Collection[int] = (401,)) -> Sender:
         """The runtime's sender for this mapping: its timeout, auth, headers and ``on_status``
         (a connector's defaults first, so the integrator's file wins); ``transient_token_errors``:
         the vendor's token-endpoint errors that mean "wait", not "wrong credentials"; ``pacer``: waits
-        before each request so the vendor's rate limit is not hit (runtime/pacing.py)."""
+        before each request so the vendor's rate limit is not hit (runtime/pacing.py); ``renew_on``:
+        the statuses after which the credential is renewed once and the request sent again."""
         conn = self.mapping.connection
         strategy = auth or auth_strategies.build(conn.auth, self.secret, timeout_s=float(conn.timeout_s), realm=realm,
                                                  transient_token_errors=transient_token_errors)
@@ -50,7 +51,7 @@ class ConnectorContext:
         return Sender(self.system, timeout_s=float(conn.timeout_s), auth=strategy,
                       on_status={**(on_status_defaults or {}), **self.mapping.writes.on_status},
                       message=message, headers=conn.headers, secret_names=f"secrets {names}" if names else "",
-                      wait=wait, pacer=pacer)
+                      wait=wait, pacer=pacer, renew_on=renew_on)
 
     def rotating_refresh_token(self, strategy: auth_strategies.Strategy) -> auth_strategies.Strategy:
         """For a token endpoint that rotates refresh tokens: keep the newest in the queue's storage

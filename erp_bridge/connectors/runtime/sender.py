@@ -9,7 +9,7 @@ an answer means for its items.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,8 +55,12 @@ class Sender:
     def __init__(self, system: str, *, timeout_s: float = 10.0, auth: Strategy | None = None,
                  on_status: Mapping[str, Action] | None = None, message: VendorMessage | None = None,
                  secret_values: Sequence[str] = (), headers: Mapping[str, str] | None = None,
-                 secret_names: str = "", wait: VendorWait | None = None, pacer: Pacer | None = None):
+                 secret_names: str = "", wait: VendorWait | None = None, pacer: Pacer | None = None,
+                 renew_on: Collection[int] = (401,)):
         self.system = system
+        #: statuses that mean "this credential is no longer good": renewed once, then sent again
+        #: (401; Amazon SP-API answers an expired access token with 403)
+        self.renew_on = frozenset(renew_on)
         self.timeout = (min(CONNECT_TIMEOUT_S, timeout_s), timeout_s)
         self.auth = auth or NoAuth()
         self.on_status = dict(on_status or {})
@@ -82,7 +86,7 @@ class Sender:
         try:
             generation = self.auth.generation
             response = self._send(method, url, data, params, sent_headers)
-            if response.status_code == 401 and self.auth.renewable:
+            if response.status_code in self.renew_on and self.auth.renewable:
                 response.close()
                 self.auth.renew(generation)
                 response = self._send(method, url, data, params, sent_headers)

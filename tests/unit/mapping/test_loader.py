@@ -29,16 +29,17 @@ EXAMPLE_SECRETS = {"sap_b1_user", "sap_b1_password", "odoo_user", "odoo_password
                    "ordergroove_hash_key", "sfcc_client_id", "sfcc_client_secret",
                    "prestashop_webservice_key", "lightspeed_x_token", "clover_api_token",
                    "lightspeed_client_id", "lightspeed_client_secret", "lightspeed_refresh_token", "cin7_account_id",
-                   "cin7_application_key"}
+                   "cin7_application_key", "amazon_lwa_client_id", "amazon_lwa_client_secret",
+                   "amazon_refresh_token"}
 
 
 def test_examples_load_with_their_roles(example_set):
     assert set(example_set.systems) == {"sap_b1", "netsuite", "dynamics365", "dynamics365_iv", "zoho_inventory",
                                         "odoo", "shopify", "square", "woocommerce", "bigcommerce", "yahoo_store",
                                         "digital_river", "ordergroove", "sfcc", "prestashop", "lightspeed_x", "clover",
-                                        "lightspeed_r", "cin7_core"}
+                                        "lightspeed_r", "cin7_core", "amazon_sp"}
     assert example_set.system_of_record("WH2/Stock").system == "odoo"
-    assert [m.system for m in example_set.channels()] == ["bigcommerce", "cin7_core", "clover", "lightspeed_r",
+    assert [m.system for m in example_set.channels()] == ["amazon_sp", "bigcommerce", "cin7_core", "clover", "lightspeed_r",
                                                           "lightspeed_x", "ordergroove", "prestashop", "sfcc", "shopify",
                                                           "square", "woocommerce"]
     assert {m.system for m in example_set.mirrors()} == {"sap_b1", "netsuite", "dynamics365", "dynamics365_iv",
@@ -119,7 +120,7 @@ def test_requests_carry_secret_names_as_placeholders(example_set):
 
 
 def test_preview_of_an_unknown_system_names_the_known_ones():
-    with pytest.raises(MappingError, match=r"no mapping for system 'sap' \(known: bigcommerce, .*, netsuite, odoo, "):
+    with pytest.raises(MappingError, match=r"no mapping for system 'sap' \(known: amazon_sp, bigcommerce, .*, netsuite, odoo, "):
         preview("sap", HERE / "golden" / "odoo-decrement.event.json", MAPPINGS)
 
 

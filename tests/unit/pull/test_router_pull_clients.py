@@ -18,7 +18,7 @@ def test_availability_changes_go_to_channels_and_never_to_pull_clients():
     router = Router(mappings)
     for location, channels in (("WH/Stock", {"shopify", "square", "woocommerce", "bigcommerce", "ordergroove", "sfcc",
                                             "prestashop", "lightspeed_x", "clover", "lightspeed_r",
-                                            "cin7_core"}),
+                                            "cin7_core", "amazon_sp"}),
                                ("WH2/Stock", {"shopify", "woocommerce", "bigcommerce", "ordergroove"})):
         targets = {e.target for e in router.availability("odoo", "chair-blue", location, cause="m1")}
         assert targets == channels
@@ -26,4 +26,4 @@ def test_availability_changes_go_to_channels_and_never_to_pull_clients():
                      location="gid://shopify/Location/61234567", quantity=Decimal(1))
     assert {e.target for e in router.channel_change(sale)} == {"odoo", "shopify", "square", "woocommerce", "bigcommerce",
                                                                "ordergroove", "sfcc", "prestashop", "lightspeed_x", "clover",
-                                                               "lightspeed_r", "cin7_core"}
+                                                               "lightspeed_r", "cin7_core", "amazon_sp"}
