@@ -179,7 +179,7 @@ def test_bad_webhooks_get_a_clear_answer_and_affect_nothing_else(world, make_pro
     answer = world["bridge"].post_webhook("shopify", headers, body)
     assert answer.status_code == status, answer.text
     if status == 200:
-        reason = "is not listed for shopify" if case == "unknown-sku" else "location '424242' is not in"
+        reason = "is not listed for shopify" if case == "unknown-sku" else "location 'gid://shopify/Location/424242' is not in"
         b.wait_until(lambda: any(reason in (e["last_error"] or "")
                                  for e in world["bridge"].admin("/admin/dead-letters")["entries"]),
                      20, f"a dead letter saying {reason!r}")
