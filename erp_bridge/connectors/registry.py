@@ -51,6 +51,8 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("square", ".square", summary="Square Inventory API (POS and online)"),
     Kind("woocommerce", ".woocommerce.connector", summary="WooCommerce REST API v3"),
     Kind("bigcommerce", ".bigcommerce.connector", summary="BigCommerce Inventory API (V3) and orders (V2)"),
+    # Magento publishes no admin REST rate; its input limits (20 items a call, 300 a page) are in the module
+    Kind("magento", ".magento", summary="Magento 2 / Adobe Commerce REST: MSI source items, orders polled"),
     Kind("http_json", ".http_json", summary="a custom JSON endpoint"),
     Kind("pull", "..sync.pull", "client_from_context", "a store that pulls availability"),
 )}

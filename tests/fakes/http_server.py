@@ -93,6 +93,9 @@ def _handler(served: Served) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             self._serve("POST")
 
+        def do_PUT(self) -> None:
+            self._serve("PUT")
+
         def _serve(self, method: str) -> None:
             raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             (status, headers, data), drop = served.answer(method, self.path, dict(self.headers.items()), raw)
