@@ -59,6 +59,7 @@ class FakeMagento:
         self.orders: list[dict[str, Any]] = []
         self.memos: list[dict[str, Any]] = []
         self.received: list[tuple[str, str, Any]] = []  # (method, path with query, body)
+        self.authorizations: list[str | None] = []  # the Authorization header of each request
         self.violations: list[str] = []
         self.clock = lambda: datetime.now(UTC)
         #: report a larger total_count than there is (a row deleted mid-walk): pages past the end get asked
@@ -149,6 +150,7 @@ class FakeMagento:
             return 400, {"message": "Decoding error: \nSyntax error"}
         with self._lock:
             self.received.append((method, path, body))
+            self.authorizations.append(headers.get("authorization"))
             if headers.get("authorization") != f"Bearer {self.token}":
                 return 401, {"message": "The consumer isn't authorized to access %resources.",
                              "parameters": {"resources": "Magento_InventoryApi::source_edit"}}
