@@ -52,14 +52,14 @@ MAX_SOURCE_ITEMS = 20
 PAGE_SIZE = 100
 #: pages per pass; the rest is read by the next pass, which is started at once
 MAX_PAGES = 10
-#: ... unless the orders read so far all share the cursor's second (a mass action): then up to this many
+#: ... while the pages are still the overlap read again (or one second of a mass action): up to this many
 HARD_MAX_PAGES = 100
 #: re-read this much before the cursor: an order saved late with an earlier updated_at is still read
 OVERLAP = timedelta(minutes=5)
 #: an order is updated for months (shipping, credit memos): its sale must not be counted again then
 KEEP_SEEN_S = 400 * 86400.0
 RESOURCE = "orders"
-STARTED, TRUNCATED = f"{RESOURCE}:started", f"{RESOURCE}:truncated"
+STARTED = f"{RESOURCE}:started"
 
 
 @dataclass(frozen=True)
@@ -167,18 +167,16 @@ class MagentoConnector:
     # -- sales in -------------------------------------------------------------------------------
 
     def poll_changes(self) -> Polled:
-        truncated = self._inbox.cursor(TRUNCATED) == "1"
-        since = self._window.cursor() if truncated else None
-        since = since or self._window.since()
+        stored = self._window.cursor()
+        since = self._window.since()
         rules = self._started_rules()
-        found, more = self._read_orders(since)
+        found, more = self._read_orders(since, stored or since)
         reading = magento_orders.read(found, rules)
         changes = list(reading.changes)
         if rules.refunds_restock:
             by_id = {str(o.get("entity_id")): o for o in found}
             for order_id in reading.refunded:
                 changes += magento_orders.refunds(by_id[order_id], self._credit_memos(order_id), rules)
-        self._inbox.advance(TRUNCATED, "1" if more else "")
         if more:
             self._wake()  # the rest of the backlog: the next pass starts at once
         return self._window.polled(changes, magento_orders.latest(found), reading.reports)
@@ -192,13 +190,15 @@ class MagentoConnector:
             self._inbox.advance(STARTED, rfc3339(started))
         return replace(self._rules, started=started)
 
-    def _read_orders(self, since: datetime) -> tuple[list[dict[str, Any]], bool]:
-        """Orders updated at or after ``since``, oldest first, in at most MAX_PAGES pages (True: more
-        remain). While every order read has ``since``'s own second the cursor could not move, so the
-        walk goes on (up to HARD_MAX_PAGES). Magento answers a page past the end with the last page
-        again: a page with no order not read yet ends the walk, so it never loops or counts twice."""
+    def _read_orders(self, since: datetime, cursor: datetime) -> tuple[list[dict[str, Any]], bool]:
+        """Orders updated at or after ``since`` (the cursor less the overlap), oldest first (True:
+        more remain, after the newest one read). Pages up to the cursor's second are the overlap
+        read again (or a mass action's one second): they do not count towards MAX_PAGES, so every
+        pass moves the cursor by up to MAX_PAGES pages; HARD_MAX_PAGES bounds the walk. Magento
+        answers a page past the end with the last page again: a page with no order not read yet
+        ends the walk, so it never loops or counts twice."""
         found: dict[str, dict[str, Any]] = {}
-        floor = since.replace(microsecond=0)
+        floor, fresh_pages = cursor.replace(microsecond=0), 0
         for page in range(1, HARD_MAX_PAGES + 1):
             body = self._get("/V1/orders", criteria("updated_at", magento_orders.as_magento_time(since), "gteq",
                                                     page=page, size=PAGE_SIZE, sort="updated_at"))
@@ -207,11 +207,12 @@ class MagentoConnector:
             total = body.get("total_count")
             if not new or not isinstance(total, int) or page >= math.ceil(total / PAGE_SIZE):
                 return list(found.values()), False
-            moved = (magento_orders.latest(found.values()) or floor) > floor
-            if page >= MAX_PAGES and moved:
+            fresh_pages += (magento_orders.latest(new) or floor) > floor
+            if fresh_pages >= MAX_PAGES:
                 return list(found.values()), True
-        raise RetryableError(f"Magento: more than {HARD_MAX_PAGES * PAGE_SIZE} orders have updated_at "
-                             f"{magento_orders.as_magento_time(since)}; the poller cannot page past one second of them")
+        raise RetryableError(f"Magento: more than {HARD_MAX_PAGES * PAGE_SIZE} orders updated between "
+                             f"{magento_orders.as_magento_time(since)} and the cursor's second; the poller cannot "
+                             "move past them (raise the overlap's page bound)")
 
     def _credit_memos(self, order_id: str) -> list[dict[str, Any]]:
         body = self._get("/V1/creditmemos", criteria("order_id", order_id, "eq", page=1, size=PAGE_SIZE))
