@@ -153,7 +153,7 @@ class FakeMagento:
             self.authorizations.append(headers.get("authorization"))
             if headers.get("authorization") != f"Bearer {self.token}":
                 return 401, {"message": "The consumer isn't authorized to access %resources.",
-                             "parameters": {"resources": "Magento_InventoryApi::source_edit"}}
+                             "parameters": {"resources": "Magento_InventoryApi::stock_source_item_assign"}}
             url = urlsplit(path)
             query = parse_qs(url.query)
             broken = magento_spec.violations(method, url.path, query, body)

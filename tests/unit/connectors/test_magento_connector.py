@@ -99,7 +99,7 @@ def test_a_wrong_token_is_refused_without_showing_it(magento, tmp_path):
         result = built.push_availability([Figure("desk", "WH/Stock", Decimal(1))])[0]
         assert isinstance(result, ConfigError) and "HTTP 401" in str(result) and "magento_token" in str(result)
         # Magento's own words: a 401 also means the integration lacks the resource in its API permissions
-        assert "isn't authorized to access Magento_InventoryApi::source_edit" in str(result)
+        assert "isn't authorized to access Magento_InventoryApi::stock_source_item_assign" in str(result)
         assert "mag-int-token" not in str(result) and "another-token" not in str(result)
     finally:
         built.close()
