@@ -113,6 +113,9 @@ class MagentoConnector:
             outcomes[index] = RejectedError(f"Magento: cannot map SKU {figure.item} at {figure.location} "
                                             f"({self._binder.file}): {exc}")
             return None
+        except ConfigError as exc:  # a request of another shape: the integrator must fix the file
+            outcomes[index] = ConfigError(f"{self._binder.file}: {exc}")
+            return None
         quantity = max(Decimal(str(line["quantity"])), Decimal(0))
         if not self._decimals:
             quantity = quantity.to_integral_value(ROUND_FLOOR)
@@ -122,12 +125,12 @@ class MagentoConnector:
         batches = _batches(rows, self._batch_size)
         for n, batch in enumerate(batches):
             down = self._post(batch, outcomes)
-            if down is not None:  # throttled or down: the rest would fare the same
+            if down is not None:  # throttled, down or refusing the token: the rest would fare the same
                 for row in (r for later in batches[n + 1:] for r in later):
-                    outcomes[row.index] = not_attempted(down)
+                    outcomes[row.index] = not_attempted(down) if isinstance(down, RetryableError) else down
                 return
 
-    def _post(self, batch: list[Row], outcomes: list[Result | None]) -> RetryableError | None:
+    def _post(self, batch: list[Row], outcomes: list[Result | None]) -> RetryableError | ConfigError | None:
         reply = self._sender.call("POST", self._base + SOURCE_ITEMS, body={"sourceItems": [r.line() for r in batch]},
                                   what=f"POST {SOURCE_ITEMS}")
         if isinstance(reply, RejectedError) and len(batch) > 1:  # nothing was saved: find the refused item
@@ -135,12 +138,12 @@ class MagentoConnector:
                 down = self._post([row], outcomes)
                 if down is not None:
                     for rest in batch[n + 1:]:
-                        outcomes[rest.index] = not_attempted(down)
+                        outcomes[rest.index] = not_attempted(down) if isinstance(down, RetryableError) else down
                     return down
             return None
         for row in batch:
             outcomes[row.index] = _named(reply, row) if isinstance(reply, BridgeError) else Delivered("set")
-        return reply if isinstance(reply, RetryableError) else None
+        return reply if isinstance(reply, (RetryableError, ConfigError)) else None
 
     def _put_stock_item(self, row: Row) -> Result:
         item_id = self._stock_item_id(row)
@@ -172,14 +175,13 @@ class MagentoConnector:
         rules = self._started_rules()
         found, more = self._read_orders(since, stored or since)
         reading = magento_orders.read(found, rules)
-        changes = list(reading.changes)
         if rules.refunds_restock:
             by_id = {str(o.get("entity_id")): o for o in found}
             for order_id in reading.refunded:
-                changes += magento_orders.refunds(by_id[order_id], self._credit_memos(order_id), rules)
+                magento_orders.refunds(by_id[order_id], self._credit_memos(order_id), rules, reading)
         if more:
             self._wake()  # the rest of the backlog: the next pass starts at once
-        return self._window.polled(changes, magento_orders.latest(found), reading.reports)
+        return self._window.polled(reading.changes, magento_orders.latest(found), reading.reports)
 
     def _started_rules(self) -> magento_orders.Rules:
         """The rules with the moment polling started (kept: sales before it are the SoR's already)."""

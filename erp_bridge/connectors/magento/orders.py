@@ -138,27 +138,34 @@ def counted_lines(items: Sequence[Mapping[str, Any]]) -> list[Line]:
     return lines
 
 
-def refunds(order: Mapping[str, Any], memos: Sequence[Mapping[str, Any]], rules: Rules) -> list[Change]:
+def refunds(order: Mapping[str, Any], memos: Sequence[Mapping[str, Any]], rules: Rules, out: Reading) -> None:
     """One increment per credit memo and counted line (a configurable's parent line is the child's)."""
-    items = order["items"]
-    counted = {line.item_id: line for line in counted_lines(items)}
-    child_of = {str(i["parent_item_id"]): str(i["item_id"]) for i in items if i.get("parent_item_id")}
-    order_id, out = str(int(order["entity_id"])), list[Change]()
+    counted = {line.item_id: line for line in counted_lines(order["items"])}
+    child_of = {str(i["parent_item_id"]): str(i["item_id"]) for i in order["items"] if i.get("parent_item_id")}
+    order_id = str(int(order["entity_id"]))
     for memo in memos:
-        per_line: dict[str, Decimal] = {}
-        for entry in memo.get("items") or []:
-            item_id = str(entry.get("order_item_id"))
-            item_id = item_id if item_id in counted else child_of.get(item_id, item_id)
-            if item_id in counted:  # the parent and its child may both be listed: once
-                per_line[item_id] = max(per_line.get(item_id, Decimal(0)), _qty(entry, "qty"))
-        for item_id, qty in per_line.items():
-            if qty > 0:
-                out.append(Increment(channel=rules.channel, order=order_id, line=item_id, reason="refund",
-                                     item=rules.sku_of(counted[item_id].sku) or counted[item_id].sku,
-                                     location=rules.location, quantity=qty,
-                                     idempotency_key=make_key(rules.channel, order_id, item_id, "refund",
-                                                              str(memo["entity_id"]))))
-    return out
+        try:
+            _memo(memo, order_id, counted, child_of, rules, out)
+        except (KeyError, TypeError, ValueError, InvalidOperation) as exc:
+            out.reports.append(f"{rules.channel}: credit memo {memo.get('entity_id')!r} of order {order_id} is "
+                               f"malformed ({exc!r}); not applied: check it in Magento's admin")
+
+
+def _memo(memo: Mapping[str, Any], order_id: str, counted: Mapping[str, Line], child_of: Mapping[str, str],
+          rules: Rules, out: Reading) -> None:
+    memo_id = str(int(memo["entity_id"]))
+    per_line: dict[str, Decimal] = {}
+    for entry in memo.get("items") or []:
+        item_id = str(entry.get("order_item_id"))
+        item_id = item_id if item_id in counted else child_of.get(item_id, item_id)
+        if item_id in counted:  # the parent and its child may both be listed: once
+            per_line[item_id] = max(per_line.get(item_id, Decimal(0)), _qty(entry, "qty"))
+    for item_id, qty in per_line.items():
+        if qty > 0:
+            sku = counted[item_id].sku
+            out.changes.append(Increment(channel=rules.channel, order=order_id, line=item_id, reason="refund",
+                                         item=rules.sku_of(sku) or sku, location=rules.location, quantity=qty,
+                                         idempotency_key=make_key(rules.channel, order_id, item_id, "refund", memo_id)))
 
 
 def latest(orders: Iterable[Mapping[str, Any]]) -> datetime | None:

@@ -100,6 +100,9 @@ def test_a_wrong_token_is_refused_without_showing_it(magento, tmp_path):
         assert isinstance(result, ConfigError) and "HTTP 401" in str(result) and "magento_token" in str(result)
         # Magento's own words: a 401 also means the integration lacks the resource in its API permissions
         assert "isn't authorized to access Magento_InventoryApi::stock_source_item_assign" in str(result)
+        sent = len(posts(magento))
+        results = built.push_availability([Figure(f"sku-{n}", "WH/Stock", Decimal(1)) for n in range(25)])
+        assert all(isinstance(r, ConfigError) for r in results) and len(posts(magento)) == sent + 1  # not 2 calls
         assert "mag-int-token" not in str(result) and "another-token" not in str(result)
     finally:
         built.close()
@@ -259,3 +262,13 @@ def test_magentos_messages_are_filled_in():
     message = magento_connector.magento_message(Answer({"message": "Validation Failed", "errors": [
         {"message": '"%field" can not be empty.', "parameters": {"field": "sku"}}]}))
     assert message == 'Validation Failed: "sku" can not be empty.'
+
+
+def test_a_malformed_credit_memo_is_reported_and_the_others_count():
+    rules = orders.Rules("magento", "default", lambda sku: sku, restock=("canceled", "refunded"))
+    order = {"entity_id": 7, "items": [{"item_id": 70, "sku": "desk", "qty_ordered": 2, "qty_refunded": 2}]}
+    reading = orders.Reading()
+    orders.refunds(order, [{"items": [{"order_item_id": 70, "qty": 1}]},
+                           {"entity_id": 9, "items": [{"order_item_id": 70, "qty": 1}]}], rules, reading)
+    assert [c.idempotency_key for c in reading.changes] == ["magento:7:70:refund:9"]
+    assert "credit memo None of order 7 is malformed" in reading.reports[0]
