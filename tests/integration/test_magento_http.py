@@ -185,3 +185,49 @@ def test_a_backlog_is_read_at_once_and_exactly_once_by_the_running_poller(magent
         assert owed(queue) == -120 and poller.alive()
     finally:
         poller.stop()
+
+
+# --- the whole bridge ----------------------------------------------------------------------------
+
+SOR = ("version: 1\nsystem: sor\nconnector: http_json\nrole: system_of_record\n"
+       "connection: {{base_url: '{url}', auth: {{kind: none}}, timeout_s: 1}}\n"
+       "locations: {{map: [{{internal: WH/Stock, code: WH}}, {{internal: WH2/Stock, code: WH2}}]}}\n")
+
+
+def test_the_running_bridge_polls_an_order_and_decrements_the_system_of_record_once(magento, tmp_path, monkeypatch):
+    """build_runtime picks the connector's POLL_CHANGES up: no wiring of its own (runtime._pollers)."""
+    from erp_bridge import runtime as bridge_runtime
+    from erp_bridge.runtime import build_runtime
+    from erp_bridge.settings import load_settings
+    from tests.fakes.http_target import FakeTarget
+
+    monkeypatch.setattr(bridge_runtime, "HISTORY_POLL_MIN_S", 0.2)
+    for key in ("ERP_BRIDGE_ADMIN_TOKEN", "CREDENTIALS_DIRECTORY"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("ERP_BRIDGE_SECRETS__MAGENTO_TOKEN", magento.token)
+    with FakeTarget() as sor:
+        example_mapping_set(tmp_path / "mappings", magento.url)
+        (tmp_path / "mappings" / "sor.yaml").write_text(SOR.format(url=sor.url))
+        config = tmp_path / "bridge.yaml"
+        config.write_text("data_dir: data\nmappings_dir: mappings\n"
+                          "workers: {count: 1, poll_interval_s: 0.05, outbox_poll_s: 0.2}\n")
+        bridge = build_runtime(load_settings(config))
+        assert "magento" in bridge.pollers
+        bridge.start()
+        try:
+            deadline = time.time() + 10
+            while not magento.received and time.time() < deadline:
+                time.sleep(0.05)  # the first pass starts the window
+            time.sleep(0.3)
+            order = magento.order(("desk", 2))
+            assert sor.wait_until(lambda t: len(decrements(t)) == 1, 15)
+            time.sleep(1.0)  # several more passes re-read the order (the overlap): nothing more
+            assert decrements(sor) == [f"magento:{order['entity_id']}:{order['items'][0]['item_id']}"]
+            body = next(r.body for r in sor.received if r.path == "stock-changes")
+            assert (body["item"], body["location"], body["quantity"]) == ("desk", "WH/Stock", "2")
+        finally:
+            bridge.stop()
+
+
+def decrements(sor) -> list[str]:
+    return [r.key for r in sor.received if r.path == "stock-changes" and r.status == 200]

@@ -110,14 +110,16 @@ def _order(order: Mapping[str, Any], rules: Rules, out: Reading) -> None:
     lines = counted_lines(order["items"])
     created = magento_time(order.get("created_at"))
     sold_before = rules.started is not None and created is not None and created < rules.started
+    changes: list[Change] = []  # the whole order or nothing of it (a malformed line is reported)
     for line in lines:
         common = {"channel": rules.channel, "order": order_id, "line": line.item_id,
                   "item": rules.sku_of(line.sku) or line.sku, "location": rules.location}
         if line.ordered > 0 and not sold_before:
-            out.changes.append(Decrement(quantity=line.ordered, **common))
-        canceled = line.canceled or (line.ordered if restock else Decimal(0))
+            changes.append(Decrement(quantity=line.ordered, **common))
+        canceled = min(line.canceled or (line.ordered if restock else Decimal(0)), line.ordered)
         if canceled > 0:
-            out.changes.append(Increment(quantity=min(canceled, line.ordered), reason="cancel", **common))
+            changes.append(Increment(quantity=canceled, reason="cancel", **common))
+    out.changes += changes
     if any(line.refunded > 0 for line in lines):
         out.refunded.append(order_id)
 
@@ -179,4 +181,5 @@ def _qty(item: Mapping[str, Any] | None, name: str) -> Decimal:
     value = Decimal(str(item[name]))
     if not value.is_finite():
         raise ValueError(f"{name} is {item[name]!r}")
-    return value
+    # Magento answers quantities as floats (2.0): a whole one is passed on as a whole number
+    return value.to_integral_value() if value == value.to_integral_value() else value
