@@ -25,15 +25,15 @@ EXAMPLE_SECRETS = {"sap_b1_user", "sap_b1_password", "odoo_user", "odoo_password
                    "netsuite_token_secret", "d365_client_id", "d365_client_secret", "zoho_client_id",
                    "zoho_client_secret", "zoho_refresh_token", "digital_river_pull_token", "square_token",
                    "square_webhook_signature_key", "woocommerce_consumer_key", "woocommerce_consumer_secret",
-                   "bigcommerce_access_token"}
+                   "bigcommerce_access_token", "magento_token"}
 
 
 def test_examples_load_with_their_roles(example_set):
     assert set(example_set.systems) == {"sap_b1", "netsuite", "dynamics365", "dynamics365_iv", "zoho_inventory",
-                                        "odoo", "shopify", "square", "woocommerce", "bigcommerce", "yahoo_store",
-                                        "digital_river"}
+                                        "odoo", "shopify", "square", "woocommerce", "bigcommerce", "magento",
+                                        "yahoo_store", "digital_river"}
     assert example_set.system_of_record("WH2/Stock").system == "odoo"
-    assert [m.system for m in example_set.channels()] == ["bigcommerce", "shopify", "square", "woocommerce"]
+    assert [m.system for m in example_set.channels()] == ["bigcommerce", "magento", "shopify", "square", "woocommerce"]
     assert {m.system for m in example_set.mirrors()} == {"sap_b1", "netsuite", "dynamics365", "dynamics365_iv",
                                                           "zoho_inventory"}
     assert example_set.systems["shopify"].internal_location("gid://shopify/Location/61234567") == "WH/Stock"
@@ -112,7 +112,7 @@ def test_requests_carry_secret_names_as_placeholders(example_set):
 
 
 def test_preview_of_an_unknown_system_names_the_known_ones():
-    with pytest.raises(MappingError, match=r"no mapping for system 'sap' \(known: bigcommerce, digital_river, dynamics365, dynamics365_iv, netsuite, odoo"):
+    with pytest.raises(MappingError, match=r"no mapping for system 'sap' \(known: bigcommerce, digital_river, dynamics365, dynamics365_iv, magento, netsuite, odoo"):
         preview("sap", HERE / "golden" / "odoo-decrement.event.json", MAPPINGS)
 
 
@@ -128,7 +128,7 @@ def test_preview_locates_a_bad_event(tmp_path):
 
 def test_check_directory_and_files():
     lines = cli_support.check([MAPPINGS])
-    assert lines[-1] == "ok: 12 mapping file(s)"
+    assert lines[-1] == "ok: 13 mapping file(s)"
     assert "mappings/shopify.yaml: shopify (shopify; channel; 2 location(s), 1 request(s))" in lines
     assert cli_support.check([MAPPINGS / "shopify.yaml"])[-1] == "ok: 1 mapping file(s)"
 
