@@ -16,10 +16,10 @@ def test_availability_changes_go_to_channels_and_never_to_pull_clients():
     pull_clients = {n for n, m in mappings.systems.items() if "pull_client" in m.roles}
     assert pull_clients == {"yahoo_store", "digital_river"}  # they do sell WH/Stock and WH2/Stock
     router = Router(mappings)
-    for location, channels in (("WH/Stock", {"shopify", "square", "woocommerce", "bigcommerce"}),
-                               ("WH2/Stock", {"shopify", "woocommerce", "bigcommerce"})):
+    for location, channels in (("WH/Stock", {"shopify", "square", "woocommerce", "bigcommerce", "magento"}),
+                               ("WH2/Stock", {"shopify", "woocommerce", "bigcommerce", "magento"})):
         targets = {e.target for e in router.availability("odoo", "chair-blue", location, cause="m1")}
         assert targets == channels
     sale = Decrement(channel="shopify", order="1", line="1", item="chair-blue",
                      location="gid://shopify/Location/61234567", quantity=Decimal(1))
-    assert {e.target for e in router.channel_change(sale)} == {"odoo", "shopify", "square", "woocommerce", "bigcommerce"}
+    assert {e.target for e in router.channel_change(sale)} == {"odoo", "shopify", "square", "woocommerce", "bigcommerce", "magento"}
