@@ -73,6 +73,8 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
     # patchListingsItem 5 requests/s, burst 5 (the push path; the order poller paces its own calls)
     Kind("amazon_sp", ".amazon", summary="Amazon Selling Partner API (Listings Items, Orders v0 polling)",
          limits={"concurrency": 2, "rate_per_s": 5, "burst": 5}),
+    # Magento publishes no admin REST rate; its input limits (20 items a call, 300 a page) are in the module
+    Kind("magento", ".magento", summary="Magento 2 / Adobe Commerce REST: MSI source items, orders polled"),
     Kind("http_json", ".http_json", summary="a custom JSON endpoint"),
     Kind("pull", "..sync.pull", "client_from_context", "a store that pulls availability"),
 )}

@@ -269,6 +269,9 @@ class Writes(Strict):
     batch_size: int = Field(default=1, ge=1, le=1000)
     idempotency: Idempotency = Idempotency(strategy="none")
     on_status: dict[StatusKey, StatusAction] = dict(_DEFAULT_STATUS)
+    #: Magento: the shop runs without Multi-Source Inventory, so figures go to each product's one
+    #: stock item (PUT /V1/products/{sku}/stockItems/{id}) instead of per source (docs/connectors/magento.md)
+    single_source: bool = False
 
     def action_for(self, status: int) -> str:
         """retry / fail / ignore for an HTTP error status: exact entry, then class, then default."""

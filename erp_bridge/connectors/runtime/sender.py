@@ -143,13 +143,19 @@ class Sender:
         self.pacer.observe(method, response.headers)  # any status: a 429 says the most about the budget
         return response
 
+    def _said(self, response: requests.Response) -> str:
+        """The vendor's own words on a 401 (Magento names the ACL resource the integration lacks), redacted."""
+        text = self._message(response) if self._message else None
+        return f": {self.redact.excerpt(text)}" if text else ""
+
     def _classify(self, response: requests.Response, what: str,
                   on_status: Mapping[str, Action] | None) -> Reply | BridgeError:
         if response.status_code == 401:
             check = f"check {self._secret_names or 'the secrets in connection.auth'}"
             if self.auth.renewable:  # a fresh credential refused at once: a glitch, or revoked since
                 return with_status(RetryableError(f"HTTP 401 from {what} even with a fresh credential ({check})"), 401)
-            return ConfigError(f"{self.system} refused the credentials (HTTP 401 from {what}): {check}")
+            return ConfigError(f"{self.system} refused the credentials (HTTP 401 from {what}{self._said(response)}): "
+                               f"{check}")
         outcome = classify_response(response, what, on_status or self.on_status, self.redact, self._message,
                                     self._wait)
         if isinstance(outcome, Delivered):

@@ -124,7 +124,7 @@ CASES = [
         "mappings/sap_b1.yaml:10:18 locations.map[0].internal: location 'WH/Stock' already has a system of record: odoo",
     ]),
     ('unknown_connector', [
-        "mappings/unknown_connector.yaml:3:12 connector: unknown connector 'sap' (known: sap_b1, netsuite, dynamics365, dynamics365_iv, zoho_inventory, odoo, shopify, square, woocommerce, bigcommerce, ordergroove, sfcc, prestashop, lightspeed_x, clover, lightspeed_r, cin7_core, amazon_sp, http_json, pull)",
+        "mappings/unknown_connector.yaml:3:12 connector: unknown connector 'sap' (known: sap_b1, netsuite, dynamics365, dynamics365_iv, zoho_inventory, odoo, shopify, square, woocommerce, bigcommerce, ordergroove, sfcc, prestashop, lightspeed_x, clover, lightspeed_r, cin7_core, amazon_sp, magento, http_json, pull)",
     ]),
     ('unknown_field', [
         "mappings/unknown_field.yaml:23:20 requests.push.body.sku.field: unknown field 'itm' (known: channel, direction, from_location, id, item, item_code, key, kind, line, location, location_code, low_stock, move_id, now, occurred_at, order, origin_system, previous, quantity, reason, reference, signed_quantity, system, to_location, uom, or attr.NAME for a location attribute)",

@@ -30,18 +30,18 @@ EXAMPLE_SECRETS = {"sap_b1_user", "sap_b1_password", "odoo_user", "odoo_password
                    "prestashop_webservice_key", "lightspeed_x_token", "clover_api_token",
                    "lightspeed_client_id", "lightspeed_client_secret", "lightspeed_refresh_token", "cin7_account_id",
                    "cin7_application_key", "amazon_lwa_client_id", "amazon_lwa_client_secret",
-                   "amazon_refresh_token"}
+                   "amazon_refresh_token", "magento_token"}
 
 
 def test_examples_load_with_their_roles(example_set):
     assert set(example_set.systems) == {"sap_b1", "netsuite", "dynamics365", "dynamics365_iv", "zoho_inventory",
                                         "odoo", "shopify", "square", "woocommerce", "bigcommerce", "yahoo_store",
                                         "digital_river", "ordergroove", "sfcc", "prestashop", "lightspeed_x", "clover",
-                                        "lightspeed_r", "cin7_core", "amazon_sp"}
+                                        "lightspeed_r", "cin7_core", "amazon_sp", "magento"}
     assert example_set.system_of_record("WH2/Stock").system == "odoo"
     assert [m.system for m in example_set.channels()] == ["amazon_sp", "bigcommerce", "cin7_core", "clover", "lightspeed_r",
-                                                          "lightspeed_x", "ordergroove", "prestashop", "sfcc", "shopify",
-                                                          "square", "woocommerce"]
+                                                          "lightspeed_x", "magento", "ordergroove", "prestashop", "sfcc",
+                                                          "shopify", "square", "woocommerce"]
     assert {m.system for m in example_set.mirrors()} == {"sap_b1", "netsuite", "dynamics365", "dynamics365_iv",
                                                           "zoho_inventory"}
     assert example_set.systems["shopify"].internal_location("gid://shopify/Location/61234567") == "WH/Stock"

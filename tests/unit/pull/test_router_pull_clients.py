@@ -18,12 +18,12 @@ def test_availability_changes_go_to_channels_and_never_to_pull_clients():
     router = Router(mappings)
     for location, channels in (("WH/Stock", {"shopify", "square", "woocommerce", "bigcommerce", "ordergroove", "sfcc",
                                             "prestashop", "lightspeed_x", "clover", "lightspeed_r",
-                                            "cin7_core", "amazon_sp"}),
-                               ("WH2/Stock", {"shopify", "woocommerce", "bigcommerce", "ordergroove"})):
+                                            "cin7_core", "amazon_sp", "magento"}),
+                               ("WH2/Stock", {"shopify", "woocommerce", "bigcommerce", "ordergroove", "magento"})):
         targets = {e.target for e in router.availability("odoo", "chair-blue", location, cause="m1")}
         assert targets == channels
     sale = Decrement(channel="shopify", order="1", line="1", item="chair-blue",
                      location="gid://shopify/Location/61234567", quantity=Decimal(1))
     assert {e.target for e in router.channel_change(sale)} == {"odoo", "shopify", "square", "woocommerce", "bigcommerce",
                                                                "ordergroove", "sfcc", "prestashop", "lightspeed_x", "clover",
-                                                               "lightspeed_r", "cin7_core", "amazon_sp"}
+                                                               "lightspeed_r", "cin7_core", "amazon_sp", "magento"}

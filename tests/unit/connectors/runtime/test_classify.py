@@ -98,3 +98,24 @@ def test_an_error_excerpt_never_carries_a_secret():
     answer = response(400, f'{{"message": "bad token {secret}"}}'.encode())
     outcome = classify_response(answer, "POST X", {}, Redactor.of([secret]))
     assert secret not in str(outcome) and "***" in str(outcome)
+
+
+def test_a_401_carries_the_vendors_own_words_without_a_secret():
+    """Some 401s are not a wrong credential (Magento: the integration lacks an API permission): the
+    ConfigError says what the vendor said, redacted, besides which secret to check."""
+    from erp_bridge.connectors.runtime.sender import Sender
+    from erp_bridge.errors import ConfigError
+
+    def said(response: requests.Response) -> str:
+        return response.json()["message"]
+
+    response = requests.Response()
+    response.status_code = 401
+    response._content = b'{"message": "not authorized to access Magento_Sales::sales with tok-123"}'
+    sender = Sender("shop", message=said, secret_values=["tok-123"], secret_names="secrets shop_token")
+    error = sender._classify(response, "GET /V1/orders", None)
+    assert isinstance(error, ConfigError)
+    assert str(error) == ("shop refused the credentials (HTTP 401 from GET /V1/orders: not authorized to access "
+                          "Magento_Sales::sales with ***): check secrets shop_token")
+    plain = Sender("shop", secret_names="secrets shop_token")._classify(response, "GET /V1/orders", None)
+    assert str(plain) == "shop refused the credentials (HTTP 401 from GET /V1/orders): check secrets shop_token"
