@@ -196,12 +196,10 @@ SOR = ("version: 1\nsystem: sor\nconnector: http_json\nrole: system_of_record\n"
 
 def test_the_running_bridge_polls_an_order_and_decrements_the_system_of_record_once(magento, tmp_path, monkeypatch):
     """build_runtime picks the connector's POLL_CHANGES up: no wiring of its own (runtime._pollers)."""
-    from erp_bridge import runtime as bridge_runtime
     from erp_bridge.runtime import build_runtime
     from erp_bridge.settings import load_settings
     from tests.fakes.http_target import FakeTarget
 
-    monkeypatch.setattr(bridge_runtime, "HISTORY_POLL_MIN_S", 0.2)
     for key in ("ERP_BRIDGE_ADMIN_TOKEN", "CREDENTIALS_DIRECTORY"):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("ERP_BRIDGE_SECRETS__MAGENTO_TOKEN", magento.token)
@@ -210,7 +208,7 @@ def test_the_running_bridge_polls_an_order_and_decrements_the_system_of_record_o
         (tmp_path / "mappings" / "sor.yaml").write_text(SOR.format(url=sor.url))
         config = tmp_path / "bridge.yaml"
         config.write_text("data_dir: data\nmappings_dir: mappings\n"
-                          "workers: {count: 1, poll_interval_s: 0.05, outbox_poll_s: 0.2}\n")
+                          "workers: {count: 1, poll_interval_s: 0.05, outbox_poll_s: 0.2, channel_poll_s: 0.2}\n")
         bridge = build_runtime(load_settings(config))
         assert "magento" in bridge.pollers
         bridge.start()
