@@ -31,7 +31,7 @@ from ...errors import BridgeError, RejectedError, RetryableError
 from ..base import Capability, Polled
 from ..runtime.batch import until_down
 from ..runtime.inbox import Inbox
-from ..runtime.polling import PollWindow, rfc3339
+from ..runtime.polling import PollWindow, WindowPolled, rfc3339
 from ..runtime.sender import Reply, Sender
 from . import orders
 from .listings import Listings
@@ -69,7 +69,7 @@ class Walk:
     done: bool = False
 
 
-class AmazonConnector:
+class AmazonConnector(WindowPolled):
     capabilities = frozenset({Capability.PUSH_AVAILABILITY, Capability.READ_LISTED, Capability.POLL_CHANGES})
 
     def __init__(self, name: str, base_url: str, sender: Sender, inbox: Inbox, listings: Listings,
@@ -114,22 +114,12 @@ class AmazonConnector:
 
     def commit_poll(self, polled: Polled) -> None:
         walk = Walk(**json.loads(polled.cursor)) if polled.cursor else None
-        self._window.commit(Polled(polled.changes, polled.seen, walk.before if walk and walk.done else None))
+        super().commit_poll(Polled(polled.changes, polled.seen, walk.before if walk and walk.done else None))
         if walk is not None:
             self._inbox.advance(WALK, "" if walk.done else json.dumps(asdict(walk)))
 
     def on_notice(self, wake: Callable[[], None]) -> None:
         """Amazon's notifications do not reach the bridge (SQS/EventBridge): the poller's interval rules."""
-
-    def poll_failed(self, error: str) -> None:
-        self._window.failed(error)
-
-    def poll_status(self) -> list[dict[str, object]]:
-        return [self._window.status()]
-
-    def close(self) -> None:
-        self._sender.close()
-        self._inbox.close()
 
     # -- the walk -------------------------------------------------------------------------------
 

@@ -33,7 +33,7 @@ from ...mapping.wire import HttpRequest
 from ..base import Capability, Polled
 from ..runtime.batch import not_attempted
 from ..runtime.inbox import Inbox
-from ..runtime.polling import PollWindow
+from ..runtime.polling import PollWindow, WindowPolled
 from ..runtime.sender import Sender
 from . import sales
 
@@ -46,7 +46,7 @@ KEEP_SEEN_S = 14 * 86400.0
 RATE_LIMITED_STATUS, RATE_WINDOW_S = 503, 60.0
 
 
-class Cin7CoreConnector:
+class Cin7CoreConnector(WindowPolled):
     capabilities = frozenset({Capability.PUSH_AVAILABILITY, Capability.POLL_CHANGES})
 
     def __init__(self, mapping: SystemMapping, sender: Sender, inbox: Inbox, *, binder: Binder,
@@ -145,21 +145,8 @@ class Cin7CoreConnector:
         reading.changes += one.changes
         reading.reports += one.reports
 
-    def commit_poll(self, polled: Polled) -> None:
-        self._window.commit(polled)
-
     def on_notice(self, wake: Callable[[], None]) -> None:
         """No notifications are taken (see the module's docstring): the poller runs on its interval."""
-
-    def poll_failed(self, error: str) -> None:
-        self._window.failed(error)
-
-    def poll_status(self) -> list[dict[str, object]]:
-        return [self._window.status()]
-
-    def close(self) -> None:
-        self._sender.close()
-        self._inbox.close()
 
 
 def cin7_time(moment: datetime) -> str:

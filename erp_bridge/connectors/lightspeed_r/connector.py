@@ -35,7 +35,7 @@ from ...mapping.schema import SystemMapping
 from ..base import Capability, Polled
 from ..runtime.batch import not_attempted
 from ..runtime.inbox import Inbox
-from ..runtime.polling import PollWindow
+from ..runtime.polling import PollWindow, WindowPolled
 from ..runtime.sender import Reply, Sender
 from . import sales
 
@@ -56,7 +56,7 @@ class Row:
     qoh: int
 
 
-class LightspeedRConnector:
+class LightspeedRConnector(WindowPolled):
     capabilities = frozenset({Capability.PUSH_AVAILABILITY, Capability.POLL_CHANGES})
 
     def __init__(self, mapping: SystemMapping, sender: Sender, inbox: Inbox, *, binder: Binder,
@@ -151,21 +151,8 @@ class LightspeedRConnector:
         reading = sales.read(found, self._rules)
         return self._window.polled(reading.changes, reading.latest, reading.reports)
 
-    def commit_poll(self, polled: Polled) -> None:
-        self._window.commit(polled)
-
     def on_notice(self, wake: Callable[[], None]) -> None:
         """R-Series sends no notifications: the poller runs on its interval alone."""
-
-    def poll_failed(self, error: str) -> None:
-        self._window.failed(error)
-
-    def poll_status(self) -> list[dict[str, object]]:
-        return [self._window.status()]
-
-    def close(self) -> None:
-        self._sender.close()
-        self._inbox.close()
 
 
 def _target(system: str, url: str, body: Any) -> tuple[str, dict[str, Any]]:

@@ -40,7 +40,7 @@ from ..base import Capability, Polled
 from ..runtime.batch import not_attempted, until_down
 from ..runtime.classify import json_or_none
 from ..runtime.inbox import Inbox
-from ..runtime.polling import PollWindow, parse_time, rfc3339
+from ..runtime.polling import PollWindow, WindowPolled, parse_time, rfc3339
 from ..runtime.sender import Sender
 from . import orders as magento_orders
 from .search import criteria
@@ -77,7 +77,7 @@ class Row:
         return f"SKU {self.sku} at source {self.source}"
 
 
-class MagentoConnector:
+class MagentoConnector(WindowPolled):
     capabilities = frozenset({Capability.PUSH_AVAILABILITY, Capability.POLL_CHANGES})
 
     def __init__(self, mapping: SystemMapping, sender: Sender, inbox: Inbox, binder: Binder,
@@ -230,19 +230,6 @@ class MagentoConnector:
 
     def on_notice(self, wake: Callable[[], None]) -> None:
         self._wake = wake
-
-    def commit_poll(self, polled: Polled) -> None:
-        self._window.commit(polled)
-
-    def poll_failed(self, error: str) -> None:
-        self._window.failed(error)
-
-    def poll_status(self) -> list[dict[str, object]]:
-        return [self._window.status()]
-
-    def close(self) -> None:
-        self._sender.close()
-        self._inbox.close()
 
 
 def _line(request: HttpRequest) -> Mapping[str, Any]:

@@ -29,7 +29,7 @@ from ...mapping.schema import SystemMapping
 from ..base import Capability, Polled
 from ..runtime.batch import until_down
 from ..runtime.inbox import Inbox
-from ..runtime.polling import PollWindow
+from ..runtime.polling import PollWindow, WindowPolled
 from ..runtime.sender import Reply, Sender
 from . import orders, webservice
 
@@ -46,7 +46,7 @@ XML = {"Output-Format": "XML"}
 Where = tuple[int, int, str]  # (id_product, id_product_attribute, id_shop)
 
 
-class PrestaShopConnector:
+class PrestaShopConnector(WindowPolled):
     capabilities = frozenset({Capability.PUSH_AVAILABILITY, Capability.POLL_CHANGES, Capability.READ_LISTED})
 
     def __init__(self, mapping: SystemMapping, sender: Sender, inbox: Inbox, binder: Binder,
@@ -188,21 +188,8 @@ class PrestaShopConnector:
                                   "webservice key GET on configurations (Advanced Parameters > Webservice)") from None
         return self._zone
 
-    def commit_poll(self, polled: Polled) -> None:
-        self._window.commit(polled)
-
     def on_notice(self, wake: Callable[[], None]) -> None:
         self._wake = wake  # PrestaShop sends no notifications: only the interval wakes the poller
-
-    def poll_failed(self, error: str) -> None:
-        self._window.failed(error)
-
-    def poll_status(self) -> list[dict[str, object]]:
-        return [self._window.status()]
-
-    def close(self) -> None:
-        self._sender.close()
-        self._inbox.close()
 
     # -- the webservice -------------------------------------------------------------------------
     def _list(self, plural: str, singular: str, params: Mapping[str, Any]) -> list[dict[str, str]] | BridgeError:

@@ -23,10 +23,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from ...domain import Decrement, Increment
 from ..base import Polled
 from .inbox import Inbox
+
+if TYPE_CHECKING:
+    from .sender import Sender
 
 #: kinds of inbox key and cursor names the window uses, after the resource's name
 SEEN, OK_AT, ERROR = "seen", "ok_at", "error"
@@ -126,3 +130,27 @@ def _status(system: str, resource: str, cursors: dict[tuple[str, str], str], now
             "last_success": rfc3339(ok_at) if ok_at else None,
             "last_error": cursors.get((system, f"{resource}:{ERROR}")) or None,
             "lag_s": round((now - cursor).total_seconds(), 1) if cursor else None}
+
+
+class WindowPolled:
+    """The POLL_CHANGES bookkeeping of a connector that polls through one ``PollWindow``
+    (``self._window``) and owns a ``Sender`` and an ``Inbox``: mixed in, so the same methods are
+    not written again per platform. A connector with more to remember overrides ``commit_poll``
+    and calls this one."""
+
+    _window: PollWindow
+    _sender: Sender
+    _inbox: Inbox
+
+    def commit_poll(self, polled: Polled) -> None:
+        self._window.commit(polled)
+
+    def poll_failed(self, error: str) -> None:
+        self._window.failed(error)
+
+    def poll_status(self) -> list[dict[str, object]]:
+        return [self._window.status()]
+
+    def close(self) -> None:
+        self._sender.close()
+        self._inbox.close()

@@ -33,7 +33,7 @@ from ...mapping.wire import HttpRequest
 from ..base import Capability, Polled
 from ..runtime.batch import not_attempted
 from ..runtime.inbox import Inbox
-from ..runtime.polling import PollWindow, rfc3339
+from ..runtime.polling import PollWindow, WindowPolled, rfc3339
 from ..runtime.sender import Reply, Sender
 from . import history, webhooks
 
@@ -58,7 +58,7 @@ class Row:
     quantity: Decimal
 
 
-class SquareConnector:
+class SquareConnector(WindowPolled):
     capabilities = frozenset({Capability.PUSH_AVAILABILITY, Capability.VERIFY_WEBHOOK, Capability.POLL_CHANGES,
                               Capability.READ_LISTED})
 
@@ -214,18 +214,8 @@ class SquareConnector:
         return self._window.polled(reading.changes, reading.latest, reading.reports, ids=reading.ids)
 
     def commit_poll(self, polled: Polled) -> None:
-        self._window.commit(polled)
+        super().commit_poll(polled)
         self._inbox.forget("notice", KEEP_SEEN_S * 2)
-
-    def poll_failed(self, error: str) -> None:
-        self._window.failed(error)
-
-    def poll_status(self) -> list[dict[str, object]]:
-        return [self._window.status()]
-
-    def close(self) -> None:
-        self._sender.close()
-        self._inbox.close()
 
 
 def _changes(request: HttpRequest) -> list[dict]:
