@@ -31,7 +31,7 @@ from ...mapping.engine import build_requests
 from ...mapping.schema import SystemMapping
 from ...mapping.wire import HttpRequest
 from ..base import Capability, Polled
-from ..runtime.batch import not_attempted
+from ..runtime.batch import in_batches
 from ..runtime.inbox import Inbox
 from ..runtime.polling import PollWindow, WindowPolled
 from ..runtime.sender import Sender
@@ -63,12 +63,7 @@ class Cin7CoreConnector(WindowPolled):
         outcomes: list[Result | None] = [None] * len(figures)
         todo = [i for i, f in enumerate(figures) if self._mappable(i, f, outcomes)]
         size = self._mapping.writes.batch_size
-        for start in range(0, len(todo), size):
-            down = self._adjust(figures, todo[start:start + size], outcomes)
-            if down is not None:  # throttled or down: the rest would fare the same
-                for index in todo[start + size:]:
-                    outcomes[index] = not_attempted(down)
-                break
+        in_batches(todo, size, lambda batch: self._adjust(figures, batch, outcomes), outcomes.__setitem__)
         return [o if o is not None else RetryableError("not pushed in this attempt") for o in outcomes]
 
     def _mappable(self, index: int, figure: Figure, outcomes: list[Result | None]) -> bool:
@@ -81,14 +76,8 @@ class Cin7CoreConnector(WindowPolled):
 
     def _adjust(self, figures: Sequence[Figure], batch: list[int], outcomes: list[Result | None]) -> RetryableError | None:
         reply = self._sender.send(self._build([figures[i] for i in batch]), what="POST stockadjustment")
-        if isinstance(reply, RejectedError) and len(batch) > 1:
-            for n, index in enumerate(batch):  # find the line Cin7 refuses; the others go through
-                down = self._adjust(figures, [index], outcomes)
-                if down is not None:
-                    for rest in batch[n + 1:]:
-                        outcomes[rest] = not_attempted(down)
-                    return down
-            return None
+        if isinstance(reply, RejectedError) and len(batch) > 1:  # find the line Cin7 refuses
+            return in_batches(batch, 1, lambda one: self._adjust(figures, one, outcomes), outcomes.__setitem__)
         for index in batch:
             outcomes[index] = reply if isinstance(reply, BridgeError) else Delivered("stock adjusted")
         return reply if isinstance(reply, RetryableError) else None

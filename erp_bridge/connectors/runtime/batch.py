@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
 from ...domain import Result
 from ...errors import NotAttempted, RetryableError
@@ -24,6 +24,34 @@ def until_down(items: Sequence[T], send_one: Callable[[T], R]) -> list[R | NotAt
         if isinstance(result, RetryableError) and not isinstance(result, NotAttempted):
             return results + [not_attempted(result)] * (len(items) - len(results))
     return results
+
+
+def in_batches(rows: Sequence[T], size: int, push: Callable[[list[T]], RetryableError | None],
+               unsent: Callable[[T, NotAttempted], None]) -> RetryableError | None:
+    """``push`` ``rows`` ``size`` at a time (``push`` records each row's outcome and returns the
+    error when the target is down). Once one is down the rest are ``unsent``, not attempted, and
+    the error is returned. With ``size`` 1 it is also how a batch the target refused as a whole
+    is sent again row by row, so each row gets its own outcome."""
+    for start in range(0, len(rows), size):
+        down = push(list(rows[start:start + size]))
+        if down is not None:
+            for row in rows[start + size:]:
+                unsent(row, not_attempted(down))
+            return down
+    return None
+
+
+class Indexed(Protocol):
+    @property
+    def index(self) -> int:
+        """Where the row's outcome goes in the connector's list of outcomes."""
+
+
+def unsent_rows(outcomes: list[Any]) -> Callable[[Indexed, NotAttempted], None]:
+    """``in_batches``' ``unsent`` for rows that carry their figure's ``index`` in ``outcomes``."""
+    def unsent(row: Indexed, error: NotAttempted) -> None:
+        outcomes[row.index] = error
+    return unsent
 
 
 def not_attempted(cause: RetryableError) -> NotAttempted:

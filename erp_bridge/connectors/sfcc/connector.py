@@ -31,7 +31,7 @@ from ...mapping.engine import build_requests
 from ...mapping.schema import SystemMapping
 from ...mapping.wire import HttpRequest
 from ..base import Capability, Polled
-from ..runtime.batch import not_attempted
+from ..runtime.batch import in_batches, unsent_rows
 from ..runtime.inbox import Inbox
 from ..runtime.polling import PollWindow, parse_time
 from ..runtime.sender import Reply, Sender
@@ -89,12 +89,7 @@ class SfccConnector:
         outcomes: list[Result | None] = [None] * len(figures)
         now = self._clock()
         rows = [r for r in (self._row(i, f, now, outcomes) for i, f in enumerate(figures)) if r is not None]
-        for n in range(0, len(rows), self._batch_size):
-            down = self._push(rows[n:n + self._batch_size], outcomes)
-            if down is not None:  # throttled or down: the rest would fare the same
-                for row in rows[n + self._batch_size:]:
-                    outcomes[row.index] = not_attempted(down)
-                break
+        in_batches(rows, self._batch_size, lambda batch: self._push(batch, outcomes), unsent_rows(outcomes))
         return [o if o is not None else RetryableError("not pushed in this attempt") for o in outcomes]
 
     def _row(self, index: int, figure: Figure, now: datetime, outcomes: list) -> Row | None:
@@ -118,13 +113,7 @@ class SfccConnector:
         is sent again record by record, so each record gets its own outcome."""
         reply = _unattributed(self._send(batch))
         if isinstance(reply, RejectedError) and len(batch) > 1:
-            for n, row in enumerate(batch):
-                down = self._push([row], outcomes)
-                if down is not None:
-                    for rest in batch[n + 1:]:
-                        outcomes[rest.index] = not_attempted(down)
-                    return down
-            return None
+            return in_batches(batch, 1, lambda one: self._push(one, outcomes), unsent_rows(outcomes))
         if isinstance(reply, BridgeError):
             for row in batch:
                 outcomes[row.index] = reply

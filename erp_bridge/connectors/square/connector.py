@@ -31,7 +31,7 @@ from ...mapping.engine import build_requests
 from ...mapping.schema import SystemMapping
 from ...mapping.wire import HttpRequest
 from ..base import Capability, Polled
-from ..runtime.batch import not_attempted
+from ..runtime.batch import in_batches, unsent_rows
 from ..runtime.inbox import Inbox
 from ..runtime.polling import PollWindow, WindowPolled, rfc3339
 from ..runtime.sender import Reply, Sender
@@ -85,12 +85,7 @@ class SquareConnector(WindowPolled):
         if isinstance(held, BridgeError):
             return [o if o is not None else held for o in outcomes]
         todo = [r for r in rows if not self._unchanged(r, held, outcomes)]
-        for n in range(0, len(todo), self._batch_size):
-            down = self._push(todo[n:n + self._batch_size], outcomes)
-            if down is not None:  # throttled or down: the rest would fare the same
-                for row in todo[n + self._batch_size:]:
-                    outcomes[row.index] = not_attempted(down)
-                break
+        in_batches(todo, self._batch_size, lambda batch: self._push(batch, outcomes), unsent_rows(outcomes))
         # every row has its outcome by now; should one not, it is retried rather than dropped
         return [o if o is not None else RetryableError("not pushed in this attempt") for o in outcomes]
 
@@ -128,13 +123,7 @@ class SquareConnector(WindowPolled):
         dead-letters with Square's own message and the others go through."""
         reply = self._send_counts(batch)
         if isinstance(reply, RejectedError) and len(batch) > 1:
-            for n, row in enumerate(batch):
-                down = self._push([row], outcomes)
-                if down is not None:  # the rest of this batch is not sent either
-                    for rest in batch[n + 1:]:
-                        outcomes[rest.index] = not_attempted(down)
-                    return down
-            return None
+            return in_batches(batch, 1, lambda one: self._push(one, outcomes), unsent_rows(outcomes))
         for row in batch:
             outcomes[row.index] = reply if isinstance(reply, BridgeError) else Delivered("counted")
         return reply if isinstance(reply, RetryableError) else None
