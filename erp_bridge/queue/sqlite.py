@@ -158,6 +158,13 @@ def _entries(rows: list[tuple]) -> list[Entry]:
             for r in rows]
 
 
+def _sequence(db: sqlite3.Connection) -> int:
+    """The last id AUTOINCREMENT gave: every new row's id is above it, each above the one before
+    (n rows stored by n inserts and the sequence moved by n: their ids are consecutive)."""
+    row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'entries'").fetchone()
+    return row[0] if row else 0
+
+
 def _target_filter(targets: Collection[str] | None) -> tuple[str | None, list[str]]:
     """SQL restricting a lease to ``targets`` (None: all) and its arguments; None: nothing to lease."""
     if targets is None:
@@ -237,12 +244,15 @@ class SQLiteQueue:
         if len(rows) == 1:  # one statement rather than three
             got = db.execute(PLAIN_INSERT + " RETURNING id", rows[0]).fetchone()
             return [self._duplicate(db, run[0]) if got is None else _new_entry(got[0], run[0], _at(now))]
-        last = db.execute("SELECT max(id) FROM entries").fetchone()[0] or 0
-        db.executemany(PLAIN_INSERT, rows)
-        # ids only grow (AUTOINCREMENT) and the write lock is ours: what is above ``last`` is new
+        last = _sequence(db)
+        stored = db.executemany(PLAIN_INSERT, rows).rowcount  # a duplicate is not, yet takes an id
+        stamp = _at(now)
+        if stored == len(rows) == _sequence(db) - last:  # all stored: ids last + 1, ... in order
+            return [_new_entry(last + i, n, stamp) for i, n in enumerate(run, 1)]
+        # some were duplicates; ids only grow and the write lock is ours: above ``last`` is new
         ids = {(r[1], r[2]): r[0] for r in db.execute(
             "SELECT id, target, idempotency_key FROM entries WHERE id > ?", (last,))}
-        stamp, out, seen = _at(now), [], set()
+        out, seen = [], set()
         for n in run:
             key = (n.target, n.idempotency_key)
             entry_id = ids.get(key) if key not in seen else None

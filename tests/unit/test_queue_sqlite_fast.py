@@ -159,3 +159,17 @@ def test_a_file_of_the_previous_version_is_upgraded_in_place(tmp_path, clock):
     again = SQLiteQueue(path, clock=clock)
     assert _indexes(again) == upgraded  # reopening changes nothing
     again.close()
+
+
+def test_ids_returned_by_a_batch_are_the_stored_ones_after_a_purge_and_duplicates(tmp_path, clock):
+    q = SQLiteQueue(tmp_path / "q.db", clock=clock)
+    q.enqueue([new("gone1"), new("gone2", item="SKU-2")])
+    q.ack([e.id for e in q.lease("w", 10, LEASE_S)], "w")
+    clock.advance(10)
+    assert q.purge_done(5) == 2  # the top ids are gone: new ones must not reuse them
+    q.enqueue([new("x1"), new("x1"), new("x2", item="SKU-2")])  # a duplicate takes an id too
+    for batch in ([new(f"y{i}", item=f"SKU-{i}") for i in range(5)], [new("x2"), new("z", item="SKU-7")]):
+        for e in q.enqueue(batch):
+            assert q.get(e.id) == e
+    assert min(e.id for e in q.unfinished("shop")) > 2
+    q.close()
