@@ -411,10 +411,11 @@ class SQLiteQueue:
             if len(rows) < len(entry_ids):
                 lost = set(entry_ids) - {r["id"] for r in rows}
                 log.warning("entries %s are not leased by %s; ack ignored", sorted(lost), worker)
-            db.executemany(
-                "INSERT INTO attempts (entry_id, number, worker, outcome, started_at, duration_s, error)"
-                " VALUES (?, ?, ?, 'delivered', ?, ?, NULL)",
-                [(r["id"], r["attempts"], worker, now - duration_s, duration_s) for r in rows])
+            done = [r["id"] for r in rows]  # one statement: not one execution (and sequence update) each
+            db.execute("INSERT INTO attempts (entry_id, number, worker, outcome, started_at, duration_s, error)"
+                       " SELECT id, attempts, ?, 'delivered', ?, ?, NULL FROM entries"
+                       f" WHERE id IN ({', '.join('?' * len(done))}) ORDER BY id",
+                       (worker, now - duration_s, duration_s, *done))
             self._promote_keys(db, {(r["target"], r["item"], r["location"]) for r in rows})
 
     def fail(self, entry_id: int, worker: str, error: str, *, retryable: bool,
