@@ -16,7 +16,8 @@ at ``synchronous=FULL`` (it must survive a power cut), the commits that lease or
 the product's setting for those (sqlite.LEASE_SYNCHRONOUS; see erp_bridge/queue/sqlite.py for why).
 huey and litequeue have no per-commit option, so the pragma is set on their connection before
 each phase (huey's own ``fsync=True`` would be FULL everywhere, litequeue's default NORMAL
-everywhere). Rounds are interleaved (the machine is shared) and the median round is reported.
+everywhere). Within a round the contenders take turns cycle by cycle (the machine is shared, so
+a busy moment hits all of them), several rounds, the median round is reported.
 
     .venv/bin/python scripts/bench_queue.py [--events 4096] [--rounds 5] [--batches 1,8,64] [--db DIR]
 """
@@ -30,8 +31,9 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from decimal import Decimal
+from itertools import count
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -70,104 +72,115 @@ def new_entries(start: int, n: int) -> list[NewEntry]:
             for i in range(start, start + n)]
 
 
-def bridge(path: Path, batch: int, events: int) -> float:
-    queue, spent = SQLiteQueue(path), 0.0
-    for c in range(events // batch):
-        todo = new_entries(c * batch, batch)  # building events is the caller's cost
-        t0 = time.perf_counter()
-        queue.enqueue(todo)
-        leased = queue.lease("bench", batch, 30.0)
-        queue.ack([e.id for e in leased], "bench")
-        spent += time.perf_counter() - t0
-        assert len(leased) == batch, len(leased)
-    queue.close()
-    return events // batch * batch / spent
+# Each contender is a generator: set up in a fresh file, then per ``next()`` one cycle (enqueue a
+# batch, lease it, finish it), yielding the seconds it took; closing it closes its file.
+Cycles = Iterator[float]
 
 
-def dispatcher(path: Path, batch: int, events: int) -> float:
-    queue, spent = SQLiteQueue(path), 0.0
+def bridge(path: Path, batch: int) -> Cycles:
+    queue = SQLiteQueue(path)
+    try:
+        for c in count():
+            todo = new_entries(c * batch, batch)  # building events is the caller's cost
+            t0 = time.perf_counter()
+            queue.enqueue(todo)
+            leased = queue.lease("bench", batch, 30.0)
+            queue.ack([e.id for e in leased], "bench")
+            yield time.perf_counter() - t0
+            assert len(leased) == batch, len(leased)
+    finally:
+        queue.close()
+
+
+def dispatcher(path: Path, batch: int) -> Cycles:
+    queue = SQLiteQueue(path)
     run = Dispatcher(queue, {"bench": NoopTarget()}, batch_size=batch)
-    for c in range(events // batch):
-        todo = [entry_for("bench", Decrement(channel="web", order=f"o{i}", line="1", item=f"SKU-{i}",
-                                             location="WH", quantity=Decimal(1)))
-                for i in range(c * batch, (c + 1) * batch)]
-        t0 = time.perf_counter()
-        queue.enqueue(todo)
-        assert run.run_once("bench") == batch
-        spent += time.perf_counter() - t0
-    queue.close()
-    return events // batch * batch / spent
+    try:
+        for c in count():
+            todo = [entry_for("bench", Decrement(channel="web", order=f"o{i}", line="1", item=f"SKU-{i}",
+                                                 location="WH", quantity=Decimal(1)))
+                    for i in range(c * batch, (c + 1) * batch)]
+            t0 = time.perf_counter()
+            queue.enqueue(todo)
+            done = run.run_once("bench")
+            yield time.perf_counter() - t0
+            assert done == batch, done
+    finally:
+        queue.close()
 
 
 def synchronous(db: sqlite3.Connection, level: str) -> None:
     db.execute(f"PRAGMA synchronous={level}")
 
 
-def raw(path: Path, batch: int, events: int) -> float:
+def raw(path: Path, batch: int) -> Cycles:
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.executescript(RAW_SCHEMA)
-    spent = 0.0
-    for c in range(events // batch):
-        payloads = [payload(i) for i in range(c * batch, (c + 1) * batch)]
-        t0 = time.perf_counter()
-        synchronous(db, ENQUEUE_SYNCHRONOUS)
-        db.execute("BEGIN IMMEDIATE")
-        db.executemany("INSERT INTO raw_q (payload) VALUES (?)", [(json.dumps(p),) for p in payloads])
-        db.execute("COMMIT")
-        synchronous(db, LEASE_SYNCHRONOUS)
-        db.execute("BEGIN IMMEDIATE")
-        rows = db.execute("UPDATE raw_q SET state = 'leased', owner = 'bench' WHERE id IN (SELECT id FROM raw_q"
-                          " WHERE state = 'pending' ORDER BY id LIMIT ?) RETURNING id, payload", (batch,)).fetchall()
-        db.execute("COMMIT")
-        db.execute("BEGIN IMMEDIATE")
-        db.execute(f"UPDATE raw_q SET state = 'done' WHERE id IN ({', '.join('?' * len(rows))})",
-                   [r[0] for r in rows])
-        db.execute("COMMIT")
-        spent += time.perf_counter() - t0
-        assert len(rows) == batch
-    db.close()
-    return events // batch * batch / spent
+    try:
+        for c in count():
+            payloads = [payload(i) for i in range(c * batch, (c + 1) * batch)]
+            t0 = time.perf_counter()
+            synchronous(db, ENQUEUE_SYNCHRONOUS)
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany("INSERT INTO raw_q (payload) VALUES (?)", [(json.dumps(p),) for p in payloads])
+            db.execute("COMMIT")
+            synchronous(db, LEASE_SYNCHRONOUS)
+            db.execute("BEGIN IMMEDIATE")
+            rows = db.execute("UPDATE raw_q SET state = 'leased', owner = 'bench' WHERE id IN (SELECT id"
+                              " FROM raw_q WHERE state = 'pending' ORDER BY id LIMIT ?) RETURNING id, payload",
+                              (batch,)).fetchall()
+            db.execute("COMMIT")
+            db.execute("BEGIN IMMEDIATE")
+            db.execute(f"UPDATE raw_q SET state = 'done' WHERE id IN ({', '.join('?' * len(rows))})",
+                       [r[0] for r in rows])
+            db.execute("COMMIT")
+            yield time.perf_counter() - t0
+            assert len(rows) == batch
+    finally:
+        db.close()
 
 
-def huey(path: Path, batch: int, events: int) -> float:
+def huey(path: Path, batch: int) -> Cycles:
     from huey.storage import SqliteStorage
 
-    storage, spent = SqliteStorage(name="bench", filename=str(path), fsync=True), 0.0
-    for c in range(events // batch):
-        payloads = [payload(i) for i in range(c * batch, (c + 1) * batch)]
-        t0 = time.perf_counter()
-        synchronous(storage.conn, ENQUEUE_SYNCHRONOUS)
-        for p in payloads:
-            storage.enqueue(json.dumps(p).encode())
-        synchronous(storage.conn, LEASE_SYNCHRONOUS)
-        got = [storage.dequeue() for _ in range(batch)]
-        spent += time.perf_counter() - t0
-        assert all(got), got
-    storage.close()
-    return events // batch * batch / spent
+    storage = SqliteStorage(name="bench", filename=str(path), fsync=True)
+    try:
+        for c in count():
+            payloads = [payload(i) for i in range(c * batch, (c + 1) * batch)]
+            t0 = time.perf_counter()
+            synchronous(storage.conn, ENQUEUE_SYNCHRONOUS)
+            for p in payloads:
+                storage.enqueue(json.dumps(p).encode())
+            synchronous(storage.conn, LEASE_SYNCHRONOUS)
+            got = [storage.dequeue() for _ in range(batch)]
+            yield time.perf_counter() - t0
+            assert all(got), got
+    finally:
+        storage.close()
 
 
-def litequeue(path: Path, batch: int, events: int) -> float:
+def litequeue(path: Path, batch: int) -> Cycles:
     from litequeue import LiteQueue
 
-    queue, spent = LiteQueue(str(path)), 0.0
-    for c in range(events // batch):
-        payloads = [payload(i) for i in range(c * batch, (c + 1) * batch)]
-        t0 = time.perf_counter()
-        synchronous(queue.conn, ENQUEUE_SYNCHRONOUS)
-        for p in payloads:
-            queue.put(json.dumps(p))
-        synchronous(queue.conn, LEASE_SYNCHRONOUS)
-        popped = [queue.pop() for _ in range(batch)]
-        for message in popped:
-            queue.done(message.message_id)
-        spent += time.perf_counter() - t0
-    queue.conn.close()
-    return events // batch * batch / spent
+    queue = LiteQueue(str(path))
+    try:
+        for c in count():
+            payloads = [payload(i) for i in range(c * batch, (c + 1) * batch)]
+            t0 = time.perf_counter()
+            synchronous(queue.conn, ENQUEUE_SYNCHRONOUS)
+            for p in payloads:
+                queue.put(json.dumps(p))
+            synchronous(queue.conn, LEASE_SYNCHRONOUS)
+            popped = [queue.pop() for _ in range(batch)]
+            for message in popped:
+                queue.done(message.message_id)
+            yield time.perf_counter() - t0
+    finally:
+        queue.conn.close()
 
 
-CONTENDERS: dict[str, Callable[[Path, int, int], float]] = {
+CONTENDERS: dict[str, Callable[[Path, int], Cycles]] = {
     "erp-bridge": bridge, "erp-bridge dispatcher": dispatcher, "raw": raw, "huey": huey,
     "litequeue": litequeue}
 
@@ -184,13 +197,22 @@ def rss_mb(field: str) -> float:
 
 
 def measure(directory: Path, rounds: int, batch: int, events: int) -> dict[str, list[float]]:
-    """Each contender once per round, in a fresh file; rounds interleaved."""
+    """Events/s per contender and round. Within a round every contender has its own fresh file and
+    they take turns cycle by cycle (the starting one rotates), so a busy moment of the shared
+    machine falls on all of them alike."""
     got: dict[str, list[float]] = {name: [] for name in CONTENDERS}
     for r in range(rounds):
-        for name, run in CONTENDERS.items():
-            path = directory / f"{name.replace(' ', '-')}-{batch}-{r}.db"
-            got[name].append(run(path, batch, events))
-            for leftover in directory.glob(path.name + "*"):
+        paths = {name: directory / f"{name.replace(' ', '-')}-{batch}-{r}.db" for name in CONTENDERS}
+        runs = {name: run(paths[name], batch) for name, run in CONTENDERS.items()}
+        spent = dict.fromkeys(CONTENDERS, 0.0)
+        names = list(CONTENDERS)
+        for c in range(events // batch):
+            for name in names[c % len(names):] + names[:c % len(names)]:
+                spent[name] += next(runs[name])
+        for name, cycles in runs.items():
+            cycles.close()
+            got[name].append(events // batch * batch / spent[name])
+            for leftover in directory.glob(paths[name].name + "*"):
                 leftover.unlink()
     return got
 
@@ -214,7 +236,7 @@ def report(medians: dict[int, dict[str, float]]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=4096, help="events per round at batch >= 8 (batch 1: 1/8)")
+    parser.add_argument("--events", type=int, default=4096, help="events per round at batch >= 8 (batch 1: 1/4)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--batches", default="1,8,64")
     parser.add_argument("--db", type=Path, default=None, help="directory for the queue files (default: temp)")
@@ -224,15 +246,17 @@ def main() -> int:
 
     print(f"SQLite {sqlite3.sqlite_version}, Python {sys.version.split()[0]}, huey {huey_pkg.__version__}, "
           f"litequeue {litequeue_pkg.__version__}; {os.cpu_count()} CPUs; load average {loadavg()}")
-    print(f"every contender: WAL; enqueue/put commits synchronous={ENQUEUE_SYNCHRONOUS}; lease/ack/dequeue/"
-          f"pop/done commits synchronous={LEASE_SYNCHRONOUS}; median of {args.rounds} interleaved rounds")
+    print(f"durability, every contender: WAL; enqueue/put commits synchronous={ENQUEUE_SYNCHRONOUS}; lease/ack/"
+          f"dequeue/pop/done commits synchronous={LEASE_SYNCHRONOUS} (set per phase on huey's and litequeue's "
+          "connections; on their own huey fsync=True is FULL on every commit, litequeue NORMAL on every commit)")
+    print(f"median of {args.rounds} rounds; in a round the contenders take turns cycle by cycle")
     medians: dict[int, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(dir=args.db) as tmp:
         print(f"files in {tmp}\n")
         print(f"{'batch':>5} {'events':>6} " + " ".join(f"{n:>21}" for n in CONTENDERS)
               + f" {'bridge/raw':>10} {'/huey':>6} {'/litequeue':>10}  load avg")
         for batch in (int(b) for b in args.batches.split(",")):
-            events = args.events if batch > 1 else max(64, args.events // 8)
+            events = args.events if batch > 1 else max(64, args.events // 4)
             got = measure(Path(tmp), args.rounds, batch, events)
             m = medians[batch] = {name: statistics.median(v) for name, v in got.items()}
             print(f"{batch:>5} {events:>6} " + " ".join(f"{m[n]:>21.0f}" for n in CONTENDERS)
