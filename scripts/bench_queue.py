@@ -20,6 +20,7 @@ everywhere). Within a round the contenders take turns cycle by cycle (the machin
 a busy moment hits all of them), several rounds, the median round is reported.
 
     .venv/bin/python scripts/bench_queue.py [--events 4096] [--rounds 5] [--batches 1,8,64] [--db DIR]
+    .venv/bin/python scripts/bench_queue.py --no-fsync    # diagnostic: CPU only, no commit fsyncs
 """
 from __future__ import annotations
 
@@ -44,6 +45,9 @@ from erp_bridge.dispatch.routing import entry_for
 from erp_bridge.domain import Decrement, Delivered
 from erp_bridge.queue.base import NewEntry
 from erp_bridge.queue.sqlite import ENQUEUE_SYNCHRONOUS, LEASE_SYNCHRONOUS, SQLiteQueue
+
+#: (store, lease/finish) commit settings for every contender: the product's, unless --no-fsync
+LEVELS = [ENQUEUE_SYNCHRONOUS, LEASE_SYNCHRONOUS]
 
 RAW_SCHEMA = ("CREATE TABLE raw_q (id INTEGER PRIMARY KEY, payload TEXT NOT NULL,"
               " state TEXT NOT NULL DEFAULT 'pending', owner TEXT);"
@@ -78,7 +82,7 @@ Cycles = Iterator[float]
 
 
 def bridge(path: Path, batch: int) -> Cycles:
-    queue = SQLiteQueue(path)
+    queue = SQLiteQueue(path, synchronous=LEVELS[0])
     try:
         for c in count():
             todo = new_entries(c * batch, batch)  # building events is the caller's cost
@@ -93,7 +97,7 @@ def bridge(path: Path, batch: int) -> Cycles:
 
 
 def dispatcher(path: Path, batch: int) -> Cycles:
-    queue = SQLiteQueue(path)
+    queue = SQLiteQueue(path, synchronous=LEVELS[0])
     run = Dispatcher(queue, {"bench": NoopTarget()}, batch_size=batch)
     try:
         for c in count():
@@ -121,11 +125,11 @@ def raw(path: Path, batch: int) -> Cycles:
         for c in count():
             payloads = [payload(i) for i in range(c * batch, (c + 1) * batch)]
             t0 = time.perf_counter()
-            synchronous(db, ENQUEUE_SYNCHRONOUS)
+            synchronous(db, LEVELS[0])
             db.execute("BEGIN IMMEDIATE")
             db.executemany("INSERT INTO raw_q (payload) VALUES (?)", [(json.dumps(p),) for p in payloads])
             db.execute("COMMIT")
-            synchronous(db, LEASE_SYNCHRONOUS)
+            synchronous(db, LEVELS[1])
             db.execute("BEGIN IMMEDIATE")
             rows = db.execute("UPDATE raw_q SET state = 'leased', owner = 'bench' WHERE id IN (SELECT id"
                               " FROM raw_q WHERE state = 'pending' ORDER BY id LIMIT ?) RETURNING id, payload",
@@ -149,10 +153,10 @@ def huey(path: Path, batch: int) -> Cycles:
         for c in count():
             payloads = [payload(i) for i in range(c * batch, (c + 1) * batch)]
             t0 = time.perf_counter()
-            synchronous(storage.conn, ENQUEUE_SYNCHRONOUS)
+            synchronous(storage.conn, LEVELS[0])
             for p in payloads:
                 storage.enqueue(json.dumps(p).encode())
-            synchronous(storage.conn, LEASE_SYNCHRONOUS)
+            synchronous(storage.conn, LEVELS[1])
             got = [storage.dequeue() for _ in range(batch)]
             yield time.perf_counter() - t0
             assert all(got), got
@@ -168,10 +172,10 @@ def litequeue(path: Path, batch: int) -> Cycles:
         for c in count():
             payloads = [payload(i) for i in range(c * batch, (c + 1) * batch)]
             t0 = time.perf_counter()
-            synchronous(queue.conn, ENQUEUE_SYNCHRONOUS)
+            synchronous(queue.conn, LEVELS[0])
             for p in payloads:
                 queue.put(json.dumps(p))
-            synchronous(queue.conn, LEASE_SYNCHRONOUS)
+            synchronous(queue.conn, LEVELS[1])
             popped = [queue.pop() for _ in range(batch)]
             for message in popped:
                 queue.done(message.message_id)
@@ -199,11 +203,13 @@ def rss_mb(field: str) -> float:
 def measure(directory: Path, rounds: int, batch: int, events: int) -> dict[str, list[float]]:
     """Events/s per contender and round. Within a round every contender has its own fresh file and
     they take turns cycle by cycle (the starting one rotates), so a busy moment of the shared
-    machine falls on all of them alike."""
+    machine falls on all of them alike; each one's first cycle is a warm-up."""
     got: dict[str, list[float]] = {name: [] for name in CONTENDERS}
     for r in range(rounds):
         paths = {name: directory / f"{name.replace(' ', '-')}-{batch}-{r}.db" for name in CONTENDERS}
         runs = {name: run(paths[name], batch) for name, run in CONTENDERS.items()}
+        for cycles in runs.values():
+            next(cycles)  # a first cycle, not counted: files created, statements compiled
         spent = dict.fromkeys(CONTENDERS, 0.0)
         names = list(CONTENDERS)
         for c in range(events // batch):
@@ -240,14 +246,19 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--batches", default="1,8,64")
     parser.add_argument("--db", type=Path, default=None, help="directory for the queue files (default: temp)")
+    parser.add_argument("--no-fsync", action="store_true",
+                        help="every commit of every contender at synchronous=OFF: the CPU-bound ratio, which a "
+                             "disk with very cheap fsync approaches (a diagnostic, not the targets' setting)")
     args = parser.parse_args()
+    if args.no_fsync:
+        LEVELS[:] = ["OFF", "OFF"]
     import huey as huey_pkg
     import litequeue as litequeue_pkg
 
     print(f"SQLite {sqlite3.sqlite_version}, Python {sys.version.split()[0]}, huey {huey_pkg.__version__}, "
           f"litequeue {litequeue_pkg.__version__}; {os.cpu_count()} CPUs; load average {loadavg()}")
-    print(f"durability, every contender: WAL; enqueue/put commits synchronous={ENQUEUE_SYNCHRONOUS}; lease/ack/"
-          f"dequeue/pop/done commits synchronous={LEASE_SYNCHRONOUS} (set per phase on huey's and litequeue's "
+    print(f"durability, every contender: WAL; enqueue/put commits synchronous={LEVELS[0]}; lease/ack/"
+          f"dequeue/pop/done commits synchronous={LEVELS[1]} (set per phase on huey's and litequeue's "
           "connections; on their own huey fsync=True is FULL on every commit, litequeue NORMAL on every commit)")
     print(f"median of {args.rounds} rounds; in a round the contenders take turns cycle by cycle")
     medians: dict[int, dict[str, float]] = {}

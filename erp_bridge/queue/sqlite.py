@@ -36,13 +36,18 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from decimal import Decimal
 from itertools import groupby
 from pathlib import Path
 from typing import Any
 
 from .base import SALE_KINDS, Attempt, Entry, NewEntry, Outcome, RetryPolicy, State, TargetStats
+from .sqlite_rows import ENTRY_COLUMNS
+from .sqlite_rows import at as _at
+from .sqlite_rows import dumps as _dumps
+from .sqlite_rows import entries as _entries
+from .sqlite_rows import entry as _entry
+from .sqlite_rows import new_entry as _new_entry
 
 log = logging.getLogger(__name__)
 
@@ -102,60 +107,6 @@ STATS_SQL = (
     " UNION ALL SELECT target, 'done', count(*) FROM entries WHERE state = 'done' GROUP BY target"
     " UNION ALL SELECT target, state, count(*) FROM entries WHERE state IN ('dead', 'discarded')"
     " GROUP BY target, state")
-
-
-def _dt(epoch: float | None) -> datetime | None:
-    return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
-
-
-def _at(epoch: float) -> datetime:
-    """A timestamp column that is never NULL."""
-    return datetime.fromtimestamp(epoch, UTC)
-
-
-def _entry(row: sqlite3.Row, payload: dict | None = None) -> Entry:
-    """An Entry from its row; ``payload``: the dict the row's JSON was just made from, if known."""
-    quantity = row["quantity"]
-    return Entry(
-        id=row["id"], target=row["target"], kind=row["kind"], item=row["item"],
-        location=row["location"], idempotency_key=row["idempotency_key"],
-        payload=json.loads(row["payload"]) if payload is None else payload, quantity=None if quantity is None else Decimal(quantity),
-        state=State(row["state"]), attempts=row["attempts"], available_at=_at(row["available_at"]),
-        created_at=_at(row["created_at"]), updated_at=_at(row["updated_at"]),
-        lease_owner=row["lease_owner"], lease_until=_dt(row["lease_until"]),
-        last_error=row["last_error"], superseded_by=row["superseded_by"])
-
-
-def _new_entry(entry_id: int, new: NewEntry, stamp: datetime) -> Entry:
-    """The Entry just stored from ``new`` at ``stamp``, without reading it back."""
-    quantity = new.quantity
-    return Entry(id=entry_id, target=new.target, kind=new.kind, item=new.item, location=new.location,
-                 idempotency_key=new.idempotency_key, payload=new.payload,
-                 quantity=quantity if quantity is None or isinstance(quantity, Decimal) else Decimal(str(quantity)),
-                 state=State.PENDING, attempts=0, available_at=stamp, created_at=stamp, updated_at=stamp)
-
-
-#: what _entries reads, by position (sqlite3.Row looks names up one by one)
-ENTRY_COLUMNS = ("id, target, kind, item, location, idempotency_key, payload, quantity, state, attempts,"
-                 " available_at, created_at, updated_at, lease_owner, lease_until, last_error, superseded_by")
-_STATES = {s.value: s for s in State}
-#: json.dumps(payload, default=str) and json.loads without building an encoder per call
-_dumps = json.JSONEncoder(default=str).encode
-_loads = json.JSONDecoder().decode
-
-
-def _entries(rows: list[tuple]) -> list[Entry]:
-    """Entries from rows of ENTRY_COLUMNS. A batch shares a few timestamps: each is converted once."""
-    stamps: dict[float | None, datetime | None] = {None: None}
-
-    def at(epoch: float | None) -> Any:
-        if epoch not in stamps:
-            stamps[epoch] = datetime.fromtimestamp(epoch, UTC)  # type: ignore[arg-type]
-        return stamps[epoch]
-    # positional: ENTRY_COLUMNS is Entry's field order (keywords cost more, per entry)
-    return [Entry(r[0], r[1], r[2], r[3], r[4], r[5], _loads(r[6]), None if r[7] is None else Decimal(r[7]),
-                  _STATES[r[8]], r[9], at(r[10]), at(r[11]), at(r[12]), r[13], at(r[14]), r[15], r[16])
-            for r in rows]
 
 
 def _sequence(db: sqlite3.Connection) -> int:
