@@ -1,21 +1,40 @@
 #!/usr/bin/env python3
-"""Queue throughput: enqueue -> lease -> deliver to a no-op target -> ack, durable commits.
+"""SQLite queue throughput against ceilings measured in the same run: enqueue a batch, lease it,
+ack it, by one client, each contender in a fresh file in the same directory.
 
-Each cycle enqueues one batch (one transaction), then the Dispatcher leases it, routes it to a
-connector that accepts everything, and acks it (one transaction each). Every event of a batch
-waits for the whole cycle, so the per-event latency is the cycle time. RSS comes from
-/proc/self/status (VmRSS now, VmHWM peak).
+- ``erp-bridge``: ``SQLiteQueue`` through its public API (enqueue, lease, ack): per-key order,
+  one head per key, attempts recorded.
+- ``erp-bridge dispatcher``: the same queue end to end through ``Dispatcher.run_once`` (routing,
+  payload parsing, metrics) to a no-op target.
+- ``raw``: plain sqlite3, the same pragmas and the same three commits per cycle with the least SQL
+  (insert; update ... returning; update): what SQLite and the driver allow on this disk.
+- ``huey`` (``huey.storage.SqliteStorage``: enqueue, dequeue) and ``litequeue`` (``LiteQueue``:
+  put, pop, done), one message per call as their APIs take them (pip install -e '.[bench]').
 
-    .venv/bin/python scripts/bench_queue.py [--events 4096] [--db DIR] [--synchronous FULL]
+Durability is the product's for everyone, commit by commit: WAL, the commit that stores new work
+at ``synchronous=FULL`` (it must survive a power cut), the commits that lease or finish work at
+the product's setting for those (sqlite.LEASE_SYNCHRONOUS; see erp_bridge/queue/sqlite.py for why).
+huey and litequeue have no per-commit option, so the pragma is set on their connection before
+each phase (huey's own ``fsync=True`` would be FULL everywhere, litequeue's default NORMAL
+everywhere). Within a round the contenders take turns cycle by cycle (the machine is shared, so
+a busy moment hits all of them), several rounds, the median round is reported.
+
+    .venv/bin/python scripts/bench_queue.py [--events 4096] [--rounds 5] [--batches 1,8,64] [--db DIR]
+    .venv/bin/python scripts/bench_queue.py --no-fsync    # diagnostic: CPU only, no commit fsyncs
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import sqlite3
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from decimal import Decimal
+from itertools import count
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -23,14 +42,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from erp_bridge.connectors.base import Capability
 from erp_bridge.dispatch.dispatcher import Dispatcher
 from erp_bridge.dispatch.routing import entry_for
-from erp_bridge.domain import (
-    Decrement,
-    Delivered,
-)
-from erp_bridge.queue.base import RetryPolicy
-from erp_bridge.queue.sqlite import SQLiteQueue
+from erp_bridge.domain import Decrement, Delivered
+from erp_bridge.queue.base import NewEntry
+from erp_bridge.queue.sqlite import ENQUEUE_SYNCHRONOUS, LEASE_SYNCHRONOUS, SQLiteQueue
 
-BATCH_SIZES = (1, 8, 64)
+#: (store, lease/finish) commit settings for every contender: the product's, unless --no-fsync
+LEVELS = [ENQUEUE_SYNCHRONOUS, LEASE_SYNCHRONOUS]
+
+RAW_SCHEMA = ("CREATE TABLE raw_q (id INTEGER PRIMARY KEY, payload TEXT NOT NULL,"
+              " state TEXT NOT NULL DEFAULT 'pending', owner TEXT);"
+              " CREATE INDEX raw_q_pending ON raw_q (id) WHERE state = 'pending';")
 
 
 class NoopTarget:
@@ -44,67 +65,216 @@ class NoopTarget:
         pass
 
 
-def rss_mb(field: str = "VmRSS") -> float:
+def payload(i: int) -> dict:
+    return {"channel": "web", "order": f"o{i}", "line": "1", "item": f"SKU-{i}", "location": "WH",
+            "quantity": "-1"}
+
+
+def new_entries(start: int, n: int) -> list[NewEntry]:
+    return [NewEntry(target="bench", kind="decrement", item=f"SKU-{i}", location="WH",
+                     idempotency_key=f"web:o{i}:1", payload=payload(i), quantity=Decimal(-1))
+            for i in range(start, start + n)]
+
+
+# Each contender is a generator: set up in a fresh file, then per ``next()`` one cycle (enqueue a
+# batch, lease it, finish it), yielding the seconds it took; closing it closes its file.
+Cycles = Iterator[float]
+
+
+def bridge(path: Path, batch: int) -> Cycles:
+    queue = SQLiteQueue(path, synchronous=LEVELS[0])
+    try:
+        for c in count():
+            todo = new_entries(c * batch, batch)  # building events is the caller's cost
+            t0 = time.perf_counter()
+            queue.enqueue(todo)
+            leased = queue.lease("bench", batch, 30.0)
+            queue.ack([e.id for e in leased], "bench")
+            yield time.perf_counter() - t0
+            assert len(leased) == batch, len(leased)
+    finally:
+        queue.close()
+
+
+def dispatcher(path: Path, batch: int) -> Cycles:
+    queue = SQLiteQueue(path, synchronous=LEVELS[0])
+    run = Dispatcher(queue, {"bench": NoopTarget()}, batch_size=batch)
+    try:
+        for c in count():
+            todo = [entry_for("bench", Decrement(channel="web", order=f"o{i}", line="1", item=f"SKU-{i}",
+                                                 location="WH", quantity=Decimal(1)))
+                    for i in range(c * batch, (c + 1) * batch)]
+            t0 = time.perf_counter()
+            queue.enqueue(todo)
+            done = run.run_once("bench")
+            yield time.perf_counter() - t0
+            assert done == batch, done
+    finally:
+        queue.close()
+
+
+def synchronous(db: sqlite3.Connection, level: str) -> None:
+    db.execute(f"PRAGMA synchronous={level}")
+
+
+def raw(path: Path, batch: int) -> Cycles:
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.executescript(RAW_SCHEMA)
+    try:
+        for c in count():
+            payloads = [payload(i) for i in range(c * batch, (c + 1) * batch)]
+            t0 = time.perf_counter()
+            synchronous(db, LEVELS[0])
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany("INSERT INTO raw_q (payload) VALUES (?)", [(json.dumps(p),) for p in payloads])
+            db.execute("COMMIT")
+            synchronous(db, LEVELS[1])
+            db.execute("BEGIN IMMEDIATE")
+            rows = db.execute("UPDATE raw_q SET state = 'leased', owner = 'bench' WHERE id IN (SELECT id"
+                              " FROM raw_q WHERE state = 'pending' ORDER BY id LIMIT ?) RETURNING id, payload",
+                              (batch,)).fetchall()
+            db.execute("COMMIT")
+            db.execute("BEGIN IMMEDIATE")
+            db.execute(f"UPDATE raw_q SET state = 'done' WHERE id IN ({', '.join('?' * len(rows))})",
+                       [r[0] for r in rows])
+            db.execute("COMMIT")
+            yield time.perf_counter() - t0
+            assert len(rows) == batch
+    finally:
+        db.close()
+
+
+def huey(path: Path, batch: int) -> Cycles:
+    from huey.storage import SqliteStorage
+
+    storage = SqliteStorage(name="bench", filename=str(path), fsync=True)
+    try:
+        for c in count():
+            payloads = [payload(i) for i in range(c * batch, (c + 1) * batch)]
+            t0 = time.perf_counter()
+            synchronous(storage.conn, LEVELS[0])
+            for p in payloads:
+                storage.enqueue(json.dumps(p).encode())
+            synchronous(storage.conn, LEVELS[1])
+            got = [storage.dequeue() for _ in range(batch)]
+            yield time.perf_counter() - t0
+            assert all(got), got
+    finally:
+        storage.close()
+
+
+def litequeue(path: Path, batch: int) -> Cycles:
+    from litequeue import LiteQueue
+
+    queue = LiteQueue(str(path))
+    try:
+        for c in count():
+            payloads = [payload(i) for i in range(c * batch, (c + 1) * batch)]
+            t0 = time.perf_counter()
+            synchronous(queue.conn, LEVELS[0])
+            for p in payloads:
+                queue.put(json.dumps(p))
+            synchronous(queue.conn, LEVELS[1])
+            popped = [queue.pop() for _ in range(batch)]
+            for message in popped:
+                queue.done(message.message_id)
+            yield time.perf_counter() - t0
+    finally:
+        queue.conn.close()
+
+
+CONTENDERS: dict[str, Callable[[Path, int], Cycles]] = {
+    "erp-bridge": bridge, "erp-bridge dispatcher": dispatcher, "raw": raw, "huey": huey,
+    "litequeue": litequeue}
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def rss_mb(field: str) -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
 
-def entries(start: int, n: int):
-    return [entry_for("bench", Decrement(channel="web", order=f"o{i}", line="1", item=f"SKU-{i}",
-                                         location="WH", quantity=Decimal(1))) for i in range(start, start + n)]
+def measure(directory: Path, rounds: int, batch: int, events: int) -> dict[str, list[float]]:
+    """Events/s per contender and round. Within a round every contender has its own fresh file and
+    they take turns cycle by cycle (the starting one rotates), so a busy moment of the shared
+    machine falls on all of them alike; each one's first cycle is a warm-up."""
+    got: dict[str, list[float]] = {name: [] for name in CONTENDERS}
+    for r in range(rounds):
+        paths = {name: directory / f"{name.replace(' ', '-')}-{batch}-{r}.db" for name in CONTENDERS}
+        runs = {name: run(paths[name], batch) for name, run in CONTENDERS.items()}
+        for cycles in runs.values():
+            next(cycles)  # a first cycle, not counted: files created, statements compiled
+        spent = dict.fromkeys(CONTENDERS, 0.0)
+        names = list(CONTENDERS)
+        for c in range(events // batch):
+            for name in names[c % len(names):] + names[:c % len(names)]:
+                spent[name] += next(runs[name])
+        for name, cycles in runs.items():
+            cycles.close()
+            got[name].append(events // batch * batch / spent[name])
+            for leftover in directory.glob(paths[name].name + "*"):
+                leftover.unlink()
+    return got
 
 
-def commit_ms(directory: Path, synchronous: str, n: int = 200) -> float:
-    """What one durable commit costs on this disk right now (the floor under every cycle)."""
-    queue = SQLiteQueue(directory / "commit.db", synchronous=synchronous)
-    started = time.perf_counter()
-    for _ in range(n):
-        with queue._tx() as db:
-            db.execute("INSERT INTO attempts (entry_id, number, worker, outcome, started_at, duration_s)"
-                       " VALUES (0, 0, 'bench', 'released', 0, 0)")
-    queue.close()
-    return (time.perf_counter() - started) / n * 1000
+def verdict(ok: bool) -> str:
+    return "met" if ok else "NOT met"
 
 
-def run(directory: Path, batch: int, events: int, synchronous: str) -> dict:
-    queue = SQLiteQueue(directory / f"bench-{batch}.db", RetryPolicy(), synchronous=synchronous)
-    dispatcher = Dispatcher(queue, {"bench": NoopTarget()}, batch_size=batch)
-    cycles, total = events // batch, []
-    started = time.perf_counter()
-    for c in range(cycles):
-        todo = entries(c * batch, batch)  # building events is the caller's cost, not the queue's
-        t0 = time.perf_counter()
-        queue.enqueue(todo)
-        assert dispatcher.run_once("bench") == batch
-        total.append(time.perf_counter() - t0)
-    elapsed = sum(total)
-    queue.close()
-    cuts = statistics.quantiles(total, n=100)
-    return {"batch": batch, "events": cycles * batch, "events_per_s": cycles * batch / elapsed,
-            "p50_ms": cuts[49] * 1000, "p99_ms": cuts[98] * 1000,
-            "wall_s": time.perf_counter() - started, "rss_mb": rss_mb()}
+def report(medians: dict[int, dict[str, float]]) -> None:
+    print("\ntargets (issue 15):")
+    if 64 in medians:
+        m = medians[64]
+        ratio = m["erp-bridge"] / m["raw"]
+        print(f"  batch 64: erp-bridge / raw = {ratio:.2f} (target >= 0.5): {verdict(ratio >= 0.5)}")
+    if 1 in medians:
+        m = medians[1]
+        for rival in ("huey", "litequeue"):
+            ratio = m["erp-bridge"] / m[rival]
+            print(f"  batch 1: erp-bridge / {rival} = {ratio:.2f} (target >= 1.0): {verdict(ratio >= 1.0)}")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=4096)
-    parser.add_argument("--db", type=Path, default=None, help="directory for the queue files")
-    parser.add_argument("--synchronous", default="FULL", choices=["FULL", "NORMAL", "OFF"],
-                        help="FULL is what the product runs; the others show what fsync costs")
+    parser.add_argument("--events", type=int, default=4096, help="events per round at batch >= 8 (batch 1: 1/4)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--batches", default="1,8,64")
+    parser.add_argument("--db", type=Path, default=None, help="directory for the queue files (default: temp)")
+    parser.add_argument("--no-fsync", action="store_true",
+                        help="every commit of every contender at synchronous=OFF: the CPU-bound ratio, which a "
+                             "disk with very cheap fsync approaches (a diagnostic, not the targets' setting)")
     args = parser.parse_args()
-    idle = rss_mb()
+    if args.no_fsync:
+        LEVELS[:] = ["OFF", "OFF"]
+    import huey as huey_pkg
+    import litequeue as litequeue_pkg
+
+    print(f"SQLite {sqlite3.sqlite_version}, Python {sys.version.split()[0]}, huey {huey_pkg.__version__}, "
+          f"litequeue {litequeue_pkg.__version__}; {os.cpu_count()} CPUs; load average {loadavg()}")
+    print(f"durability, every contender: WAL; enqueue/put commits synchronous={LEVELS[0]}; lease/ack/"
+          f"dequeue/pop/done commits synchronous={LEVELS[1]} (set per phase on huey's and litequeue's "
+          "connections; on their own huey fsync=True is FULL on every commit, litequeue NORMAL on every commit)")
+    print(f"median of {args.rounds} rounds; in a round the contenders take turns cycle by cycle")
+    medians: dict[int, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(dir=args.db) as tmp:
-        print(f"queue files in {tmp} (SQLite {__import__('sqlite3').sqlite_version}, WAL, "
-              f"synchronous={args.synchronous}); one one-row commit: {commit_ms(Path(tmp), args.synchronous):.2f} ms; "
-              f"load average {Path('/proc/loadavg').read_text().split()[0]} on {__import__('os').cpu_count()} CPUs")
-        print(f"{'batch':>5} {'events':>7} {'events/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'RSS MB':>7}")
-        for batch in BATCH_SIZES:
-            r = run(Path(tmp), batch, args.events, args.synchronous)
-            print(f"{r['batch']:>5} {r['events']:>7} {r['events_per_s']:>9.0f} {r['p50_ms']:>8.2f} "
-                  f"{r['p99_ms']:>8.2f} {r['rss_mb']:>7.1f}")
-    print(f"RSS idle (imports, before load): {idle:.1f} MB; peak under load (VmHWM): {rss_mb('VmHWM'):.1f} MB")
+        print(f"files in {tmp}\n")
+        print(f"{'batch':>5} {'events':>6} " + " ".join(f"{n:>21}" for n in CONTENDERS)
+              + f" {'bridge/raw':>10} {'/huey':>6} {'/litequeue':>10}  load avg")
+        for batch in (int(b) for b in args.batches.split(",")):
+            events = args.events if batch > 1 else max(64, args.events // 4)
+            got = measure(Path(tmp), args.rounds, batch, events)
+            m = medians[batch] = {name: statistics.median(v) for name, v in got.items()}
+            print(f"{batch:>5} {events:>6} " + " ".join(f"{m[n]:>21.0f}" for n in CONTENDERS)
+                  + f" {m['erp-bridge'] / m['raw']:>10.2f} {m['erp-bridge'] / m['huey']:>6.2f}"
+                  f" {m['erp-bridge'] / m['litequeue']:>10.2f}  {loadavg()}")
+    report(medians)
+    print(f"\nRSS peak (VmHWM) of this process: {rss_mb('VmHWM'):.1f} MB; load average at the end {loadavg()}")
     return 0
 
 

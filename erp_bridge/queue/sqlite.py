@@ -1,9 +1,24 @@
 """The queue on SQLite (standard library), the embedded default.
 
-Durability: WAL with ``synchronous=FULL``. Every commit fsyncs the WAL before it returns, so an
-entry whose enqueue returned survives a power cut, not only a process crash (``NORMAL`` in WAL
-mode may lose the last commits on power loss, and the bridge answers a webhook 2xx as soon as
-``enqueue`` returns).
+Durability: WAL. The commit that stores new work (``enqueue``) runs at ``synchronous=FULL``: it
+fsyncs the WAL before it returns, so an entry whose enqueue returned survives a power cut, not
+only a process crash (the bridge answers a webhook 2xx as soon as ``enqueue`` returns). The
+commits of ``lease`` and ``ack``, the hot path's other two, run at ``synchronous=NORMAL``: safe
+against a process crash (kill -9) like every commit, and a power cut can lose only the last of
+them, never an enqueue. Why that is enough:
+
+- the WAL is one log, written and synced in order: the next FULL commit (any enqueue, fail,
+  replay, a ledger claim on the same file) makes every earlier frame durable too, so what a power
+  cut leaves is always a prefix of the committed history, never a hole;
+- a lost lease leaves the entry pending: it is leased again, as after a crash before the lease;
+- a lost ack leaves the entry leased by a worker that is gone: its lease expires (or is
+  reclaimed at start) and it is delivered again, as after a kill -9 between delivery and ack,
+  which the targets' own idempotency already covers (DESIGN.md: idempotency keys, the ledger,
+  compare-and-set); until then its quantity still counts as pending, which understates
+  availability, never overstates it.
+
+Everything else (fail, release, reclaim, replay, discard, purge) stays FULL: rare, and
+operator-visible decisions (a dead letter) should not silently come undone.
 
 Ordering: the oldest unfinished entry of each ordering key carries ``head = 1`` and only heads are
 leased. Every transition that finishes an entry promotes the next one in the same transaction, so
@@ -21,17 +36,27 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from decimal import Decimal
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 
 from .base import SALE_KINDS, Attempt, Entry, NewEntry, Outcome, RetryPolicy, State, TargetStats
+from .sqlite_rows import ENTRY_COLUMNS
+from .sqlite_rows import at as _at
+from .sqlite_rows import dumps as _dumps
+from .sqlite_rows import entries as _entries
+from .sqlite_rows import entry as _entry
+from .sqlite_rows import new_entry as _new_entry
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 OPEN = ("pending", "leased")
+#: per-commit durability, see above (scripts/bench_queue.py runs its ceilings at the same)
+ENQUEUE_SYNCHRONOUS = "FULL"
+LEASE_SYNCHRONOUS = "NORMAL"
+_LEVELS = ("OFF", "NORMAL", "FULL")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -49,7 +74,8 @@ CREATE INDEX IF NOT EXISTS entries_open ON entries (target, item, location, id)
 CREATE INDEX IF NOT EXISTS entries_due ON entries (available_at)
     WHERE head = 1 AND state = 'pending';
 CREATE INDEX IF NOT EXISTS entries_lease ON entries (lease_until) WHERE state = 'leased';
-CREATE INDEX IF NOT EXISTS entries_state ON entries (target, state);
+CREATE INDEX IF NOT EXISTS entries_done ON entries (target, state, updated_at) WHERE state = 'done';
+CREATE INDEX IF NOT EXISTS entries_dead ON entries (state, target, id) WHERE state IN ('dead', 'discarded');
 CREATE TABLE IF NOT EXISTS attempts (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     entry_id INTEGER NOT NULL REFERENCES entries (id), number INTEGER NOT NULL,
@@ -60,26 +86,42 @@ CREATE INDEX IF NOT EXISTS attempts_entry ON attempts (entry_id, id);
 """
 
 
-def _dt(epoch: float | None) -> datetime | None:
-    return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
+#: a new non-coalescing entry: head unless its key has an unfinished entry (ON CONFLICT: duplicate)
+PLAIN_INSERT = (
+    "INSERT INTO entries (target, kind, item, location, idempotency_key, payload, quantity, coalescing,"
+    " state, available_at, created_at, updated_at, head)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, 'pending', ?8, ?8, ?8, NOT EXISTS (SELECT 1 FROM entries"
+    " WHERE target = ?1 AND item = ?3 AND location = ?4 AND state IN ('pending', 'leased')))"
+    " ON CONFLICT (target, idempotency_key) DO NOTHING")
 
 
-def _at(epoch: float) -> datetime:
-    """A timestamp column that is never NULL."""
-    return datetime.fromtimestamp(epoch, UTC)
+#: in-place upgrade of a file an older version created (SCHEMA adds what is new): the wide
+#: (target, state) index was written by every state change, three times per delivered entry; the
+#: partial entries_done and entries_dead answer what it served (stats, dead letters, purge)
+UPGRADE = "DROP INDEX IF EXISTS entries_state;"
 
 
-def _entry(row: sqlite3.Row, payload: dict | None = None) -> Entry:
-    """An Entry from its row; ``payload``: the dict the row's JSON was just made from, if known."""
-    quantity = row["quantity"]
-    return Entry(
-        id=row["id"], target=row["target"], kind=row["kind"], item=row["item"],
-        location=row["location"], idempotency_key=row["idempotency_key"],
-        payload=json.loads(row["payload"]) if payload is None else payload, quantity=None if quantity is None else Decimal(quantity),
-        state=State(row["state"]), attempts=row["attempts"], available_at=_at(row["available_at"]),
-        created_at=_at(row["created_at"]), updated_at=_at(row["updated_at"]),
-        lease_owner=row["lease_owner"], lease_until=_dt(row["lease_until"]),
-        last_error=row["last_error"], superseded_by=row["superseded_by"])
+#: depth per target and state, each part on the partial index whose predicate it repeats
+STATS_SQL = (
+    "SELECT target, state, count(*) AS n FROM entries WHERE state IN ('pending', 'leased') GROUP BY target, state"
+    " UNION ALL SELECT target, 'done', count(*) FROM entries WHERE state = 'done' GROUP BY target"
+    " UNION ALL SELECT target, state, count(*) FROM entries WHERE state IN ('dead', 'discarded')"
+    " GROUP BY target, state")
+
+
+def _sequence(db: sqlite3.Connection) -> int:
+    """The last id AUTOINCREMENT gave: every new row's id is above it, each above the one before
+    (n rows stored by n inserts and the sequence moved by n: their ids are consecutive)."""
+    row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'entries'").fetchone()
+    return row[0] if row else 0
+
+
+def _target_filter(targets: Collection[str] | None) -> tuple[str | None, list[str]]:
+    """SQL restricting a lease to ``targets`` (None: all) and its arguments; None: nothing to lease."""
+    if targets is None:
+        return "", []
+    scope = list(targets)
+    return (f" AND target IN ({', '.join('?' * len(scope))})" if scope else None), scope
 
 
 def _chunks(items: list, size: int) -> Iterator[list]:
@@ -91,8 +133,9 @@ class SQLiteQueue:
     """``Queue`` on one SQLite file. ``clock`` returns epoch seconds (inject a fake in tests)."""
 
     def __init__(self, path: str | Path, policy: RetryPolicy | None = None,
-                 clock: Clock = time.time, busy_timeout_s: float = 30.0, synchronous: str = "FULL"):
-        if synchronous not in ("FULL", "NORMAL", "OFF"):  # NORMAL/OFF: benchmarks only, see above
+                 clock: Clock = time.time, busy_timeout_s: float = 30.0,
+                 synchronous: str = ENQUEUE_SYNCHRONOUS):
+        if synchronous not in _LEVELS:  # below FULL: benchmarks only, see above
             raise ValueError(f"synchronous must be FULL, NORMAL or OFF, not {synchronous!r}")
         self.path = str(path)
         self.policy = policy or RetryPolicy()
@@ -102,14 +145,18 @@ class SQLiteQueue:
                                    check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
+        self._durable = self._sync = synchronous
+        self._relaxed = min(synchronous, LEASE_SYNCHRONOUS, key=_LEVELS.index)
         self._db.execute(f"PRAGMA synchronous={synchronous}")
-        self._db.executescript(SCHEMA)  # idempotent; runs in its own transaction
+        self._db.executescript(SCHEMA + UPGRADE)  # idempotent; runs in its own transaction
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self, relaxed: bool = False) -> Iterator[sqlite3.Connection]:
+        """One write transaction; ``relaxed``: its commit may be lost on power loss (see above)."""
         # IMMEDIATE takes the write lock up front: two processes leasing at once must not both
         # read the same heads and then fail to upgrade their read lock.
         with self._lock:
+            self._commit_at(self._relaxed if relaxed else self._durable)
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
@@ -117,6 +164,11 @@ class SQLiteQueue:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+    def _commit_at(self, level: str) -> None:
+        if level != self._sync:  # the pragma applies to this connection's next commits
+            self._db.execute(f"PRAGMA synchronous={level}")
+            self._sync = level
 
     def _read(self, sql: str, args: Sequence = ()) -> list[sqlite3.Row]:
         with self._lock:
@@ -127,7 +179,42 @@ class SQLiteQueue:
     def enqueue(self, entries: Sequence[NewEntry]) -> list[Entry]:
         with self._tx() as db:
             now = self._clock()
-            return [self._enqueue_one(db, new, now) for new in entries]
+            out: list[Entry] = []
+            for coalesce, run in groupby(entries, key=lambda new: new.coalesce):
+                if coalesce:  # each may replace an entry, maybe one stored just before it
+                    out += [self._enqueue_one(db, new, now) for new in run]
+                else:
+                    out += self._enqueue_plain(db, list(run), now)
+            return out
+
+    def _enqueue_plain(self, db: sqlite3.Connection, run: list[NewEntry], now: float) -> list[Entry]:
+        """Non-coalescing entries: one executemany; the head is decided row by row as before (each
+        row's NOT EXISTS sees the rows of the run inserted before it), duplicates are skipped."""
+        rows = [(n.target, n.kind, n.item, n.location, n.idempotency_key, _dumps(n.payload),
+                 None if n.quantity is None else str(n.quantity), now) for n in run]
+        if len(rows) == 1:  # one statement rather than three
+            got = db.execute(PLAIN_INSERT + " RETURNING id", rows[0]).fetchone()
+            return [self._duplicate(db, run[0]) if got is None else _new_entry(got[0], run[0], _at(now))]
+        last = _sequence(db)
+        stored = db.executemany(PLAIN_INSERT, rows).rowcount  # a duplicate is not, yet takes an id
+        stamp = _at(now)
+        if stored == len(rows) == _sequence(db) - last:  # all stored: ids last + 1, ... in order
+            return [_new_entry(last + i, n, stamp) for i, n in enumerate(run, 1)]
+        # some were duplicates; ids only grow and the write lock is ours: above ``last`` is new
+        ids = {(r[1], r[2]): r[0] for r in db.execute(
+            "SELECT id, target, idempotency_key FROM entries WHERE id > ?", (last,))}
+        out, seen = [], set()
+        for n in run:
+            key = (n.target, n.idempotency_key)
+            entry_id = ids.get(key) if key not in seen else None
+            seen.add(key)
+            out.append(self._duplicate(db, n) if entry_id is None else _new_entry(entry_id, n, stamp))
+        return out
+
+    def _duplicate(self, db: sqlite3.Connection, new: NewEntry) -> Entry:
+        """The stored entry, unchanged (its own payload)."""
+        return _entry(db.execute("SELECT * FROM entries WHERE target = ? AND idempotency_key = ?",
+                                 (new.target, new.idempotency_key)).fetchone())
 
     def _enqueue_one(self, db: sqlite3.Connection, new: NewEntry, now: float) -> Entry:
         replaced = self._coalescable(db, new) if new.coalesce else None
@@ -143,9 +230,8 @@ class SQLiteQueue:
             (new.target, new.kind, new.item, new.location, new.idempotency_key,
              json.dumps(new.payload, default=str), None if new.quantity is None else str(new.quantity),
              int(new.coalesce), available_at, now)).fetchone()
-        if row is None:  # a duplicate: the stored entry, unchanged (its own payload)
-            return _entry(db.execute("SELECT * FROM entries WHERE target = ? AND idempotency_key = ?",
-                                     (new.target, new.idempotency_key)).fetchone())
+        if row is None:  # a duplicate
+            return self._duplicate(db, new)
         if replaced:
             db.execute("UPDATE entries SET state = 'done', head = 0, superseded_by = ?, updated_at = ?"
                        " WHERE id = ?", (row["id"], now, replaced["id"]))
@@ -193,29 +279,39 @@ class SQLiteQueue:
 
     def lease(self, worker: str, limit: int, lease_s: float,
               targets: Collection[str] | None = None) -> list[Entry]:
-        with self._tx() as db:
+        where, scope = _target_filter(targets)
+        if where is None:
+            return []
+        with self._tx(relaxed=True) as db:
             now = self._clock()
-            ids = [row["id"] for row in self._due(db, now, limit, targets)
-                   if row["state"] == "pending" or self._expire(db, row, now)]
-            rows = db.execute(
-                f"UPDATE entries SET state = 'leased', lease_owner = ?, lease_until = ?, leased_at = ?,"
-                f" updated_at = ? WHERE id IN ({', '.join('?' * len(ids))}) RETURNING *",
-                (worker, now + lease_s, now, now, *ids)).fetchall() if ids else []
-            return sorted((_entry(r) for r in rows), key=lambda e: (e.available_at, e.id))
+            if db.execute(f"SELECT 1 FROM entries WHERE state = 'leased' AND lease_until <= ?{where} LIMIT 1",
+                          (now, *scope)).fetchone():  # a lease ran out: count its lost attempt first
+                ids = [row["id"] for row in self._due(db, now, limit, where, scope)
+                       if row["state"] == "pending" or self._expire(db, row, now)]
+                return self._take(db, worker, now, lease_s, ", ".join("?" * len(ids)), ids)
+            # the usual case: the due heads are picked inside the update, one statement
+            return self._take(db, worker, now, lease_s, "SELECT id FROM entries WHERE head = 1 AND state ="
+                              f" 'pending' AND available_at <= ?{where} ORDER BY available_at, id LIMIT ?",
+                              [now, *scope, limit])
 
-    def _due(self, db: sqlite3.Connection, now: float, limit: int,
-             targets: Collection[str] | None) -> list[sqlite3.Row]:
-        where, args = "", []
-        if targets is not None:
-            targets = list(targets)
-            if not targets:
-                return []
-            where = f" AND target IN ({', '.join('?' * len(targets))})"
+    def _take(self, db: sqlite3.Connection, worker: str, now: float, lease_s: float, pick: str,
+              args: Sequence) -> list[Entry]:
+        """Lease the entries ``pick`` (SQL giving ids) selects, oldest first."""
+        cursor = db.cursor()
+        cursor.row_factory = None  # plain tuples in ENTRY_COLUMNS order, for _entries
+        rows = cursor.execute(
+            f"UPDATE entries SET state = 'leased', lease_owner = ?, lease_until = ?, leased_at = ?,"
+            f" updated_at = ? WHERE id IN ({pick}) RETURNING {ENTRY_COLUMNS}",
+            (worker, now + lease_s, now, now, *args)).fetchall()
+        rows.sort(key=lambda r: (r[10], r[0]))  # (available_at, id), as picked
+        return _entries(rows)
+
+    def _due(self, db: sqlite3.Connection, now: float, limit: int, where: str,
+             scope: list[str]) -> list[sqlite3.Row]:
         sql = (f"SELECT * FROM entries WHERE head = 1 AND state = 'pending' AND available_at <= ?{where}"
                f" UNION ALL SELECT * FROM entries WHERE state = 'leased' AND lease_until <= ?{where}"
                " ORDER BY available_at, id LIMIT ?")
-        args = [now, *(targets or ()), now, *(targets or ()), limit]
-        return db.execute(sql, args).fetchall()
+        return db.execute(sql, [now, *scope, now, *scope, limit]).fetchall()
 
     def lease_owners(self) -> list[str]:
         rows = self._read("SELECT DISTINCT lease_owner FROM entries WHERE state = 'leased' AND lease_until > ?"
@@ -256,7 +352,7 @@ class SQLiteQueue:
     def ack(self, entry_ids: Sequence[int], worker: str, duration_s: float = 0.0) -> None:
         if not entry_ids:
             return
-        with self._tx() as db:
+        with self._tx(relaxed=True) as db:
             now = self._clock()
             rows = db.execute(
                 f"UPDATE entries SET state = 'done', head = 0, attempts = attempts + 1, updated_at = ?,"
@@ -266,10 +362,11 @@ class SQLiteQueue:
             if len(rows) < len(entry_ids):
                 lost = set(entry_ids) - {r["id"] for r in rows}
                 log.warning("entries %s are not leased by %s; ack ignored", sorted(lost), worker)
-            db.executemany(
-                "INSERT INTO attempts (entry_id, number, worker, outcome, started_at, duration_s, error)"
-                " VALUES (?, ?, ?, 'delivered', ?, ?, NULL)",
-                [(r["id"], r["attempts"], worker, now - duration_s, duration_s) for r in rows])
+            done = [r["id"] for r in rows]  # one statement: not one execution (and sequence update) each
+            db.execute("INSERT INTO attempts (entry_id, number, worker, outcome, started_at, duration_s, error)"
+                       " SELECT id, attempts, ?, 'delivered', ?, ?, NULL FROM entries"
+                       f" WHERE id IN ({', '.join('?' * len(done))}) ORDER BY id",
+                       (worker, now - duration_s, duration_s, *done))
             self._promote_keys(db, {(r["target"], r["item"], r["location"]) for r in rows})
 
     def fail(self, entry_id: int, worker: str, error: str, *, retryable: bool,
@@ -351,7 +448,8 @@ class SQLiteQueue:
 
     def dead_letters(self, target: str | None = None, limit: int = 100, offset: int = 0) -> list[Entry]:
         where, args = ("AND target = ?", [target]) if target is not None else ("", [])
-        rows = self._read(f"SELECT * FROM entries WHERE state = 'dead' {where} ORDER BY id"
+        rows = self._read(f"SELECT * FROM entries WHERE state IN ('dead', 'discarded') AND state = 'dead'"
+                          f" {where} ORDER BY id"  # the IN: entries_dead's predicate
                           " LIMIT ? OFFSET ?", [*args, limit, offset])
         return [_entry(r) for r in rows]
 
@@ -396,10 +494,11 @@ class SQLiteQueue:
     def stats(self) -> list[TargetStats]:
         now = self._clock()
         depth: dict[str, dict[State, int]] = {}
-        for r in self._read("SELECT target, state, count(*) AS n FROM entries GROUP BY target, state"):
+        for r in self._read(STATS_SQL):
             depth.setdefault(r["target"], {s: 0 for s in State})[State(r["state"])] = r["n"]
         oldest = {r["target"]: r["t"] for r in self._read(
-            "SELECT target, min(created_at) AS t FROM entries WHERE state = 'pending' GROUP BY target")}
+            "SELECT target, min(created_at) AS t FROM entries WHERE state IN ('pending', 'leased')"
+            " AND state = 'pending' GROUP BY target")}  # the IN: entries_open's predicate
         return [TargetStats(target=t, depth=d,
                             oldest_pending_age_s=max(0.0, now - oldest[t]) if t in oldest else None)
                 for t, d in sorted(depth.items())]

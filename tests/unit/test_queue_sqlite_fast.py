@@ -1,0 +1,175 @@
+"""What the SQLite queue's fast paths (issue 15) must keep: a batch is stored exactly as its
+entries one by one would be, lease and ack commit at the durability the module docstring argues
+for and enqueue at FULL, and a file an older version created is upgraded in place."""
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+
+import pytest
+
+from erp_bridge.queue.base import Entry, State
+from erp_bridge.queue.sqlite import ENTRY_COLUMNS, SQLiteQueue
+from tests.fakes.clock import FakeClock
+from tests.unit.queue_contract import LEASE_S, marker, new
+
+#: a mixed batch: new keys, a key queued behind another of the batch, a duplicate of a stored
+#: entry, a duplicate inside the batch, markers replacing a stored one and one of the batch
+BATCH = [new("a1"), new("a2"), new("b1", item="SKU-2"), new("old"), new("a1"),
+         marker("m2", item="SKU-3"), new("c1", item="SKU-3"), marker("m3", item="SKU-3"),
+         new("d1", item="SKU-4", quantity=None), marker("m4", item="SKU-5"), new("e1", item="SKU-5")]
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+def _rows(q: SQLiteQueue) -> list[tuple]:
+    return [tuple(r) for r in q._db.execute("SELECT * FROM entries ORDER BY id")]
+
+
+def _seeded(path, clock) -> SQLiteQueue:
+    q = SQLiteQueue(path, clock=clock)
+    q.enqueue([new("old"), marker("m1", item="SKU-3")])
+    return q
+
+
+def test_a_batch_is_stored_as_its_entries_one_by_one(tmp_path, clock):
+    batched, single = _seeded(tmp_path / "a.db", clock), _seeded(tmp_path / "b.db", clock)
+    clock.advance(1)
+    got = batched.enqueue(BATCH)
+    want = [e for new_entry in BATCH for e in single.enqueue([new_entry])]
+    assert got == want
+    assert _rows(batched) == _rows(single)
+    assert got[4] == got[0] and got[3].created_at < got[0].created_at  # duplicates: the stored ones
+    order = [e.idempotency_key for e in batched.lease("w", 100, LEASE_S)]
+    assert order == [e.idempotency_key for e in single.lease("w", 100, LEASE_S)]
+    assert order == ["old", "b1", "c1", "d1", "m4"]  # one per key, oldest first (m3 replaced m2)
+    batched.close(), single.close()
+
+
+def test_entries_returned_by_lease_equal_what_get_reads(tmp_path, clock):
+    q = SQLiteQueue(tmp_path / "q.db", clock=clock)
+    q.enqueue([new("k1"), new("k2", item="SKU-2", quantity=None), marker("m", item="SKU-3")])
+    for leased in q.lease("w", 10, LEASE_S):
+        assert leased == q.get(leased.id) and leased.state is State.LEASED
+    q.close()
+
+
+def test_entry_columns_are_entry_fields_in_order():
+    assert ENTRY_COLUMNS.split(", ") == [f.name for f in dataclasses.fields(Entry)]
+
+
+def _commits(q: SQLiteQueue, action) -> list[str]:
+    """The synchronous setting in force at each COMMIT that ``action`` runs."""
+    statements: list[str] = []
+    q._db.set_trace_callback(statements.append)
+    action()
+    q._db.set_trace_callback(None)
+    level, out = q._db.execute("PRAGMA synchronous").fetchone()[0], []
+    level = {0: "OFF", 1: "NORMAL", 2: "FULL"}[level]
+    for sql in statements:  # replay what was set before each commit
+        if sql.upper().startswith("PRAGMA SYNCHRONOUS="):
+            level = sql.split("=")[1]
+        elif sql.upper() == "COMMIT":
+            out.append(level)
+    return out
+
+
+def _cycle(q: SQLiteQueue, key: str) -> dict[str, list[str]]:
+    """The synchronous setting of each commit of enqueue, lease, ack and fail."""
+    leased: list[Entry] = []
+    out = {"enqueue": _commits(q, lambda: q.enqueue([new(key)])),
+           "lease": _commits(q, lambda: leased.extend(q.lease("w", 10, LEASE_S))),
+           "ack": _commits(q, lambda: q.ack([e.id for e in leased], "w"))}
+    failing = q.enqueue([new(key + "-f", item="SKU-9")])[0]
+    q.lease("w", 10, LEASE_S)
+    out["fail"] = _commits(q, lambda: q.fail(failing.id, "w", "boom", retryable=False))
+    return out
+
+
+def test_enqueue_commits_at_full_lease_and_ack_at_normal(tmp_path, clock):
+    q = SQLiteQueue(tmp_path / "q.db", clock=clock)
+    for key in ("k1", "k2"):  # and back again: the setting is per commit, not sticky
+        assert _cycle(q, key) == {"enqueue": ["FULL"], "lease": ["NORMAL"], "ack": ["NORMAL"],
+                                  "fail": ["FULL"]}
+    q.close()
+
+
+def test_a_benchmark_setting_below_full_is_never_raised(tmp_path, clock):
+    q = SQLiteQueue(tmp_path / "q.db", clock=clock, synchronous="OFF")
+    assert _commits(q, lambda: q.enqueue([new("k")])) == ["OFF"]
+    assert _commits(q, lambda: q.lease("w", 10, LEASE_S)) == ["OFF"]
+    q.close()
+
+
+#: the schema as the previous version created it (entries_state, no entries_done/entries_dead)
+OLD_SCHEMA = """
+CREATE TABLE entries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    target TEXT NOT NULL, kind TEXT NOT NULL, item TEXT NOT NULL, location TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL, payload TEXT NOT NULL, quantity TEXT,
+    coalescing INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL, head INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0,
+    available_at REAL NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL,
+    leased_at REAL, lease_owner TEXT, lease_until REAL, last_error TEXT, superseded_by INTEGER,
+    UNIQUE (target, idempotency_key)
+);
+CREATE INDEX entries_open ON entries (target, item, location, id) WHERE state IN ('pending', 'leased');
+CREATE INDEX entries_due ON entries (available_at) WHERE head = 1 AND state = 'pending';
+CREATE INDEX entries_lease ON entries (lease_until) WHERE state = 'leased';
+CREATE INDEX entries_state ON entries (target, state);
+CREATE TABLE attempts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    entry_id INTEGER NOT NULL REFERENCES entries (id), number INTEGER NOT NULL,
+    worker TEXT NOT NULL, outcome TEXT NOT NULL, started_at REAL NOT NULL,
+    duration_s REAL NOT NULL, error TEXT
+);
+CREATE INDEX attempts_entry ON attempts (entry_id, id);
+INSERT INTO entries (target, kind, item, location, idempotency_key, payload, quantity, state, head,
+    available_at, created_at, updated_at) VALUES
+    ('shop', 'decrement', 'SKU-1', 'WH', 'old-1', '{"key": "old-1"}', '-1', 'pending', 1, 0, 0, 0),
+    ('shop', 'decrement', 'SKU-1', 'WH', 'old-2', '{"key": "old-2"}', '-1', 'pending', 0, 0, 0, 0),
+    ('shop', 'decrement', 'SKU-2', 'WH', 'old-3', '{"key": "old-3"}', '-1', 'dead', 0, 0, 0, 0);
+"""
+
+
+def _indexes(q: SQLiteQueue) -> set[str]:
+    return {r[0] for r in q._db.execute("SELECT name FROM sqlite_master WHERE type = 'index'"
+                                        " AND tbl_name = 'entries' AND name NOT LIKE 'sqlite_%'")}
+
+
+def test_a_file_of_the_previous_version_is_upgraded_in_place(tmp_path, clock):
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as old:
+        old.executescript(OLD_SCHEMA)
+    old.close()
+    q = SQLiteQueue(path, clock=clock)
+    assert _indexes(q) == {"entries_open", "entries_due", "entries_lease", "entries_done", "entries_dead"}
+    assert [e.idempotency_key for e in q.dead_letters("shop")] == ["old-3"]
+    first = q.lease("w", 10, LEASE_S)
+    assert [e.idempotency_key for e in first] == ["old-1"]
+    q.ack([first[0].id], "w")
+    assert [e.idempotency_key for e in q.lease("w", 10, LEASE_S)] == ["old-2"]
+    depth = q.stats()[0].depth
+    assert (depth[State.DONE], depth[State.LEASED], depth[State.DEAD]) == (1, 1, 1)
+    upgraded = _indexes(q)
+    q.close()
+    again = SQLiteQueue(path, clock=clock)
+    assert _indexes(again) == upgraded  # reopening changes nothing
+    again.close()
+
+
+def test_ids_returned_by_a_batch_are_the_stored_ones_after_a_purge_and_duplicates(tmp_path, clock):
+    q = SQLiteQueue(tmp_path / "q.db", clock=clock)
+    q.enqueue([new("gone1"), new("gone2", item="SKU-2")])
+    q.ack([e.id for e in q.lease("w", 10, LEASE_S)], "w")
+    clock.advance(10)
+    assert q.purge_done(5) == 2  # the top ids are gone: new ones must not reuse them
+    q.enqueue([new("x1"), new("x1"), new("x2", item="SKU-2")])  # a duplicate takes an id too
+    for batch in ([new(f"y{i}", item=f"SKU-{i}") for i in range(5)], [new("x2"), new("z", item="SKU-7")]):
+        for e in q.enqueue(batch):
+            assert q.get(e.id) == e
+    assert min(e.id for e in q.unfinished("shop")) > 2
+    q.close()
