@@ -34,7 +34,6 @@ from .postgres_sql import (
     INSERT_MANY,
     LEASE,
     OPEN,
-    PROMOTE_IDS,
     PROMOTE_KEYS,
     Clock,
     Key,
@@ -270,9 +269,7 @@ class PostgresQueue:
 
     def _ack(self, conn: pg.Conn, args: dict[str, Any]) -> pg.Cursor:
         lock_ids(conn, args["ids"])
-        acked = conn.execute(ACK, args)
-        conn.execute(PROMOTE_IDS, (args["ids"],))
-        return acked
+        return conn.execute(ACK, args)
 
     def fail(self, entry_id: int, worker: str, error: str, *, retryable: bool,
              retry_after: float | None = None, duration_s: float = 0.0) -> Entry:

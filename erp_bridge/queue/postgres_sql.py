@@ -66,22 +66,23 @@ def lock_ids(conn: pg.Conn, ids: Sequence[int]) -> None:
     conn.execute(LOCK_IDS, (list(ids),))
 
 
+# Key lookups are LATERAL ... LIMIT 1 probes of an index, row by row: without them the planner, on a
+# table autovacuum has not analysed yet, hashes every open entry (and the dead index entries of
+# finished ones) once per statement, a cost that grows with the table.
 INSERT_MANY = (  # the first new entry of a key with nothing unfinished is its head at once
     "INSERT INTO bridge_entries (target, kind, item, location, idempotency_key, payload, quantity, state,"
     " available_at, created_at, updated_at, head) SELECT t, k, i, l, key, p::jsonb, q::numeric, 'pending',"
-    " %s, %s, %s, row_number() OVER (PARTITION BY t, i, l ORDER BY ord) = 1 AND NOT EXISTS (SELECT 1 FROM"
-    f" bridge_entries o WHERE o.target = t AND o.item = i AND o.location = l AND o.{OPEN}) FROM unnest(%s::text[],"
-    " %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[]) WITH ORDINALITY AS"
-    " n(t, k, i, l, key, p, q, ord) ORDER BY ord ON CONFLICT (target, idempotency_key) DO NOTHING"
-    " RETURNING id, target, item, location, idempotency_key, head")
+    " %s, %s, %s, row_number() OVER (PARTITION BY t, i, l ORDER BY ord) = 1 AND busy IS NULL FROM"
+    " unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[]) WITH ORDINALITY"
+    " AS n(t, k, i, l, key, p, q, ord) LEFT JOIN LATERAL (SELECT true AS busy FROM bridge_entries o WHERE"
+    f" o.target = n.t AND o.item = n.i AND o.location = n.l AND o.{OPEN} LIMIT 1) b ON true ORDER BY ord"
+    " ON CONFLICT (target, idempotency_key) DO NOTHING RETURNING id, target, item, location, idempotency_key, head")
 PROMOTE = (  # per key: its oldest unfinished entry becomes its head, unless the key has one
     "UPDATE bridge_entries e SET head = true FROM {keys} CROSS JOIN LATERAL (SELECT o.id FROM bridge_entries o"
     f" WHERE o.target = k.t AND o.item = k.i AND o.location = k.l AND o.{OPEN} ORDER BY o.id LIMIT 1) first"
     " WHERE e.id = first.id AND NOT EXISTS (SELECT 1 FROM bridge_entries h WHERE h.target = k.t"
     " AND h.item = k.i AND h.location = k.l AND h.head)")
 PROMOTE_KEYS = PROMOTE.format(keys="(SELECT DISTINCT * FROM unnest(%s::text[], %s::text[], %s::text[])) AS k(t, i, l)")
-PROMOTE_IDS = PROMOTE.format(keys="(SELECT DISTINCT target AS t, item AS i, location AS l FROM bridge_entries"
-                                  " WHERE id = ANY(%s)) AS k")
 TARGETS = "(%(targets)s::text[] IS NULL OR target = ANY(%(targets)s))"
 EXPIRED = ("SELECT id FROM bridge_entries WHERE state = 'leased' AND lease_until <= %(now)s"
            f" AND {TARGETS} ORDER BY lease_until LIMIT %(limit)s")
@@ -89,8 +90,17 @@ LEASE = ("WITH due AS (SELECT id FROM bridge_entries WHERE head AND state = 'pen
          f" AND {TARGETS} ORDER BY available_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
          " UPDATE bridge_entries e SET state = 'leased', lease_owner = %(worker)s, lease_until = %(until)s,"
          " leased_at = %(now)s, updated_at = %(now)s FROM due WHERE e.id = due.id RETURNING e.*")
+# Ack, attempt rows and promotion in one statement. A leased entry is its key's head, so once it is
+# done the key has none: its oldest other unfinished entry (in this statement's snapshot, taken
+# after the key locks) is promoted. No other entry of the key can be in the batch (one head per key).
+# ``lease_owner`` is set exactly while an entry is leased (every way out of 'leased' clears it), so
+# it alone says "leased by this worker": naming ``state`` too would let the planner pick the lease
+# index, which keeps an entry per lease ever taken until vacuum, over the primary key.
 ACK = ("WITH done AS (UPDATE bridge_entries SET state = 'done', head = false, attempts = attempts + 1,"
-       " updated_at = %(now)s, lease_owner = NULL, lease_until = NULL WHERE id = ANY(%(ids)s) AND state = 'leased'"
-       " AND lease_owner = %(worker)s RETURNING id, attempts) INSERT INTO bridge_attempts (entry_id, number,"
-       " worker, outcome, started_at, duration_s) SELECT id, attempts, %(worker)s, 'delivered', %(started)s,"
-       " %(duration)s FROM done RETURNING entry_id")
+       " updated_at = %(now)s, lease_owner = NULL, lease_until = NULL WHERE id = ANY(%(ids)s)"
+       " AND lease_owner = %(worker)s RETURNING id, attempts, target, item, location),"
+       " promoted AS (UPDATE bridge_entries e SET head = true FROM done d CROSS JOIN LATERAL (SELECT o.id FROM"
+       " bridge_entries o WHERE o.target = d.target AND o.item = d.item AND o.location = d.location"
+       f" AND o.{OPEN} AND o.id <> d.id ORDER BY o.id LIMIT 1) first WHERE e.id = first.id)"
+       " INSERT INTO bridge_attempts (entry_id, number, worker, outcome, started_at, duration_s)"
+       " SELECT id, attempts, %(worker)s, 'delivered', %(started)s, %(duration)s FROM done RETURNING entry_id")
