@@ -49,16 +49,24 @@ KEY_HASH = "hashtextextended({0}target || chr(31) || {0}item || chr(31) || {0}lo
 # Locks are taken in hash order (a sorted subquery feeds them), so transactions cannot wait on
 # each other in a cycle; a deadlock would still only rerun the transaction (storage.postgres.run).
 LOCK_KEYS = ("SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT {hash} AS h FROM"
-             " unnest(%s::text[], %s::text[], %s::text[]) AS k(target, item, location) ORDER BY h) s")
+             " json_to_recordset(%s::json) AS k(target text, item text, location text) ORDER BY h) s")
 LOCK_IDS = ("SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT {hash} AS h FROM bridge_entries"
             " WHERE id = ANY(%s) ORDER BY h) s").format(hash=KEY_HASH.format(""))
 LOCK_KEYS = LOCK_KEYS.format(hash=KEY_HASH.format("k."))
 
 
 def lock_keys(conn: pg.Conn, keys: Iterable[Key]) -> None:
-    columns = [list(c) for c in zip(*set(keys))]
-    if columns:
-        conn.execute(LOCK_KEYS, columns)
+    rows = [{"target": t, "item": i, "location": l} for t, i, l in set(keys)]
+    if rows:
+        conn.execute(LOCK_KEYS, (dumps(rows),))
+
+
+def batch_json(entries: Sequence[NewEntry]) -> str:
+    """A batch as one JSON parameter (LOCK_KEYS and INSERT_MANY read it): one C-encoded string
+    instead of seven arrays psycopg builds element by element in Python."""
+    return dumps([{"target": e.target, "kind": e.kind, "item": e.item, "location": e.location,
+                   "key": e.idempotency_key, "payload": e.payload,
+                   "quantity": None if e.quantity is None else str(e.quantity)} for e in entries])
 
 
 def lock_ids(conn: pg.Conn, ids: Sequence[int]) -> None:
@@ -71,11 +79,12 @@ def lock_ids(conn: pg.Conn, ids: Sequence[int]) -> None:
 # finished ones) once per statement, a cost that grows with the table.
 INSERT_MANY = (  # the first new entry of a key with nothing unfinished is its head at once
     "INSERT INTO bridge_entries (target, kind, item, location, idempotency_key, payload, quantity, state,"
-    " available_at, created_at, updated_at, head) SELECT t, k, i, l, key, p::jsonb, q::numeric, 'pending',"
-    " %s, %s, %s, row_number() OVER (PARTITION BY t, i, l ORDER BY ord) = 1 AND busy IS NULL FROM"
-    " unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[]) WITH ORDINALITY"
-    " AS n(t, k, i, l, key, p, q, ord) LEFT JOIN LATERAL (SELECT true AS busy FROM bridge_entries o WHERE"
-    f" o.target = n.t AND o.item = n.i AND o.location = n.l AND o.{OPEN} LIMIT 1) b ON true ORDER BY ord"
+    " available_at, created_at, updated_at, head) SELECT t, k, i, l, key, p, q, 'pending', %s, %s, %s,"
+    " row_number() OVER (PARTITION BY t, i, l ORDER BY ord) = 1 AND busy IS NULL FROM ROWS FROM"
+    " (json_to_recordset(%s::json) AS (target text, kind text, item text, location text, key text,"
+    " payload jsonb, quantity numeric)) WITH ORDINALITY AS n(t, k, i, l, key, p, q, ord) LEFT JOIN LATERAL"
+    " (SELECT true AS busy FROM bridge_entries o WHERE o.target = n.t AND o.item = n.i AND o.location = n.l"
+    f" AND o.{OPEN} LIMIT 1) b ON true ORDER BY ord"
     " ON CONFLICT (target, idempotency_key) DO NOTHING RETURNING id, target, item, location, idempotency_key, head")
 PROMOTE = (  # per key: its oldest unfinished entry becomes its head, unless the key has one
     "UPDATE bridge_entries e SET head = true FROM {keys} CROSS JOIN LATERAL (SELECT o.id FROM bridge_entries o"
