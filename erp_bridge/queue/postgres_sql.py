@@ -63,10 +63,17 @@ def lock_keys(conn: pg.Conn, keys: Iterable[Key]) -> None:
 
 def batch_json(entries: Sequence[NewEntry]) -> str:
     """A batch as one JSON parameter (LOCK_KEYS and INSERT_MANY read it): one C-encoded string
-    instead of seven arrays psycopg builds element by element in Python."""
-    return dumps([{"target": e.target, "kind": e.kind, "item": e.item, "location": e.location,
-                   "key": e.idempotency_key, "payload": e.payload,
-                   "quantity": None if e.quantity is None else str(e.quantity)} for e in entries])
+    instead of seven arrays psycopg builds element by element in Python. ``first`` marks the
+    first entry of each key in the batch, the only one that may become its head."""
+    seen: set[Key] = set()
+    rows = []
+    for e in entries:
+        key = (e.target, e.item, e.location)
+        rows.append({"target": e.target, "kind": e.kind, "item": e.item, "location": e.location,
+                     "key": e.idempotency_key, "payload": e.payload, "first": key not in seen,
+                     "quantity": None if e.quantity is None else str(e.quantity)})
+        seen.add(key)
+    return dumps(rows)
 
 
 def lock_ids(conn: pg.Conn, ids: Sequence[int]) -> None:
@@ -80,12 +87,12 @@ def lock_ids(conn: pg.Conn, ids: Sequence[int]) -> None:
 INSERT_MANY = (  # the first new entry of a key with nothing unfinished is its head at once
     "INSERT INTO bridge_entries (target, kind, item, location, idempotency_key, payload, quantity, state,"
     " available_at, created_at, updated_at, head) SELECT t, k, i, l, key, p, q, 'pending', %s, %s, %s,"
-    " row_number() OVER (PARTITION BY t, i, l ORDER BY ord) = 1 AND busy IS NULL FROM ROWS FROM"
-    " (json_to_recordset(%s::json) AS (target text, kind text, item text, location text, key text,"
-    " payload jsonb, quantity numeric)) WITH ORDINALITY AS n(t, k, i, l, key, p, q, ord) LEFT JOIN LATERAL"
-    " (SELECT true AS busy FROM bridge_entries o WHERE o.target = n.t AND o.item = n.i AND o.location = n.l"
-    f" AND o.{OPEN} LIMIT 1) b ON true ORDER BY ord"
-    " ON CONFLICT (target, idempotency_key) DO NOTHING RETURNING id, target, item, location, idempotency_key, head")
+    " first AND busy IS NULL FROM ROWS FROM (json_to_recordset(%s::json) AS (target text, kind text, item text,"
+    " location text, key text, payload jsonb, quantity numeric, first boolean)) WITH ORDINALITY AS"
+    " n(t, k, i, l, key, p, q, first, ord) LEFT JOIN LATERAL (SELECT true AS busy FROM bridge_entries o"
+    f" WHERE n.first AND o.target = n.t AND o.item = n.i AND o.location = n.l AND o.{OPEN} LIMIT 1) b ON true"
+    " ORDER BY ord ON CONFLICT (target, idempotency_key) DO NOTHING"
+    " RETURNING id, target, item, location, idempotency_key, head")
 PROMOTE = (  # per key: its oldest unfinished entry becomes its head, unless the key has one
     "UPDATE bridge_entries e SET head = true FROM {keys} CROSS JOIN LATERAL (SELECT o.id FROM bridge_entries o"
     f" WHERE o.target = k.t AND o.item = k.i AND o.location = k.l AND o.{OPEN} ORDER BY o.id LIMIT 1) first"
