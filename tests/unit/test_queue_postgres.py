@@ -135,3 +135,33 @@ def test_db_migrate_applies_once_then_finds_nothing_to_do(pg_url, monkeypatch, t
     versions = [version for version, _, _ in MIGRATIONS]  # every migration, the inboxes' (4) included
     assert f"applied {', '.join(map(str, versions))};" in first
     assert f"nothing to apply; schema version {versions[-1]}" in second
+
+
+def test_a_pipelined_transaction_is_one_transaction_and_keeps_nothing_when_it_fails(pg_url):  # noqa: F811
+    """pg.run(pipeline=True) sends no BEGIN/COMMIT: the server's implicit transaction up to the
+    Sync is the transaction, so a Python error or a failing statement must leave nothing."""
+    pool = pg.acquire(pg_url)
+    try:
+        pg.run(pool, lambda conn: conn.execute("CREATE TABLE scratch (x int)"))
+
+        def insert(x, then):
+            def work(conn):
+                conn.execute("INSERT INTO scratch VALUES (%s)", (x,))
+                return then(conn)
+            return work
+
+        def python_error(conn):
+            raise RuntimeError("after a queued write")
+        with pytest.raises(RuntimeError):
+            pg.run(pool, insert(1, python_error), pipeline=True)
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            pg.run(pool, insert(2, lambda conn: conn.execute("SELECT 1/0")), pipeline=True)
+        first, second = pg.run(pool, insert(3, lambda conn: (conn.execute("SELECT txid_current() AS t"),
+                                                              conn.execute("SELECT txid_current() AS t"))),
+                               pipeline=True)
+        assert first.fetchone() == second.fetchone()
+        with pg.reading(pool) as conn:
+            assert [r["x"] for r in conn.execute("SELECT x FROM scratch")] == [3]
+            assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    finally:
+        pg.release(pg_url)
