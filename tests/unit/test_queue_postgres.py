@@ -18,7 +18,7 @@ from erp_bridge.queue.postgres import PostgresQueue
 from erp_bridge.storage import postgres as pg
 from tests.pg import pg_url  # noqa: F401 - fixture
 from tests.unit.queue_contract import *  # noqa: F403 - the contract suite runs here
-from tests.unit.queue_contract import LEASE_S, new
+from tests.unit.queue_contract import LEASE_S, new, queue  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.postgres
 
@@ -85,6 +85,25 @@ def test_concurrent_enqueue_and_ack_keep_one_head_per_key(pg_url, clock):  # noq
         assert ids == sorted(ids) and len(ids) == len(set(ids)) == 120
     q.close()
 
+
+
+@pytest.mark.parametrize("give_back", [
+    pytest.param(lambda q, e: q.release([e.id], "w1"), id="released"),
+    pytest.param(lambda q, e: q.fail(e.id, "w1", "503", retryable=True), id="failed-retryable"),
+    pytest.param(lambda q, e: q.fail(e.id, "w1", "400", retryable=False), id="dead-lettered"),
+])
+def test_a_late_ack_of_an_entry_given_back_changes_nothing(queue, pg_url, give_back):  # noqa: F811
+    """The ack finds its entries by ``lease_owner`` alone (no ``state`` test, which would send the
+    planner to the lease index): every way out of 'leased' must clear the owner."""
+    queue.enqueue([new("a"), new("b")])  # b waits behind a: an ack taken for a would promote it
+    leased = queue.lease("w1", 10, LEASE_S)
+    give_back(queue, leased[0])
+    before = (queue.get(leased[0].id), queue.attempts(leased[0].id))
+    queue.ack([leased[0].id], "w1")
+    assert (queue.get(leased[0].id), queue.attempts(leased[0].id)) == before
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT count(*) FROM bridge_entries WHERE (lease_owner IS NOT NULL)"
+                            " <> (state = 'leased')").fetchone()[0] == 0
 
 def test_migrations_run_once_and_are_recorded(pg_url):  # noqa: F811
     first = PostgresQueue(pg_url)
