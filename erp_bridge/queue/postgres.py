@@ -98,7 +98,7 @@ class PostgresQueue:
 
     def _insert_many(self, conn: pg.Conn, entries: Sequence[NewEntry], now: float) -> pg.Cursor:
         """One INSERT for the batch, ids in batch order and heads decided in it: the same result as
-        entry by entry, in one round trip with its BEGIN and COMMIT."""
+        entry by entry, in one round trip (key locks, insert and NOTIFY pipelined)."""
         batch = batch_json(entries)
         conn.execute(LOCK_KEYS, (batch,))
         inserted = conn.execute(INSERT_MANY, (now, now, now, batch))
