@@ -8,10 +8,14 @@ enqueue a batch (one transaction), lease it, ack it (one transaction each), by o
   UPDATE SKIP LOCKED; update), no ordering, no attempts: what the server and driver allow.
 - ``pgqueuer`` (pip install pgqueuer): its own enqueue, dequeue and log_jobs (completion).
 
-Each contender runs in a schema of its own, rounds interleaved (the machine is shared), and the
-median round is reported; the last columns are erp-bridge's ratio to each ceiling.
+Each contender runs in a schema of its own, rounds interleaved with the order rotated (the machine
+is shared); rates are medians over rounds, ratios are medians of each round's own ratio (with their
+range), and the last columns say whether issue 15's target (batch 64: >= 1.0 of pgqueuer) is met.
+The load average is printed before and after each row: compare runs only at similar load.
 
+    .venv/bin/pip install -e '.[bench]'   # pgqueuer
     .venv/bin/python scripts/bench_pg_queue.py [--url postgresql:///erp_bridge_test] [--events 4096]
+        [--rounds 7] [--batches 1,64]
 """
 from __future__ import annotations
 
@@ -122,32 +126,55 @@ def measure(url: str, name: str, run: Callable[[str, int, int], float], batch: i
             admin.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
+#: issue 15: erp-bridge at batch 64 at least as fast as pgqueuer in the same run
+TARGET = {64: 1.0}
+
+
+def load() -> str:
+    return Path("/proc/loadavg").read_text().split()[0]
+
+
+def run_rounds(url: str, batch: int, events: int, rounds: int) -> dict[str, list[float]]:
+    """Every contender once per round, the order rotated each round, so a burst of load from
+    elsewhere lands on each of them in turn; a round's ratios compare runs seconds apart."""
+    contenders = [("erp-bridge", bridge), ("raw", raw), ("pgqueuer", pgqueuer)]
+    rates: dict[str, list[float]] = {name: [] for name, _ in contenders}
+    for r in range(rounds):
+        for name, run in contenders[r % 3:] + contenders[:r % 3]:
+            rates[name].append(measure(url, name.replace("-", "_"), run, batch, events))
+    return rates
+
+
+def row(batch: int, rates: dict[str, list[float]]) -> str:
+    med = {name: statistics.median(values) for name, values in rates.items()}
+    vs_raw = statistics.median(b / r for b, r in zip(rates["erp-bridge"], rates["raw"], strict=True))
+    vs_pgq = [b / q for b, q in zip(rates["erp-bridge"], rates["pgqueuer"], strict=True)]
+    target = TARGET.get(batch)
+    met = "-" if target is None else ("met" if statistics.median(vs_pgq) >= target else "NOT met")
+    return (f"{batch:>5} {med['erp-bridge']:>12.0f} {med['raw']:>9.0f} {med['pgqueuer']:>10.0f} {vs_raw:>7.2f} "
+            f"{statistics.median(vs_pgq):>11.2f} {min(vs_pgq):>5.2f}-{max(vs_pgq):<5.2f} "
+            f"{'-' if target is None else f'>= {target:.1f}':>7} {met:>7}  (load {load()})")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default=os.environ.get("ERP_BRIDGE_TEST_PG_DB", "postgresql:///erp_bridge_test"))
     parser.add_argument("--events", type=int, default=4096)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--batches", default="1,64")
     args = parser.parse_args()
-    contenders = {"erp-bridge": bridge, "raw": raw, "pgqueuer": pgqueuer}
     with psycopg.connect(args.url) as conn:
         server = conn.execute("SHOW server_version").fetchone()[0]
         sync = conn.execute("SHOW synchronous_commit").fetchone()[0]
-    print(f"PostgreSQL {server} (synchronous_commit={sync}), {args.events} events per round, median of "
-          f"{args.rounds} interleaved rounds; load average {Path('/proc/loadavg').read_text().split()[0]} "
-          f"on {os.cpu_count()} CPUs")
-    print(f"{'batch':>5} {'erp-bridge/s':>12} {'raw/s':>9} {'pgqueuer/s':>10} {'vs raw':>7} {'vs pgqueuer':>11}")
+    print(f"PostgreSQL {server} (synchronous_commit={sync}), {args.events} events per round at batch > 1 "
+          f"({max(64, args.events // 16)} at batch 1), {args.rounds} interleaved rounds; load average {load()} "
+          f"on {os.cpu_count()} CPUs. Rates: medians; ratios: medians of each round's ratio (range after).")
+    print(f"{'batch':>5} {'erp-bridge/s':>12} {'raw/s':>9} {'pgqueuer/s':>10} {'vs raw':>7} {'vs pgqueuer':>11} "
+          f"{'range':>11} {'target':>7} {'met?':>7}")
     for batch in (int(b) for b in args.batches.split(",")):
         events = args.events if batch > 1 else max(64, args.events // 16)
-        rounds: dict[str, list[float]] = {name: [] for name in contenders}
-        for _ in range(args.rounds):
-            for name, run in contenders.items():
-                rounds[name].append(measure(args.url, name.replace("-", "_"), run, batch, events))
-        med = {name: statistics.median(values) for name, values in rounds.items()}
-        print(f"{batch:>5} {med['erp-bridge']:>12.0f} {med['raw']:>9.0f} {med['pgqueuer']:>10.0f} "
-              f"{med['erp-bridge'] / med['raw']:>7.2f} {med['erp-bridge'] / med['pgqueuer']:>11.2f}")
+        print(row(batch, run_rounds(args.url, batch, events, args.rounds)), flush=True)
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())

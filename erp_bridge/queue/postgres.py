@@ -33,13 +33,14 @@ from .postgres_sql import (
     EXPIRED,
     INSERT_MANY,
     LEASE,
+    LOCK_KEYS,
     OPEN,
-    PROMOTE_IDS,
     PROMOTE_KEYS,
     Clock,
     Key,
     Row,
     at,
+    batch_json,
     dumps,
     entry_of,
     lock_ids,
@@ -97,13 +98,10 @@ class PostgresQueue:
 
     def _insert_many(self, conn: pg.Conn, entries: Sequence[NewEntry], now: float) -> pg.Cursor:
         """One INSERT for the batch, ids in batch order and heads decided in it: the same result as
-        entry by entry, in one round trip with its BEGIN and COMMIT."""
-        columns = [[e.target for e in entries], [e.kind for e in entries], [e.item for e in entries],
-                   [e.location for e in entries], [e.idempotency_key for e in entries],
-                   [dumps(e.payload) for e in entries],
-                   [None if e.quantity is None else str(e.quantity) for e in entries]]
-        lock_keys(conn, [(e.target, e.item, e.location) for e in entries])
-        inserted = conn.execute(INSERT_MANY, (now, now, now, *columns))
+        entry by entry, in one round trip (key locks, insert and NOTIFY pipelined)."""
+        batch = batch_json(entries)
+        conn.execute(LOCK_KEYS, (batch,))
+        inserted = conn.execute(INSERT_MANY, (now, now, now, batch))
         conn.execute(f"NOTIFY {pg.CHANNEL}")
         return inserted
 
@@ -270,9 +268,7 @@ class PostgresQueue:
 
     def _ack(self, conn: pg.Conn, args: dict[str, Any]) -> pg.Cursor:
         lock_ids(conn, args["ids"])
-        acked = conn.execute(ACK, args)
-        conn.execute(PROMOTE_IDS, (args["ids"],))
-        return acked
+        return conn.execute(ACK, args)
 
     def fail(self, entry_id: int, worker: str, error: str, *, retryable: bool,
              retry_after: float | None = None, duration_s: float = 0.0) -> Entry:

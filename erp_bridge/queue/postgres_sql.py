@@ -49,16 +49,31 @@ KEY_HASH = "hashtextextended({0}target || chr(31) || {0}item || chr(31) || {0}lo
 # Locks are taken in hash order (a sorted subquery feeds them), so transactions cannot wait on
 # each other in a cycle; a deadlock would still only rerun the transaction (storage.postgres.run).
 LOCK_KEYS = ("SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT {hash} AS h FROM"
-             " unnest(%s::text[], %s::text[], %s::text[]) AS k(target, item, location) ORDER BY h) s")
+             " json_to_recordset(%s::json) AS k(target text, item text, location text) ORDER BY h) s")
 LOCK_IDS = ("SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT {hash} AS h FROM bridge_entries"
             " WHERE id = ANY(%s) ORDER BY h) s").format(hash=KEY_HASH.format(""))
 LOCK_KEYS = LOCK_KEYS.format(hash=KEY_HASH.format("k."))
 
 
 def lock_keys(conn: pg.Conn, keys: Iterable[Key]) -> None:
-    columns = [list(c) for c in zip(*set(keys))]
-    if columns:
-        conn.execute(LOCK_KEYS, columns)
+    rows = [{"target": t, "item": i, "location": l} for t, i, l in set(keys)]
+    if rows:
+        conn.execute(LOCK_KEYS, (dumps(rows),))
+
+
+def batch_json(entries: Sequence[NewEntry]) -> str:
+    """A batch as one JSON parameter (LOCK_KEYS and INSERT_MANY read it): one C-encoded string
+    instead of seven arrays psycopg builds element by element in Python. ``first`` marks the
+    first entry of each key in the batch, the only one that may become its head."""
+    seen: set[Key] = set()
+    rows = []
+    for e in entries:
+        key = (e.target, e.item, e.location)
+        rows.append({"target": e.target, "kind": e.kind, "item": e.item, "location": e.location,
+                     "key": e.idempotency_key, "payload": e.payload, "first": key not in seen,
+                     "quantity": None if e.quantity is None else str(e.quantity)})
+        seen.add(key)
+    return dumps(rows)
 
 
 def lock_ids(conn: pg.Conn, ids: Sequence[int]) -> None:
@@ -66,13 +81,17 @@ def lock_ids(conn: pg.Conn, ids: Sequence[int]) -> None:
     conn.execute(LOCK_IDS, (list(ids),))
 
 
+# Key lookups are LATERAL ... LIMIT 1 probes of an index, row by row: without them the planner, on a
+# table autovacuum has not analysed yet, hashes every open entry (and the dead index entries of
+# finished ones) once per statement, a cost that grows with the table.
 INSERT_MANY = (  # the first new entry of a key with nothing unfinished is its head at once
     "INSERT INTO bridge_entries (target, kind, item, location, idempotency_key, payload, quantity, state,"
-    " available_at, created_at, updated_at, head) SELECT t, k, i, l, key, p::jsonb, q::numeric, 'pending',"
-    " %s, %s, %s, row_number() OVER (PARTITION BY t, i, l ORDER BY ord) = 1 AND NOT EXISTS (SELECT 1 FROM"
-    f" bridge_entries o WHERE o.target = t AND o.item = i AND o.location = l AND o.{OPEN}) FROM unnest(%s::text[],"
-    " %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[]) WITH ORDINALITY AS"
-    " n(t, k, i, l, key, p, q, ord) ORDER BY ord ON CONFLICT (target, idempotency_key) DO NOTHING"
+    " available_at, created_at, updated_at, head) SELECT t, k, i, l, key, p, q, 'pending', %s, %s, %s,"
+    " first AND busy IS NULL FROM ROWS FROM (json_to_recordset(%s::json) AS (target text, kind text, item text,"
+    " location text, key text, payload jsonb, quantity numeric, first boolean)) WITH ORDINALITY AS"
+    " n(t, k, i, l, key, p, q, first, ord) LEFT JOIN LATERAL (SELECT true AS busy FROM bridge_entries o"
+    f" WHERE n.first AND o.target = n.t AND o.item = n.i AND o.location = n.l AND o.{OPEN} LIMIT 1) b ON true"
+    " ORDER BY ord ON CONFLICT (target, idempotency_key) DO NOTHING"
     " RETURNING id, target, item, location, idempotency_key, head")
 PROMOTE = (  # per key: its oldest unfinished entry becomes its head, unless the key has one
     "UPDATE bridge_entries e SET head = true FROM {keys} CROSS JOIN LATERAL (SELECT o.id FROM bridge_entries o"
@@ -80,8 +99,6 @@ PROMOTE = (  # per key: its oldest unfinished entry becomes its head, unless the
     " WHERE e.id = first.id AND NOT EXISTS (SELECT 1 FROM bridge_entries h WHERE h.target = k.t"
     " AND h.item = k.i AND h.location = k.l AND h.head)")
 PROMOTE_KEYS = PROMOTE.format(keys="(SELECT DISTINCT * FROM unnest(%s::text[], %s::text[], %s::text[])) AS k(t, i, l)")
-PROMOTE_IDS = PROMOTE.format(keys="(SELECT DISTINCT target AS t, item AS i, location AS l FROM bridge_entries"
-                                  " WHERE id = ANY(%s)) AS k")
 TARGETS = "(%(targets)s::text[] IS NULL OR target = ANY(%(targets)s))"
 EXPIRED = ("SELECT id FROM bridge_entries WHERE state = 'leased' AND lease_until <= %(now)s"
            f" AND {TARGETS} ORDER BY lease_until LIMIT %(limit)s")
@@ -89,8 +106,17 @@ LEASE = ("WITH due AS (SELECT id FROM bridge_entries WHERE head AND state = 'pen
          f" AND {TARGETS} ORDER BY available_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
          " UPDATE bridge_entries e SET state = 'leased', lease_owner = %(worker)s, lease_until = %(until)s,"
          " leased_at = %(now)s, updated_at = %(now)s FROM due WHERE e.id = due.id RETURNING e.*")
+# Ack, attempt rows and promotion in one statement. A leased entry is its key's head, so once it is
+# done the key has none: its oldest other unfinished entry (in this statement's snapshot, taken
+# after the key locks) is promoted. No other entry of the key can be in the batch (one head per key).
+# ``lease_owner`` is set exactly while an entry is leased (every way out of 'leased' clears it), so
+# it alone says "leased by this worker": naming ``state`` too would let the planner pick the lease
+# index, which keeps an entry per lease ever taken until vacuum, over the primary key.
 ACK = ("WITH done AS (UPDATE bridge_entries SET state = 'done', head = false, attempts = attempts + 1,"
-       " updated_at = %(now)s, lease_owner = NULL, lease_until = NULL WHERE id = ANY(%(ids)s) AND state = 'leased'"
-       " AND lease_owner = %(worker)s RETURNING id, attempts) INSERT INTO bridge_attempts (entry_id, number,"
-       " worker, outcome, started_at, duration_s) SELECT id, attempts, %(worker)s, 'delivered', %(started)s,"
-       " %(duration)s FROM done RETURNING entry_id")
+       " updated_at = %(now)s, lease_owner = NULL, lease_until = NULL WHERE id = ANY(%(ids)s)"
+       " AND lease_owner = %(worker)s RETURNING id, attempts, target, item, location),"
+       " promoted AS (UPDATE bridge_entries e SET head = true FROM done d CROSS JOIN LATERAL (SELECT o.id FROM"
+       " bridge_entries o WHERE o.target = d.target AND o.item = d.item AND o.location = d.location"
+       f" AND o.{OPEN} AND o.id <> d.id ORDER BY o.id LIMIT 1) first WHERE e.id = first.id)"
+       " INSERT INTO bridge_attempts (entry_id, number, worker, outcome, started_at, duration_s)"
+       " SELECT id, attempts, %(worker)s, 'delivered', %(started)s, %(duration)s FROM done RETURNING entry_id")

@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 
 import psycopg
@@ -130,29 +130,39 @@ def run(pool: ConnectionPool[Conn], work: Callable[[Conn], T], attempts: int = 5
     """``work(conn)`` in one transaction, committed before this returns; run again after a
     deadlock or serialization failure (both leave nothing behind).
 
-    ``pipeline``: BEGIN, the statements and COMMIT go to the server together (one round trip
-    when ``work`` reads no result before the end; a cursor it returns is read after the commit,
-    from the results already received)."""
+    ``pipeline``: the statements go to the server together and run as one transaction (one round
+    trip when ``work`` reads no result before the end; a cursor it returns is read after the
+    commit, from the results already received). On the pool's autocommit connections psycopg sends
+    no Sync between them, only at the pipeline's end, and the server runs everything before a
+    Sync as one implicit transaction, committed at the Sync (rolled back, with nothing after the
+    failing statement run, on an error): BEGIN and COMMIT would be two more statements to send
+    and execute, and psycopg's transaction() would sync after each."""
     for attempt in range(1, attempts + 1):
         try:
             with pool.connection() as conn:
                 if not pipeline:
                     with conn.transaction():
                         return work(conn)
-                try:  # explicit BEGIN/COMMIT in the pipeline: psycopg's transaction() would sync each
-                    with conn.pipeline():
-                        conn.execute("BEGIN")
-                        result = work(conn)
-                        conn.execute("COMMIT")
-                except BaseException:
-                    conn.rollback()
-                    raise
+                assert conn.autocommit  # else psycopg would open a transaction of its own and sync
+                with conn.pipeline():
+                    result = _pipelined(conn, work)
                 return result
         except RETRYABLE:
             if attempt == attempts:
                 raise
             time.sleep(0.005 * attempt)
     raise AssertionError("unreachable")
+
+
+def _pipelined(conn: Conn, work: Callable[[Conn], T]) -> T:
+    try:
+        return work(conn)
+    except BaseException:
+        # leaving the pipeline sends the Sync, which would commit what was queued so far: a
+        # ROLLBACK queued first ends the implicit transaction with nothing of it kept
+        with suppress(psycopg.Error):  # a pipeline aborted by a server error keeps nothing anyway
+            conn.execute("ROLLBACK")
+        raise
 
 
 @contextmanager

@@ -18,7 +18,7 @@ from erp_bridge.queue.postgres import PostgresQueue
 from erp_bridge.storage import postgres as pg
 from tests.pg import pg_url  # noqa: F401 - fixture
 from tests.unit.queue_contract import *  # noqa: F403 - the contract suite runs here
-from tests.unit.queue_contract import LEASE_S, new
+from tests.unit.queue_contract import LEASE_S, new, queue  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.postgres
 
@@ -86,6 +86,25 @@ def test_concurrent_enqueue_and_ack_keep_one_head_per_key(pg_url, clock):  # noq
     q.close()
 
 
+
+@pytest.mark.parametrize("give_back", [
+    pytest.param(lambda q, e: q.release([e.id], "w1"), id="released"),
+    pytest.param(lambda q, e: q.fail(e.id, "w1", "503", retryable=True), id="failed-retryable"),
+    pytest.param(lambda q, e: q.fail(e.id, "w1", "400", retryable=False), id="dead-lettered"),
+])
+def test_a_late_ack_of_an_entry_given_back_changes_nothing(queue, pg_url, give_back):  # noqa: F811
+    """The ack finds its entries by ``lease_owner`` alone (no ``state`` test, which would send the
+    planner to the lease index): every way out of 'leased' must clear the owner."""
+    queue.enqueue([new("a"), new("b")])  # b waits behind a: an ack taken for a would promote it
+    leased = queue.lease("w1", 10, LEASE_S)
+    give_back(queue, leased[0])
+    before = (queue.get(leased[0].id), queue.attempts(leased[0].id))
+    queue.ack([leased[0].id], "w1")
+    assert (queue.get(leased[0].id), queue.attempts(leased[0].id)) == before
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT count(*) FROM bridge_entries WHERE (lease_owner IS NOT NULL)"
+                            " <> (state = 'leased')").fetchone()[0] == 0
+
 def test_migrations_run_once_and_are_recorded(pg_url):  # noqa: F811
     first = PostgresQueue(pg_url)
     with psycopg.connect(pg_url, row_factory=psycopg.rows.dict_row) as conn:
@@ -135,3 +154,33 @@ def test_db_migrate_applies_once_then_finds_nothing_to_do(pg_url, monkeypatch, t
     versions = [version for version, _, _ in MIGRATIONS]  # every migration, the inboxes' (4) included
     assert f"applied {', '.join(map(str, versions))};" in first
     assert f"nothing to apply; schema version {versions[-1]}" in second
+
+
+def test_a_pipelined_transaction_is_one_transaction_and_keeps_nothing_when_it_fails(pg_url):  # noqa: F811
+    """pg.run(pipeline=True) sends no BEGIN/COMMIT: the server's implicit transaction up to the
+    Sync is the transaction, so a Python error or a failing statement must leave nothing."""
+    pool = pg.acquire(pg_url)
+    try:
+        pg.run(pool, lambda conn: conn.execute("CREATE TABLE scratch (x int)"))
+
+        def insert(x, then):
+            def work(conn):
+                conn.execute("INSERT INTO scratch VALUES (%s)", (x,))
+                return then(conn)
+            return work
+
+        def python_error(conn):
+            raise RuntimeError("after a queued write")
+        with pytest.raises(RuntimeError):
+            pg.run(pool, insert(1, python_error), pipeline=True)
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            pg.run(pool, insert(2, lambda conn: conn.execute("SELECT 1/0")), pipeline=True)
+        first, second = pg.run(pool, insert(3, lambda conn: (conn.execute("SELECT txid_current() AS t"),
+                                                              conn.execute("SELECT txid_current() AS t"))),
+                               pipeline=True)
+        assert first.fetchone() == second.fetchone()
+        with pg.reading(pool) as conn:
+            assert [r["x"] for r in conn.execute("SELECT x FROM scratch")] == [3]
+            assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    finally:
+        pg.release(pg_url)
