@@ -152,8 +152,15 @@ _PG_NEW = f"SELECT target, item, location, kind, quantity AS q FROM new_rows WHE
 _PG_OLD = f"SELECT target, item, location, kind, -quantity AS q FROM old_rows WHERE {_counts('old_rows')}"
 
 
-def _pg_function(name: str, parts: str) -> str:
-    return (f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+#: an UPDATE moves a sum only if a row left or joined the unapplied states: most do neither (a
+#: lease, a head promoted, an attempt counted), and this test is cheaper than the upsert's plan
+_PG_MOVED = (f"IF NOT EXISTS (SELECT 1 FROM new_rows WHERE quantity IS NOT NULL AND state NOT IN {UNAPPLIED})"
+             f" AND NOT EXISTS (SELECT 1 FROM old_rows WHERE quantity IS NOT NULL AND state NOT IN {UNAPPLIED})"
+             " THEN RETURN NULL; END IF; ")
+
+
+def _pg_function(name: str, parts: str, guard: str = "") -> str:
+    return (f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {guard}"
             f"{_PG_DELTA.format(parts=parts)} RETURN NULL; END $$;\n")
 
 
@@ -166,7 +173,7 @@ CREATE TABLE bridge_pending_sums (
 ) WITH (fillfactor = 70);  -- room for HOT updates: a busy key's row is rewritten on every change
 """
     + _pg_function("bridge_pending_sums_insert", _PG_NEW)
-    + _pg_function("bridge_pending_sums_update", f"{_PG_NEW} UNION ALL {_PG_OLD}")
+    + _pg_function("bridge_pending_sums_update", f"{_PG_NEW} UNION ALL {_PG_OLD}", _PG_MOVED)
     + _pg_function("bridge_pending_sums_delete", _PG_OLD)
     + """
 CREATE TRIGGER bridge_pending_sums_insert AFTER INSERT ON bridge_entries REFERENCING NEW TABLE AS new_rows
