@@ -23,7 +23,8 @@ Lua done() hook.
 
     apt-get install -y wrk
     .venv/bin/python scripts/bench_pull.py [--pending 20000] [--rounds 3] [--duration 10]
-        [--rate 1000] [--max --connections 32] [--queue-url postgresql:///erp_bridge_test]
+        [--rate 1000] [--max --connections 32]
+        [--queue-url "postgresql:///erp_bridge_test?options=-csearch_path%3D<an empty schema>"]
 """
 from __future__ import annotations
 
