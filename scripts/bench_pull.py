@@ -42,9 +42,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from erp_bridge.dispatch.routing import entry_for  # noqa: E402
 from erp_bridge.domain import Decrement  # noqa: E402
 from erp_bridge.queue import RetryPolicy, open_queue  # noqa: E402
+from erp_bridge.queue.base import NewEntry  # noqa: E402
 from tests.fakes.http_server import Fault  # noqa: E402
 from tests.fakes.sap_b1 import FakeServiceLayer, sap_error  # noqa: E402
 from tests.unit.pull.harness import TOKEN  # noqa: E402
@@ -54,6 +54,7 @@ FORM = ".catalog=bench&.code={code}&.id={code}&.quantity=1&.price=49.00"
 #: the item with the backlog, and the one without (both option-less items of yahoo_store.yaml)
 BUSY, IDLE = "CHAIR-BLUE", "BOND-CHAIR"
 BUSY_KEY = ("sap_b1", "chair-blue", "WH/Stock")  # (target, item, location) of the backlog
+SHOP_LOCATION = "gid://shopify/Location/61234567"  # mappings/shopify.yaml: sells from WH/Stock
 FLAT = 1.25  # p99 with N pending / p99 with none, at most
 TIMEOUT_S = 2  # wrk's: a request unanswered by then is an error, and the run's p99 counts as this
 LEVELS = ("/inventory-levels?inventoryItemIds=310abe81-69f6-44e5-85df-2674045e5460,"
@@ -120,18 +121,24 @@ def warm(base: str) -> dict[str, str]:
 
 
 def plant(queue_url: str, n: int) -> float:
-    """N sales of the busy item, queued for SAP in batches (as the webhook intake queues them).
-    Returns the seconds it took."""
+    """N Shopify sales of the busy item, queued for SAP in batches as the webhook intake queues
+    them (sync.router.channel_change: internal key, the channel's change as payload). Returns the
+    seconds it took."""
     queue, started = open_queue(queue_url, RetryPolicy()), time.perf_counter()
-    target, item, location = BUSY_KEY
     for first in range(0, n, 1000):
-        queue.enqueue([entry_for(target, Decrement(channel="bench", order=f"o{i}", line="1", item=item,
-                                                   location=location, quantity=1))
-                       for i in range(first, min(n, first + 1000))])
+        queue.enqueue([sale(i) for i in range(first, min(n, first + 1000))])
     pending = queue.pending_quantity(*BUSY_KEY, kinds={"decrement"})
     queue.close()
     assert pending <= -n, f"planted {n} decrements but {pending} are pending"
     return time.perf_counter() - started
+
+
+def sale(i: int) -> NewEntry:
+    change = Decrement(channel="shopify", order=f"bench-{i}", line="1", item="chair-blue",
+                       location=SHOP_LOCATION, quantity=1)
+    target, item, location = BUSY_KEY
+    return NewEntry(target=target, kind=change.kind, item=item, location=location, quantity=change.signed_quantity,
+                    idempotency_key=change.idempotency_key, payload=change.model_dump(mode="json"))
 
 
 def run_wrk(url: str, script: str, connections: int, duration: int, work: Path, name: str) -> dict:
