@@ -18,10 +18,10 @@ KIND_SETS = (None, {"decrement"}, {"increment", "adjust"}, set())
 _runs = itertools.count()
 
 
-def from_rows(queue, ids, key, kinds=None, since=None) -> Decimal:
+def from_rows(entries, key, kinds=None, since=None) -> Decimal:
     """What ``pending_quantity`` must answer, recomputed from the entries as stored now."""
     total = Decimal(0)
-    for entry in filter(None, map(queue.get, dict.fromkeys(ids))):  # a duplicate returns its first
+    for entry in entries:
         if entry.quantity is None or entry.ordering_key != key or (kinds is not None and entry.kind not in kinds):
             continue
         delivered = (since is not None and entry.state is State.DONE and entry.superseded_by is None
@@ -32,10 +32,11 @@ def from_rows(queue, ids, key, kinds=None, since=None) -> Decimal:
 
 
 def check(queue, ids, key, since) -> None:
+    entries = list(filter(None, map(queue.get, dict.fromkeys(ids))))  # a duplicate returns its first
     for kinds in KIND_SETS:
         for done_since in (None, since):
             assert queue.pending_quantity(*key, kinds=kinds, done_since=done_since) == \
-                from_rows(queue, ids, key, kinds, done_since), (kinds, done_since)
+                from_rows(entries, key, kinds, done_since), (kinds, done_since)
 
 
 def test_pending_quantity_follows_one_key_through_every_transition(queue, clock):
