@@ -27,6 +27,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from ..storage import postgres as pg
+from . import sums
 from .base import SALE_KINDS, Attempt, Entry, NewEntry, Outcome, RetryPolicy, State, TargetStats
 from .postgres_sql import (
     ACK,
@@ -412,13 +413,8 @@ class PostgresQueue:
 
     def pending_quantity(self, target: str, item: str, location: str,
                          kinds: Collection[str] | None = None, done_since: float | None = None) -> Decimal:
-        rows = self._read(
-            "SELECT coalesce(sum(quantity), 0) AS q FROM bridge_entries WHERE target = %(t)s AND item = %(i)s"
-            " AND location = %(l)s AND quantity IS NOT NULL AND (%(kinds)s::text[] IS NULL OR kind = ANY(%(kinds)s))"
-            " AND (state IN ('pending', 'leased', 'dead') OR (%(since)s::float8 IS NOT NULL AND state = 'done'"
-            " AND superseded_by IS NULL AND updated_at >= %(since)s))",
-            {"t": target, "i": item, "l": location, "kinds": None if kinds is None else list(kinds),
-             "since": done_since})
+        # O(1) in the key's backlog: the sums migration 5's triggers keep (sums.py)
+        rows = self._read(sums.PG_PENDING, sums.pg_args((target, item, location), kinds, done_since))
         return Decimal(rows[0]["q"])
 
     def purge_done(self, older_than_s: float) -> int:

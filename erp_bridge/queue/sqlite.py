@@ -41,6 +41,7 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any
 
+from . import sums
 from .base import SALE_KINDS, Attempt, Entry, NewEntry, Outcome, RetryPolicy, State, TargetStats
 from .sqlite_rows import ENTRY_COLUMNS
 from .sqlite_rows import at as _at
@@ -149,6 +150,7 @@ class SQLiteQueue:
         self._relaxed = min(synchronous, LEASE_SYNCHRONOUS, key=_LEVELS.index)
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.executescript(SCHEMA + UPGRADE)  # idempotent; runs in its own transaction
+        sums.sqlite_install(self._db)  # running sums for pending_quantity (an older file: backfilled)
 
     @contextmanager
     def _tx(self, relaxed: bool = False) -> Iterator[sqlite3.Connection]:
@@ -505,12 +507,8 @@ class SQLiteQueue:
 
     def pending_quantity(self, target: str, item: str, location: str,
                          kinds: Collection[str] | None = None, done_since: float | None = None) -> Decimal:
-        rows = self._read("SELECT kind, quantity FROM entries WHERE target = ?1 AND item = ?2"
-                          " AND location = ?3 AND quantity IS NOT NULL AND (state IN ('pending', 'leased', 'dead')"
-                          " OR (?4 IS NOT NULL AND state = 'done' AND superseded_by IS NULL"
-                          " AND updated_at >= ?4))", (target, item, location, done_since))
-        return sum((Decimal(r["quantity"]) for r in rows if kinds is None or r["kind"] in kinds),
-                   Decimal(0))
+        with self._lock:  # O(1) in the key's backlog: the sums the triggers keep (sums.py)
+            return sums.sqlite_pending(self._db, (target, item, location), kinds, done_since)
 
     def purge_done(self, older_than_s: float) -> int:
         with self._tx() as db:

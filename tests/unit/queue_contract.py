@@ -462,3 +462,7 @@ def test_purge_removes_only_done_entries_older_than_the_retention(queue, clock):
 
 def test_ping(queue):
     queue.ping()
+
+
+# the running sums behind pending_quantity: after every transition, the rows' sum
+from tests.unit.queue_contract_sums import *  # noqa: E402,F403

@@ -19,6 +19,7 @@ from erp_bridge.storage import postgres as pg
 from tests.pg import pg_url  # noqa: F401 - fixture
 from tests.unit.queue_contract import *  # noqa: F403 - the contract suite runs here
 from tests.unit.queue_contract import LEASE_S, new, queue  # noqa: F401 - fixture
+from tests.unit.queue_contract_sums import check, every_state
 
 pytestmark = pytest.mark.postgres
 
@@ -114,6 +115,21 @@ def test_migrations_run_once_and_are_recorded(pg_url):  # noqa: F811
     second.enqueue([new("k")])
     assert first.get(1).idempotency_key == "k"
     first.close(), second.close()
+
+
+def test_migration_5_fills_the_running_sums_from_the_rows_already_there(pg_url, clock, monkeypatch):  # noqa: F811
+    monkeypatch.setattr(pg, "MIGRATIONS", [m for m in pg.MIGRATIONS if m[0] < 5])
+    old = PostgresQueue(pg_url, clock=clock)  # a database an older version made and filled
+    since = clock()
+    ids, keys = every_state(old, clock)
+    old.close()
+    monkeypatch.undo()
+    upgraded = PostgresQueue(pg_url, clock=clock)
+    with psycopg.connect(pg_url, row_factory=psycopg.rows.dict_row) as conn:
+        assert 5 in pg.versions(conn)
+    for key in keys:
+        check(upgraded, ids, key, since)
+    upgraded.close()
 
 
 def test_notify_wakes_a_subscriber_in_another_process(pg_url):  # noqa: F811
