@@ -100,6 +100,7 @@ def serve_profiled(out: str, config: str) -> None:
     verifies and commits, the dispatcher's workers), merged into ``out`` when the server stops."""
     import cProfile
     import pstats
+    import signal
     import threading
 
     from erp_bridge.cli import main as cli
@@ -111,6 +112,8 @@ def serve_profiled(out: str, config: str) -> None:
         profiles[-1].enable()
 
     threading.setprofile(first_event)
+    # uvicorn re-raises the SIGTERM it stopped on once it is done: exit through the finally below
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     profiles[0].enable()
     try:
         cli(["--config", config, "serve"])
