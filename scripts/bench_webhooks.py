@@ -2,6 +2,7 @@
 """Webhook intake against its ceiling, in one run (issue 15). Prints figures; asserts nothing.
 
   .venv/bin/python scripts/bench_webhooks.py [--rounds 3] [--seconds 10] [--connections 16] [--skus 1]
+                                             [--bridge-src DIR] [--profile FILE.pstats]
 
 Each round runs, one after the other, with the same wrk command and the same pre-signed Shopify
 ``orders/create`` bodies (wrk, Debian package ``wrk``):
@@ -183,7 +184,10 @@ def run_bridge(tmp: Path, lua: Path, args) -> Run:
     cmd = [str(REPO / ".venv/bin/erp-bridge"), "--config", str(config), "serve"]
     if args.profile:
         cmd = [sys.executable, __file__, "--profiled-serve", args.profile, str(config)]
-    proc = start(cmd, {**os.environ, **SECRETS}, port)
+    env = {**os.environ, **SECRETS}
+    if args.bridge_src:  # another checkout's erp_bridge package, e.g. the commit before a change
+        env["PYTHONPATH"] = str(Path(args.bridge_src).resolve())
+    proc = start(cmd, env, port)
     load = load_average()
     try:
         run = parse_wrk(wrk(port, lua, args.seconds, args.connections), "bridge", load)
@@ -250,6 +254,9 @@ def main() -> None:
     parser.add_argument("--profile", metavar="FILE.pstats",
                         help="run the bridge under cProfile (every thread) and write the merged profile here; "
                              "the figures of a profiled run are not comparable")
+    parser.add_argument("--bridge-src", metavar="DIR",
+                        help="run the bridge from the erp_bridge package in DIR instead of this checkout "
+                             "(e.g. `git archive <commit> erp_bridge | tar -x -C DIR`); the ceiling stays this one")
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--profiled-serve", nargs=2, metavar=("OUT", "CONFIG"), help=argparse.SUPPRESS)
     args = parser.parse_args()
