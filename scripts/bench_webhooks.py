@@ -235,9 +235,13 @@ def report(bridge: list[Run], bare: list[Run], args) -> None:
     ratio = statistics.median(b.rate / c.rate if c.rate else 0.0 for b, c in zip(bridge, bare))
     print(f"\nmedian of {len(bridge)} rounds: bridge {rate:,.0f}/s (p99 {p99:.1f} ms), "
           f"bare {ceiling:,.0f}/s (p99 {statistics.median(r.p99_ms for r in bare):.1f} ms)\n")
+    refused = sum(r.non_2xx for r in bridge + bare)
+    if refused:
+        print(f"WARNING: {refused} answers were not 2xx (a 401 means the bodies and signatures do not match): "
+              "the figures below are not valid\n")
     print("| target | project | ceiling | ratio | met? |\n|---|---:|---:|---:|---|")
     print(f"| deliveries/s >= {TARGET_RATE:,.0f} | {rate:,.0f} | | | {_met(rate >= TARGET_RATE)} |")
-    print(f"| p99 < {TARGET_P99_MS:.0f} ms | {p99:.1f} ms | | | {_met(p99 < TARGET_P99_MS)} |")
+    print(f"| p99 < {TARGET_P99_MS:.0f} ms | {p99:.1f} ms | | | {_met(p99 < TARGET_P99_MS and rate > 0)} |")
     print(f"| >= {TARGET_RATIO} of bare | {rate:,.0f}/s | {ceiling:,.0f}/s | {ratio:.2f} | {_met(ratio >= TARGET_RATIO)} |")
 
 
@@ -267,8 +271,10 @@ def main() -> None:
     bridge, bare = [], []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        # enough distinct orders that no round repeats one (a repeat would be stored once, rightly)
-        lua_script(tmp / "orders.lua", max(60_000, args.seconds * 8_000), args.skus)
+        # distinct orders: a round that sends more than this repeats some, stored once (rightly), and
+        # the bridge's figure is then the lower stored/s. Not more: with 80,000 every answer, the bare
+        # app's too, was a 401 (a signature not matching its body; not investigated, likely wrk's Lua)
+        lua_script(tmp / "orders.lua", 60_000, args.skus)
         for n in range(args.rounds):
             bridge.append(run_bridge(tmp, tmp / "orders.lua", args))
             bare.append(run_bare(tmp / "orders.lua", args))
