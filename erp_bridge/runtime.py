@@ -45,9 +45,9 @@ class Runtime:
 
     def __post_init__(self) -> None:
         from .logs import Redactor
-        from .queue.groupcommit import GroupCommit
+        from .sync.intake import Intake
 
-        self.intake = GroupCommit(self.queue.enqueue)
+        self.intake = Intake(self.queue.enqueue)
         if self.redact is None:
             self.redact = Redactor(self.settings.secret_values())
 
@@ -75,6 +75,7 @@ class Runtime:
 
     def close(self) -> None:
         """Release connectors and storage (a runtime built for a command that started nothing)."""
+        self.intake.close()  # after the workers: an inbox worker may still be storing
         for connector in self.connectors.values():
             connector.close()
         self.figures.close()
@@ -122,7 +123,14 @@ class Runtime:
 
     def accept(self, entries: list) -> list:
         """Durably store entries (sharing the commit with concurrent callers), then wake the workers."""
-        stored = self.intake.submit(entries) if entries else []
+        stored = self.intake.accept(entries) if entries else []
+        if entries:
+            self.dispatcher.wake()
+        return stored
+
+    async def store(self, entries: list) -> list:
+        """``accept`` for the event loop (a webhook): awaits the commit without holding a thread."""
+        stored = await self.intake.store(entries) if entries else []
         if entries:
             self.dispatcher.wake()
         return stored

@@ -63,6 +63,12 @@ class PostsMoves(Protocol):
 
 
 class VerifiesWebhooks(Protocol):
+    #: optional, False when absent: True for a connector whose ``verify_webhook`` does no I/O (no
+    #: inbox, no call out), which the webhook route then runs on the event loop for small bodies
+    #: instead of in a worker thread (http/webhooks.py). A connector that stores the delivery
+    #: before answering must not set it: its fsync would stall every request.
+    #: verifies_without_io: bool
+
     def verify_webhook(self, headers: Mapping[str, str], body: bytes, url: str) -> list[Event]:
         """Check the signature over the raw body, then normalise. Raises RejectedError (forged,
         malformed) with a reason that never contains the body or a secret."""

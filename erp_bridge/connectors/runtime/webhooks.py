@@ -30,6 +30,9 @@ class WebhookRejected(RejectedError):
 
 def header(headers: Mapping[str, str], name: str) -> str | None:
     """``headers[name]``, case-insensitively (Starlette's headers are; a plain dict is not)."""
+    found = headers.get(name)  # Starlette's: any case, without decoding every header as items() does
+    if found is not None:
+        return found
     lowered = name.lower()
     for key, value in headers.items():
         if key.lower() == lowered:

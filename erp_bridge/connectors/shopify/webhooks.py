@@ -75,14 +75,16 @@ def parse_body(body: bytes) -> dict[str, Any]:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise WebhookRejected(400, f"body is not UTF-8 (invalid byte at position {exc.start})") from None
-    if _depth(text) > MAX_DEPTH:
-        raise WebhookRejected(400, f"body is nested deeper than {MAX_DEPTH} levels")
     try:
         payload = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise WebhookRejected(400, f"body is not valid JSON: {exc.msg} at position {exc.pos}") from None
-    except (ValueError, RecursionError) as exc:
+    except RecursionError:  # the C parser's own bound (the interpreter's recursion limit) is far deeper
+        raise WebhookRejected(400, f"body is nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError as exc:
         raise WebhookRejected(400, f"body is not valid JSON: {exc}") from None
+    if _depth(payload) > MAX_DEPTH:
+        raise WebhookRejected(400, f"body is nested deeper than {MAX_DEPTH} levels")
     if not isinstance(payload, dict):
         raise WebhookRejected(400, "body must be a JSON object")
     return payload
@@ -92,28 +94,16 @@ def _no_constant(name: str):
     raise ValueError(f"{name} is not a JSON number")
 
 
-def _depth(text: str) -> int:
-    """Deepest nesting of brackets outside strings (a cheap bound checked before parsing)."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            depth += 1
-            if depth > deepest:
-                deepest = depth
-                if deepest > MAX_DEPTH:
-                    return deepest
-        elif ch in "]}":
-            depth -= 1
+def _depth(value: Any) -> int:
+    """Deepest nesting of arrays and objects in the parsed body, one level at a time, stopping
+    past MAX_DEPTH. Measured after parsing: the C parser bounds its own recursion (a RecursionError,
+    refused above), and a scan of every character in Python before it cost more than the parse
+    itself (280 us for an order of 8 KB against 15 us; issue 15)."""
+    deepest, level = 0, [value] if isinstance(value, (dict, list)) else []
+    while level and deepest <= MAX_DEPTH:
+        deepest += 1
+        level = [child for node in level for child in (node.values() if isinstance(node, dict) else node)
+                 if isinstance(child, (dict, list))]
     return deepest
 
 

@@ -148,3 +148,20 @@ def test_a_delivery_signed_for_another_shop_is_refused():
         verify(SECRET, headers(body, **{"X-Shopify-Shop-Domain": "other.myshopify.com"}), body,
                shop_domain="example-store.myshopify.com")
     assert err.value.status == 403 and "other.myshopify.com" in str(err.value)
+
+
+@pytest.mark.parametrize("body, refused", [
+    pytest.param(b'{"a":' * 64 + b"1" + b"}" * 64, False, id="64-levels-taken"),
+    pytest.param(b'{"a":' * 65 + b"1" + b"}" * 65, True, id="65-levels-refused"),
+    pytest.param(b'{"a": [' + b"[" * 63 + b"]" * 63 + b"]}", True, id="65-levels-of-arrays-refused"),
+    pytest.param(b'{"note": "' + b"[{" * 500 + b'", "deep": [[1]]}', False, id="brackets-in-strings-do-not-count"),
+    pytest.param(b"[" * 100_000, True, id="100000-open-brackets-refused-by-the-parser-bound"),
+])
+def test_nesting_is_bounded_at_64_levels_of_arrays_and_objects(body, refused):
+    """The bound is checked on the parsed body (the C parser bounds its own recursion first)."""
+    if refused:
+        with pytest.raises(WebhookRejected, match="nested deeper than 64 levels") as err:
+            verify(SECRET, {"X-Shopify-Hmac-Sha256": sign(body)}, body)
+        assert err.value.status == 400
+    else:
+        assert isinstance(verify(SECRET, {"X-Shopify-Hmac-Sha256": sign(body)}, body).payload, dict)

@@ -274,3 +274,41 @@ def test_a_sale_past_the_retry_budget_keeps_retrying_and_counts_as_overdue(tmp_p
     assert q.get(entry.id).state is State.PENDING and q.get(entry.id).attempts == 5
     assert metrics.registry.get_sample_value("erp_bridge_sale_retries_overdue_total", {"target": "odoo"}) == 3
     q.close()
+
+
+class CountingQueue:
+    """The real queue, counting the leases the workers make."""
+
+    def __init__(self, queue):
+        self._queue, self.leases = queue, 0
+
+    def lease(self, *args, **kwargs):
+        self.leases += 1
+        return self._queue.lease(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._queue, name)
+
+
+def test_wakeups_while_idle_share_one_lease_per_pause_and_stop_cuts_the_pause(tmp_path, metrics):
+    """Issue 15: every webhook wakes the workers; when nothing was due, a lease per wake-up found
+    nothing and took the queue from the intake. Wake-ups within ``rewake_s`` of an empty lease
+    share the lease after it (work enqueued meanwhile waits for it: test_workers_drain_the_queue_and_stop
+    shows it is taken); stop does not wait for the pause."""
+    queue = CountingQueue(SQLiteQueue(tmp_path / "q.db"))
+    d = dispatcher(queue, metrics, MemorySystem(), workers=1, poll_s=60)
+    d.rewake_s = 30
+    d.start()
+    wait_for(lambda: queue.leases == 1)  # the first lease found nothing: the pause starts
+    for _ in range(200):
+        d.wake()
+    [waiting] = enqueue(queue, "shop", sale(1))
+    d.wake()
+    time.sleep(0.2)
+    assert queue.leases == 1
+    started = time.monotonic()
+    d.stop(5)
+    assert time.monotonic() - started < 10, "stop waited for the 30 s pause"
+    assert not d.alive()
+    assert queue.get(waiting.id).state is State.PENDING  # still there for the next start
+    queue.close()

@@ -1,0 +1,162 @@
+"""The intake's group commit (sync/intake.py): deliveries that arrive while a commit runs share the
+next one; each caller, on an event loop or in a thread, hears back only after the commit that
+holds its entries, gets its own entries, and learns of a failed commit; close drains what waits."""
+from __future__ import annotations
+
+import asyncio
+import threading
+from decimal import Decimal
+
+import pytest
+
+from erp_bridge.queue import open_queue
+from erp_bridge.queue.base import NewEntry, RetryPolicy, State
+from erp_bridge.sync.intake import Intake
+
+
+def new(key: str) -> NewEntry:
+    return NewEntry(target="odoo", kind="decrement", item="A", location="WH", idempotency_key=key,
+                    payload={}, quantity=Decimal(-1))
+
+
+class GatedQueue:
+    """The real SQLite queue; the first commit is held at ``gate`` while others arrive, and
+    ``committed`` lists the keys each finished commit stored."""
+
+    def __init__(self, path):
+        self.queue = open_queue(f"sqlite:///{path}", RetryPolicy())
+        self.calls: list[int] = []
+        self.committed: list[list[str]] = []
+        self.gate = threading.Event()
+
+    def enqueue(self, entries):
+        self.calls.append(len(entries))
+        self.gate.wait(5)
+        stored = self.queue.enqueue(entries)
+        self.committed.append([e.idempotency_key for e in stored])
+        return stored
+
+
+def wait_for(condition) -> None:
+    for _ in range(500):
+        if condition():
+            return
+        threading.Event().wait(0.01)
+    raise AssertionError("condition not reached")
+
+
+def test_deliveries_on_the_loop_share_a_commit_and_each_hears_only_after_it(tmp_path):
+    q = GatedQueue(tmp_path / "q.db")
+    intake = Intake(q.enqueue)
+    answered: dict[str, list[str]] = {}
+
+    async def deliver(key: str) -> None:
+        stored = await intake.store([new(key), new(f"{key}b")])
+        assert any(key in keys for keys in q.committed), "answered before its commit finished"
+        answered[key] = [e.idempotency_key for e in stored]
+
+    async def burst() -> None:
+        first = asyncio.ensure_future(deliver("k0"))
+        while not q.calls:
+            await asyncio.sleep(0.01)
+        others = [asyncio.ensure_future(deliver(f"k{n}")) for n in range(1, 9)]
+        await asyncio.sleep(0.3)  # all eight wait behind the held commit, none answered
+        assert answered == {}
+        q.gate.set()
+        await asyncio.gather(first, *others)
+
+    asyncio.run(burst())
+    intake.close()
+    assert q.calls == [2, 16]  # the eight were stored in one transaction
+    assert answered["k3"] == ["k3", "k3b"]
+    assert q.queue.stats()[0].depth[State.PENDING] == 18
+    q.queue.close()
+
+
+def test_threads_share_the_commit_with_the_loop(tmp_path):
+    q = GatedQueue(tmp_path / "q.db")
+    intake = Intake(q.enqueue)
+    results: dict[str, list] = {}
+    first = threading.Thread(target=lambda: results.setdefault("t0", intake.accept([new("t0")])))
+    first.start()
+    wait_for(lambda: q.calls)
+    waiter = threading.Thread(target=lambda: results.setdefault("t1", intake.accept([new("t1")])))
+    waiter.start()
+
+    async def on_loop() -> None:
+        results["a1"] = await intake.store([new("a1")])
+
+    loop_thread = threading.Thread(target=lambda: asyncio.run(on_loop()))
+    loop_thread.start()
+    wait_for(lambda: len(intake._pending) == 2)
+    q.gate.set()
+    for t in (first, waiter, loop_thread):
+        t.join(10)
+    intake.close()
+    assert q.calls == [1, 2]
+    assert {k: [e.idempotency_key for e in v] for k, v in results.items()} == {"t0": ["t0"], "t1": ["t1"], "a1": ["a1"]}
+    q.queue.close()
+
+
+def test_a_failed_commit_reaches_every_caller_it_held_and_the_next_commit_works(tmp_path):
+    q = open_queue(f"sqlite:///{tmp_path / 'q.db'}", RetryPolicy())
+    fail = [True]
+
+    def enqueue(entries):
+        if fail[0]:
+            raise OSError("disk full")
+        return q.enqueue(entries)
+
+    intake = Intake(enqueue)
+
+    async def two() -> list:
+        return await asyncio.gather(intake.store([new("a")]), intake.store([new("b")]), return_exceptions=True)
+
+    assert [str(r) for r in asyncio.run(two())] == ["disk full", "disk full"]
+    with pytest.raises(OSError, match="disk full"):
+        intake.accept([new("c")])
+    fail[0] = False
+    assert [e.idempotency_key for e in intake.accept([new("c")])] == ["c"]
+    intake.close()
+    assert q.stats()[0].depth[State.PENDING] == 1  # nothing reported stored that was not
+    q.close()
+
+
+def test_close_commits_what_waits_then_refuses(tmp_path):
+    q = GatedQueue(tmp_path / "q.db")
+    intake = Intake(q.enqueue)
+    results: list = []
+    threads = [threading.Thread(target=lambda n=n: results.append(intake.accept([new(f"k{n}")]))) for n in range(3)]
+    for t in threads:
+        t.start()
+    wait_for(lambda: q.calls)
+    closing = threading.Thread(target=intake.close)
+    closing.start()
+    q.gate.set()
+    closing.join(10)
+    for t in threads:
+        t.join(10)
+    assert sorted(e.idempotency_key for r in results for e in r) == ["k0", "k1", "k2"]
+    with pytest.raises(RuntimeError, match="shutting down"):
+        intake.accept([new("late")])
+    q.queue.close()
+
+
+def test_a_request_whose_client_went_away_is_stored_all_the_same(tmp_path):
+    """A cancelled await (the HTTP client disconnected) neither loses the entries nor breaks the
+    answers of the others in its commit; the platform's retry is then a duplicate, stored once."""
+    q = GatedQueue(tmp_path / "q.db")
+    intake = Intake(q.enqueue)
+
+    async def run() -> list[str]:
+        gone = asyncio.ensure_future(intake.store([new("gone")]))
+        stays = asyncio.ensure_future(intake.store([new("stays")]))
+        await asyncio.sleep(0.05)
+        gone.cancel()
+        q.gate.set()
+        return [e.idempotency_key for e in await stays]
+
+    assert asyncio.run(run()) == ["stays"]
+    intake.close()
+    assert sorted(k for keys in q.committed for k in keys) == ["gone", "stays"]
+    q.queue.close()
