@@ -11,8 +11,9 @@ reaches every caller it held, so durability is what it was with one commit per d
 - A thread (a poller, an inbox worker) calls ``accept`` and blocks until its commit.
 
 Why not the leader/follower group commit this replaced (``queue/groupcommit.py``): there each
-waiting request held a threadpool thread and every commit woke all of them (``notify_all``) to find the ones it had answered; under
-a burst of webhooks those wake-ups took the GIL from the event loop (issue 15, BENCHMARKS.md).
+waiting request held a threadpool thread and every commit woke all of them (``notify_all``) to find
+the ones it had answered; under a burst of webhooks those wake-ups took the GIL from the event loop
+(issue 15, BENCHMARKS.md).
 """
 from __future__ import annotations
 
