@@ -49,22 +49,45 @@ def _counts(r: str) -> str:
     return f"{r}.quantity IS NOT NULL AND {r}.state IN {UNAPPLIED}"
 
 
+def _whole(r: str) -> str:
+    """``{r}.quantity`` is a whole number of at most 10 characters ("-3", "12"): what almost every
+    stock change is, added by two casts instead of _PARTS' string surgery, which cost the queue
+    about 30 % at batch 64 (issue 15). "1.0", "-0" or "1E+3" do not cast back to themselves and
+    take the exact general path."""
+    return f"length({r}.quantity) <= 10 AND CAST(CAST({r}.quantity AS INTEGER) AS TEXT) = {r}.quantity"
+
+
+#: add ``{sign}`` times the row's quantity to its key's sum: one trigger per transition (each
+#: trigger a statement runs costs, whether or not its WHEN holds), the general path in a scalar
+#: subquery that only a quantity which is not a whole number reaches
+_ONE_DELTA = ("INSERT INTO pending_sums (target, item, location, kind, micro, inexact)"
+              " VALUES ({r}.target, {r}.item, {r}.location, {r}.kind,"
+              " CASE WHEN {whole} THEN {sign} * CAST({r}.quantity AS INTEGER) * " + str(MICRO) +
+              f" ELSE (SELECT CASE WHEN {_FITS} THEN {{sign}} * s * (CAST(ip AS INTEGER) * {MICRO}"
+              f" + CAST(substr(fp || '000000', 1, 6) AS INTEGER)) ELSE 0 END FROM ({_PARTS})) END,"
+              " CASE WHEN {whole} THEN 0"
+              f" ELSE (SELECT CASE WHEN {_FITS} THEN 0 ELSE {{sign}} END FROM ({_PARTS})) END)"
+              " ON CONFLICT (target, item, location, kind) DO UPDATE SET micro = micro + excluded.micro,"
+              " inexact = inexact + excluded.inexact;")
+
+
+def _trigger(name: str, event: str, when: str, r: str, sign: int) -> str:
+    return (f"CREATE TRIGGER IF NOT EXISTS {name} {event} WHEN {when}\n"
+            f"BEGIN {_ONE_DELTA.format(r=r, sign=sign, whole=_whole(r))} END;")
+
+
 SQLITE_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS pending_sums (
     target TEXT NOT NULL, item TEXT NOT NULL, location TEXT NOT NULL, kind TEXT NOT NULL,
     micro INTEGER NOT NULL DEFAULT 0, inexact INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (target, item, location, kind)
 ) WITHOUT ROWID;
-CREATE TRIGGER IF NOT EXISTS pending_sums_insert AFTER INSERT ON entries WHEN {_counts("NEW")}
-BEGIN {_DELTA.format(r="NEW", sign=1)} END;
-CREATE TRIGGER IF NOT EXISTS pending_sums_join AFTER UPDATE OF state ON entries
-WHEN {_counts("NEW")} AND OLD.state NOT IN {UNAPPLIED}
-BEGIN {_DELTA.format(r="NEW", sign=1)} END;
-CREATE TRIGGER IF NOT EXISTS pending_sums_leave AFTER UPDATE OF state ON entries
-WHEN {_counts("OLD")} AND NEW.state NOT IN {UNAPPLIED}
-BEGIN {_DELTA.format(r="OLD", sign=-1)} END;
-CREATE TRIGGER IF NOT EXISTS pending_sums_delete AFTER DELETE ON entries WHEN {_counts("OLD")}
-BEGIN {_DELTA.format(r="OLD", sign=-1)} END;
+{_trigger("pending_sums_insert", "AFTER INSERT ON entries", _counts("NEW"), "NEW", 1)}
+{_trigger("pending_sums_join", "AFTER UPDATE OF state ON entries",
+           f"{_counts('NEW')} AND OLD.state NOT IN {UNAPPLIED}", "NEW", 1)}
+{_trigger("pending_sums_leave", "AFTER UPDATE OF state ON entries",
+           f"{_counts('OLD')} AND NEW.state NOT IN {UNAPPLIED}", "OLD", -1)}
+{_trigger("pending_sums_delete", "AFTER DELETE ON entries", _counts("OLD"), "OLD", -1)}
 -- entries delivered since a figure was read (done_since): bounded by that window
 CREATE INDEX IF NOT EXISTS entries_done_quantity ON entries (target, item, location, updated_at)
     WHERE state = 'done' AND quantity IS NOT NULL AND superseded_by IS NULL;

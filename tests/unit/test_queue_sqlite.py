@@ -40,8 +40,8 @@ def test_entries_survive_reopening(tmp_path, clock):
 
 def test_a_queue_file_from_before_the_running_sums_is_upgraded_in_place(tmp_path, clock):
     q = SQLiteQueue(tmp_path / "q.db", clock=clock)
-    for name in ("TABLE pending_sums", "INDEX entries_done_quantity", *(f"TRIGGER pending_sums_{t}" for t in
-                                                                      ("insert", "join", "leave", "delete"))):
+    triggers = [f"TRIGGER pending_sums_{t}" for t in ("insert", "join", "leave", "delete")]
+    for name in ("TABLE pending_sums", "INDEX entries_done_quantity", *triggers):
         q._db.execute(f"DROP {name}")  # the file as an older version left it
     since = clock()
     ids, keys = every_state(q, clock)  # written without the triggers: only the rows know
