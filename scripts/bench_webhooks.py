@@ -12,7 +12,7 @@ Each round runs, one after the other, with the same wrk command and the same pre
   record, so intake alone is measured: HMAC over the raw body, JSON, normalisation, routing, and
   the durable commit before the 200. The entries really stored are counted afterwards.
 - **bare**: the ceiling. The same HTTP stack (``erp_bridge.http.server.uvicorn_config``: uvicorn,
-  its h11 protocol with the header deadline, the same loop, ``InputGuard`` with the same bounds,
+  its httptools protocol with the header bounds, the same loop, ``InputGuard`` with the same bounds,
   the same GIL switch interval)
   and the same framework and route kind, serving one route that verifies the Shopify HMAC over
   the raw body and answers 200, storing nothing.

@@ -8,7 +8,7 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
-def healthz() -> dict:
+async def healthz() -> dict:
     """The process answers. Nothing more: restarts are for a process that cannot answer."""
     return {"status": "ok"}
 

@@ -53,7 +53,12 @@ async def inventory_levels(request: Request, inventoryItemIds: list[str] | None 
     except BadQuery as exc:
         return JSONResponse({"type": "bad_request", "errors": exc.errors}, status_code=400)
     runtime = request.app.state.runtime
-    return await run_in_threadpool(_levels, service_of(request), runtime, mapping, query)
+    service, pull = service_of(request), mapping.pull
+    page, codes, skus, keys = _page(runtime, mapping, query)
+    readings = service.readings_now(keys, pull.fresh_s)  # from the cache, no thread
+    if readings is None:
+        readings = await run_in_threadpool(service.readings, keys, pull.fresh_s, pull.live_timeout_s)  # one read order
+    return _levels(mapping, query, page, codes, skus, readings)
 
 
 def authorised_client(request: Request):
@@ -146,15 +151,20 @@ def _start(value: str | None, ids: list[str], errors: list) -> int:
     return ids.index(value) + 1
 
 
-def _levels(service, runtime, mapping, query: dict) -> JSONResponse:
-    from .pull import freshness
-
+def _page(runtime, mapping, query: dict) -> tuple[list[str], dict[str, list[str]], dict[str, str | None], list]:
+    """The page's ids, the location codes asked for, each id's SKU, and the keys to read."""
     page = query["ids"][query["start"]:query["start"] + query["limit"]]
-    has_more = query["start"] + len(page) < len(query["ids"])
     codes = _codes(mapping, query["country"])
     skus = {i: sku_for(mapping, runtime.mappings.lookups, i, {}) for i in page}
     keys = [(sku, loc) for sku in skus.values() if sku for locs in codes.values() for loc in locs]
-    readings = service.readings(keys, mapping.pull.fresh_s, mapping.pull.live_timeout_s)  # one read order
+    return page, codes, skus, keys
+
+
+def _levels(mapping, query: dict, page: list[str], codes: dict[str, list[str]], skus: dict[str, str | None],
+            readings: dict) -> JSONResponse:
+    from .pull import freshness
+
+    has_more = query["start"] + len(page) < len(query["ids"])
     answers = {(i, code): combine(mapping, [readings[(sku, loc)] for loc in locs])
                for i, sku in skus.items() if sku for code, locs in codes.items()}
     headers = freshness(answers.values())

@@ -52,22 +52,29 @@ async def realtime(channel: str, request: Request) -> Response:
         code, requested, options = read_form(form, mapping.pull.item_field)
     except BadForm as exc:
         return _reply(400, 0, str(exc), {})
-    service, runtime = service_of(request), request.app.state.runtime
-    return await run_in_threadpool(_answer, service, runtime, mapping, code, requested, options)
-
-
-def _answer(service, runtime, mapping, code: str, requested: int, options: dict[str, str]) -> Response:
-    from .pull import freshness
-
+    runtime = request.app.state.runtime
     sku = sku_for(mapping, runtime.mappings.lookups, code, options)
     if sku is None:
-        detail = "unknown-options" if any(v.code == code for v in mapping.items.variants) else "unknown-item"
-        log.warning("%s: %s for code %r", mapping.system, detail, code, extra={"system": mapping.system})
-        return _reply(200, 0, mapping.pull.messages.unknown_item,
-                      {"X-Availability-Source": "unknown", "X-Availability-Detail": detail})
+        return _unknown(mapping, code)
     internals = [loc for locs in internals_by_code(mapping).values() for loc in locs]
-    answer = service.answer(mapping, sku, internals, mapping.pull.fresh_s, mapping.pull.live_timeout_s)
-    available, message = reply_for(mapping.pull, answer, requested)
+    service, pull = service_of(request), mapping.pull
+    answer = service.answer_now(mapping, sku, internals, pull.fresh_s)  # from the cache, no thread
+    if answer is None:
+        answer = await run_in_threadpool(service.answer, mapping, sku, internals, pull.fresh_s, pull.live_timeout_s)
+    return _answered(pull, answer, requested)
+
+
+def _unknown(mapping, code: str) -> Response:
+    detail = "unknown-options" if any(v.code == code for v in mapping.items.variants) else "unknown-item"
+    log.warning("%s: %s for code %r", mapping.system, detail, code, extra={"system": mapping.system})
+    return _reply(200, 0, mapping.pull.messages.unknown_item,
+                  {"X-Availability-Source": "unknown", "X-Availability-Detail": detail})
+
+
+def _answered(pull, answer: Answer, requested: int) -> Response:
+    from .pull import freshness
+
+    available, message = reply_for(pull, answer, requested)
     return _reply(200, available, message, freshness([answer]))
 
 

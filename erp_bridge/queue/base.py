@@ -138,6 +138,10 @@ class RetryPolicy:
 class Queue(Protocol):
     """Durable queue. Every method commits before it returns."""
 
+    #: ``pending_quantity`` never waits for another connection's commit or for the network (a
+    #: read of its own on a local file): the pull may then call it on the event loop
+    quick_reads: bool
+
     def enqueue(self, entries: Sequence[NewEntry]) -> list[Entry]:
         """Store entries (one transaction). A duplicate idempotency key returns the stored entry
         unchanged; a coalescing entry replaces a pending one with the same key and kind."""

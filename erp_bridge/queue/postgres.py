@@ -58,6 +58,8 @@ class _LeasesExpired(Exception):
 class PostgresQueue:
     """``Queue`` on a PostgreSQL database (``postgresql://user@host/db``), shared by processes."""
 
+    quick_reads = False  # every read is a round trip to the server
+
     def __init__(self, url: str, policy: RetryPolicy | None = None, clock: Clock = time.time,
                  pool_size: int = 16):
         self.url = url

@@ -136,6 +136,8 @@ def _chunks(items: list, size: int) -> Iterator[list]:
 class SQLiteQueue:
     """``Queue`` on one SQLite file. ``clock`` returns epoch seconds (inject a fake in tests)."""
 
+    quick_reads = True  # pending_quantity reads on its own connection: WAL readers never wait
+
     def __init__(self, path: str | Path, policy: RetryPolicy | None = None,
                  clock: Clock = time.time, busy_timeout_s: float = 30.0,
                  synchronous: str = ENQUEUE_SYNCHRONOUS):
@@ -154,6 +156,10 @@ class SQLiteQueue:
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.executescript(SCHEMA + UPGRADE)  # idempotent; runs in its own transaction
         sums.sqlite_install(self._db)  # running sums for pending_quantity (an older file: backfilled)
+        # pending_quantity's own connection: it never waits behind this one's commits (an fsync)
+        self._reads_lock = threading.Lock()
+        self._reader = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None,
+                                       check_same_thread=False)
 
     @contextmanager
     def _tx(self, relaxed: bool = False) -> Iterator[sqlite3.Connection]:
@@ -514,8 +520,8 @@ class SQLiteQueue:
 
     def pending_quantity(self, target: str, item: str, location: str,
                          kinds: Collection[str] | None = None, done_since: float | None = None) -> Decimal:
-        with self._lock:  # O(1) in the key's backlog: the sums the triggers keep (sums.py)
-            return sums.sqlite_pending(self._db, (target, item, location), kinds, done_since)
+        with self._reads_lock:  # O(1) in the key's backlog: the sums the triggers keep (sums.py)
+            return sums.sqlite_pending(self._reader, (target, item, location), kinds, done_since)
 
     def purge_done(self, older_than_s: float) -> int:
         with self._tx() as db:
@@ -528,5 +534,6 @@ class SQLiteQueue:
         self._read("SELECT 1")
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, self._reads_lock:
             self._db.close()
+            self._reader.close()

@@ -84,6 +84,33 @@ def test_a_header_block_over_the_bound_is_refused(server, size):
     assert answer.startswith((b"HTTP/1.1 400", b"HTTP/1.1 431")) or answer == b"", answer[:100]
 
 
+def test_a_header_block_that_never_ends_is_refused_once_it_passes_the_bound(server):
+    """llhttp buffers a header until it ends: the protocol counts the bytes and stops it first."""
+    with socket.create_connection(server, timeout=5) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ")
+        for _ in range(5):  # 5,000 bytes of one header value, in parts, and never its end
+            sock.sendall(b"a" * 1000)
+            time.sleep(0.01)
+        answer = sock.recv(1000)  # the deadline would close it without a word
+        assert answer.startswith(b"HTTP/1.1 431") and b"over 4096 bytes" in answer, answer
+
+
+def test_a_kept_alive_connection_serves_request_after_request(server):
+    """The bounds are per request: each request's headers, in time and in size, on one connection."""
+    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"p" * 3000 + b"\r\n\r\n"
+    with socket.create_connection(server, timeout=5) as sock:
+        for _ in range(3):  # together longer than one header deadline
+            sock.sendall(request)
+            assert sock.recv(1000).startswith(b"HTTP/1.1 200")
+            time.sleep(LIMITS["header_timeout_s"] * 0.6)
+
+
+def test_pipelined_requests_are_all_answered(server):
+    one = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    answer = raw(server, one * 3 + b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert answer.count(b"HTTP/1.1 200") == 4, answer
+
+
 def test_a_client_that_sends_its_headers_slowly_is_disconnected(server):
     with socket.create_connection(server, timeout=5) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # and never the blank line

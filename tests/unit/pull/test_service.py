@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from erp_bridge.domain import Availability
-from erp_bridge.sync.pull import PullService, Reading, combine, sku_for
+from erp_bridge.sync.pull import INLINE_KEYS, PullService, Reading, combine, sku_for
 
 from .harness import form, make_app, sell
 
@@ -59,6 +59,25 @@ def test_a_sale_applied_by_another_process_is_never_reported_as_stock(tmp_path, 
     sell(h.queue, *KEY, 1, "order-1")
     apply_sale_in_sor(h, 1, same_process=False)
     assert service.readings([KEY], fresh_s, 1)[KEY].availability.free <= 2  # the truth: 2
+
+
+def test_readings_now_answer_from_memory_only_and_net_like_readings(tmp_path):
+    """On the event loop: the cached figure netted like ``readings`` does; None whenever an answer
+    would wait (a stale key, too many keys, a queue whose reads go over the network)."""
+    h = make_app(tmp_path)
+    h.sor.free[KEY] = Decimal(3)
+    service = PullService(h.runtime.reader, h.cache)
+    assert service.readings_now([KEY], 60) is None  # nothing cached yet: a live read would wait
+    service.readings([KEY], 60, 1)  # warm the cache
+    sell(h.queue, *KEY, 1, "order-1")
+    now = service.readings_now([KEY], 60)
+    assert now is not None and now[KEY].source == "cache" and now[KEY].availability.free == 2
+    assert now[KEY].availability == service.readings([KEY], 60, 1)[KEY].availability
+    assert service.readings_now([KEY], 0) is None  # stale
+    many = [("chair-blue", f"L{n}") for n in range(INLINE_KEYS + 1)]
+    assert service.readings_now(many, 60) is None
+    h.queue.quick_reads = False  # as PostgresQueue: every read a round trip
+    assert service.readings_now([KEY], 60) is None
 
 
 def avail(free, restock=None):
