@@ -35,6 +35,11 @@ class Capability(StrEnum):
     REPORT_DRIFT = "report_drift"
     #: the bridge's documents in the system can be searched by their key (missing or doubled moves)
     AUDIT_DOCUMENTS = "audit_documents"
+    #: ``verify_webhook`` does no I/O (no inbox, no call out): the webhook route runs it on the
+    #: event loop for small bodies instead of in a worker thread (http/webhooks.py). A connector
+    #: that stores the delivery before answering must not declare it: its fsync would stall every
+    #: request
+    VERIFIES_WITHOUT_IO = "verifies_without_io"
 
 
 @runtime_checkable
@@ -63,12 +68,6 @@ class PostsMoves(Protocol):
 
 
 class VerifiesWebhooks(Protocol):
-    #: optional, False when absent: True for a connector whose ``verify_webhook`` does no I/O (no
-    #: inbox, no call out), which the webhook route then runs on the event loop for small bodies
-    #: instead of in a worker thread (http/webhooks.py). A connector that stores the delivery
-    #: before answering must not set it: its fsync would stall every request.
-    #: verifies_without_io: bool
-
     def verify_webhook(self, headers: Mapping[str, str], body: bytes, url: str) -> list[Event]:
         """Check the signature over the raw body, then normalise. Raises RejectedError (forged,
         malformed) with a reason that never contains the body or a secret."""

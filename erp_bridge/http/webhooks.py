@@ -40,15 +40,16 @@ async def receive(system: str, request: Request) -> JSONResponse:
     try:
         changes = await _verify(connector, request, body)
         entries = [e for change in changes for e in runtime.router.channel_change(change)]
+        await runtime.store(entries)  # durable before the 200: the commit that holds it is done
     except RejectedError as exc:
         status = getattr(exc, "status", 400)
         log.warning("webhook for %s refused: %s", system, exc,
                     extra={"system": system, "status": status, "bytes": len(body)})
         return JSONResponse({"error": str(exc)}, status_code=status)
-    except BridgeError as exc:  # a configuration that cannot take it: never a 500 with a traceback
+    except BridgeError as exc:  # a configuration that cannot take it, or not stored: the platform retries
         log.error("webhook for %s not taken: %s", system, exc, extra={"system": system, "bytes": len(body)})
-        return JSONResponse({"error": f"the bridge cannot take this delivery now: {exc}"}, status_code=503)
-    await runtime.store(entries)  # durable before the 200: the commit that holds it is done
+        return JSONResponse({"error": f"the bridge cannot take this delivery now: {exc}"}, status_code=503,
+                            headers={"Retry-After": "1"})
     return JSONResponse({"accepted": len(changes)}, status_code=200)
 
 
@@ -60,6 +61,6 @@ INLINE_VERIFY_BYTES = 64 * 1024
 async def _verify(connector, request: Request, body: bytes) -> list:
     """In a worker thread when the connector may store the delivery (an fsync) before answering,
     or the body is large; on the loop otherwise."""
-    if getattr(connector, "verifies_without_io", False) and len(body) <= INLINE_VERIFY_BYTES:
+    if Capability.VERIFIES_WITHOUT_IO in connector.capabilities and len(body) <= INLINE_VERIFY_BYTES:
         return connector.verify_webhook(request.headers, body, str(request.url))
     return await run_in_threadpool(connector.verify_webhook, request.headers, body, str(request.url))

@@ -9,6 +9,8 @@ reaches every caller it held, so durability is what it was with one commit per d
 - An HTTP request awaits ``store`` on the event loop: no worker thread is held per request, and
   one commit wakes the loop once for all the requests it answers.
 - A thread (a poller, an inbox worker) calls ``accept`` and blocks until its commit.
+- Not stored (the store failed, or the bridge is shutting down) is a ``RetryableError`` saying
+  why: a webhook is then answered 503 and the platform delivers it again; nothing is lost.
 
 Why not the leader/follower group commit this replaced (``queue/groupcommit.py``): there each
 waiting request held a threadpool thread and every commit woke all of them (``notify_all``) to find
@@ -24,6 +26,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 
+from ..errors import BridgeError, RetryableError
 from ..queue.base import Entry, NewEntry
 
 
@@ -67,7 +70,7 @@ class Intake:
     def _submit(self, slot: _Slot) -> None:
         with self._cond:
             if self._closed:
-                raise RuntimeError("the intake is closed: the bridge is shutting down")
+                raise RetryableError("not stored: the bridge is shutting down; retry", after=1)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="intake-commit", daemon=True)
                 self._thread.start()
@@ -93,8 +96,8 @@ class Intake:
     def _commit(self, batch: list[_Slot]) -> None:
         try:
             stored = self._enqueue([e for slot in batch for e in slot.entries])
-        except BaseException as exc:  # every caller in the batch learns it was not stored
-            _answer([(slot, None, exc) for slot in batch])
+        except BaseException as exc:  # every caller in the batch learns it was not stored, and why
+            _answer([(slot, None, _not_stored(exc)) for slot in batch])
             return
         start, answers = 0, list[Answer]()
         for slot in batch:
@@ -104,6 +107,15 @@ class Intake:
 
 
 Answer = tuple[_Slot, list[Entry] | None, BaseException | None]
+
+
+def _not_stored(exc: BaseException) -> BaseException:
+    """A failed store as a ``RetryableError`` naming the cause (e.g. the disk is full)."""
+    if isinstance(exc, BridgeError) or not isinstance(exc, Exception):
+        return exc
+    error = RetryableError(f"not stored: {exc}", after=1)
+    error.__cause__ = exc
+    return error
 
 
 def _answer(answers: list[Answer]) -> None:

@@ -10,6 +10,7 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
+from erp_bridge.connectors.base import Capability
 from erp_bridge.http import webhooks as route
 from erp_bridge.http.app import create_app
 from erp_bridge.http.server import SWITCH_INTERVAL_S, share_the_gil
@@ -58,7 +59,10 @@ def _keys(runtime) -> list[str]:
 def test_a_verified_delivery_is_stored_before_the_200_wherever_it_is_verified(bridge, monkeypatch, padding,
                                                                                 without_io, runs_on):
     client, runtime, where = bridge
-    monkeypatch.setattr(runtime.connectors["shopify"], "verifies_without_io", without_io, raising=False)
+    connector = runtime.connectors["shopify"]
+    capabilities = connector.capabilities | {Capability.VERIFIES_WITHOUT_IO}
+    monkeypatch.setattr(connector, "capabilities", capabilities if without_io else
+                        capabilities - {Capability.VERIFIES_WITHOUT_IO})
     headers, body = order(501, padding)
     answer = client.post("/webhooks/shopify", content=body, headers=headers)
     assert answer.status_code == 200 and answer.json() == {"accepted": 1}
@@ -89,6 +93,17 @@ def test_a_redelivery_is_answered_200_and_stored_once(bridge):
     headers, body = order(504)
     assert [client.post("/webhooks/shopify", content=body, headers=headers).status_code for _ in range(3)] == [200] * 3
     assert _keys(runtime) == ["shopify:504:5040"]
+
+
+def test_a_delivery_that_cannot_be_stored_is_a_503_to_retry_and_not_a_500(bridge):
+    """The bridge is shutting down (its intake closed): the platform is told to deliver it again."""
+    client, runtime, _ = bridge
+    runtime.intake.close()
+    headers, body = order(7)
+    answer = client.post("/webhooks/shopify", content=body, headers=headers)
+    assert answer.status_code == 503 and answer.headers["retry-after"] == "1"
+    assert "shutting down" in answer.json()["error"]
+    assert _keys(runtime) == []
 
 
 def test_serve_shortens_the_gil_switch_interval(monkeypatch):

@@ -70,10 +70,8 @@ class Row:
 
 
 class ShopifyConnector:
-    capabilities = frozenset({Capability.PUSH_AVAILABILITY, Capability.VERIFY_WEBHOOK, Capability.READ_LISTED})
-    #: verify_webhook stores nothing and calls nothing (VerifiesWebhooks): the route may run it
-    #: on the event loop
-    verifies_without_io = True
+    capabilities = frozenset({Capability.PUSH_AVAILABILITY, Capability.VERIFY_WEBHOOK, Capability.READ_LISTED,
+                              Capability.VERIFIES_WITHOUT_IO})  # verify_webhook stores and calls nothing
 
     def __init__(self, mapping: SystemMapping, transport: Transport, *, lookup: LookupTable | None = None,
                  webhook_secret: str | None = None):

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 
+from erp_bridge.errors import RetryableError
 from erp_bridge.queue import open_queue
 from erp_bridge.queue.base import NewEntry, RetryPolicy, State
 from erp_bridge.sync.intake import Intake
@@ -112,8 +113,10 @@ def test_a_failed_commit_reaches_every_caller_it_held_and_the_next_commit_works(
     async def two() -> list:
         return await asyncio.gather(intake.store([new("a")]), intake.store([new("b")]), return_exceptions=True)
 
-    assert [str(r) for r in asyncio.run(two())] == ["disk full", "disk full"]
-    with pytest.raises(OSError, match="disk full"):
+    answers = asyncio.run(two())
+    assert all(isinstance(r, RetryableError) for r in answers), answers  # a webhook gets a 503, and is sent again
+    assert [str(r) for r in answers] == ["not stored: disk full", "not stored: disk full"]
+    with pytest.raises(RetryableError, match="not stored: disk full"):
         intake.accept([new("c")])
     fail[0] = False
     assert [e.idempotency_key for e in intake.accept([new("c")])] == ["c"]
@@ -137,7 +140,7 @@ def test_close_commits_what_waits_then_refuses(tmp_path):
     for t in threads:
         t.join(10)
     assert sorted(e.idempotency_key for r in results for e in r) == ["k0", "k1", "k2"]
-    with pytest.raises(RuntimeError, match="shutting down"):
+    with pytest.raises(RetryableError, match="shutting down"):
         intake.accept([new("late")])
     q.queue.close()
 
