@@ -87,14 +87,12 @@ def bare_app(settings):
 
 
 def serve_bare(port: int) -> None:
-    import uvicorn
-
-    from erp_bridge.http.server import share_the_gil, uvicorn_config
+    from erp_bridge.http.server import NotifyingServer, share_the_gil, uvicorn_config
     from erp_bridge.settings import Settings
 
-    share_the_gil()  # as serve() does
+    share_the_gil()  # as serve() does, and the same server class (its heap settled after start)
     settings = Settings(http={"port": port}, log_level="WARNING")
-    uvicorn.Server(uvicorn_config(settings, bare_app(settings))).run()
+    NotifyingServer(uvicorn_config(settings, bare_app(settings))).run()
 
 
 # --- the profile (--profile): cProfile in every thread of the serve process ------------------------

@@ -16,8 +16,9 @@ from .guard import InputGuard
 if TYPE_CHECKING:
     from ..runtime import Runtime
 
-#: (module with ``router``) in the order they are mounted. Webhook and pull routes join here.
-ROUTE_GROUPS = [health, metrics, admin, reconcile, webhooks, odoo, pull]
+#: (module with ``router``) in the order they are mounted, which is the order a request's path is
+#: matched in: the busiest first (webhooks, pull checks), so they skip the admin routes (issue 15)
+ROUTE_GROUPS = [webhooks, pull, health, odoo, metrics, admin, reconcile]
 
 
 def create_app(runtime: Runtime, manage_lifecycle: bool = True) -> FastAPI:
