@@ -148,6 +148,10 @@ class Increment(_ChannelChange):
         return self.quantity
 
 
+#: what a channel's sale, cancellation or return becomes: one line, counted once
+ChannelChange = Decrement | Increment
+
+
 class Count(_Event):
     """An absolute quantity a POS reports (a physical count), not a delta."""
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 
-from ...domain import Decrement, Increment
+from ...domain import ChannelChange, Decrement, Increment
 from ..runtime.polling import parse_time
 
 SALE_STATUSES = ("Pending", "Unshipped", "PartiallyShipped", "Shipped", "InvoiceUnconfirmed")
@@ -31,7 +31,6 @@ STATUSES = ("Pending", "Unshipped", "PartiallyShipped", "Shipped", "Canceled", "
             "InvoiceUnconfirmed", "PendingAvailability")
 AMAZON_FULFILLED = "AFN"
 Kind = Literal["sale", "restock"]
-Change = Decrement | Increment
 
 
 @dataclass(frozen=True)
@@ -59,18 +58,18 @@ def done_id(order: Mapping[str, Any], kind: Kind) -> str:
 class Reading:
     """What one pass found: the changes, the ids to remember, lines not applied."""
 
-    changes: list[Change] = field(default_factory=list)
+    changes: list[ChannelChange] = field(default_factory=list)
     ids: list[str] = field(default_factory=list)
     reports: list[str] = field(default_factory=list)
 
 
-def sales(order: Mapping[str, Any], items: Sequence[Mapping[str, Any]], rules: Rules) -> list[Change]:
+def sales(order: Mapping[str, Any], items: Sequence[Mapping[str, Any]], rules: Rules) -> list[ChannelChange]:
     """One decrement per order item with a quantity (a line cancelled alone has QuantityOrdered 0)."""
     return [Decrement(**common) for common in _lines(order, items, rules, "sale")]
 
 
 def restocks(order: Mapping[str, Any], items: Sequence[Mapping[str, Any]], rules: Rules,
-             counted: Callable[[Sequence[str]], dict[str, Decimal]]) -> list[Change]:
+             counted: Callable[[Sequence[str]], dict[str, Decimal]]) -> list[ChannelChange]:
     """An increment per line whose sale was counted, of the quantity counted: ``counted`` maps the
     decrement keys queued before to their quantities (a cancelled line may say QuantityOrdered 0)."""
     lines = {Decrement(**common).idempotency_key: common for common in _lines(order, items, rules, "restock")}
@@ -79,7 +78,7 @@ def restocks(order: Mapping[str, Any], items: Sequence[Mapping[str, Any]], rules
             if key in known]
 
 
-def quantity_ids(change: Change) -> list[str]:
+def quantity_ids(change: ChannelChange) -> list[str]:
     """The seen id that remembers how many a queued decrement counted (for its cancellation)."""
     return [f"qty:{change.idempotency_key}:{change.quantity}"] if isinstance(change, Decrement) else []
 

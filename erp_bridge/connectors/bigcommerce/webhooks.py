@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from ...domain import Decrement, Increment
+from ...domain import ChannelChange, Decrement
 from ..runtime.webhooks import WebhookRejected, by_status, header, hmac_sha256, json_object
 
 TOLERANCE_S = 300  # the Standard Webhooks reference libraries' five minutes
@@ -35,7 +35,6 @@ SALE_STATUSES = ("1", "2", "3", "7", "8", "9", "10", "11", "12", "13", "14")
 #: 5 Cancelled, 6 Declined: the stock comes back (4 Refunded only when the shop restocks refunds)
 RESTOCK_STATUSES = ("5", "6")
 
-Change = Decrement | Increment
 
 
 def signing_key(secret: str) -> bytes:
@@ -93,7 +92,7 @@ def reference(callback: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def normalise(order_id: int, status_id: str, products: Sequence[Mapping[str, Any]], channel: str, location: str,
-              sale: Sequence[str], restock: Sequence[str]) -> list[Change]:
+              sale: Sequence[str], restock: Sequence[str]) -> list[ChannelChange]:
     """The stock changes an order's current status means, keyed ``<channel>:<order>:<order product>``."""
     sold = [Decrement(channel=channel, order=str(order_id), line=str(int(p["id"])), item=_item(p), location=location,
                       quantity=Decimal(int(p["quantity"]))) for p in products if int(p["quantity"]) > 0]

@@ -16,17 +16,17 @@ lines of one ``ProductID`` are summed, keyed ``SaleID`` + ``ProductID``. Statuse
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from ...domain import Decrement, Increment
+from ..runtime.polling import Reading
 from ..runtime.webhooks import by_status
 
 SOLD = ("AUTHORISED", "AUTH_NO_ALLOC", "FULFILLED", "CLOSED")
 VOIDED = "VOIDED"
-Change = Decrement | Increment
 
 
 @dataclass(frozen=True)
@@ -36,10 +36,6 @@ class Rules:
     sku_of: Callable[[str], str | None]
 
 
-@dataclass
-class Reading:
-    changes: list[Change] = field(default_factory=list)
-    reports: list[str] = field(default_factory=list)
 
 
 def updated(summary: Mapping[str, Any]) -> datetime | None:

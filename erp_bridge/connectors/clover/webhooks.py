@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from ...domain import Decrement, Increment
+from ...domain import ChannelChange, Decrement, Increment
 from ..runtime.webhooks import Statuses, WebhookRejected, by_status, header, json_object
 
 AUTH = "X-Clover-Auth"
@@ -33,7 +33,6 @@ SALE_STATUSES = ("PAID", "PARTIALLY_PAID", "PARTIALLY_REFUNDED", "locked")
 #: a fully refunded order gives every line back; keep REFUNDED here for refunded lines to return
 RESTOCK_STATUSES = ("REFUNDED",)
 
-Change = Decrement | Increment
 
 
 @dataclass(frozen=True)
@@ -102,7 +101,7 @@ def status_of(order: Mapping[str, Any]) -> str:
 
 
 def normalise(order: Mapping[str, Any], channel: str, location: str, statuses: Statuses,
-              item_of: Callable[[str], str]) -> list[Change]:
+              item_of: Callable[[str], str]) -> list[ChannelChange]:
     """The stock changes an order's current state means, keyed ``<channel>:<order>:<line item>``.
 
     Paid: a decrement per line item that is an inventory item; a refunded (or exchanged) line item

@@ -13,15 +13,12 @@ read here, nowhere else.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from ...domain import Decrement, Increment
-from ..runtime.polling import parse_time
-
-Change = Decrement | Increment
+from ...domain import ChannelChange, Decrement, Increment
+from ..runtime.polling import Reading, parse_time
 
 
 @dataclass(frozen=True)
@@ -31,13 +28,6 @@ class Rules:
     sku_of: Callable[[str], str | None]
 
 
-@dataclass
-class Reading:
-    changes: list[Change] = field(default_factory=list)
-    #: lines not applied, for the log (an unreadable quantity, a line without an item)
-    reports: list[str] = field(default_factory=list)
-    #: newest ``timeStamp`` read: the poll's next cursor
-    latest: datetime | None = None
 
 
 def listed(value: Any) -> list[dict[str, Any]]:
@@ -80,7 +70,7 @@ def _sale(sale: Mapping[str, Any], rules: Rules, out: Reading) -> None:
         out.changes.extend(_line_changes(common, quantity, voided))
 
 
-def _line_changes(common: dict[str, Any], quantity: Decimal, voided: bool) -> list[Change]:
+def _line_changes(common: dict[str, Any], quantity: Decimal, voided: bool) -> list[ChannelChange]:
     if quantity < 0:  # taken back: comes into stock; a voided return gives it back again
         back = Increment(**common, reason="return")
         return [back, Decrement(**{**common, "line": f"{common['line']}/void"})] if voided else [back]

@@ -21,7 +21,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import parse_qs
 
-from ...domain import Decrement, Increment
+from ...domain import ChannelChange, Decrement, Increment
 from ..runtime.webhooks import Statuses, WebhookRejected, header, hex_digest_matches, hmac_sha256, json_object
 
 SIGNATURE = "X-Signature"
@@ -33,7 +33,6 @@ SALE_STATUSES = ("CLOSED", "ONACCOUNT", "ONACCOUNT_CLOSED", "LAYBY", "LAYBY_CLOS
 #: a voided sale gives its stock back (SAVED, a parked sale, has taken none)
 RESTOCK_STATUSES = ("VOIDED",)
 
-Change = Decrement | Increment
 
 
 #: the platform's defaults; the mapping's webhooks.sale_statuses / restock_statuses override them
@@ -97,7 +96,7 @@ def lines(sale: Mapping[str, Any]) -> list[Line]:
 
 
 def normalise(sale: Mapping[str, Any], channel: str, outlet: str, statuses: Statuses,
-              item_of: Callable[[Line], str]) -> list[Change]:
+              item_of: Callable[[Line], str]) -> list[ChannelChange]:
     """What the sale's current status means for stock, keyed ``<channel>:<sale>:<line>``.
 
     A sale status: each sold line a decrement, each return line (negative quantity, a return
@@ -107,13 +106,13 @@ def normalise(sale: Mapping[str, Any], channel: str, outlet: str, statuses: Stat
     status, sale_id = str(sale["status"]), str(sale["id"])
     if status not in statuses.sale and status not in statuses.restock:
         return []
-    changes: list[Change] = []
+    changes: list[ChannelChange] = []
     for line in lines(sale):
         if line.quantity == 0:
             continue
         fields: dict[str, Any] = {"channel": channel, "order": sale_id, "line": line.id, "item": item_of(line),
                                   "location": outlet, "quantity": abs(line.quantity)}
-        first: Change = Decrement(**fields) if line.quantity > 0 else Increment(**fields, reason="return")
+        first: ChannelChange = Decrement(**fields) if line.quantity > 0 else Increment(**fields, reason="return")
         changes.append(first)
         if status in statuses.restock or line.voided:
             changes.append(Increment(**fields, reason="cancel") if line.quantity > 0 else Decrement(**fields))

@@ -31,7 +31,8 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from ...domain import Decrement, Increment, make_key
+from ...domain import ChannelChange, Decrement, Increment, make_key
+from ..runtime import polling
 
 #: every state but canceled holds a reservation (Magento order states; custom statuses map onto them)
 SALE_STATES = ("new", "pending", "pending_payment", "payment_review", "processing", "holded", "complete", "closed")
@@ -40,7 +41,6 @@ RESTOCK_STATES = ("canceled",)
 REFUNDED = "refunded"
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 
-Change = Decrement | Increment
 
 
 @dataclass(frozen=True)
@@ -70,9 +70,7 @@ class Line:
 
 
 @dataclass
-class Reading:
-    changes: list[Change] = field(default_factory=list)
-    reports: list[str] = field(default_factory=list)
+class Reading(polling.Reading):
     #: entity_ids of the orders with refunded lines (their credit memos are read when refunds restock)
     refunded: list[str] = field(default_factory=list)
 
@@ -110,7 +108,7 @@ def _order(order: Mapping[str, Any], rules: Rules, out: Reading) -> None:
     lines = counted_lines(order["items"])
     created = magento_time(order.get("created_at"))
     sold_before = rules.started is not None and created is not None and created < rules.started
-    changes: list[Change] = []  # the whole order or nothing of it (a malformed line is reported)
+    changes: list[ChannelChange] = []  # the whole order or nothing of it (a malformed line is reported)
     for line in lines:
         common = {"channel": rules.channel, "order": order_id, "line": line.item_id,
                   "item": rules.sku_of(line.sku) or line.sku, "location": rules.location}

@@ -13,11 +13,12 @@ saying which, as ``YYYY-MM-DD HH:MM:SS``; the poller's cursor is UTC, so times a
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from decimal import Decimal
 
-from ...domain import Decrement, Increment
+from ...domain import Decrement
+from ..runtime.polling import Reading
 from ..runtime.webhooks import by_status
 
 #: PrestaShop's default order states (Orders > Statuses; a shop may add its own): 1 awaiting check
@@ -29,7 +30,6 @@ SALE_STATES = ("1", "2", "3", "4", "5", "9", "10", "11", "12", "13")
 RESTOCK_STATES = ("6",)
 SHOP_TIME = "%Y-%m-%d %H:%M:%S"
 
-Change = Decrement | Increment
 
 
 @dataclass(frozen=True)
@@ -64,11 +64,6 @@ def split_code(code: str) -> tuple[int, int]:
     return ids
 
 
-@dataclass
-class Reading:
-    changes: list[Change] = field(default_factory=list)
-    #: orders that could not be read, for the log (they are not applied)
-    reports: list[str] = field(default_factory=list)
 
 
 def changes(orders: Sequence[Mapping[str, str]], details: Mapping[str, Sequence[Mapping[str, str]]],

@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from ...domain import Decrement, Increment
+from ...domain import ChannelChange, Decrement, Increment
 from ..base import Polled
 from .inbox import Inbox
 
@@ -47,6 +48,17 @@ def parse_time(value: object) -> datetime | None:
     except ValueError:
         return None
     return moment if moment.tzinfo is not None else None
+
+
+@dataclass
+class Reading:
+    """What one pass over a platform's sales or orders read."""
+
+    changes: list[ChannelChange] = field(default_factory=list)
+    #: what the bridge cannot count (an unreadable quantity, a line without an item), for the log
+    reports: list[str] = field(default_factory=list)
+    #: the newest change time read (the window's next cursor), where the platform gives one
+    latest: datetime | None = None
 
 
 class PollWindow:

@@ -13,13 +13,12 @@ the bridge saw before (runtime/webhooks.by_status).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from ...domain import MAX_CHANNEL_QUANTITY, Decrement, Increment
-from ..runtime.polling import parse_time
+from ...domain import MAX_CHANNEL_QUANTITY, Decrement
+from ..runtime.polling import Reading, parse_time
 from ..runtime.webhooks import by_status
 
 #: the OrderStatus enum of the orders OAS
@@ -27,7 +26,6 @@ STATUSES = ("created", "new", "completed", "cancelled", "failed")
 SALE_STATUSES = ("new", "completed")
 RESTOCK_STATUSES = ("cancelled",)
 
-Change = Decrement | Increment
 
 
 @dataclass(frozen=True)
@@ -39,13 +37,6 @@ class Rules:
     sku_of: Callable[[str], str | None]
 
 
-@dataclass
-class Reading:
-    changes: list[Change] = field(default_factory=list)
-    #: lines the bridge cannot count (no product id, an unreadable quantity), for the log
-    reports: list[str] = field(default_factory=list)
-    #: the newest ``lastModified`` read (the poll window's cursor)
-    latest: datetime | None = None
 
 
 def read(orders: Sequence[Mapping[str, Any]], rules: Rules) -> Reading:

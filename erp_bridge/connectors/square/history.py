@@ -23,7 +23,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from ...domain import Decrement, Increment
+from ...domain import ChannelChange, Decrement, Increment
 
 ECHO_PREFIX = "erp-bridge:"
 IN_STOCK = "IN_STOCK"
@@ -34,7 +34,6 @@ STATES = ("CUSTOM", "SOLD", "RETURNED_BY_CUSTOMER", "RESERVED_FOR_SALE", "SOLD_O
           "RECEIVED_FROM_VENDOR", "IN_TRANSIT_TO", "NONE", "WASTE", "UNLINKED_RETURN", "COMPOSED", "DECOMPOSED",
           "IN_TRANSIT")
 
-Change = Decrement | Increment
 
 
 @dataclass(frozen=True)
@@ -50,7 +49,7 @@ class Rules:
 class Reading:
     """What one pass over the history found."""
 
-    changes: list[Change] = field(default_factory=list)
+    changes: list[ChannelChange] = field(default_factory=list)
     #: human-readable lines for recounts and other movements the bridge does not apply
     reports: list[str] = field(default_factory=list)
     echoes: int = 0

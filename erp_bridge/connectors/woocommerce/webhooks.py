@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from ...domain import Decrement, Increment
+from ...domain import ChannelChange, Decrement
 from ..runtime.webhooks import (
     Statuses,
     WebhookRejected,
@@ -37,7 +37,6 @@ RESTOCK_STATUSES = ("cancelled",)
 #: the ping WooCommerce posts, form-encoded and unsigned, when a webhook is created or activated
 PING = re.compile(rb"webhook_id=\d+")
 
-Change = Decrement | Increment
 
 
 #: the platform's defaults; the mapping's webhooks.sale_statuses / restock_statuses override them
@@ -64,7 +63,7 @@ def verify(secret: str, headers: Mapping[str, str], body: bytes) -> tuple[str, d
     return topic, json_object(body, topic)
 
 
-def normalise(order: Mapping[str, Any], channel: str, location: str, statuses: Statuses) -> list[Change]:
+def normalise(order: Mapping[str, Any], channel: str, location: str, statuses: Statuses) -> list[ChannelChange]:
     """The stock changes an order's current status means, in WooCommerce's terms (item = SKU)."""
     try:
         status, order_id = str(order["status"]), str(int(order["id"]))
