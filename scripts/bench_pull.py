@@ -15,15 +15,20 @@ head retrying with backoff). In each phase, rounds interleaved: the ceiling (the
 of an item with nothing pending (BOND-CHAIR). "flat": the p99 with N pending is at most 1.25
 times the p99 with none (the ceiling's own drift between the phases is printed beside it).
 
-Modes: "paced" (each of 50 connections waits so the total offered rate is about --rate; the
-target's mode: p99 < 10 ms at 1,000 req/s) and, with ``--max``, "max" (closed loop,
+Modes: "paced" (each of 50 connections waits after each answer so the total offered rate is
+about --rate; the target's mode: p99 < 10 ms at 1,000 req/s) and, with ``--max``, "max" (closed loop,
 --connections) for requests/s. Each figure is the median over --rounds rounds; a run with
 timeouts (wrk --timeout 2 s) counts its p99 as 2 s. wrk's own percentiles come back through a
-Lua done() hook.
+Lua done() hook. The paced waits are exponential around their mean (``--arrivals poisson``): the
+requests of 50 independent connections then arrive as a Poisson stream of --rate/s. Until
+2026-11-30 each wait was exactly the mean (``--arrivals lockstep``): the 50 connections stayed in
+step and sent bursts of 50 requests at once every 50 ms, so the p99 measured how long the server
+takes to answer 50 simultaneous requests (about 50 times one request's CPU time), not a steady
+1,000 requests/s.
 
     apt-get install -y wrk
     .venv/bin/python scripts/bench_pull.py [--pending 20000] [--rounds 3] [--duration 10]
-        [--rate 1000] [--max --connections 32]
+        [--rate 1000] [--arrivals poisson|lockstep] [--max --connections 32]
         [--queue-url "postgresql:///erp_bridge_test?options=-csearch_path%3D<an empty schema>"]
 """
 from __future__ import annotations
@@ -71,11 +76,24 @@ end
 """
 
 
-def lua(method: str, body: str | None, headers: dict[str, str], delay_ms: float | None) -> str:
+#: each connection's wait after an answer: exponential around the mean, so the connections'
+#: requests arrive independently (Poisson, as shoppers do), seeded per wrk thread
+POISSON = """
+local counter = 0
+function setup(thread) counter = counter + 1; thread:set("id", counter) end
+function init(args) math.randomseed(os.time() * 7919 + id) end
+function delay() return -math.log(1 - math.random()) * %.3f end
+"""
+
+
+def lua(method: str, body: str | None, headers: dict[str, str], delay_ms: float | None,
+        arrivals: str = "poisson") -> str:
     lines = [f'wrk.method = "{method}"'] + [f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()]
     if body:
         lines.append(f'wrk.body = "{body}"')
-    if delay_ms:
+    if delay_ms and arrivals == "poisson":
+        lines.append(POISSON % delay_ms)
+    elif delay_ms:  # lockstep: every connection waits the same, so they stay in step and come in bursts
         lines.append(f"function delay() return {delay_ms:.3f} end")
     return "\n".join(lines) + DONE
 
@@ -181,7 +199,7 @@ def measure(base: str, work: Path, args, backlog: bool) -> dict[str, list[dict]]
     for r in range(args.rounds):
         for name, url, method, body, hdrs, conns, delay in todo[r % len(todo):] + todo[:r % len(todo)]:
             slug = f"run{len(results.get(name, []))}-{abs(hash(name))}"
-            result = run_wrk(url, lua(method, body, hdrs or {}, delay), conns, args.duration, work, slug)
+            result = run_wrk(url, lua(method, body, hdrs or {}, delay, args.arrivals), conns, args.duration, work, slug)
             results.setdefault(name, []).append(result)
             print(f"  round {r + 1} {name:33} {result['rps']:7.0f} req/s  p50 {result['p50_ms']:7.2f} ms"
                   f"  p99 {result['p99_ms']:8.2f} ms  errors {result['errors']} non-2xx {result['non2xx']}"
@@ -229,6 +247,10 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--pending", type=int, default=20_000, help="decrements queued for the busy item")
     parser.add_argument("--rate", type=int, default=1000, help="offered requests/s of the paced runs")
+    parser.add_argument("--arrivals", choices=("poisson", "lockstep"), default="poisson",
+                        help="paced runs: each connection waits an exponential time around its mean (poisson), or "
+                             "exactly its mean (lockstep: the 50 connections then stay in step and arrive in bursts "
+                             "of 50, how this script measured until 2026-11-30)")
     parser.add_argument("--max", action="store_true", help="also closed-loop runs (requests/s)")
     parser.add_argument("--connections", type=int, default=32, help="connections of the max runs")
     parser.add_argument("--port", type=int, default=18470)

@@ -91,8 +91,9 @@ class InputGuard:
 
         async def bounded() -> dict:
             nonlocal seen
-            try:
-                message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+            try:  # a timer on this task, not a task per receive as wait_for makes (issue 15)
+                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                    message = await receive()
             except TimeoutError:
                 raise BodyTooSlow(self.body_timeout_s) from None
             if message["type"] == "http.request":
