@@ -128,6 +128,12 @@ def _target_filter(targets: Collection[str] | None) -> tuple[str | None, list[st
     return (f" AND +target IN ({', '.join('?' * len(scope))})" if scope else None), scope
 
 
+def _add_sums(db: sqlite3.Connection, rows: list[tuple], sign: int) -> None:
+    """The running sums (sums.py) of PLAIN_INSERT's argument rows: target, item, location, kind,
+    quantity of each."""
+    sums.sqlite_add(db, [(r[0], r[2], r[3], r[1], r[6]) for r in rows], sign)
+
+
 def _chunks(items: list, size: int) -> Iterator[list]:
     for i in range(0, len(items), size):
         yield items[i:i + size]
@@ -153,7 +159,7 @@ class SQLiteQueue:
         self._relaxed = min(synchronous, LEASE_SYNCHRONOUS, key=_LEVELS.index)
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.executescript(SCHEMA + UPGRADE)  # idempotent; runs in its own transaction
-        sums.sqlite_install(self._db)  # running sums for pending_quantity (an older file: backfilled)
+        sums.sqlite_install(self._db)  # running sums for pending_quantity (an older file: upgraded)
 
     @contextmanager
     def _tx(self, relaxed: bool = False) -> Iterator[sqlite3.Connection]:
@@ -199,21 +205,27 @@ class SQLiteQueue:
                  None if n.quantity is None else str(n.quantity), now) for n in run]
         if len(rows) == 1:  # one statement rather than three
             got = db.execute(PLAIN_INSERT + " RETURNING id", rows[0]).fetchone()
-            return [self._duplicate(db, run[0]) if got is None else _new_entry(got[0], run[0], _at(now))]
+            if got is None:
+                return [self._duplicate(db, run[0])]
+            _add_sums(db, rows, 1)
+            return [_new_entry(got[0], run[0], _at(now))]
         last = _sequence(db)
         stored = db.executemany(PLAIN_INSERT, rows).rowcount  # a duplicate is not, yet takes an id
         stamp = _at(now)
         if stored == len(rows) == _sequence(db) - last:  # all stored: ids last + 1, ... in order
+            _add_sums(db, rows, 1)
             return [_new_entry(last + i, n, stamp) for i, n in enumerate(run, 1)]
         # some were duplicates; ids only grow and the write lock is ours: above ``last`` is new
         ids = {(r[1], r[2]): r[0] for r in db.execute(
             "SELECT id, target, idempotency_key FROM entries WHERE id > ?", (last,))}
-        out, seen = [], set()
-        for n in run:
+        out, seen, new = [], set(), []
+        for n, row in zip(run, rows):
             key = (n.target, n.idempotency_key)
             entry_id = ids.get(key) if key not in seen else None
             seen.add(key)
             out.append(self._duplicate(db, n) if entry_id is None else _new_entry(entry_id, n, stamp))
+            new += [] if entry_id is None else [row]
+        _add_sums(db, new, 1)
         return out
 
     def _duplicate(self, db: sqlite3.Connection, new: NewEntry) -> Entry:
@@ -237,9 +249,11 @@ class SQLiteQueue:
              int(new.coalesce), available_at, now)).fetchone()
         if row is None:  # a duplicate
             return self._duplicate(db, new)
+        sums.sqlite_add(db, [(new.target, new.item, new.location, new.kind, row["quantity"])], 1)
         if replaced:
             db.execute("UPDATE entries SET state = 'done', head = 0, superseded_by = ?, updated_at = ?"
                        " WHERE id = ?", (row["id"], now, replaced["id"]))
+            sums.sqlite_add(db, [(new.target, new.item, new.location, new.kind, replaced["quantity"])], -1)
             self._promote(db, new.target, new.item, new.location)
             row = self._row(db, row["id"])
         return _entry(row, new.payload)  # just stored from this dict: no need to parse it back
@@ -249,7 +263,7 @@ class SQLiteQueue:
         # key's few open entries); without it the lookup walked every entry of the target, done
         # ones too, once per webhook (intake fell from 1,025 to 410/s, scripts/bench_webhooks.py)
         return db.execute(
-            "SELECT id, available_at FROM entries WHERE target = ? AND item = ? AND location = ?"
+            "SELECT id, available_at, quantity FROM entries WHERE target = ? AND item = ? AND location = ?"
             " AND state IN ('pending', 'leased') AND state = 'pending' AND kind = ? AND coalescing = 1"
             " ORDER BY id DESC LIMIT 1",
             (new.target, new.item, new.location, new.kind)).fetchone()
@@ -366,12 +380,13 @@ class SQLiteQueue:
             rows = db.execute(
                 f"UPDATE entries SET state = 'done', head = 0, attempts = attempts + 1, updated_at = ?,"
                 f" lease_owner = NULL, lease_until = NULL WHERE id IN ({', '.join('?' * len(entry_ids))})"
-                f" AND state = 'leased' AND lease_owner = ? RETURNING id, attempts, target, item, location",
+                f" AND state = 'leased' AND lease_owner = ? RETURNING id, target, item, location, kind, quantity",
                 (now, *entry_ids, worker)).fetchall()
             if len(rows) < len(entry_ids):
                 lost = set(entry_ids) - {r["id"] for r in rows}
                 log.warning("entries %s are not leased by %s; ack ignored", sorted(lost), worker)
             done = [r["id"] for r in rows]  # one statement: not one execution (and sequence update) each
+            sums.sqlite_add(db, [r[1:] for r in rows], -1)  # delivered: no longer pending
             db.execute("INSERT INTO attempts (entry_id, number, worker, outcome, started_at, duration_s, error)"
                        " SELECT id, attempts, ?, 'delivered', ?, ?, NULL FROM entries"
                        f" WHERE id IN ({', '.join('?' * len(done))}) ORDER BY id",
@@ -498,6 +513,7 @@ class SQLiteQueue:
             self._record(db, entry_id, row["attempts"], who, Outcome.DISCARDED, now, 0.0, error)
             db.execute("UPDATE entries SET state = 'discarded', last_error = ?, updated_at = ? WHERE id = ?",
                        (error, now, entry_id))
+            sums.sqlite_add(db, [(row["target"], row["item"], row["location"], row["kind"], row["quantity"])], -1)
             return self._entry_now(db, entry_id)
 
     def stats(self) -> list[TargetStats]:
