@@ -117,6 +117,10 @@ def _sequence(db: sqlite3.Connection) -> int:
     return row[0] if row else 0
 
 
+class _MustSync(Exception):
+    """A relaxed transaction found it must commit at full durability: it is rolled back, redone."""
+
+
 def _target_filter(targets: Collection[str] | None) -> tuple[str | None, list[str]]:
     """SQL restricting a lease to ``targets`` (None: all) and its arguments; None: nothing to lease.
     The unary ``+`` keeps SQLite from answering by the unique (target, idempotency_key) index,
@@ -302,20 +306,48 @@ class SQLiteQueue:
 
     def lease(self, worker: str, limit: int, lease_s: float,
               targets: Collection[str] | None = None) -> list[Entry]:
-        where, scope = _target_filter(targets)
-        if where is None:
+        if targets is not None and not targets:
             return []
-        with self._tx(relaxed=True) as db:
-            now = self._clock()
-            if db.execute(f"SELECT 1 FROM entries WHERE state = 'leased' AND lease_until <= ?{where} LIMIT 1",
-                          (now, *scope)).fetchone():  # a lease ran out: count its lost attempt first
-                ids = [row["id"] for row in self._due(db, now, limit, where, scope)
-                       if row["state"] == "pending" or self._expire(db, row, now)]
-                return self._take(db, worker, now, lease_s, ", ".join("?" * len(ids)), ids)
-            # the usual case: the due heads are picked inside the update, one statement
-            return self._take(db, worker, now, lease_s, "SELECT id FROM entries WHERE head = 1 AND state ="
-                              f" 'pending' AND available_at <= ?{where} ORDER BY available_at, id LIMIT ?",
-                              [now, *scope, limit])
+        return self.ack_and_lease((), worker, 0.0, limit, lease_s, targets)
+
+    def ack_and_lease(self, entry_ids: Sequence[int], worker: str, duration_s: float, limit: int,
+                      lease_s: float, targets: Collection[str] | None = None) -> list[Entry]:
+        """``ack`` then ``lease`` in one transaction: a busy worker's cycle commits twice (enqueue,
+        this), not three times. Relaxed like both (see above), unless the lease dead-letters an
+        entry whose lease ran out too often: that is a decision an operator must find after a power
+        cut, so the transaction is rolled back and done again at the enqueue's durability."""
+        where, scope = _target_filter(targets)
+        try:
+            with self._tx(relaxed=True) as db:
+                return self._ack_and_lease(db, entry_ids, worker, duration_s, limit, lease_s, where, scope,
+                                           durable=False)
+        except _MustSync:
+            with self._tx() as db:
+                return self._ack_and_lease(db, entry_ids, worker, duration_s, limit, lease_s, where, scope,
+                                           durable=True)
+
+    def _ack_and_lease(self, db: sqlite3.Connection, entry_ids: Sequence[int], worker: str, duration_s: float,
+                       limit: int, lease_s: float, where: str | None, scope: list[str], *,
+                       durable: bool) -> list[Entry]:
+        now = self._clock()
+        if entry_ids:
+            self._ack(db, entry_ids, worker, duration_s, now)
+        return [] if where is None or limit <= 0 else self._lease(db, worker, limit, lease_s, where, scope, now,
+                                                                   durable)
+
+    def _lease(self, db: sqlite3.Connection, worker: str, limit: int, lease_s: float, where: str,
+               scope: list[str], now: float, durable: bool) -> list[Entry]:
+        if db.execute(f"SELECT 1 FROM entries WHERE state = 'leased' AND lease_until <= ?{where} LIMIT 1",
+                      (now, *scope)).fetchone():  # a lease ran out: count its lost attempt first
+            due = self._due(db, now, limit, where, scope)
+            if not durable and any(r["state"] == "leased" and self._dies(r) for r in due):
+                raise _MustSync
+            ids = [row["id"] for row in due if row["state"] == "pending" or self._expire(db, row, now)]
+            return self._take(db, worker, now, lease_s, ", ".join("?" * len(ids)), ids)
+        # the usual case: the due heads are picked inside the update, one statement
+        return self._take(db, worker, now, lease_s, "SELECT id FROM entries WHERE head = 1 AND state ="
+                          f" 'pending' AND available_at <= ?{where} ORDER BY available_at, id LIMIT ?",
+                          [now, *scope, limit])
 
     def _take(self, db: sqlite3.Connection, worker: str, now: float, lease_s: float, pick: str,
               args: Sequence) -> list[Entry]:
@@ -355,12 +387,16 @@ class SQLiteQueue:
                                " updated_at = ? WHERE id = ?", (now, row["id"]))
             return len(rows)
 
+    def _dies(self, row: sqlite3.Row) -> bool:
+        """Whether an expired lease's lost attempt exhausts the entry (``_expire`` dead-letters it)."""
+        return self.policy.exhausted(row["attempts"] + 1, row["kind"])
+
     def _expire(self, db: sqlite3.Connection, row: sqlite3.Row, now: float) -> bool:
         """A lease ran out (its worker died or hung): count the lost attempt, so an entry that
         kills every worker that touches it ends in the dead letters. True if it may be leased."""
         attempts = row["attempts"] + 1
         error = f"lease expired: worker {row['lease_owner']} did not finish"
-        dead = self.policy.exhausted(attempts, row["kind"])
+        dead = self._dies(row)
         self._record(db, row["id"], attempts, row["lease_owner"],
                      Outcome.DEAD if dead else Outcome.RETRY, row["leased_at"] or now,
                      now - (row["leased_at"] or now), error)
@@ -376,22 +412,25 @@ class SQLiteQueue:
         if not entry_ids:
             return
         with self._tx(relaxed=True) as db:
-            now = self._clock()
-            rows = db.execute(
-                f"UPDATE entries SET state = 'done', head = 0, attempts = attempts + 1, updated_at = ?,"
-                f" lease_owner = NULL, lease_until = NULL WHERE id IN ({', '.join('?' * len(entry_ids))})"
-                f" AND state = 'leased' AND lease_owner = ? RETURNING id, target, item, location, kind, quantity",
-                (now, *entry_ids, worker)).fetchall()
-            if len(rows) < len(entry_ids):
-                lost = set(entry_ids) - {r["id"] for r in rows}
-                log.warning("entries %s are not leased by %s; ack ignored", sorted(lost), worker)
-            done = [r["id"] for r in rows]  # one statement: not one execution (and sequence update) each
-            sums.sqlite_add(db, [r[1:] for r in rows], -1)  # delivered: no longer pending
-            db.execute("INSERT INTO attempts (entry_id, number, worker, outcome, started_at, duration_s, error)"
-                       " SELECT id, attempts, ?, 'delivered', ?, ?, NULL FROM entries"
-                       f" WHERE id IN ({', '.join('?' * len(done))}) ORDER BY id",
-                       (worker, now - duration_s, duration_s, *done))
-            self._promote_keys(db, {(r["target"], r["item"], r["location"]) for r in rows})
+            self._ack(db, entry_ids, worker, duration_s, self._clock())
+
+    def _ack(self, db: sqlite3.Connection, entry_ids: Sequence[int], worker: str, duration_s: float,
+             now: float) -> None:
+        rows = db.execute(
+            f"UPDATE entries SET state = 'done', head = 0, attempts = attempts + 1, updated_at = ?,"
+            f" lease_owner = NULL, lease_until = NULL WHERE id IN ({', '.join('?' * len(entry_ids))})"
+            f" AND state = 'leased' AND lease_owner = ? RETURNING id, target, item, location, kind, quantity",
+            (now, *entry_ids, worker)).fetchall()
+        if len(rows) < len(entry_ids):
+            lost = set(entry_ids) - {r["id"] for r in rows}
+            log.warning("entries %s are not leased by %s; ack ignored", sorted(lost), worker)
+        done = [r["id"] for r in rows]  # one statement: not one execution (and sequence update) each
+        sums.sqlite_add(db, [r[1:] for r in rows], -1)  # delivered: no longer pending
+        db.execute("INSERT INTO attempts (entry_id, number, worker, outcome, started_at, duration_s, error)"
+                   " SELECT id, attempts, ?, 'delivered', ?, ?, NULL FROM entries"
+                   f" WHERE id IN ({', '.join('?' * len(done))}) ORDER BY id",
+                   (worker, now - duration_s, duration_s, *done))
+        self._promote_keys(db, {(r["target"], r["item"], r["location"]) for r in rows})
 
     def fail(self, entry_id: int, worker: str, error: str, *, retryable: bool,
              retry_after: float | None = None, duration_s: float = 0.0) -> Entry:
