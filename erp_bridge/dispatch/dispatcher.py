@@ -283,8 +283,10 @@ class Dispatcher:
 
     def _ack(self, worker: str, ids: list[int], duration: float, chain: bool) -> None:
         if chain and not self._stopping.is_set():
-            self._carried[worker] = ack_and_lease(self._queue, ids, worker, duration, self._batch_size,
-                                                  self._lease_s, list(self._connectors))
+            leased = ack_and_lease(self._queue, ids, worker, duration, self._batch_size, self._lease_s,
+                                   list(self._connectors))
+            if leased:  # nothing due now: the next call leases afresh (work may come meanwhile)
+                self._carried[worker] = leased
         else:
             self._queue.ack(ids, worker, duration)
 

@@ -75,10 +75,15 @@ CREATE INDEX IF NOT EXISTS entries_open ON entries (target, item, location, id)
 CREATE INDEX IF NOT EXISTS entries_due ON entries (available_at)
     WHERE head = 1 AND state = 'pending';
 CREATE INDEX IF NOT EXISTS entries_lease ON entries (lease_until) WHERE state = 'leased';
-CREATE INDEX IF NOT EXISTS entries_done ON entries (target, state, updated_at) WHERE state = 'done';
+-- done entries by key (pending_quantity's done_since; stats and purge read the whole index:
+-- with state a column, stats' count per target reads the index alone)
+CREATE INDEX IF NOT EXISTS entries_done_key ON entries (target, item, location, updated_at, state)
+    WHERE state = 'done';
 CREATE INDEX IF NOT EXISTS entries_dead ON entries (state, target, id) WHERE state IN ('dead', 'discarded');
+-- attempts.id: no AUTOINCREMENT (nothing refers to it; ordered per entry all the same), so an
+-- attempt does not write sqlite_sequence too (a file created before keeps its AUTOINCREMENT)
 CREATE TABLE IF NOT EXISTS attempts (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id INTEGER PRIMARY KEY,
     entry_id INTEGER NOT NULL REFERENCES entries (id), number INTEGER NOT NULL,
     worker TEXT NOT NULL, outcome TEXT NOT NULL, started_at REAL NOT NULL,
     duration_s REAL NOT NULL, error TEXT
@@ -98,8 +103,11 @@ PLAIN_INSERT = (
 
 #: in-place upgrade of a file an older version created (SCHEMA adds what is new): the wide
 #: (target, state) index was written by every state change, three times per delivered entry; the
-#: partial entries_done and entries_dead answer what it served (stats, dead letters, purge)
-UPGRADE = "DROP INDEX IF EXISTS entries_state;"
+#: partial entries_done_key and entries_dead answer what it served (stats, dead letters, purge).
+#: Two indexes of done entries (by target; by key with a quantity) became one (entries_done_key):
+#: every ack wrote both.
+UPGRADE = ("DROP INDEX IF EXISTS entries_state; DROP INDEX IF EXISTS entries_done;"
+           " DROP INDEX IF EXISTS entries_done_quantity;")
 
 
 #: depth per target and state, each part on the partial index whose predicate it repeats

@@ -28,6 +28,7 @@ import re
 import sqlite3
 from collections.abc import Collection, Iterable, Sequence
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 UNAPPLIED = "('pending', 'leased', 'dead')"
@@ -43,6 +44,7 @@ _WHOLE = re.compile(r"-?[0-9]{1,10}")
 _FITS = re.compile(r"(-?)([0-9]{1,9})(?:\.([0-9]{0,6}))?")
 
 
+@lru_cache(maxsize=4096)  # a few quantities ("-1", "1", "-2") are nearly all of them
 def micro(quantity: str) -> int | None:
     """``quantity`` (the column's text, e.g. "-2.5") in micro-units, None if it does not fit (more
     than 6 decimals, 10**9 units or more, exponent notation: it counts in ``inexact``). The rules
@@ -95,9 +97,6 @@ CREATE TABLE IF NOT EXISTS pending_sums (
     micro INTEGER NOT NULL DEFAULT 0, inexact INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (target, item, location, kind)
 ) WITHOUT ROWID;
--- entries delivered since a figure was read (done_since): bounded by that window
-CREATE INDEX IF NOT EXISTS entries_done_quantity ON entries (target, item, location, updated_at)
-    WHERE state = 'done' AND quantity IS NOT NULL AND superseded_by IS NULL;
 """
 
 

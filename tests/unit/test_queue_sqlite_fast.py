@@ -174,8 +174,7 @@ def test_a_file_of_the_previous_version_is_upgraded_in_place(tmp_path, clock):
         old.executescript(OLD_SCHEMA)
     old.close()
     q = SQLiteQueue(path, clock=clock)
-    assert _indexes(q) == {"entries_open", "entries_due", "entries_lease", "entries_done", "entries_dead",
-                           "entries_done_quantity"}
+    assert _indexes(q) == {"entries_open", "entries_due", "entries_lease", "entries_done_key", "entries_dead"}
     assert [e.idempotency_key for e in q.dead_letters("shop")] == ["old-3"]
     first = q.lease("w", 10, LEASE_S)
     assert [e.idempotency_key for e in first] == ["old-1"]

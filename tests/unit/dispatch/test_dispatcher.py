@@ -339,3 +339,11 @@ def test_a_worker_that_stops_gives_back_the_batch_its_last_ack_leased(queue, met
     d._work("w")  # the loop ends at once: what it carries goes back untouched
     assert [queue.get(e.id).state for e in entries] == [State.DONE] * 2 + [State.PENDING] * 2
     assert [a.outcome for a in queue.attempts(entries[2].id)] == [Outcome.RELEASED]
+
+
+def test_an_ack_that_leased_nothing_leaves_the_next_call_to_lease_afresh(queue, metrics):
+    enqueue(queue, "shop", sale(1))
+    d = dispatcher(queue, metrics, MemorySystem(), batch_size=2)
+    assert d.run_once("w", chain=True) == 1  # its ack found nothing due
+    enqueue(queue, "shop", sale(2))
+    assert d.run_once("w", chain=True) == 1  # leased now, not skipped
