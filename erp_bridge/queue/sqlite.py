@@ -18,7 +18,10 @@ them, never an enqueue. Why that is enough:
   availability, never overstates it.
 
 Everything else (fail, release, reclaim, replay, discard, purge) stays FULL: rare, and
-operator-visible decisions (a dead letter) should not silently come undone.
+operator-visible decisions (a dead letter) should not silently come undone. For the same reason
+a lease that dead-letters an entry whose lease ran out too often is rolled back and done again at
+FULL (its usual commit is relaxed). A busy worker acks a batch and leases the next in one
+transaction (``ack_and_lease``): two commits per cycle, the enqueue's and this one.
 
 Ordering: the oldest unfinished entry of each ordering key carries ``head = 1`` and only heads are
 leased. Every transition that finishes an entry promotes the next one in the same transaction, so

@@ -61,6 +61,19 @@ def test_entry_columns_are_entry_fields_in_order():
     assert ENTRY_COLUMNS.split(", ") == [f.name for f in dataclasses.fields(Entry)]
 
 
+def test_entries_built_without_init_are_entries_like_any_other(tmp_path, clock):
+    q = SQLiteQueue(tmp_path / "q.db", clock=clock)
+    stored = q.enqueue([new("a"), new("b", item="SKU-2", quantity=None)])
+    leased = q.lease("w", 10, LEASE_S)
+    for fast in (*stored, *leased):
+        slow = Entry(**{f.name: getattr(fast, f.name) for f in dataclasses.fields(Entry)})
+        assert fast == slow and repr(fast) == repr(slow)
+        assert dataclasses.replace(fast, attempts=5).attempts == 5
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            fast.attempts = 1  # type: ignore[misc]
+    q.close()
+
+
 def _commits(q: SQLiteQueue, action) -> list[str]:
     """The synchronous setting in force at each COMMIT that ``action`` runs."""
     statements: list[str] = []
