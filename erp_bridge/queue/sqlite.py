@@ -174,7 +174,7 @@ class SQLiteQueue:
         self._relaxed = min(synchronous, LEASE_SYNCHRONOUS, key=_LEVELS.index)
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.executescript(SCHEMA + UPGRADE)  # idempotent; runs in its own transaction
-        sums.sqlite_install(self._db)  # running sums for pending_quantity (an older file: upgraded)
+        sums.sqlite_install(self._db)  # running sums for pending_quantity (an older file: backfilled)
 
     @contextmanager
     def _tx(self, relaxed: bool = False) -> Iterator[sqlite3.Connection]:
