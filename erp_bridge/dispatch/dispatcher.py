@@ -192,9 +192,16 @@ class Dispatcher:
                 leased = 0
             if not leased:
                 self._idle()
+        self._release_carried(worker)
+
+    def _release_carried(self, worker: str) -> None:
+        """What the worker's last ack leased and it will not deliver (it stops): back untouched."""
         carried = self._carried.pop(worker, [])
-        if carried:  # leased with the last ack, after the stop: back untouched
-            self._queue.release([e.id for e in carried], worker)
+        try:
+            if carried:
+                self._queue.release([e.id for e in carried], worker)
+        except Exception:  # the queue is closing: the leases then expire, as after a crash
+            log.exception("dispatch worker %s: giving back %d leased entries failed", worker, len(carried))
 
     def _idle(self) -> None:
         """Wait for a wake-up or the poll interval, then at least until ``rewake_s`` after the
