@@ -19,7 +19,7 @@ from typing import Any
 from ..connectors.base import Capability, Connector
 from ..domain import Delivered
 from ..errors import BridgeError, ConfigError, NotAttempted, RejectedError, RetryableError
-from ..queue.base import SALE_KINDS, Entry, Queue, State, orphaned_owners
+from ..queue.base import SALE_KINDS, Entry, Queue, State, ack_and_lease, orphaned_owners
 from .metrics import DispatchMetrics, default_metrics
 from .ratelimit import TokenBucket
 from .routing import capability_for, event_of
@@ -124,6 +124,8 @@ class Dispatcher:
         self._stopping = threading.Event()
         self._expired = threading.Event()
         self._wake = threading.Event()
+        #: per worker, the batch its last ack leased (ack_and_lease), delivered by its next run_once
+        self._carried: dict[str, list[Entry]] = {}
         self._threads: list[threading.Thread] = []
 
     @classmethod
@@ -184,12 +186,22 @@ class Dispatcher:
     def _work(self, worker: str) -> None:
         while not self._stopping.is_set():
             try:
-                leased = self.run_once(worker)
+                leased = self.run_once(worker, chain=True)
             except Exception:  # a queue failure (disk, lock) must not kill the worker thread
                 log.exception("dispatch worker %s: batch failed", worker)
                 leased = 0
             if not leased:
                 self._idle()
+        self._release_carried(worker)
+
+    def _release_carried(self, worker: str) -> None:
+        """What the worker's last ack leased and it will not deliver (it stops): back untouched."""
+        carried = self._carried.pop(worker, [])
+        try:
+            if carried:
+                self._queue.release([e.id for e in carried], worker)
+        except Exception:  # the queue is closing: the leases then expire, as after a crash
+            log.exception("dispatch worker %s: giving back %d leased entries failed", worker, len(carried))
 
     def _idle(self) -> None:
         """Wait for a wake-up or the poll interval, then at least until ``rewake_s`` after the
@@ -204,21 +216,26 @@ class Dispatcher:
 
     # -- one batch ----------------------------------------------------------------------------
 
-    def run_once(self, worker: str) -> int:
-        """Lease one batch and deliver it; returns how many entries were leased."""
-        entries = self._queue.lease(worker, self._batch_size, self._lease_s, targets=list(self._connectors))
+    def run_once(self, worker: str, chain: bool = False) -> int:
+        """Lease one batch and deliver it; returns how many entries were leased. ``chain`` (the
+        worker loop): the batch's last ack also leases the next batch in the same queue
+        transaction (base.ack_and_lease: on SQLite two commits per busy cycle, not three), which
+        the worker's next call delivers instead of leasing."""
+        entries = self._carried.pop(worker, None)
+        if entries is None:
+            entries = self._queue.lease(worker, self._batch_size, self._lease_s, targets=list(self._connectors))
         groups: dict[tuple[str, Capability | None], list[Entry]] = {}
         for entry in entries:
             groups.setdefault((entry.target, _capability(entry)), []).append(entry)
-        for (target, capability), group in groups.items():
+        for n, ((target, capability), group) in enumerate(groups.items(), 1):
             if self._expired.is_set():
                 self._queue.release([e.id for e in group], worker)
             else:
-                self._deliver(worker, target, capability, group)
+                self._deliver(worker, target, capability, group, chain and n == len(groups))
         return len(entries)
 
     def _deliver(self, worker: str, target: str, capability: Capability | None,
-                 entries: list[Entry]) -> None:
+                 entries: list[Entry], chain: bool = False) -> None:
         with self._gates[target].enter(len(entries), self._expired) as inside:
             if not inside:
                 self._queue.release([e.id for e in entries], worker)
@@ -226,7 +243,7 @@ class Dispatcher:
             started = time.perf_counter()
             outcomes = self._call(target, capability, entries)
             duration = time.perf_counter() - started
-        self._settle(worker, target, entries, outcomes, duration)
+        self._settle(worker, target, entries, outcomes, duration, chain)
 
     def _call(self, target: str, capability: Capability | None, entries: list[Entry]) -> list:
         connector = self._connectors[target]
@@ -249,7 +266,7 @@ class Dispatcher:
             return exc
 
     def _settle(self, worker: str, target: str, entries: list[Entry], outcomes: list,
-                duration: float) -> None:
+                duration: float, chain: bool = False) -> None:
         unsent = [(e, o) for e, o in zip(entries, outcomes) if isinstance(o, NotAttempted)]
         for entry, outcome in unsent:  # no attempt happened: nothing to count, log or measure
             self._queue.release([entry.id], worker, delay_s=outcome.after or 0.0)
@@ -257,7 +274,7 @@ class Dispatcher:
         delivered = [e for e, _, v in tried if v.delivered]
         if delivered:
             self._before_ack(target, delivered)
-            self._queue.ack([e.id for e in delivered], worker, duration)
+            self._ack(worker, [e.id for e in delivered], duration, chain)
         states = []
         for entry, outcome, verdict in tried:
             state = State.DONE if verdict.delivered else self._queue.fail(
@@ -270,6 +287,15 @@ class Dispatcher:
         if tried:
             self._count(target, delivered, states, duration)
             self._overdue(target, [e for (e, _, _), s in zip(tried, states) if s is State.PENDING])
+
+    def _ack(self, worker: str, ids: list[int], duration: float, chain: bool) -> None:
+        if chain and not self._stopping.is_set():
+            leased = ack_and_lease(self._queue, ids, worker, duration, self._batch_size, self._lease_s,
+                                   list(self._connectors))
+            if leased:  # nothing due now: the next call leases afresh (work may come meanwhile)
+                self._carried[worker] = leased
+        else:
+            self._queue.ack(ids, worker, duration)
 
     def _overdue(self, target: str, retrying: list[Entry]) -> None:
         """Sales still retried past the normal budget: the alert that replaces a dead letter."""

@@ -215,6 +215,20 @@ class Queue(Protocol):
     def close(self) -> None: ...
 
 
+def ack_and_lease(queue: Queue, entry_ids: Sequence[int], worker: str, duration_s: float, limit: int,
+                  lease_s: float, targets: Collection[str] | None = None) -> list[Entry]:
+    """``queue.ack(entry_ids, ...)`` then ``queue.lease(worker, limit, ...)``: a busy worker's
+    step from one batch to the next. A queue that can do both in one transaction (one commit
+    instead of two) has a method of this name (SQLiteQueue); any other gets exactly the two
+    calls. A function, not a method of ``Queue``: a Protocol's default body is not inherited by
+    the queues, which do not subclass it."""
+    own = getattr(queue, "ack_and_lease", None)
+    if own is not None:
+        return own(entry_ids, worker, duration_s, limit, lease_s, targets)
+    queue.ack(entry_ids, worker, duration_s)
+    return queue.lease(worker, limit, lease_s, targets)
+
+
 def orphaned_owners(owners: Collection[str], process: str,
                     alive: Callable[[int], bool] | None = None) -> list[str]:
     """The owners a process named ``process`` ("<host>:<pid>") may reclaim at start: workers

@@ -18,7 +18,10 @@ them, never an enqueue. Why that is enough:
   availability, never overstates it.
 
 Everything else (fail, release, reclaim, replay, discard, purge) stays FULL: rare, and
-operator-visible decisions (a dead letter) should not silently come undone.
+operator-visible decisions (a dead letter) should not silently come undone. For the same reason
+a lease that dead-letters an entry whose lease ran out too often is rolled back and done again at
+FULL (its usual commit is relaxed). A busy worker acks a batch and leases the next in one
+transaction (``ack_and_lease``): two commits per cycle, the enqueue's and this one.
 
 Ordering: the oldest unfinished entry of each ordering key carries ``head = 1`` and only heads are
 leased. Every transition that finishes an entry promotes the next one in the same transaction, so
@@ -75,10 +78,15 @@ CREATE INDEX IF NOT EXISTS entries_open ON entries (target, item, location, id)
 CREATE INDEX IF NOT EXISTS entries_due ON entries (available_at)
     WHERE head = 1 AND state = 'pending';
 CREATE INDEX IF NOT EXISTS entries_lease ON entries (lease_until) WHERE state = 'leased';
-CREATE INDEX IF NOT EXISTS entries_done ON entries (target, state, updated_at) WHERE state = 'done';
+-- done entries by key (pending_quantity's done_since; stats and purge read the whole index:
+-- with state a column, stats' count per target reads the index alone)
+CREATE INDEX IF NOT EXISTS entries_done_key ON entries (target, item, location, updated_at, state)
+    WHERE state = 'done';
 CREATE INDEX IF NOT EXISTS entries_dead ON entries (state, target, id) WHERE state IN ('dead', 'discarded');
+-- attempts.id: no AUTOINCREMENT (nothing refers to it; ordered per entry all the same), so an
+-- attempt does not write sqlite_sequence too (a file created before keeps its AUTOINCREMENT)
 CREATE TABLE IF NOT EXISTS attempts (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id INTEGER PRIMARY KEY,
     entry_id INTEGER NOT NULL REFERENCES entries (id), number INTEGER NOT NULL,
     worker TEXT NOT NULL, outcome TEXT NOT NULL, started_at REAL NOT NULL,
     duration_s REAL NOT NULL, error TEXT
@@ -98,8 +106,11 @@ PLAIN_INSERT = (
 
 #: in-place upgrade of a file an older version created (SCHEMA adds what is new): the wide
 #: (target, state) index was written by every state change, three times per delivered entry; the
-#: partial entries_done and entries_dead answer what it served (stats, dead letters, purge)
-UPGRADE = "DROP INDEX IF EXISTS entries_state;"
+#: partial entries_done_key and entries_dead answer what it served (stats, dead letters, purge).
+#: Two indexes of done entries (by target; by key with a quantity) became one (entries_done_key):
+#: every ack wrote both.
+UPGRADE = ("DROP INDEX IF EXISTS entries_state; DROP INDEX IF EXISTS entries_done;"
+           " DROP INDEX IF EXISTS entries_done_quantity;")
 
 
 #: depth per target and state, each part on the partial index whose predicate it repeats
@@ -117,6 +128,10 @@ def _sequence(db: sqlite3.Connection) -> int:
     return row[0] if row else 0
 
 
+class _MustSync(Exception):
+    """A relaxed transaction found it must commit at full durability: it is rolled back, redone."""
+
+
 def _target_filter(targets: Collection[str] | None) -> tuple[str | None, list[str]]:
     """SQL restricting a lease to ``targets`` (None: all) and its arguments; None: nothing to lease.
     The unary ``+`` keeps SQLite from answering by the unique (target, idempotency_key) index,
@@ -126,6 +141,12 @@ def _target_filter(targets: Collection[str] | None) -> tuple[str | None, list[st
         return "", []
     scope = list(targets)
     return (f" AND +target IN ({', '.join('?' * len(scope))})" if scope else None), scope
+
+
+def _add_sums(db: sqlite3.Connection, rows: list[tuple], sign: int) -> None:
+    """The running sums (sums.py) of PLAIN_INSERT's argument rows: target, item, location, kind,
+    quantity of each."""
+    sums.sqlite_add(db, [(r[0], r[2], r[3], r[1], r[6]) for r in rows], sign)
 
 
 def _chunks(items: list, size: int) -> Iterator[list]:
@@ -205,21 +226,27 @@ class SQLiteQueue:
                  None if n.quantity is None else str(n.quantity), now) for n in run]
         if len(rows) == 1:  # one statement rather than three
             got = db.execute(PLAIN_INSERT + " RETURNING id", rows[0]).fetchone()
-            return [self._duplicate(db, run[0]) if got is None else _new_entry(got[0], run[0], _at(now))]
+            if got is None:
+                return [self._duplicate(db, run[0])]
+            _add_sums(db, rows, 1)
+            return [_new_entry(got[0], run[0], _at(now))]
         last = _sequence(db)
         stored = db.executemany(PLAIN_INSERT, rows).rowcount  # a duplicate is not, yet takes an id
         stamp = _at(now)
         if stored == len(rows) == _sequence(db) - last:  # all stored: ids last + 1, ... in order
+            _add_sums(db, rows, 1)
             return [_new_entry(last + i, n, stamp) for i, n in enumerate(run, 1)]
         # some were duplicates; ids only grow and the write lock is ours: above ``last`` is new
         ids = {(r[1], r[2]): r[0] for r in db.execute(
             "SELECT id, target, idempotency_key FROM entries WHERE id > ?", (last,))}
-        out, seen = [], set()
-        for n in run:
+        out, seen, new = [], set(), []
+        for n, row in zip(run, rows):
             key = (n.target, n.idempotency_key)
             entry_id = ids.get(key) if key not in seen else None
             seen.add(key)
             out.append(self._duplicate(db, n) if entry_id is None else _new_entry(entry_id, n, stamp))
+            new += [] if entry_id is None else [row]
+        _add_sums(db, new, 1)
         return out
 
     def _duplicate(self, db: sqlite3.Connection, new: NewEntry) -> Entry:
@@ -243,9 +270,11 @@ class SQLiteQueue:
              int(new.coalesce), available_at, now)).fetchone()
         if row is None:  # a duplicate
             return self._duplicate(db, new)
+        sums.sqlite_add(db, [(new.target, new.item, new.location, new.kind, row["quantity"])], 1)
         if replaced:
             db.execute("UPDATE entries SET state = 'done', head = 0, superseded_by = ?, updated_at = ?"
                        " WHERE id = ?", (row["id"], now, replaced["id"]))
+            sums.sqlite_add(db, [(new.target, new.item, new.location, new.kind, replaced["quantity"])], -1)
             self._promote(db, new.target, new.item, new.location)
             row = self._row(db, row["id"])
         return _entry(row, new.payload)  # just stored from this dict: no need to parse it back
@@ -255,7 +284,7 @@ class SQLiteQueue:
         # key's few open entries); without it the lookup walked every entry of the target, done
         # ones too, once per webhook (intake fell from 1,025 to 410/s, scripts/bench_webhooks.py)
         return db.execute(
-            "SELECT id, available_at FROM entries WHERE target = ? AND item = ? AND location = ?"
+            "SELECT id, available_at, quantity FROM entries WHERE target = ? AND item = ? AND location = ?"
             " AND state IN ('pending', 'leased') AND state = 'pending' AND kind = ? AND coalescing = 1"
             " ORDER BY id DESC LIMIT 1",
             (new.target, new.item, new.location, new.kind)).fetchone()
@@ -294,20 +323,48 @@ class SQLiteQueue:
 
     def lease(self, worker: str, limit: int, lease_s: float,
               targets: Collection[str] | None = None) -> list[Entry]:
-        where, scope = _target_filter(targets)
-        if where is None:
+        if targets is not None and not targets:
             return []
-        with self._tx(relaxed=True) as db:
-            now = self._clock()
-            if db.execute(f"SELECT 1 FROM entries WHERE state = 'leased' AND lease_until <= ?{where} LIMIT 1",
-                          (now, *scope)).fetchone():  # a lease ran out: count its lost attempt first
-                ids = [row["id"] for row in self._due(db, now, limit, where, scope)
-                       if row["state"] == "pending" or self._expire(db, row, now)]
-                return self._take(db, worker, now, lease_s, ", ".join("?" * len(ids)), ids)
-            # the usual case: the due heads are picked inside the update, one statement
-            return self._take(db, worker, now, lease_s, "SELECT id FROM entries WHERE head = 1 AND state ="
-                              f" 'pending' AND available_at <= ?{where} ORDER BY available_at, id LIMIT ?",
-                              [now, *scope, limit])
+        return self.ack_and_lease((), worker, 0.0, limit, lease_s, targets)
+
+    def ack_and_lease(self, entry_ids: Sequence[int], worker: str, duration_s: float, limit: int,
+                      lease_s: float, targets: Collection[str] | None = None) -> list[Entry]:
+        """``ack`` then ``lease`` in one transaction: a busy worker's cycle commits twice (enqueue,
+        this), not three times. Relaxed like both (see above), unless the lease dead-letters an
+        entry whose lease ran out too often: that is a decision an operator must find after a power
+        cut, so the transaction is rolled back and done again at the enqueue's durability."""
+        where, scope = _target_filter(targets)
+        try:
+            with self._tx(relaxed=True) as db:
+                return self._ack_and_lease(db, entry_ids, worker, duration_s, limit, lease_s, where, scope,
+                                           durable=False)
+        except _MustSync:
+            with self._tx() as db:
+                return self._ack_and_lease(db, entry_ids, worker, duration_s, limit, lease_s, where, scope,
+                                           durable=True)
+
+    def _ack_and_lease(self, db: sqlite3.Connection, entry_ids: Sequence[int], worker: str, duration_s: float,
+                       limit: int, lease_s: float, where: str | None, scope: list[str], *,
+                       durable: bool) -> list[Entry]:
+        now = self._clock()
+        if entry_ids:
+            self._ack(db, entry_ids, worker, duration_s, now)
+        return [] if where is None or limit <= 0 else self._lease(db, worker, limit, lease_s, where, scope, now,
+                                                                   durable)
+
+    def _lease(self, db: sqlite3.Connection, worker: str, limit: int, lease_s: float, where: str,
+               scope: list[str], now: float, durable: bool) -> list[Entry]:
+        if db.execute(f"SELECT 1 FROM entries WHERE state = 'leased' AND lease_until <= ?{where} LIMIT 1",
+                      (now, *scope)).fetchone():  # a lease ran out: count its lost attempt first
+            due = self._due(db, now, limit, where, scope)
+            if not durable and any(r["state"] == "leased" and self._dies(r) for r in due):
+                raise _MustSync
+            ids = [row["id"] for row in due if row["state"] == "pending" or self._expire(db, row, now)]
+            return self._take(db, worker, now, lease_s, ", ".join("?" * len(ids)), ids)
+        # the usual case: the due heads are picked inside the update, one statement
+        return self._take(db, worker, now, lease_s, "SELECT id FROM entries WHERE head = 1 AND state ="
+                          f" 'pending' AND available_at <= ?{where} ORDER BY available_at, id LIMIT ?",
+                          [now, *scope, limit])
 
     def _take(self, db: sqlite3.Connection, worker: str, now: float, lease_s: float, pick: str,
               args: Sequence) -> list[Entry]:
@@ -347,12 +404,16 @@ class SQLiteQueue:
                                " updated_at = ? WHERE id = ?", (now, row["id"]))
             return len(rows)
 
+    def _dies(self, row: sqlite3.Row) -> bool:
+        """Whether an expired lease's lost attempt exhausts the entry (``_expire`` dead-letters it)."""
+        return self.policy.exhausted(row["attempts"] + 1, row["kind"])
+
     def _expire(self, db: sqlite3.Connection, row: sqlite3.Row, now: float) -> bool:
         """A lease ran out (its worker died or hung): count the lost attempt, so an entry that
         kills every worker that touches it ends in the dead letters. True if it may be leased."""
         attempts = row["attempts"] + 1
         error = f"lease expired: worker {row['lease_owner']} did not finish"
-        dead = self.policy.exhausted(attempts, row["kind"])
+        dead = self._dies(row)
         self._record(db, row["id"], attempts, row["lease_owner"],
                      Outcome.DEAD if dead else Outcome.RETRY, row["leased_at"] or now,
                      now - (row["leased_at"] or now), error)
@@ -368,21 +429,25 @@ class SQLiteQueue:
         if not entry_ids:
             return
         with self._tx(relaxed=True) as db:
-            now = self._clock()
-            rows = db.execute(
-                f"UPDATE entries SET state = 'done', head = 0, attempts = attempts + 1, updated_at = ?,"
-                f" lease_owner = NULL, lease_until = NULL WHERE id IN ({', '.join('?' * len(entry_ids))})"
-                f" AND state = 'leased' AND lease_owner = ? RETURNING id, attempts, target, item, location",
-                (now, *entry_ids, worker)).fetchall()
-            if len(rows) < len(entry_ids):
-                lost = set(entry_ids) - {r["id"] for r in rows}
-                log.warning("entries %s are not leased by %s; ack ignored", sorted(lost), worker)
-            done = [r["id"] for r in rows]  # one statement: not one execution (and sequence update) each
-            db.execute("INSERT INTO attempts (entry_id, number, worker, outcome, started_at, duration_s, error)"
-                       " SELECT id, attempts, ?, 'delivered', ?, ?, NULL FROM entries"
-                       f" WHERE id IN ({', '.join('?' * len(done))}) ORDER BY id",
-                       (worker, now - duration_s, duration_s, *done))
-            self._promote_keys(db, {(r["target"], r["item"], r["location"]) for r in rows})
+            self._ack(db, entry_ids, worker, duration_s, self._clock())
+
+    def _ack(self, db: sqlite3.Connection, entry_ids: Sequence[int], worker: str, duration_s: float,
+             now: float) -> None:
+        rows = db.execute(
+            f"UPDATE entries SET state = 'done', head = 0, attempts = attempts + 1, updated_at = ?,"
+            f" lease_owner = NULL, lease_until = NULL WHERE id IN ({', '.join('?' * len(entry_ids))})"
+            f" AND state = 'leased' AND lease_owner = ? RETURNING id, target, item, location, kind, quantity",
+            (now, *entry_ids, worker)).fetchall()
+        if len(rows) < len(entry_ids):
+            lost = set(entry_ids) - {r["id"] for r in rows}
+            log.warning("entries %s are not leased by %s; ack ignored", sorted(lost), worker)
+        done = [r["id"] for r in rows]  # one statement: not one execution (and sequence update) each
+        sums.sqlite_add(db, [r[1:] for r in rows], -1)  # delivered: no longer pending
+        db.execute("INSERT INTO attempts (entry_id, number, worker, outcome, started_at, duration_s, error)"
+                   " SELECT id, attempts, ?, 'delivered', ?, ?, NULL FROM entries"
+                   f" WHERE id IN ({', '.join('?' * len(done))}) ORDER BY id",
+                   (worker, now - duration_s, duration_s, *done))
+        self._promote_keys(db, {(r["target"], r["item"], r["location"]) for r in rows})
 
     def fail(self, entry_id: int, worker: str, error: str, *, retryable: bool,
              retry_after: float | None = None, duration_s: float = 0.0) -> Entry:
@@ -504,6 +569,7 @@ class SQLiteQueue:
             self._record(db, entry_id, row["attempts"], who, Outcome.DISCARDED, now, 0.0, error)
             db.execute("UPDATE entries SET state = 'discarded', last_error = ?, updated_at = ? WHERE id = ?",
                        (error, now, entry_id))
+            sums.sqlite_add(db, [(row["target"], row["item"], row["location"], row["kind"], row["quantity"])], -1)
             return self._entry_now(db, entry_id)
 
     def stats(self) -> list[TargetStats]:

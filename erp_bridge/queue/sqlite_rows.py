@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterable
+from dataclasses import fields
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -34,13 +36,26 @@ def entry(row: sqlite3.Row, payload: dict | None = None) -> Entry:
         last_error=row["last_error"], superseded_by=row["superseded_by"])
 
 
+_FIELDS = tuple(f.name for f in fields(Entry))
+_object = object.__new__
+
+
+def _make(values: Iterable[Any]) -> Entry:
+    """``Entry(*values)`` without the frozen dataclass's ``__init__``, which sets each of the 17
+    fields through ``object.__setattr__`` (about 1.8 us an entry, 2 entries per event on the hot
+    paths; this takes 1.1): the same instance, its fields in its ``__dict__``. Entry has no
+    ``__post_init__`` and no defaults that differ per call (tests compare both ways)."""
+    entry = _object(Entry)
+    entry.__dict__.update(zip(_FIELDS, values))
+    return entry
+
+
 def new_entry(entry_id: int, new: NewEntry, stamp: datetime) -> Entry:
     """The Entry just stored from ``new`` at ``stamp``, without reading it back."""
     quantity = new.quantity
-    return Entry(id=entry_id, target=new.target, kind=new.kind, item=new.item, location=new.location,
-                 idempotency_key=new.idempotency_key, payload=new.payload,
-                 quantity=quantity if quantity is None or isinstance(quantity, Decimal) else Decimal(str(quantity)),
-                 state=State.PENDING, attempts=0, available_at=stamp, created_at=stamp, updated_at=stamp)
+    return _make((entry_id, new.target, new.kind, new.item, new.location, new.idempotency_key, new.payload,
+                  quantity if quantity is None or isinstance(quantity, Decimal) else Decimal(str(quantity)),
+                  State.PENDING, 0, stamp, stamp, stamp, None, None, None, None))
 
 
 #: what ``entries`` reads, by position (sqlite3.Row looks names up one by one)
@@ -61,7 +76,7 @@ def entries(rows: list[tuple]) -> list[Entry]:
             stamps[epoch] = datetime.fromtimestamp(epoch, UTC)  # type: ignore[arg-type]
         return stamps[epoch]
     # positional: ENTRY_COLUMNS is Entry's field order (keywords cost more, per entry)
-    return [Entry(r[0], r[1], r[2], r[3], r[4], r[5], loads(r[6]), None if r[7] is None else Decimal(r[7]),
-                  STATES[r[8]], r[9], stamp(r[10]), stamp(r[11]), stamp(r[12]), r[13], stamp(r[14]), r[15],
-                  r[16])
+    return [_make((r[0], r[1], r[2], r[3], r[4], r[5], loads(r[6]), None if r[7] is None else Decimal(r[7]),
+                   STATES[r[8]], r[9], stamp(r[10]), stamp(r[11]), stamp(r[12]), r[13], stamp(r[14]), r[15],
+                   r[16]))
             for r in rows]

@@ -1,132 +1,122 @@
-"""Running sums of unapplied quantities per (target, item, location, kind), kept by the database.
+"""Running sums of unapplied quantities per (target, item, location, kind).
 
 ``pending_quantity`` is asked on every pull request; summing the key's rows made it cost one
 row per pending decrement (20,000 pending took a real-time check from 5 ms to 40-200 ms). The
-sums are kept by triggers on the entries table, so every transition (enqueue, coalescing, lease,
-ack, fail, release, expiry, reclaim, replay, discard, purge, and any hand-written UPDATE) moves
-them in the same transaction as the row, and a read costs one index lookup whatever the backlog.
+sums move in the same transaction as the rows, so a read costs one index lookup whatever the
+backlog.
 
 An entry is *unapplied* while its state is pending, leased or dead (base.Queue.pending_quantity);
-only entries with a quantity count. Entries never change key or quantity, only state.
+only entries with a quantity count. Entries never change key or quantity, only state, and of the
+state changes only four move a sum: an entry stored (+), delivered (ack: -), superseded by a
+coalescing entry (-) and discarded (-). Lease, release, retry, dead-lettering, replay and purge
+(done entries only) move between unapplied states or among applied ones.
 
-SQLite stores quantities as text: the triggers add them as integer micro-units (exact integer
-arithmetic parsed from the text, never a float). A quantity that does not fit (more than 6
-decimals, 10**9 units or more, exponent notation) counts in ``inexact`` instead, and while a key
-has one the read sums that key's rows exactly, as before. PostgreSQL adds ``numeric``: exact.
-Statement-level triggers there see a whole batch at once (transition tables), so a 64-row
-statement costs one upsert statement, and a lease (pending -> leased, both unapplied) none.
+SQLite: the queue's own statements keep them (sqlite.py calls ``sqlite_add`` at those four
+places), summed per key in Python, one upsert per key: the row triggers that kept them before
+ran on every lease too and cost about 40 % of the queue's batch-64 throughput (issue 15). A
+hand-written UPDATE of the entries table no longer moves them (it never was a supported way to
+change the queue: use the CLI). Quantities are stored as text and added as integer micro-units
+(exact); one that does not fit (more than 6 decimals, 10**9 units or more, exponent notation)
+counts in ``inexact`` instead, and while a key has one the read sums that key's rows exactly.
+PostgreSQL adds ``numeric`` (exact) with statement-level triggers: they see a whole batch at
+once (transition tables), so a 64-row statement costs one upsert statement, and a lease
+(pending -> leased, both unapplied) none.
 """
 from __future__ import annotations
 
+import re
 import sqlite3
-from collections.abc import Collection
+from collections.abc import Collection, Iterable, Sequence
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 UNAPPLIED = "('pending', 'leased', 'dead')"
 MICRO = 1_000_000
 
-# -- SQLite ------------------------------------------------------------------------------------
-
-#: sign, integer part and fraction of ``{r}.quantity`` (text such as "-2.5"), for the upsert below
-_PARTS = ("SELECT s, CASE WHEN d = 0 THEN a ELSE substr(a, 1, d - 1) END AS ip,"
-          " CASE WHEN d = 0 THEN '' ELSE substr(a, d + 1) END AS fp FROM (SELECT s, a, instr(a, '.') AS d"
-          " FROM (SELECT CASE WHEN substr({r}.quantity, 1, 1) = '-' THEN -1 ELSE 1 END AS s,"
-          " CASE WHEN substr({r}.quantity, 1, 1) = '-' THEN substr({r}.quantity, 2) ELSE {r}.quantity END AS a))")
-_FITS = ("ip <> '' AND ip NOT GLOB '*[^0-9]*' AND length(ip) <= 9"
-         " AND fp NOT GLOB '*[^0-9]*' AND length(fp) <= 6")
-#: add ``{sign}`` times the row's quantity to its key's sum
-_DELTA = ("INSERT INTO pending_sums (target, item, location, kind, micro, inexact)"
-          " SELECT {r}.target, {r}.item, {r}.location, {r}.kind,"
-          f" CASE WHEN {_FITS} THEN {{sign}} * s * (CAST(ip AS INTEGER) * {MICRO}"
-          " + CAST(substr(fp || '000000', 1, 6) AS INTEGER)) ELSE 0 END,"
-          f" CASE WHEN {_FITS} THEN 0 ELSE {{sign}} END FROM ({_PARTS}) WHERE true"
-          " ON CONFLICT (target, item, location, kind) DO UPDATE SET micro = micro + excluded.micro,"
-          " inexact = inexact + excluded.inexact;")
-
 
 def _counts(r: str) -> str:
     return f"{r}.quantity IS NOT NULL AND {r}.state IN {UNAPPLIED}"
 
+# -- SQLite ------------------------------------------------------------------------------------
 
-def _whole(r: str) -> str:
-    """``{r}.quantity`` is a whole number of at most 10 characters ("-3", "12"): what almost every
-    stock change is, added by two casts instead of _PARTS' string surgery (about 10 % of the
-    queue's batch-64 throughput, issue 15). "1.0", "-0" or "1E+3" do not cast back to themselves
-    and take the exact general path."""
-    return f"length({r}.quantity) <= 10 AND CAST(CAST({r}.quantity AS INTEGER) AS TEXT) = {r}.quantity"
+_WHOLE = re.compile(r"-?[0-9]{1,10}")
+_FITS = re.compile(r"(-?)([0-9]{1,9})(?:\.([0-9]{0,6}))?")
 
 
-#: add ``{sign}`` times the row's quantity to its key's sum: one trigger per transition (each
-#: trigger a statement runs costs, whether or not its WHEN holds), the general path in a scalar
-#: subquery that only a quantity which is not a whole number reaches
-_ONE_DELTA = ("INSERT INTO pending_sums (target, item, location, kind, micro, inexact)"
-              " VALUES ({r}.target, {r}.item, {r}.location, {r}.kind,"
-              " CASE WHEN {whole} THEN {sign} * CAST({r}.quantity AS INTEGER) * " + str(MICRO) +
-              f" ELSE (SELECT CASE WHEN {_FITS} THEN {{sign}} * s * (CAST(ip AS INTEGER) * {MICRO}"
-              f" + CAST(substr(fp || '000000', 1, 6) AS INTEGER)) ELSE 0 END FROM ({_PARTS})) END,"
-              " CASE WHEN {whole} THEN 0"
-              f" ELSE (SELECT CASE WHEN {_FITS} THEN 0 ELSE {{sign}} END FROM ({_PARTS})) END)"
-              " ON CONFLICT (target, item, location, kind) DO UPDATE SET micro = micro + excluded.micro,"
-              " inexact = inexact + excluded.inexact;")
+@lru_cache(maxsize=4096)  # a few quantities ("-1", "1", "-2") are nearly all of them
+def micro(quantity: str) -> int | None:
+    """``quantity`` (the column's text, e.g. "-2.5") in micro-units, None if it does not fit (more
+    than 6 decimals, 10**9 units or more, exponent notation: it counts in ``inexact``). The rules
+    of the triggers that kept the sums before (a file they filled is continued exactly): a whole
+    number of at most 10 characters that reads back as itself, else sign, at most 9 digits, an
+    optional point and at most 6 decimals."""
+    if len(quantity) <= 10 and _WHOLE.fullmatch(quantity) and str(int(quantity)) == quantity:
+        return int(quantity) * MICRO
+    fits = _FITS.fullmatch(quantity)
+    if fits is None:
+        return None
+    value = int(fits[2]) * MICRO + int((fits[3] or "").ljust(6, "0"))
+    return -value if fits[1] else value
 
 
-def _trigger(name: str, event: str, when: str, r: str, sign: int) -> str:
-    return (f"CREATE TRIGGER IF NOT EXISTS {name} {event} WHEN {when}\n"
-            f"BEGIN {_ONE_DELTA.format(r=r, sign=sign, whole=_whole(r))} END;")
+#: add to one key's sum (the statement the queue runs, once per key a transaction moves)
+_ADD = ("INSERT INTO pending_sums (target, item, location, kind, micro, inexact) VALUES (?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (target, item, location, kind) DO UPDATE SET micro = micro + excluded.micro,"
+        " inexact = inexact + excluded.inexact")
+_INT64 = 2 ** 63
 
 
-SQLITE_SCHEMA = f"""
+def sqlite_add(db: sqlite3.Connection, rows: Iterable[Sequence[Any]], sign: int) -> None:
+    """Add ``sign`` times each row's quantity to its key's sum: rows of (target, item, location,
+    kind, quantity text or None), summed per key here, one upsert per key (a batch of 64 entries
+    of one key costs one statement). The queue calls it in the transaction that moves the rows."""
+    groups: dict[tuple, list[int]] = {}
+    spill = []  # a key whose sum would not bind as a 64-bit integer: its rows one by one
+    for target, item, location, kind, quantity in rows:
+        if quantity is None:
+            continue
+        got = groups.setdefault((target, item, location, kind), [0, 0])
+        value = micro(quantity)
+        if value is None:
+            got[1] += sign
+        elif -_INT64 < got[0] + sign * value < _INT64:
+            got[0] += sign * value
+        else:  # what is summed so far goes on its own; SQLite's sum then turns real: read exactly
+            spill.append((target, item, location, kind, got[0], 0))
+            got[0] = sign * value
+    db.executemany(_ADD, [(*key, m, n) for key, (m, n) in groups.items()] + spill)
+
+
+#: the triggers that kept the sums before the queue's own statements did (dropped on upgrade)
+_OLD_TRIGGERS = ("pending_sums_insert", "pending_sums_join", "pending_sums_leave", "pending_sums_delete")
+
+SQLITE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS pending_sums (
     target TEXT NOT NULL, item TEXT NOT NULL, location TEXT NOT NULL, kind TEXT NOT NULL,
     micro INTEGER NOT NULL DEFAULT 0, inexact INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (target, item, location, kind)
 ) WITHOUT ROWID;
-{_trigger("pending_sums_insert", "AFTER INSERT ON entries", _counts("NEW"), "NEW", 1)}
-{_trigger("pending_sums_join", "AFTER UPDATE OF state ON entries",
-           f"{_counts('NEW')} AND OLD.state NOT IN {UNAPPLIED}", "NEW", 1)}
-{_trigger("pending_sums_leave", "AFTER UPDATE OF state ON entries",
-           f"{_counts('OLD')} AND NEW.state NOT IN {UNAPPLIED}", "OLD", -1)}
-{_trigger("pending_sums_delete", "AFTER DELETE ON entries", _counts("OLD"), "OLD", -1)}
--- entries delivered since a figure was read (done_since): bounded by that window
-CREATE INDEX IF NOT EXISTS entries_done_quantity ON entries (target, item, location, updated_at)
-    WHERE state = 'done' AND quantity IS NOT NULL AND superseded_by IS NULL;
 """
 
 
 def sqlite_install(db: sqlite3.Connection) -> None:
-    """Create the sums and their triggers if this file lacks them, filled from the rows, in one
-    transaction (a file written before them is upgraded in place; writers wait meanwhile)."""
+    """Create the sums if this file lacks them, filled from the rows, and drop the triggers an
+    earlier version kept them with (its sums are right: they continue), in one transaction (a
+    file written before is upgraded in place; writers wait meanwhile)."""
     db.execute("BEGIN IMMEDIATE")
     try:
         if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'pending_sums'").fetchone():
-            for statement in _statements(SQLITE_SCHEMA):
+            for statement in filter(str.strip, SQLITE_SCHEMA.split(";")):
                 db.execute(statement)
-            _sqlite_backfill(db)
+            sqlite_add(db, db.execute(f"SELECT target, item, location, kind, quantity FROM entries"
+                                      f" WHERE {_counts('entries')}"), 1)
+        for name in _OLD_TRIGGERS:
+            db.execute(f"DROP TRIGGER IF EXISTS {name}")
     except BaseException:
         db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
-
-
-def _statements(script: str) -> list[str]:
-    """The script's statements (a trigger body's own ';' stays inside its BEGIN ... END)."""
-    out, current = [], ""
-    for line in script.strip().splitlines():
-        current += line + "\n"
-        if sqlite3.complete_statement(current):
-            out.append(current)
-            current = ""
-    return out
-
-
-def _sqlite_backfill(db: sqlite3.Connection) -> None:
-    """Replay the insert trigger's arithmetic over the unapplied rows: the same code adds them."""
-    db.execute("CREATE TEMP TABLE pending_sums_rows AS SELECT * FROM entries WHERE 0")
-    db.execute(f"CREATE TEMP TRIGGER pending_sums_fill AFTER INSERT ON pending_sums_rows"
-               f" BEGIN {_DELTA.format(r='NEW', sign=1)} END")
-    db.execute(f"INSERT INTO pending_sums_rows SELECT * FROM entries WHERE {_counts('entries')}")
-    db.execute("DROP TABLE temp.pending_sums_rows")  # its trigger goes with it
 
 
 def sqlite_pending(db: sqlite3.Connection, key: tuple[str, str, str], kinds: Collection[str] | None,

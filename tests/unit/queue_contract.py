@@ -464,5 +464,7 @@ def test_ping(queue):
     queue.ping()
 
 
-# the running sums behind pending_quantity: after every transition, the rows' sum
+# a busy worker's ack and next lease in one call; the running sums behind pending_quantity:
+# after every transition, the rows' sum
+from tests.unit.queue_contract_ack_lease import *  # noqa: E402,F403
 from tests.unit.queue_contract_sums import *  # noqa: E402,F403

@@ -8,7 +8,7 @@ import sqlite3
 
 import pytest
 
-from erp_bridge.queue.base import Entry, State
+from erp_bridge.queue.base import Entry, Outcome, RetryPolicy, State
 from erp_bridge.queue.sqlite import ENTRY_COLUMNS, SQLiteQueue
 from tests.fakes.clock import FakeClock
 from tests.unit.queue_contract import LEASE_S, marker, new
@@ -61,6 +61,19 @@ def test_entry_columns_are_entry_fields_in_order():
     assert ENTRY_COLUMNS.split(", ") == [f.name for f in dataclasses.fields(Entry)]
 
 
+def test_entries_built_without_init_are_entries_like_any_other(tmp_path, clock):
+    q = SQLiteQueue(tmp_path / "q.db", clock=clock)
+    stored = q.enqueue([new("a"), new("b", item="SKU-2", quantity=None)])
+    leased = q.lease("w", 10, LEASE_S)
+    for fast in (*stored, *leased):
+        slow = Entry(**{f.name: getattr(fast, f.name) for f in dataclasses.fields(Entry)})
+        assert fast == slow and repr(fast) == repr(slow)
+        assert dataclasses.replace(fast, attempts=5).attempts == 5
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            fast.attempts = 1  # type: ignore[misc]
+    q.close()
+
+
 def _commits(q: SQLiteQueue, action) -> list[str]:
     """The synchronous setting in force at each COMMIT that ``action`` runs."""
     statements: list[str] = []
@@ -94,6 +107,34 @@ def test_enqueue_commits_at_full_lease_and_ack_at_normal(tmp_path, clock):
     for key in ("k1", "k2"):  # and back again: the setting is per commit, not sticky
         assert _cycle(q, key) == {"enqueue": ["FULL"], "lease": ["NORMAL"], "ack": ["NORMAL"],
                                   "fail": ["FULL"]}
+    q.close()
+
+
+def test_ack_and_lease_commits_once_at_normal(tmp_path, clock):
+    q = SQLiteQueue(tmp_path / "q.db", clock=clock)
+    first = q.enqueue([new("a1"), new("a2")])[0]
+    q.lease("w", 10, LEASE_S)
+    got: list[Entry] = []
+    assert _commits(q, lambda: got.extend(q.ack_and_lease([first.id], "w", 0.0, 10, LEASE_S))) == ["NORMAL"]
+    assert [e.idempotency_key for e in got] == ["a2"]
+    q.close()
+
+
+def test_a_lease_that_dead_letters_an_expired_entry_commits_at_full(tmp_path, clock):
+    """A dead letter is an operator's to find: it must not come undone on a power cut."""
+    q = SQLiteQueue(tmp_path / "q.db", RetryPolicy(max_attempts=2), clock=clock)
+    x = q.enqueue([new("x")])[0]
+    q.lease("w1", 10, LEASE_S)
+    clock.advance(LEASE_S + 1)
+    assert _commits(q, lambda: q.lease("w2", 10, LEASE_S)) == ["NORMAL"]  # expired once: leased again
+    clock.advance(LEASE_S + 1)
+    y = q.enqueue([new("y", item="SKU-2")])[0]
+    assert _commits(q, lambda: q.lease("w3", 10, LEASE_S)) == ["FULL"]  # its last attempt: dead
+    assert q.get(x.id).state is State.DEAD and q.get(y.id).state is State.LEASED
+    assert [a.outcome for a in q.attempts(x.id)] == [Outcome.RETRY, Outcome.DEAD]  # counted once
+    z = q.enqueue([new("z", item="SKU-2")])[0]
+    assert _commits(q, lambda: q.ack_and_lease([y.id], "w3", 0.0, 10, LEASE_S)) == ["NORMAL"]  # nothing dies
+    assert q.get(z.id).state is State.LEASED
     q.close()
 
 
@@ -146,8 +187,7 @@ def test_a_file_of_the_previous_version_is_upgraded_in_place(tmp_path, clock):
         old.executescript(OLD_SCHEMA)
     old.close()
     q = SQLiteQueue(path, clock=clock)
-    assert _indexes(q) == {"entries_open", "entries_due", "entries_lease", "entries_done", "entries_dead",
-                           "entries_done_quantity"}
+    assert _indexes(q) == {"entries_open", "entries_due", "entries_lease", "entries_done_key", "entries_dead"}
     assert [e.idempotency_key for e in q.dead_letters("shop")] == ["old-3"]
     first = q.lease("w", 10, LEASE_S)
     assert [e.idempotency_key for e in first] == ["old-1"]

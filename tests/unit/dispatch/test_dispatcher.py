@@ -312,3 +312,38 @@ def test_wakeups_while_idle_share_one_lease_per_pause_and_stop_cuts_the_pause(tm
     assert not d.alive()
     assert queue.get(waiting.id).state is State.PENDING  # still there for the next start
     queue.close()
+
+
+def test_a_busy_worker_acks_and_leases_its_next_batch_in_one_queue_call(queue, metrics):
+    entries = enqueue(queue, "shop", *[sale(i, item=f"SKU-{i % 2}") for i in range(6)])
+    shop = MemorySystem()
+    d = dispatcher(queue, metrics, shop, batch_size=2)
+    leases = []
+    lease = queue.lease
+    queue.lease = lambda *a, **kw: leases.append(1) or lease(*a, **kw)  # type: ignore[method-assign]
+    assert d.run_once("w", chain=True) == 2
+    assert [queue.get(e.id).state for e in entries] == [State.DONE] * 2 + [State.LEASED] * 2 + [State.PENDING] * 2
+    assert d.run_once("w", chain=True) == 2 and d.run_once("w", chain=True) == 2
+    assert len(leases) == 1  # the first batch only: each ack leased the next
+    assert d.run_once("w", chain=True) == 0
+    delivered = [x.idempotency_key for _, items in shop.calls for x in items]
+    assert delivered == [e.idempotency_key for e in entries]  # per key in order, nothing twice
+    assert all(queue.get(e.id).state is State.DONE for e in entries)
+
+
+def test_a_worker_that_stops_gives_back_the_batch_its_last_ack_leased(queue, metrics):
+    entries = enqueue(queue, "shop", *[sale(i, item=f"SKU-{i}") for i in range(4)])
+    d = dispatcher(queue, metrics, MemorySystem(), batch_size=2)
+    d.run_once("w", chain=True)
+    d._stopping.set()
+    d._work("w")  # the loop ends at once: what it carries goes back untouched
+    assert [queue.get(e.id).state for e in entries] == [State.DONE] * 2 + [State.PENDING] * 2
+    assert [a.outcome for a in queue.attempts(entries[2].id)] == [Outcome.RELEASED]
+
+
+def test_an_ack_that_leased_nothing_leaves_the_next_call_to_lease_afresh(queue, metrics):
+    enqueue(queue, "shop", sale(1))
+    d = dispatcher(queue, metrics, MemorySystem(), batch_size=2)
+    assert d.run_once("w", chain=True) == 1  # its ack found nothing due
+    enqueue(queue, "shop", sale(2))
+    assert d.run_once("w", chain=True) == 1  # leased now, not skipped
