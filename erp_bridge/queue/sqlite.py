@@ -586,7 +586,7 @@ class SQLiteQueue:
 
     def pending_quantity(self, target: str, item: str, location: str,
                          kinds: Collection[str] | None = None, done_since: float | None = None) -> Decimal:
-        with self._reads_lock:  # O(1) in the key's backlog: the sums the triggers keep (sums.py)
+        with self._reads_lock:  # O(1) in the key's backlog: the running sums the queue keeps (sums.py)
             return sums.sqlite_pending(self._reader, (target, item, location), kinds, done_since)
 
     def purge_done(self, older_than_s: float) -> int:
