@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import fields
 from datetime import UTC, datetime
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 
 from ..storage import postgres as pg
@@ -18,30 +19,49 @@ dumps = partial(json.dumps, default=str)
 
 
 def to_dt(epoch: float | None) -> datetime | None:
-    return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
+    return None if epoch is None else at(epoch)
 
 
+@lru_cache(maxsize=1024)
 def at(epoch: float) -> datetime:
-    """A timestamp column that is never NULL."""
+    """A timestamp column that is never NULL. Cached: the entries of one batch share their
+    timestamps (one clock reading per transaction), five per entry read back; a datetime is immutable."""
     return datetime.fromtimestamp(epoch, UTC)
 
 
+_STATES = {s.value: s for s in State}
+_FIELDS = frozenset(f.name for f in fields(Entry))
+# entry_of and new_entry fill the frozen dataclass's __dict__ directly: its generated __init__ sets
+# every field through object.__setattr__, about half of the client's CPU per leased entry (issue
+# 15). That is only the same object while Entry has no __post_init__, slots or defaults computed
+# in __init__; this guard fails at import the day it gains one.
+assert not hasattr(Entry, "__post_init__") and "__slots__" not in vars(Entry)
+
+
+def _entry(values: dict[str, Any]) -> Entry:
+    entry = Entry.__new__(Entry)
+    entry.__dict__.update(values)
+    return entry
+
+
 def entry_of(row: Row, payload: dict[str, Any] | None = None) -> Entry:
-    return Entry(
-        id=row["id"], target=row["target"], kind=row["kind"], item=row["item"], location=row["location"],
-        idempotency_key=row["idempotency_key"], payload=row["payload"] if payload is None else payload,
-        quantity=row["quantity"], state=State(row["state"]), attempts=row["attempts"],
-        available_at=at(row["available_at"]), created_at=at(row["created_at"]),
-        updated_at=at(row["updated_at"]), lease_owner=row["lease_owner"],
-        lease_until=to_dt(row["lease_until"]), last_error=row["last_error"], superseded_by=row["superseded_by"])
+    values = {name: row[name] for name in _FIELDS}
+    values.update(state=_STATES[row["state"]], available_at=at(row["available_at"]),
+                  created_at=at(row["created_at"]), updated_at=at(row["updated_at"]),
+                  lease_until=to_dt(row["lease_until"]))
+    if payload is not None:
+        values["payload"] = payload
+    return _entry(values)
 
 
 def new_entry(entry_id: int, new: NewEntry, now: float) -> Entry:
     """The entry just inserted from ``new`` (what reading its row back would give)."""
     stamp = at(now)
-    return Entry(id=entry_id, target=new.target, kind=new.kind, item=new.item, location=new.location,
-                 idempotency_key=new.idempotency_key, payload=new.payload, quantity=new.quantity,
-                 state=State.PENDING, attempts=0, available_at=stamp, created_at=stamp, updated_at=stamp)
+    return _entry({"id": entry_id, "target": new.target, "kind": new.kind, "item": new.item,
+                   "location": new.location, "idempotency_key": new.idempotency_key, "payload": new.payload,
+                   "quantity": new.quantity, "state": State.PENDING, "attempts": 0, "available_at": stamp,
+                   "created_at": stamp, "updated_at": stamp, "lease_owner": None, "lease_until": None,
+                   "last_error": None, "superseded_by": None})
 
 
 #: the advisory lock id of an ordering key (a collision only serialises two keys a little more)
