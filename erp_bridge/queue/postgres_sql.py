@@ -30,7 +30,7 @@ def at(epoch: float) -> datetime:
 
 
 _STATES = {s.value: s for s in State}
-_FIELDS = frozenset(f.name for f in fields(Entry))
+_FIELDS = tuple(f.name for f in fields(Entry))  # in order: vars(entry) reads as Entry(...) would
 # entry_of and new_entry fill the frozen dataclass's __dict__ directly: its generated __init__ sets
 # every field through object.__setattr__, about half of the client's CPU per leased entry (issue
 # 15). That is only the same object while Entry has no __post_init__, slots or defaults computed
