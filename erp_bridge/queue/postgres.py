@@ -34,7 +34,8 @@ from .postgres_sql import (
     EXPIRED,
     INSERT_MANY,
     LEASE,
-    LOCK_KEYS,
+    LEASE_OR_EXPIRED,
+    LOCK_KEYS_AND_WAKE,
     OPEN,
     PROMOTE_KEYS,
     Clock,
@@ -101,12 +102,11 @@ class PostgresQueue:
 
     def _insert_many(self, conn: pg.Conn, entries: Sequence[NewEntry], now: float) -> pg.Cursor:
         """One INSERT for the batch, ids in batch order and heads decided in it: the same result as
-        entry by entry, in one round trip (key locks, insert and NOTIFY pipelined)."""
+        entry by entry, in one round trip of two statements (the key locks with the NOTIFY, then
+        the insert)."""
         batch = batch_json(entries)
-        conn.execute(LOCK_KEYS, (batch,))
-        inserted = conn.execute(INSERT_MANY, (now, now, now, batch))
-        conn.execute(f"NOTIFY {pg.CHANNEL}")
-        return inserted
+        conn.execute(LOCK_KEYS_AND_WAKE, (batch,))
+        return conn.execute(INSERT_MANY, (now, now, now, batch))
 
     def _settle_many(self, entries: Sequence[NewEntry], rows: list[Row], now: float) -> list[Entry]:
         fresh = {(r["target"], r["idempotency_key"]): r["id"] for r in rows}
@@ -193,10 +193,9 @@ class PostgresQueue:
             return []
         now = self._clock()
         args = {"now": now, "targets": names, "limit": limit, "worker": worker, "until": now + lease_s}
-        expired, leased = self._tx(lambda conn: (conn.execute(EXPIRED, args), conn.execute(LEASE, args)),
-                                   pipeline=True)  # one round trip
-        entries = [entry_of(r) for r in leased.fetchall()]
-        if expired.fetchall():  # their workers died or hung: count the lost attempts, then lease
+        rows = self._tx(lambda conn: conn.execute(LEASE_OR_EXPIRED, args), pipeline=True).fetchall()
+        entries = [entry_of(r) for r in rows if r["id"] is not None]
+        if rows[0]["expired"]:  # their workers died or hung: count the lost attempts, then lease
             entries += self._tx(lambda conn: self._lease_expired(conn, worker, limit - len(entries), lease_s, names))
         return sorted(entries, key=lambda e: (e.available_at, e.id))
 

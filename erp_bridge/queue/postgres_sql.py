@@ -73,6 +73,8 @@ LOCK_KEYS = ("SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT {hash
 LOCK_IDS = ("SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT {hash} AS h FROM bridge_entries"
             " WHERE id = ANY(%s) ORDER BY h) s").format(hash=KEY_HASH.format(""))
 LOCK_KEYS = LOCK_KEYS.format(hash=KEY_HASH.format("k."))
+#: the batch's key locks and the wake-up of idle workers (sent at commit) in one statement
+LOCK_KEYS_AND_WAKE = f"SELECT pg_notify('{pg.CHANNEL}', ''), ({LOCK_KEYS})"
 
 
 def lock_keys(conn: pg.Conn, keys: Iterable[Key]) -> None:
@@ -122,10 +124,16 @@ PROMOTE_KEYS = PROMOTE.format(keys="(SELECT DISTINCT * FROM unnest(%s::text[], %
 TARGETS = "(%(targets)s::text[] IS NULL OR target = ANY(%(targets)s))"
 EXPIRED = ("SELECT id FROM bridge_entries WHERE state = 'leased' AND lease_until <= %(now)s"
            f" AND {TARGETS} ORDER BY lease_until LIMIT %(limit)s")
-LEASE = ("WITH due AS (SELECT id FROM bridge_entries WHERE head AND state = 'pending' AND available_at <= %(now)s"
-         f" AND {TARGETS} ORDER BY available_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
-         " UPDATE bridge_entries e SET state = 'leased', lease_owner = %(worker)s, lease_until = %(until)s,"
-         " leased_at = %(now)s, updated_at = %(now)s FROM due WHERE e.id = due.id RETURNING e.*")
+_DUE = ("due AS (SELECT id FROM bridge_entries WHERE head AND state = 'pending' AND available_at <= %(now)s"
+        f" AND {TARGETS} ORDER BY available_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED)")
+_LEASED = ("UPDATE bridge_entries e SET state = 'leased', lease_owner = %(worker)s, lease_until = %(until)s,"
+           " leased_at = %(now)s, updated_at = %(now)s FROM due WHERE e.id = due.id RETURNING e.*")
+LEASE = f"WITH {_DUE} {_LEASED}"
+# The lease, and whether leases ran out that expiry must take back first (``expired``), in one
+# statement: the result has one row even when nothing was leased (then its columns are NULL).
+LEASE_OR_EXPIRED = (f"WITH {_DUE}, leased AS ({_LEASED}) SELECT l.*, x.expired FROM (SELECT EXISTS (SELECT"
+                    f" FROM bridge_entries WHERE state = 'leased' AND lease_until <= %(now)s AND {TARGETS})"
+                    " AS expired) x LEFT JOIN leased l ON true")
 # Ack, attempt rows and promotion in one statement. A leased entry is its key's head, so once it is
 # done the key has none: its oldest other unfinished entry (in this statement's snapshot, taken
 # after the key locks) is promoted. No other entry of the key can be in the batch (one head per key).
