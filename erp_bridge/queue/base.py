@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -83,6 +83,23 @@ class Entry:
     @property
     def ordering_key(self) -> tuple[str, str, str]:
         return (self.target, self.item, self.location)
+
+
+ENTRY_FIELDS = tuple(f.name for f in fields(Entry))
+# built_entry fills the frozen dataclass's __dict__ directly: that is the same object only while
+# Entry has no __post_init__, slots or defaults computed in __init__; this fails at import the day
+# it gains one
+assert not hasattr(Entry, "__post_init__") and "__slots__" not in vars(Entry)
+
+
+def built_entry(values: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> Entry:
+    """``Entry(**values)`` without the frozen dataclass's generated ``__init__``, which sets each of
+    the 17 fields through ``object.__setattr__``: half the queue client's CPU per leased entry on
+    PostgreSQL (8.1 -> 1.9 us), about 250 us of a 64-event SQLite cycle (issue 15). Every field
+    must be given (tests compare such entries with normally built ones)."""
+    entry = object.__new__(Entry)
+    entry.__dict__.update(values)
+    return entry
 
 
 @dataclass(frozen=True)

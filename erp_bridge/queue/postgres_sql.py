@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import fields
 from datetime import UTC, datetime
 from functools import lru_cache, partial
 from typing import Any
 
 from ..storage import postgres as pg
-from .base import Entry, NewEntry, State
+from .base import ENTRY_FIELDS, Entry, NewEntry, State, built_entry
 
 Clock = Callable[[], float]
 Row = dict[str, Any]
@@ -30,34 +29,20 @@ def at(epoch: float) -> datetime:
 
 
 _STATES = {s.value: s for s in State}
-_FIELDS = tuple(f.name for f in fields(Entry))  # in order: vars(entry) reads as Entry(...) would
-# entry_of and new_entry fill the frozen dataclass's __dict__ directly: its generated __init__ sets
-# every field through object.__setattr__, about half of the client's CPU per leased entry (issue
-# 15). That is only the same object while Entry has no __post_init__, slots or defaults computed
-# in __init__; this guard fails at import the day it gains one.
-assert not hasattr(Entry, "__post_init__") and "__slots__" not in vars(Entry)
-
-
-def _entry(values: dict[str, Any]) -> Entry:
-    entry = Entry.__new__(Entry)
-    entry.__dict__.update(values)
-    return entry
-
-
 def entry_of(row: Row, payload: dict[str, Any] | None = None) -> Entry:
-    values = {name: row[name] for name in _FIELDS}
+    values = {name: row[name] for name in ENTRY_FIELDS}
     values.update(state=_STATES[row["state"]], available_at=at(row["available_at"]),
                   created_at=at(row["created_at"]), updated_at=at(row["updated_at"]),
                   lease_until=to_dt(row["lease_until"]))
     if payload is not None:
         values["payload"] = payload
-    return _entry(values)
+    return built_entry(values)
 
 
 def new_entry(entry_id: int, new: NewEntry, now: float) -> Entry:
     """The entry just inserted from ``new`` (what reading its row back would give)."""
     stamp = at(now)
-    return _entry({"id": entry_id, "target": new.target, "kind": new.kind, "item": new.item,
+    return built_entry({"id": entry_id, "target": new.target, "kind": new.kind, "item": new.item,
                    "location": new.location, "idempotency_key": new.idempotency_key, "payload": new.payload,
                    "quantity": new.quantity, "state": State.PENDING, "attempts": 0, "available_at": stamp,
                    "created_at": stamp, "updated_at": stamp, "lease_owner": None, "lease_until": None,
