@@ -275,8 +275,7 @@ class SQLiteQueue:
             db.execute("UPDATE entries SET state = 'done', head = 0, superseded_by = ?, updated_at = ?"
                        " WHERE id = ?", (row["id"], now, replaced["id"]))
             sums.sqlite_add(db, [(new.target, new.item, new.location, new.kind, replaced["quantity"])], -1)
-            self._promote(db, new.target, new.item, new.location)
-            row = self._row(db, row["id"])
+            self._promote(db, new.target, new.item, new.location)  # head is not in an Entry: no re-read
         return _entry(row, new.payload)  # just stored from this dict: no need to parse it back
 
     def _coalescable(self, db: sqlite3.Connection, new: NewEntry) -> sqlite3.Row | None:

@@ -85,7 +85,8 @@ def sqlite_add(db: sqlite3.Connection, rows: Iterable[Sequence[Any]], sign: int)
         else:  # what is summed so far goes on its own; SQLite's sum then turns real: read exactly
             spill.append((target, item, location, kind, got[0], 0))
             got[0] = sign * value
-    db.executemany(_ADD, [(*key, m, n) for key, (m, n) in groups.items()] + spill)
+    if groups or spill:  # entries without a quantity (availability markers) add nothing
+        db.executemany(_ADD, [(*key, m, n) for key, (m, n) in groups.items()] + spill)
 
 
 #: the triggers that kept the sums before the queue's own statements did (dropped on upgrade)
