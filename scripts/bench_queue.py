@@ -141,27 +141,45 @@ def synchronous(db: sqlite3.Connection, level: str) -> None:
     db.execute(f"PRAGMA synchronous={level}")
 
 
-def raw(path: Path, batch: int) -> Cycles:
+def _raw_open(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.executescript(RAW_SCHEMA)
+    return db
+
+
+def _raw_enqueue(db: sqlite3.Connection, payloads: list) -> None:
+    """The enqueue commit, at the enqueue's durability; what follows commits at the relaxed one."""
+    synchronous(db, LEVELS[0])
+    db.execute("BEGIN IMMEDIATE")
+    db.executemany("INSERT INTO raw_q (payload) VALUES (?)", [(json.dumps(p),) for p in payloads])
+    db.execute("COMMIT")
+    synchronous(db, LEVELS[1])
+
+
+def _raw_lease(db: sqlite3.Connection, batch: int) -> list:
+    return db.execute("UPDATE raw_q SET state = 'leased', owner = 'bench' WHERE id IN (SELECT id"
+                      " FROM raw_q WHERE state = 'pending' ORDER BY id LIMIT ?) RETURNING id, payload",
+                      (batch,)).fetchall()
+
+
+def _raw_done(db: sqlite3.Connection, ids: list[int]) -> None:
+    db.execute(f"UPDATE raw_q SET state = 'done' WHERE id IN ({', '.join('?' * len(ids))})", ids)
+
+
+def raw(path: Path, batch: int) -> Cycles:
+    """Three commits per cycle: enqueue; lease; ack."""
+    db = _raw_open(path)
     try:
         for c in count():
             payloads = [payload(i) for i in range(c * batch, (c + 1) * batch)]
             t0 = time.perf_counter()
-            synchronous(db, LEVELS[0])
+            _raw_enqueue(db, payloads)
             db.execute("BEGIN IMMEDIATE")
-            db.executemany("INSERT INTO raw_q (payload) VALUES (?)", [(json.dumps(p),) for p in payloads])
-            db.execute("COMMIT")
-            synchronous(db, LEVELS[1])
-            db.execute("BEGIN IMMEDIATE")
-            rows = db.execute("UPDATE raw_q SET state = 'leased', owner = 'bench' WHERE id IN (SELECT id"
-                              " FROM raw_q WHERE state = 'pending' ORDER BY id LIMIT ?) RETURNING id, payload",
-                              (batch,)).fetchall()
+            rows = _raw_lease(db, batch)
             db.execute("COMMIT")
             db.execute("BEGIN IMMEDIATE")
-            db.execute(f"UPDATE raw_q SET state = 'done' WHERE id IN ({', '.join('?' * len(rows))})",
-                       [r[0] for r in rows])
+            _raw_done(db, [r[0] for r in rows])
             db.execute("COMMIT")
             yield time.perf_counter() - t0
             assert len(rows) == batch
@@ -170,24 +188,17 @@ def raw(path: Path, batch: int) -> Cycles:
 
 
 def raw2(path: Path, batch: int) -> Cycles:
-    db = sqlite3.connect(path, isolation_level=None)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.executescript(RAW_SCHEMA)
+    """Two commits per cycle: enqueue; the previous batch's ack with this lease."""
+    db = _raw_open(path)
     held: list[int] = []
     try:
         for c in count():
             payloads = [payload(i) for i in range(c * batch, (c + 1) * batch)]
             t0 = time.perf_counter()
-            synchronous(db, LEVELS[0])
+            _raw_enqueue(db, payloads)
             db.execute("BEGIN IMMEDIATE")
-            db.executemany("INSERT INTO raw_q (payload) VALUES (?)", [(json.dumps(p),) for p in payloads])
-            db.execute("COMMIT")
-            synchronous(db, LEVELS[1])
-            db.execute("BEGIN IMMEDIATE")
-            db.execute(f"UPDATE raw_q SET state = 'done' WHERE id IN ({', '.join('?' * len(held))})", held)
-            rows = db.execute("UPDATE raw_q SET state = 'leased', owner = 'bench' WHERE id IN (SELECT id"
-                              " FROM raw_q WHERE state = 'pending' ORDER BY id LIMIT ?) RETURNING id, payload",
-                              (batch,)).fetchall()
+            _raw_done(db, held)
+            rows = _raw_lease(db, batch)
             db.execute("COMMIT")
             yield time.perf_counter() - t0
             assert len(rows) == batch

@@ -19,7 +19,7 @@ from typing import Any
 from ..connectors.base import Capability, Connector
 from ..domain import Delivered
 from ..errors import BridgeError, ConfigError, NotAttempted, RejectedError, RetryableError
-from ..queue.base import SALE_KINDS, Entry, Queue, State, ack_and_lease, orphaned_owners
+from ..queue.base import SALE_KINDS, Entry, Queue, State, orphaned_owners
 from .metrics import DispatchMetrics, default_metrics
 from .ratelimit import TokenBucket
 from .routing import capability_for, event_of
@@ -219,7 +219,7 @@ class Dispatcher:
     def run_once(self, worker: str, chain: bool = False) -> int:
         """Lease one batch and deliver it; returns how many entries were leased. ``chain`` (the
         worker loop): the batch's last ack also leases the next batch in the same queue
-        transaction (base.ack_and_lease: on SQLite two commits per busy cycle, not three), which
+        transaction (Queue.ack_and_lease: on SQLite two commits per busy cycle, not three), which
         the worker's next call delivers instead of leasing."""
         entries = self._carried.pop(worker, None)
         if entries is None:
@@ -290,8 +290,8 @@ class Dispatcher:
 
     def _ack(self, worker: str, ids: list[int], duration: float, chain: bool) -> None:
         if chain and not self._stopping.is_set():
-            leased = ack_and_lease(self._queue, ids, worker, duration, self._batch_size, self._lease_s,
-                                   list(self._connectors))
+            leased = self._queue.ack_and_lease(ids, worker, duration, self._batch_size, self._lease_s,
+                                               list(self._connectors))
             if leased:  # nothing due now: the next call leases afresh (work may come meanwhile)
                 self._carried[worker] = leased
         else:

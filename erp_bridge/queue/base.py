@@ -171,6 +171,11 @@ class Queue(Protocol):
     def ack(self, entry_ids: Sequence[int], worker: str, duration_s: float = 0.0) -> None:
         """Mark leased entries done (only if ``worker`` still holds the lease)."""
 
+    def ack_and_lease(self, entry_ids: Sequence[int], worker: str, duration_s: float, limit: int,
+                      lease_s: float, targets: Collection[str] | None = None) -> list[Entry]:
+        """``ack(entry_ids, ...)`` then ``lease(worker, limit, ...)``: a busy worker's step from one
+        batch to the next. SQLite does both in one transaction (one commit instead of two)."""
+
     def fail(self, entry_id: int, worker: str, error: str, *, retryable: bool,
              retry_after: float | None = None, duration_s: float = 0.0) -> Entry:
         """Record a failed attempt: back to pending after the policy's delay, or dead when not
@@ -230,20 +235,6 @@ class Queue(Protocol):
         """Raise if the store cannot be reached."""
 
     def close(self) -> None: ...
-
-
-def ack_and_lease(queue: Queue, entry_ids: Sequence[int], worker: str, duration_s: float, limit: int,
-                  lease_s: float, targets: Collection[str] | None = None) -> list[Entry]:
-    """``queue.ack(entry_ids, ...)`` then ``queue.lease(worker, limit, ...)``: a busy worker's
-    step from one batch to the next. A queue that can do both in one transaction (one commit
-    instead of two) has a method of this name (SQLiteQueue); any other gets exactly the two
-    calls. A function, not a method of ``Queue``: a Protocol's default body is not inherited by
-    the queues, which do not subclass it."""
-    own = getattr(queue, "ack_and_lease", None)
-    if own is not None:
-        return own(entry_ids, worker, duration_s, limit, lease_s, targets)
-    queue.ack(entry_ids, worker, duration_s)
-    return queue.lease(worker, limit, lease_s, targets)
 
 
 def orphaned_owners(owners: Collection[str], process: str,

@@ -258,6 +258,12 @@ class PostgresQueue:
 
     # -- outcomes -----------------------------------------------------------------------------
 
+    def ack_and_lease(self, entry_ids: Sequence[int], worker: str, duration_s: float, limit: int,
+                      lease_s: float, targets: Collection[str] | None = None) -> list[Entry]:
+        """Two transactions: one would save a round trip, measured at 0-3 % (BENCHMARKS.md)."""
+        self.ack(entry_ids, worker, duration_s)
+        return self.lease(worker, limit, lease_s, targets)
+
     def ack(self, entry_ids: Sequence[int], worker: str, duration_s: float = 0.0) -> None:
         if not entry_ids:
             return
