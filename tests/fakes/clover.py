@@ -70,6 +70,7 @@ class FakeClover:
 
     def __init__(self, token: str, merchant: str = MERCHANT, rate: int = TOKEN_RATE, slow_s: float = 0.0):
         self.token, self.merchant, self.rate, self.slow_s = token, merchant, rate, slow_s
+        self.clock = time.time  # the per-second window's clock (a test may hold it still)
         openapi()  # load the spec before a client's timeout starts
         self.stock: dict[str, Decimal] = {}
         self.orders: dict[str, dict[str, Any]] = {}
@@ -112,7 +113,7 @@ class FakeClover:
                 self._in_flight -= 1
 
     def _throttle(self) -> Answer | None:
-        now = int(time.time())
+        now = int(self.clock())
         if now != self._second:
             self._second, self._used = now, 0
         self._used += 1

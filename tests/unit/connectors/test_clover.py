@@ -56,6 +56,7 @@ def test_an_unknown_item_fails_alone_with_clovers_message(merchant, build):
 
 def test_the_per_second_token_limit_is_a_retryable_429_that_stops_the_rest(merchant, build):
     merchant.rate = 1
+    merchant.clock = lambda: 1_000_000.0  # one second for all three: none may straddle two windows
     first, second, third = build().push_availability([figure("CHAIR-BLUE", "1"), figure("CHAIR-RED", "1"),
                                                       figure("CHAIR-BLUE", "2")])
     assert first == Delivered("set")
