@@ -18,10 +18,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from ...domain import Decrement, Increment
+from ..runtime.classify import finite_decimal
 from ..runtime.polling import Reading
 from ..runtime.webhooks import by_status
 
@@ -81,7 +82,7 @@ def _sold(sale: Mapping[str, Any], order: Mapping[str, Any], rules: Rules, out: 
     totals: dict[str, Decimal] = {}
     skus: dict[str, str] = {}
     for line in order.get("Lines") or []:
-        product, quantity = _product(line), _quantity(line.get("Quantity"))
+        product, quantity = _product(line), finite_decimal(line.get("Quantity"))
         if product is None or quantity is None or quantity <= 0:
             out.reports.append(f"{rules.channel}: sale {sale['ID']}: order line {line.get('SKU')!r} without a product "
                                f"or a positive Quantity ({line.get('Quantity')!r}); not applied")
@@ -96,7 +97,7 @@ def _sold(sale: Mapping[str, Any], order: Mapping[str, Any], rules: Rules, out: 
 def _restocked(sale: Mapping[str, Any], note: Mapping[str, Any], rules: Rules, out: Reading) -> list[Increment]:
     back: list[Increment] = []
     for line in note.get("Restock") or []:
-        product, quantity = _product(line), _quantity(line.get("Quantity"))
+        product, quantity = _product(line), finite_decimal(line.get("Quantity"))
         if product is None or quantity is None or quantity <= 0:
             out.reports.append(f"{rules.channel}: sale {sale['ID']}: credit note {note.get('TaskID')} restock line "
                                f"{line.get('SKU')!r} unreadable; not applied")
@@ -123,10 +124,3 @@ def _product(line: Any) -> str | None:
     product = line.get("ProductID") or line.get("SKU")
     return str(product).lower() if product else None  # Cin7 writes GUIDs in either case
 
-
-def _quantity(value: Any) -> Decimal | None:
-    try:
-        quantity = Decimal(str(value))
-    except InvalidOperation:
-        return None
-    return quantity if quantity.is_finite() else None

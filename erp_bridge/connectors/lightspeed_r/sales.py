@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from ...domain import ChannelChange, Decrement, Increment
+from ..runtime.classify import finite_decimal
 from ..runtime.polling import Reading, parse_time
 
 
@@ -52,7 +53,7 @@ def _sale(sale: Mapping[str, Any], rules: Rules, out: Reading) -> None:
     voided = _flag(sale.get("voided"))
     when = parse_time(sale.get("completeTime")) or parse_time(sale.get("timeStamp"))
     for line in listed((sale.get("SaleLines") or {}).get("SaleLine")):
-        quantity = _quantity(line.get("unitQuantity"))
+        quantity = finite_decimal(line.get("unitQuantity"))
         item = str(line.get("itemID") or "")
         where = f"sale {sale['saleID']} line {line.get('saleLineID')}"
         if quantity is None or not line.get("saleLineID"):
@@ -81,10 +82,3 @@ def _line_changes(common: dict[str, Any], quantity: Decimal, voided: bool) -> li
 def _flag(value: Any) -> bool:
     return value is True or str(value).lower() == "true"
 
-
-def _quantity(value: Any) -> Decimal | None:
-    try:
-        quantity = Decimal(str(value))
-    except InvalidOperation:
-        return None
-    return quantity if quantity.is_finite() else None

@@ -127,6 +127,16 @@ def vendor_decimal(value: object) -> Decimal:
         return Decimal(0)
 
 
+def finite_decimal(value: object) -> Decimal | None:
+    """A vendor's quantity as a finite Decimal; None when it is not one (NaN, Infinity, not a
+    number): the caller skips what carries it and says why, rather than guess a figure."""
+    try:
+        quantity = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return quantity if quantity.is_finite() else None
+
+
 def json_or_none(response: requests.Response) -> Any:
     try:
         return response.json()

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from ...domain import MAX_CHANNEL_QUANTITY, Decrement
+from ..runtime.classify import finite_decimal
 from ..runtime.polling import Reading, parse_time
 from ..runtime.webhooks import by_status
 
@@ -78,8 +79,5 @@ def _lines(order: Mapping[str, Any], number: str, rules: Rules, reports: list[st
 
 
 def _quantity(value: Any) -> Decimal | None:
-    try:
-        quantity = Decimal(str(value))
-    except InvalidOperation:
-        return None
-    return quantity if quantity.is_finite() and 0 <= quantity <= MAX_CHANNEL_QUANTITY else None
+    quantity = finite_decimal(value)
+    return quantity if quantity is not None and 0 <= quantity <= MAX_CHANNEL_QUANTITY else None

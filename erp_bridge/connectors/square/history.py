@@ -20,10 +20,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from ...domain import ChannelChange, Decrement, Increment
+from ..runtime.classify import finite_decimal
 
 ECHO_PREFIX = "erp-bridge:"
 IN_STOCK = "IN_STOCK"
@@ -89,7 +90,7 @@ def _adjustment(adj: Mapping[str, Any], rules: Rules, out: Reading) -> None:
     source, target = adj.get("from_state"), adj.get("to_state")
     if IN_STOCK not in (source, target):
         return  # e.g. SOLD -> RETURNED_BY_CUSTOMER: on-hand stock did not move
-    quantity = _quantity(adj.get("quantity"))
+    quantity = finite_decimal(adj.get("quantity"))
     common = _common(adj, rules, quantity)
     if common is None:
         out.reports.append(f"adjustment {adj['id']}: unreadable quantity {adj.get('quantity')!r}; not applied")
@@ -138,13 +139,6 @@ def _by(body: Mapping[str, Any]) -> str:
     who = source.get("name") or source.get("product")
     return f", by {who}" if who else ""
 
-
-def _quantity(value: Any) -> Decimal | None:
-    try:
-        quantity = Decimal(str(value))
-    except InvalidOperation:
-        return None
-    return quantity if quantity.is_finite() else None
 
 
 def _time(value: Any) -> datetime | None:

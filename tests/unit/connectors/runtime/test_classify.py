@@ -3,12 +3,19 @@ Retry-After as seconds and as an HTTP date, the vendor's message, and the Redact
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from email.utils import format_datetime
 
 import pytest
 import requests
 
-from erp_bridge.connectors.runtime.classify import Redactor, action_for, classify_response, retry_after_s
+from erp_bridge.connectors.runtime.classify import (
+    Redactor,
+    action_for,
+    classify_response,
+    finite_decimal,
+    retry_after_s,
+)
 from erp_bridge.connectors.runtime.context import ConnectorContext
 from erp_bridge.domain import Delivered
 from erp_bridge.errors import RejectedError, RetryableError
@@ -119,3 +126,11 @@ def test_a_401_carries_the_vendors_own_words_without_a_secret():
                           "Magento_Sales::sales with ***): check secrets shop_token")
     plain = Sender("shop", secret_names="secrets shop_token")._classify(response, "GET /V1/orders", None)
     assert str(plain) == "shop refused the credentials (HTTP 401 from GET /V1/orders): check secrets shop_token"
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (3, Decimal(3)), ("2.5", Decimal("2.5")), (1.0, Decimal("1.0")), ("-1", Decimal(-1)),
+    ("NaN", None), ("Infinity", None), ("-inf", None), ("two", None), (None, None), ("", None), ([1], None),
+])
+def test_finite_decimal_reads_a_vendor_quantity_or_says_none(value, expected):
+    assert finite_decimal(value) == expected
