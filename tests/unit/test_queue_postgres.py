@@ -13,7 +13,7 @@ import pytest
 
 from erp_bridge.errors import ConfigError
 from erp_bridge.queue import open_queue
-from erp_bridge.queue.base import RetryPolicy, State
+from erp_bridge.queue.base import NewEntry, RetryPolicy, State
 from erp_bridge.queue.postgres import PostgresQueue
 from erp_bridge.storage import postgres as pg
 from tests.pg import pg_url  # noqa: F401 - fixture
@@ -231,3 +231,13 @@ def test_only_the_lease_and_the_ack_commit_without_waiting_for_their_flush(pg_ur
     with pg.reading(q._pool) as conn:
         assert conn.execute("SHOW synchronous_commit").fetchone()["synchronous_commit"] == "on"
     q.close()
+
+
+def test_a_payload_reads_back_as_it_was_stored(queue):  # noqa: F811
+    """The pool's own JSON loader (storage.postgres._JsonLoader) against every kind of value."""
+    payload = {"order": "Bestellung #12 – Größe XL ✓", "n": 2 ** 70, "x": -2.5e-7, "ok": True, "none": None,
+               "lines": [{"sku": "A\\\"B\n", "qty": 0}], "empty": {}, "list": []}
+    stored = queue.enqueue([NewEntry(target="shop", kind="decrement", item="SKU-1", location="WH",
+                                     idempotency_key="p", payload=payload, quantity=Decimal(-1))])[0]
+    assert queue.get(stored.id).payload == payload
+    assert queue.lease("w", 1, LEASE_S)[0].payload == payload
