@@ -234,10 +234,19 @@ def test_only_the_lease_and_the_ack_commit_without_waiting_for_their_flush(pg_ur
 
 
 def test_a_payload_reads_back_as_it_was_stored(queue):  # noqa: F811
-    """The pool's own JSON loader (storage.postgres._JsonLoader) against every kind of value."""
+    """The pool's own jsonb loader (storage.postgres._JsonbLoader) against every kind of value."""
     payload = {"order": "Bestellung #12 – Größe XL ✓", "n": 2 ** 70, "x": -2.5e-7, "ok": True, "none": None,
                "lines": [{"sku": "A\\\"B\n", "qty": 0}], "empty": {}, "list": []}
     stored = queue.enqueue([NewEntry(target="shop", kind="decrement", item="SKU-1", location="WH",
                                      idempotency_key="p", payload=payload, quantity=Decimal(-1))])[0]
     assert queue.get(stored.id).payload == payload
     assert queue.lease("w", 1, LEASE_S)[0].payload == payload
+
+
+def test_the_pools_json_loaders_read_what_the_server_prints(queue):  # noqa: F811
+    """jsonb is printed canonically (the fast loader's premise); json keeps its input's text,
+    whitespace around it included, and keeps psycopg's loader."""
+    with pg.reading(queue._pool) as conn:
+        row = conn.execute("""SELECT ' {"a": [1, 2.5, "é"]} '::jsonb AS b, ' {"a": 1} '::json AS j,"""
+                           """ '"text"'::jsonb AS s, 'null'::jsonb AS n""").fetchone()
+    assert row == {"b": {"a": [1, 2.5, "é"]}, "j": {"a": 1}, "s": "text", "n": None}
