@@ -15,6 +15,27 @@ made safe for concurrent writers:
 
 Every method commits before it returns; a deadlock or serialization failure reruns the whole
 transaction (storage.postgres.run).
+
+Durability per commit, as on SQLite (sqlite.py: FULL and NORMAL): the enqueue commits at the
+session's ``synchronous_commit`` (the server's default, ``on``: its WAL is flushed, and with
+synchronous replication configured, acknowledged as that setting says, before ``enqueue``
+returns and the webhook is answered). The lease and the ack, the hot path's other two commits,
+run at ``off`` (postgres_sql.RELAXED): they return before their WAL flush, which the WAL writer
+does within ``3 * wal_writer_delay`` (600 ms by default). A client or host crash loses nothing of
+a returned commit (the server has it); only a crash of the database server itself can lose the
+last of them, never an enqueue and never a hole:
+
+- the WAL is one ordered log for every host: a commit that waits for its flush (any enqueue,
+  fail, expiry, replay) makes every earlier commit durable, so a server crash leaves a prefix of
+  the committed history; a standby receives the same log in order, so a failover does too;
+- a lost lease leaves the entry pending: it is leased again;
+- a lost ack leaves the entry leased by its worker: the lease expires (or is reclaimed when that
+  worker restarts) and the entry is delivered again, as after a worker killed between delivery
+  and ack, which the targets' idempotency covers; until then its quantity counts as pending
+  (understated availability, never overstated).
+
+Failures, expiries, releases, reclaims, replays and discards keep the session's setting: rare,
+and operator-visible decisions (a dead letter) must not come undone.
 """
 from __future__ import annotations
 
@@ -35,6 +56,7 @@ from .postgres_sql import (
     INSERT_MANY,
     LEASE,
     LEASE_OR_EXPIRED,
+    LOCK_IDS_RELAXED,
     LOCK_KEYS_AND_WAKE,
     OPEN,
     PROMOTE_KEYS,
@@ -45,6 +67,7 @@ from .postgres_sql import (
     batch_json,
     dumps,
     entry_of,
+    id_array,
     lock_ids,
     lock_keys,
     new_entry,
@@ -268,14 +291,15 @@ class PostgresQueue:
         if not entry_ids:
             return
         ids, now = list(entry_ids), self._clock()
-        args = {"now": now, "ids": ids, "worker": worker, "started": now - duration_s, "duration": duration_s}
+        args = {"now": now, "ids": id_array(ids), "worker": worker, "started": now - duration_s,
+                "duration": duration_s}
         acked = self._tx(lambda conn: self._ack(conn, args), pipeline=True)  # one round trip
         done = {r["entry_id"] for r in acked.fetchall()}
         if len(done) < len(ids):
             log.warning("entries %s are not leased by %s; ack ignored", sorted(set(ids) - done), worker)
 
     def _ack(self, conn: pg.Conn, args: dict[str, Any]) -> pg.Cursor:
-        lock_ids(conn, args["ids"])
+        conn.execute(LOCK_IDS_RELAXED, (args["ids"],))  # key locks; the commit relaxed (see above)
         return conn.execute(ACK, args)
 
     def fail(self, entry_id: int, worker: str, error: str, *, retryable: bool,

@@ -13,7 +13,7 @@ import pytest
 
 from erp_bridge.errors import ConfigError
 from erp_bridge.queue import open_queue
-from erp_bridge.queue.base import RetryPolicy, State
+from erp_bridge.queue.base import NewEntry, RetryPolicy, State
 from erp_bridge.queue.postgres import PostgresQueue
 from erp_bridge.storage import postgres as pg
 from tests.pg import pg_url  # noqa: F401 - fixture
@@ -200,3 +200,53 @@ def test_a_pipelined_transaction_is_one_transaction_and_keeps_nothing_when_it_fa
             assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     finally:
         pg.release(pg_url)
+
+
+def test_only_the_lease_and_the_ack_commit_without_waiting_for_their_flush(pg_url, clock, monkeypatch):  # noqa: F811
+    """synchronous_commit per transaction (postgres.py's docstring): off for the lease and the
+    ack, the session's (on) for the enqueue, a failure and the expiry that may dead-letter; and
+    set for the transaction only, never left on a pooled connection."""
+    seen: list[str] = []
+    run = pg.run
+
+    def spying(pool, work, attempts=5, pipeline=False):
+        def observed(conn):
+            result = work(conn)
+            seen.append(conn.execute("SELECT current_setting('synchronous_commit') AS s"))
+            return result
+        return run(pool, observed, attempts, pipeline)
+    monkeypatch.setattr(pg, "run", spying)
+    q = PostgresQueue(pg_url, RetryPolicy(max_attempts=5), clock=clock)
+    q.enqueue([new("a"), new("b", item="I2")])
+    leased = q.lease("w", 10, LEASE_S)
+    q.ack([leased[0].id], "w")
+    q.fail(leased[1].id, "w", "boom", retryable=True)
+    clock.advance(3600)
+    q.lease("w", 10, LEASE_S)
+    clock.advance(LEASE_S + 1)  # that lease runs out: the next lease expires it first
+    assert [e.id for e in q.lease("w", 10, LEASE_S)] == [leased[1].id]  # leased by the expiry's transaction
+    settings = [cur.fetchone()["s"] for cur in seen]
+    assert settings == ["on", "off", "off", "on", "off", "off", "on"]
+    assert q.attempts(leased[1].id)[-1].error.startswith("lease expired")
+    with pg.reading(q._pool) as conn:
+        assert conn.execute("SHOW synchronous_commit").fetchone()["synchronous_commit"] == "on"
+    q.close()
+
+
+def test_a_payload_reads_back_as_it_was_stored(queue):  # noqa: F811
+    """The pool's own jsonb loader (storage.postgres._JsonbLoader) against every kind of value."""
+    payload = {"order": "Bestellung #12 – Größe XL ✓", "n": 2 ** 70, "x": -2.5e-7, "ok": True, "none": None,
+               "lines": [{"sku": "A\\\"B\n", "qty": 0}], "empty": {}, "list": []}
+    stored = queue.enqueue([NewEntry(target="shop", kind="decrement", item="SKU-1", location="WH",
+                                     idempotency_key="p", payload=payload, quantity=Decimal(-1))])[0]
+    assert queue.get(stored.id).payload == payload
+    assert queue.lease("w", 1, LEASE_S)[0].payload == payload
+
+
+def test_the_pools_json_loaders_read_what_the_server_prints(queue):  # noqa: F811
+    """jsonb is printed canonically (the fast loader's premise); json keeps its input's text,
+    whitespace around it included, and keeps psycopg's loader."""
+    with pg.reading(queue._pool) as conn:
+        row = conn.execute("""SELECT ' {"a": [1, 2.5, "é"]} '::jsonb AS b, ' {"a": 1} '::json AS j,"""
+                           """ '"text"'::jsonb AS s, 'null'::jsonb AS n""").fetchone()
+    assert row == {"b": {"a": [1, 2.5, "é"]}, "j": {"a": 1}, "s": "text", "n": None}
