@@ -9,7 +9,7 @@ import sqlite3
 import pytest
 
 from erp_bridge.queue.base import Attempt, Entry, Outcome, RetryPolicy, State
-from erp_bridge.queue.sqlite import ENTRY_COLUMNS, SQLiteQueue
+from erp_bridge.queue.sqlite import ENTRY_COLUMNS, PAGE_SIZE, SQLiteQueue
 from erp_bridge.queue.sqlite_rows import at
 from tests.fakes.clock import FakeClock
 from tests.unit.queue_contract import LEASE_S, marker, new
@@ -206,9 +206,22 @@ def test_a_file_of_the_previous_version_is_upgraded_in_place(tmp_path, clock):
         (1, "w0", Outcome.RETRY, at(1), 0.5), (2, "w0", Outcome.DELIVERED, at(8.75), 0.25)]
     assert [(a.number, a.outcome) for a in q.attempts(first[0].id)] == [(1, Outcome.DELIVERED)]
     upgraded = _indexes(q)
+    assert q._db.execute("PRAGMA page_size").fetchone()[0] == 4096  # a file keeps its page size
     q.close()
     again = SQLiteQueue(path, clock=clock)
     assert _indexes(again) == upgraded  # reopening changes nothing
+    again.close()
+
+
+def test_a_new_file_has_the_smaller_pages_and_works_in_wal(tmp_path, clock):
+    q = SQLiteQueue(tmp_path / "q.db", clock=clock)
+    assert q._db.execute("PRAGMA page_size").fetchone()[0] == PAGE_SIZE == 2048
+    assert q._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    q.enqueue([new("k")])
+    q.close()
+    again = SQLiteQueue(tmp_path / "q.db", clock=clock)
+    assert [e.idempotency_key for e in again.lease("w", 10, LEASE_S)] == ["k"]
+    assert again._db.execute("PRAGMA page_size").fetchone()[0] == 2048
     again.close()
 
 
