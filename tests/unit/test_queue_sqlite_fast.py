@@ -4,6 +4,7 @@ for and enqueue at FULL, and a file an older version created is upgraded in plac
 from __future__ import annotations
 
 import dataclasses
+import json
 import sqlite3
 
 import pytest
@@ -55,6 +56,22 @@ def test_entries_returned_by_lease_equal_what_get_reads(tmp_path, clock):
     q.enqueue([new("k1"), new("k2", item="SKU-2", quantity=None), marker("m", item="SKU-3")])
     for leased in q.lease("w", 10, LEASE_S):
         assert leased == q.get(leased.id) and leased.state is State.LEASED
+    q.close()
+
+
+@pytest.mark.parametrize("payload", [
+    {"order": "o1", "quantity": "-1", "nested": [1, 2.5, None, True, {"x": "é\u2028"}]},
+    {"big": 10 ** 40, "tiny": 5e-324, "neg_zero": -0.0, "exp": 1e300},
+    {"nan": float("nan"), "inf": float("inf"), "ninf": float("-inf")},  # json.dumps writes these
+    {"surrogate": "\ud800", "deep": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]},
+], ids=["plain", "numbers", "non-finite", "odd-text"])
+def test_a_payload_reads_back_as_json_reads_it(tmp_path, clock, payload):
+    """Leased payloads are decoded by msgspec, with json for what it refuses: the same objects."""
+    q = SQLiteQueue(tmp_path / "q.db", clock=clock)
+    stored = q.enqueue([dataclasses.replace(new("k"), payload=payload)])[0]
+    text = q._db.execute("SELECT payload FROM entries WHERE id = ?", (stored.id,)).fetchone()[0]
+    for read in (q.lease("w", 10, LEASE_S)[0].payload, q.get(stored.id).payload):
+        assert repr(read) == repr(json.loads(text))  # repr: nan == nan is False, -0.0 == 0.0 is True
     q.close()
 
 
