@@ -321,6 +321,9 @@ class SQLiteQueue:
             (new.target, new.item, new.location, new.kind)).fetchone()
 
     def _promote_keys(self, db: sqlite3.Connection, keys: Collection[tuple[str, str, str]]) -> None:
+        if len(keys) == 1:  # a lone key: the simpler statement (3 us less, a batch-1 ack's case)
+            self._promote(db, *next(iter(keys)))
+            return
         for chunk in _chunks(list(keys), 200):  # stay under SQLite's bound-parameter limit
             db.execute(
                 "UPDATE entries SET head = 1 WHERE id IN (SELECT (SELECT min(id) FROM entries e"
@@ -464,18 +467,20 @@ class SQLiteQueue:
 
     def _ack(self, db: sqlite3.Connection, entry_ids: Sequence[int], worker: str, duration_s: float,
              now: float) -> None:
+        cursor = db.cursor()
+        cursor.row_factory = None  # plain tuples: sqlite3.Row looks each name up, per row
         # the delivered attempt stays in the row (delivered_by, delivered_s): no attempts row
-        rows = db.execute(
+        rows = cursor.execute(
             f"UPDATE entries SET state = 'done', head = 0, attempts = attempts + 1, updated_at = ?1,"
             f" lease_owner = NULL, lease_until = NULL, delivered_by = ?2, delivered_s = ?3"
             f" WHERE id IN ({', '.join('?' * len(entry_ids))}) AND state = 'leased' AND lease_owner = ?2"
-            f" RETURNING id, target, item, location, kind, quantity",
+            f" RETURNING target, item, location, kind, quantity, id",
             (now, worker, duration_s, *entry_ids)).fetchall()
         if len(rows) < len(entry_ids):
-            lost = set(entry_ids) - {r["id"] for r in rows}
+            lost = set(entry_ids) - {r[5] for r in rows}
             log.warning("entries %s are not leased by %s; ack ignored", sorted(lost), worker)
-        sums.sqlite_add(db, [r[1:] for r in rows], -1)  # delivered: no longer pending
-        self._promote_keys(db, {(r["target"], r["item"], r["location"]) for r in rows})
+        sums.sqlite_add(db, [r[:5] for r in rows], -1)  # delivered: no longer pending
+        self._promote_keys(db, {r[:3] for r in rows})
 
     def fail(self, entry_id: int, worker: str, error: str, *, retryable: bool,
              retry_after: float | None = None, duration_s: float = 0.0) -> Entry:
