@@ -19,6 +19,11 @@ ack it, by one client, each contender in a fresh file in the same directory.
 - ``huey`` (``huey.storage.SqliteStorage``: enqueue, dequeue) and ``litequeue`` (``LiteQueue``:
   put, pop, done), one message per call as their APIs take them (pip install -e '.[bench]').
 
+Page size: a new product file has 2 KiB pages (sqlite.PAGE_SIZE: every commit writes whole pages
+to the WAL); the raw ceilings get the same (a property of the file, like the pragmas), huey and
+litequeue keep their default 4 KiB unless ``--rivals-page-size 2048`` gives it to them too (run
+both ways: the output says which).
+
 Durability is the product's for everyone, commit by commit: WAL, the commit that stores new work
 at ``synchronous=FULL`` (it must survive a power cut), the commits that lease or finish work at
 the product's setting for those (sqlite.LEASE_SYNCHRONOUS; see erp_bridge/queue/sqlite.py for why).
@@ -29,6 +34,7 @@ a busy moment hits all of them), several rounds, the median round is reported.
 
     .venv/bin/python scripts/bench_queue.py [--events 4096] [--rounds 5] [--batches 1,8,64] [--db DIR]
     .venv/bin/python scripts/bench_queue.py --no-fsync    # diagnostic: CPU only, no commit fsyncs
+    .venv/bin/python scripts/bench_queue.py --rivals-page-size 2048   # huey, litequeue with our pages
 """
 from __future__ import annotations
 
@@ -52,10 +58,14 @@ from erp_bridge.dispatch.dispatcher import Dispatcher
 from erp_bridge.dispatch.routing import entry_for
 from erp_bridge.domain import Decrement, Delivered
 from erp_bridge.queue.base import NewEntry
-from erp_bridge.queue.sqlite import ENQUEUE_SYNCHRONOUS, LEASE_SYNCHRONOUS, SQLiteQueue
+from erp_bridge.queue.sqlite import ENQUEUE_SYNCHRONOUS, LEASE_SYNCHRONOUS, PAGE_SIZE, SQLiteQueue
 
 #: (store, lease/finish) commit settings for every contender: the product's, unless --no-fsync
 LEVELS = [ENQUEUE_SYNCHRONOUS, LEASE_SYNCHRONOUS]
+#: page size of each contender's new file: the raw ceilings always get the product's (a property
+#: of the file like the pragmas they share); huey and litequeue their own default (4096) unless
+#: --rivals-page-size gives them another (the file is created with it before they open it)
+PAGE_SIZES = {"raw": PAGE_SIZE, "rivals": 0}
 
 RAW_SCHEMA = ("CREATE TABLE raw_q (id INTEGER PRIMARY KEY, payload TEXT NOT NULL,"
               " state TEXT NOT NULL DEFAULT 'pending', owner TEXT);"
@@ -141,7 +151,17 @@ def synchronous(db: sqlite3.Connection, level: str) -> None:
     db.execute(f"PRAGMA synchronous={level}")
 
 
+def _precreate(path: Path, page_size: int) -> None:
+    """An empty WAL file with ``page_size`` (0: SQLite's default), as the product makes its own."""
+    if page_size:
+        db = sqlite3.connect(path, isolation_level=None)
+        db.execute(f"PRAGMA page_size={page_size}")
+        db.execute("PRAGMA journal_mode=WAL")  # writes the header: the page size is fixed now
+        db.close()
+
+
 def _raw_open(path: Path) -> sqlite3.Connection:
+    _precreate(path, PAGE_SIZES["raw"])
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.executescript(RAW_SCHEMA)
@@ -210,6 +230,7 @@ def raw2(path: Path, batch: int) -> Cycles:
 def huey(path: Path, batch: int) -> Cycles:
     from huey.storage import SqliteStorage
 
+    _precreate(path, PAGE_SIZES["rivals"])
     storage = SqliteStorage(name="bench", filename=str(path), fsync=True)
     try:
         for c in count():
@@ -229,6 +250,7 @@ def huey(path: Path, batch: int) -> Cycles:
 def litequeue(path: Path, batch: int) -> Cycles:
     from litequeue import LiteQueue
 
+    _precreate(path, PAGE_SIZES["rivals"])
     queue = LiteQueue(str(path))
     try:
         for c in count():
@@ -320,9 +342,13 @@ def main() -> int:
     parser.add_argument("--no-fsync", action="store_true",
                         help="every commit of every contender at synchronous=OFF: the CPU-bound ratio, which a "
                              "disk with very cheap fsync approaches (a diagnostic, not the targets' setting)")
+    parser.add_argument("--rivals-page-size", type=int, default=0,
+                        help="page size of huey's and litequeue's files (default: their own, 4096); the raw "
+                             f"ceilings always have the product's ({PAGE_SIZE})")
     args = parser.parse_args()
     if args.no_fsync:
         LEVELS[:] = ["OFF", "OFF"]
+    PAGE_SIZES["rivals"] = args.rivals_page_size
     import huey as huey_pkg
     import litequeue as litequeue_pkg
 
@@ -335,6 +361,8 @@ def main() -> int:
           " this lease in one transaction, as the dispatcher's busy worker), raw 2 commits 2 (the same);"
           " erp-bridge 3 commits, raw and the dispatcher 3 (enqueue; lease; ack);"
           " huey 2 per message (enqueue; dequeue, which deletes); litequeue 3 per message (put; pop; done)")
+    print(f"page size of new files: erp-bridge {PAGE_SIZE} (the product's, sqlite.PAGE_SIZE), raw ceilings the same;"
+          f" huey and litequeue {args.rivals_page_size or '4096 (their default)'}")
     print(f"median of {args.rounds} rounds; in a round the contenders take turns cycle by cycle")
     medians: dict[int, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(dir=args.db) as tmp:

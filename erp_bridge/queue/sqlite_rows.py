@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import msgspec
+
 from .base import ENTRY_FIELDS, Entry, NewEntry, State, built_entry
 
 
@@ -28,7 +30,7 @@ def entry(row: sqlite3.Row, payload: dict | None = None) -> Entry:
     return Entry(
         id=row["id"], target=row["target"], kind=row["kind"], item=row["item"],
         location=row["location"], idempotency_key=row["idempotency_key"],
-        payload=json.loads(row["payload"]) if payload is None else payload, quantity=None if quantity is None else Decimal(quantity),
+        payload=loads(row["payload"]) if payload is None else payload, quantity=None if quantity is None else Decimal(quantity),
         state=State(row["state"]), attempts=row["attempts"], available_at=at(row["available_at"]),
         created_at=at(row["created_at"]), updated_at=at(row["updated_at"]),
         lease_owner=row["lease_owner"], lease_until=dt(row["lease_until"]),
@@ -52,9 +54,21 @@ def new_entry(entry_id: int, new: NewEntry, stamp: datetime) -> Entry:
 ENTRY_COLUMNS = ("id, target, kind, item, location, idempotency_key, payload, quantity, state, attempts,"
                  " available_at, created_at, updated_at, lease_owner, lease_until, last_error, superseded_by")
 STATES = {s.value: s for s in State}
-#: json.dumps(payload, default=str) and json.loads without building an encoder per call
+#: json.dumps(payload, default=str) without building an encoder per call
 dumps = json.JSONEncoder(default=str).encode
-loads = json.JSONDecoder().decode
+_decode = msgspec.json.Decoder().decode
+_loads = json.JSONDecoder().decode
+
+
+def loads(text: str) -> Any:
+    """``json.loads(text)``. msgspec's C decoder reads a payload in about a quarter of the time (1.3 us
+    of the 3-4 us of Python per leased entry, issue 15) and builds the same objects; what it refuses
+    and json.dumps can write (NaN, Infinity, numbers past the float range, lone surrogates) is read
+    by json, so every stored payload reads back exactly as before."""
+    try:
+        return _decode(text)
+    except msgspec.MsgspecError:
+        return _loads(text)
 
 
 def entries(rows: list[tuple]) -> list[Entry]:

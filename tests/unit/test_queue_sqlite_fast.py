@@ -4,12 +4,14 @@ for and enqueue at FULL, and a file an older version created is upgraded in plac
 from __future__ import annotations
 
 import dataclasses
+import json
 import sqlite3
 
 import pytest
 
-from erp_bridge.queue.base import Entry, Outcome, RetryPolicy, State
-from erp_bridge.queue.sqlite import ENTRY_COLUMNS, SQLiteQueue
+from erp_bridge.queue.base import Attempt, Entry, Outcome, RetryPolicy, State
+from erp_bridge.queue.sqlite import ENTRY_COLUMNS, PAGE_SIZE, SQLiteQueue
+from erp_bridge.queue.sqlite_rows import at
 from tests.fakes.clock import FakeClock
 from tests.unit.queue_contract import LEASE_S, marker, new
 
@@ -54,6 +56,22 @@ def test_entries_returned_by_lease_equal_what_get_reads(tmp_path, clock):
     q.enqueue([new("k1"), new("k2", item="SKU-2", quantity=None), marker("m", item="SKU-3")])
     for leased in q.lease("w", 10, LEASE_S):
         assert leased == q.get(leased.id) and leased.state is State.LEASED
+    q.close()
+
+
+@pytest.mark.parametrize("payload", [
+    {"order": "o1", "quantity": "-1", "nested": [1, 2.5, None, True, {"x": "é\u2028"}]},
+    {"big": 10 ** 40, "tiny": 5e-324, "neg_zero": -0.0, "exp": 1e300},
+    {"nan": float("nan"), "inf": float("inf"), "ninf": float("-inf")},  # json.dumps writes these
+    {"surrogate": "\ud800", "deep": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]},
+], ids=["plain", "numbers", "non-finite", "odd-text"])
+def test_a_payload_reads_back_as_json_reads_it(tmp_path, clock, payload):
+    """Leased payloads are decoded by msgspec, with json for what it refuses: the same objects."""
+    q = SQLiteQueue(tmp_path / "q.db", clock=clock)
+    stored = q.enqueue([dataclasses.replace(new("k"), payload=payload)])[0]
+    text = q._db.execute("SELECT payload FROM entries WHERE id = ?", (stored.id,)).fetchone()[0]
+    for read in (q.lease("w", 10, LEASE_S)[0].payload, q.get(stored.id).payload):
+        assert repr(read) == repr(json.loads(text))  # repr: nan == nan is False, -0.0 == 0.0 is True
     q.close()
 
 
@@ -173,6 +191,11 @@ INSERT INTO entries (target, kind, item, location, idempotency_key, payload, qua
     ('shop', 'decrement', 'SKU-1', 'WH', 'old-1', '{"key": "old-1"}', '-1', 'pending', 1, 0, 0, 0),
     ('shop', 'decrement', 'SKU-1', 'WH', 'old-2', '{"key": "old-2"}', '-1', 'pending', 0, 0, 0, 0),
     ('shop', 'decrement', 'SKU-2', 'WH', 'old-3', '{"key": "old-3"}', '-1', 'dead', 0, 0, 0, 0);
+INSERT INTO entries (target, kind, item, location, idempotency_key, payload, quantity, state, attempts,
+    available_at, created_at, updated_at) VALUES
+    ('shop', 'decrement', 'SKU-3', 'WH', 'old-4', '{"key": "old-4"}', '-1', 'done', 2, 0, 0, 9);
+INSERT INTO attempts (entry_id, number, worker, outcome, started_at, duration_s, error) VALUES
+    (4, 1, 'w0', 'retry', 1, 0.5, 'boom'), (4, 2, 'w0', 'delivered', 8.75, 0.25, NULL);
 """
 
 
@@ -194,12 +217,54 @@ def test_a_file_of_the_previous_version_is_upgraded_in_place(tmp_path, clock):
     q.ack([first[0].id], "w")
     assert [e.idempotency_key for e in q.lease("w", 10, LEASE_S)] == ["old-2"]
     depth = q.stats()[0].depth
-    assert (depth[State.DONE], depth[State.LEASED], depth[State.DEAD]) == (1, 1, 1)
+    assert (depth[State.DONE], depth[State.LEASED], depth[State.DEAD]) == (2, 1, 1)
+    # delivered before the upgrade: its attempt row; after: the entry's row (no attempt row)
+    assert [(a.number, a.worker, a.outcome, a.started_at, a.duration_s) for a in q.attempts(4)] == [
+        (1, "w0", Outcome.RETRY, at(1), 0.5), (2, "w0", Outcome.DELIVERED, at(8.75), 0.25)]
+    assert [(a.number, a.outcome) for a in q.attempts(first[0].id)] == [(1, Outcome.DELIVERED)]
     upgraded = _indexes(q)
+    assert q._db.execute("PRAGMA page_size").fetchone()[0] == 4096  # a file keeps its page size
     q.close()
     again = SQLiteQueue(path, clock=clock)
     assert _indexes(again) == upgraded  # reopening changes nothing
     again.close()
+
+
+def test_a_new_file_has_the_smaller_pages_and_works_in_wal(tmp_path, clock):
+    q = SQLiteQueue(tmp_path / "q.db", clock=clock)
+    assert q._db.execute("PRAGMA page_size").fetchone()[0] == PAGE_SIZE == 2048
+    assert q._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    q.enqueue([new("k")])
+    q.close()
+    again = SQLiteQueue(tmp_path / "q.db", clock=clock)
+    assert [e.idempotency_key for e in again.lease("w", 10, LEASE_S)] == ["k"]
+    assert again._db.execute("PRAGMA page_size").fetchone()[0] == 2048
+    again.close()
+
+
+def test_the_delivered_attempt_is_kept_in_the_entry_row_and_read_back_as_before(tmp_path, clock):
+    """An ack writes no attempts row (two B-tree writes per delivered entry, issue 15); attempts()
+    gives the same Attempt it recorded before: number, worker, start = ack time - duration."""
+    q = SQLiteQueue(tmp_path / "q.db", RetryPolicy(max_attempts=5), clock=clock)
+    retried, once = q.enqueue([new("r"), new("o", item="SKU-2")])
+    q.lease("w1", 10, LEASE_S)
+    clock.advance(2)
+    q.fail(retried.id, "w1", "boom", retryable=True, retry_after=0, duration_s=0.5)
+    q.ack([once.id], "w1", duration_s=1.25)
+    clock.advance(60)
+    q.ack_and_lease([], "w2", 0.0, 10, LEASE_S)
+    clock.advance(3)
+    q.ack_and_lease([retried.id], "w2", 0.75, 10, LEASE_S)
+    assert q._db.execute("SELECT count(*) FROM attempts").fetchone()[0] == 1  # the retry only
+    start = clock() - 0.75
+    assert q.attempts(retried.id) == [
+        Attempt(retried.id, 1, "w1", Outcome.RETRY, at(clock() - 63.5), 0.5, "boom"),
+        Attempt(retried.id, 2, "w2", Outcome.DELIVERED, at(start), 0.75, None)]
+    assert q.attempts(once.id) == [Attempt(once.id, 1, "w1", Outcome.DELIVERED, at(clock() - 64.25), 1.25, None)]
+    assert q.get(once.id).lease_owner is None  # the worker is the attempt's, not the entry's
+    clock.advance(10)
+    assert q.purge_done(5) == 2 and q.attempts(once.id) == [] and q.attempts(retried.id) == []
+    q.close()
 
 
 def test_ids_returned_by_a_batch_are_the_stored_ones_after_a_purge_and_duplicates(tmp_path, clock):
