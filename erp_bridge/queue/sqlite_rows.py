@@ -10,8 +10,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-import msgspec
-
+from ..storage import json_loads
 from .base import ENTRY_FIELDS, Entry, NewEntry, State, built_entry
 
 
@@ -56,19 +55,7 @@ ENTRY_COLUMNS = ("id, target, kind, item, location, idempotency_key, payload, qu
 STATES = {s.value: s for s in State}
 #: json.dumps(payload, default=str) without building an encoder per call
 dumps = json.JSONEncoder(default=str).encode
-_decode = msgspec.json.Decoder().decode
-_loads = json.JSONDecoder().decode
-
-
-def loads(text: str) -> Any:
-    """``json.loads(text)``. msgspec's C decoder reads a payload in about a quarter of the time (1.3 us
-    of the 3-4 us of Python per leased entry, issue 15) and builds the same objects; what it refuses
-    and json.dumps can write (NaN, Infinity, numbers past the float range, lone surrogates) is read
-    by json, so every stored payload reads back exactly as before."""
-    try:
-        return _decode(text)
-    except msgspec.MsgspecError:
-        return _loads(text)
+loads = json_loads  # msgspec, json for what it refuses (storage.json_loads)
 
 
 def entries(rows: list[tuple]) -> list[Entry]:
