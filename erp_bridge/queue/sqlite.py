@@ -44,7 +44,7 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any
 
-from . import sums
+from . import sqlite_batch, sums
 from .base import SALE_KINDS, Attempt, Entry, NewEntry, Outcome, RetryPolicy, State, TargetStats
 from .sqlite_rows import ENTRY_COLUMNS
 from .sqlite_rows import at as _at
@@ -102,6 +102,45 @@ PLAIN_INSERT = (
     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0, 'pending', ?8, ?8, ?8, NOT EXISTS (SELECT 1 FROM entries"
     " WHERE target = ?1 AND item = ?3 AND location = ?4 AND state IN ('pending', 'leased')))"
     " ON CONFLICT (target, idempotency_key) DO NOTHING")
+
+
+#: a batch's rows, ids and heads decided by sqlite_batch.plan (no ON CONFLICT: it left out every
+#: idempotency key stored already, so a conflict is a bug and fails the whole commit)
+BATCH_INSERT = (
+    "INSERT INTO entries (id, target, kind, item, location, idempotency_key, payload, quantity, coalescing,"
+    " state, head, available_at, created_at, updated_at, superseded_by) VALUES ")
+BATCH_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+#: per (target, item, location, kind of a coalescing entry or NULL) of a batch: whether the key
+#: has an unfinished entry, and the newest pending coalescing entry a new one would replace (the
+#: ``state IN`` repeats entries_open's predicate, so both walk only the key's open entries); and
+#: the last id given (the CASE: a plain entry's key, often a backlog of sales, is not walked for
+#: a marker). One row, the keys as a JSON array: one step, one GIL hand-over (issue 15);
+#: available_at as text of 17 digits (JSON's numbers keep 15, which moves a backoff's end).
+KEYS_SQL = (
+    "SELECT json_group_array(json_array(k.column1, k.column2, k.column3, k.column4,"
+    " EXISTS (SELECT 1 FROM entries o WHERE o.target = k.column1 AND o.item = k.column2"
+    " AND o.location = k.column3 AND o.state IN ('pending', 'leased')), r.id, printf('%!.17g', r.available_at),"
+    " r.quantity)),"
+    " max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'entries'), 0),"
+    " coalesce((SELECT max(id) FROM entries), 0))"
+    " FROM (VALUES {values}) AS k LEFT JOIN entries r ON r.id = CASE WHEN k.column4 IS NOT NULL THEN"
+    " (SELECT id FROM entries e WHERE e.target = k.column1 AND e.item = k.column2 AND e.location = k.column3"
+    " AND e.state IN ('pending', 'leased') AND e.state = 'pending' AND e.kind = k.column4"
+    " AND e.coalescing = 1 ORDER BY id DESC LIMIT 1) END")
+
+
+def _text(quantity: Decimal | None) -> str | None:
+    return None if quantity is None else str(quantity)
+
+
+def _batch_row(row: sqlite_batch.Row, now: float) -> tuple:
+    """BATCH_ROW's values."""
+    n = row.new
+    return (row.id, n.target, n.kind, n.item, n.location, n.idempotency_key, _dumps(n.payload),
+            _text(n.quantity), int(n.coalesce),
+            "pending" if row.superseded_by is None else "done", int(row.head), row.available_at, now, now,
+            row.superseded_by)
 
 
 #: in-place upgrade of a file an older version created (SCHEMA adds what is new): the wide
@@ -211,6 +250,8 @@ class SQLiteQueue:
     def enqueue(self, entries: Sequence[NewEntry]) -> list[Entry]:
         with self._tx() as db:
             now = self._clock()
+            if len(entries) > 1:  # a few statements for the whole batch (sqlite_batch.py)
+                return self._enqueue_batch(db, list(entries), now)
             out: list[Entry] = []
             for coalesce, run in groupby(entries, key=lambda new: new.coalesce):
                 if coalesce:  # each may replace an entry, maybe one stored just before it
@@ -218,6 +259,47 @@ class SQLiteQueue:
                 else:
                     out += self._enqueue_plain(db, list(run), now)
             return out
+
+    def _enqueue_batch(self, db: sqlite3.Connection, entries: list[NewEntry], now: float) -> list[Entry]:
+        """What entry-by-entry enqueues would store, in about six statements whatever the batch."""
+        plan = sqlite_batch.plan(entries, now, _at(now), self._before(db, entries))
+        for chunk in _chunks(plan.rows, 500):  # 15 parameters a row, under SQLite's bound
+            db.execute(BATCH_INSERT + ", ".join([BATCH_ROW] * len(chunk)),
+                       [v for row in chunk for v in _batch_row(row, now)])
+        if not plan.rows or plan.rows[-1].id < plan.last_id:  # it ended with duplicates: their ids are taken
+            db.execute("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'entries'", (plan.last_id,))
+        for chunk in _chunks(plan.replaced, 500):
+            db.execute("UPDATE entries SET state = 'done', head = 0, superseded_by = v.column2, updated_at = ?"
+                       f" FROM (VALUES {', '.join(['(?, ?)'] * len(chunk))}) AS v WHERE entries.id = v.column1",
+                       [now, *(v for r in chunk for v in (r.id, r.by))])
+        # a row superseded within the batch added and took away its quantity: neither is written
+        sums.sqlite_add(db, [(r.new.target, r.new.item, r.new.location, r.new.kind, _text(r.new.quantity))
+                             for r in plan.rows if r.superseded_by is None], 1)
+        sums.sqlite_add(db, [(r.new.target, r.new.item, r.new.location, r.new.kind, r.quantity)
+                             for r in plan.replaced], -1)
+        self._promote_keys(db, plan.promote)
+        return plan.out
+
+    def _before(self, db: sqlite3.Connection, entries: list[NewEntry]) -> sqlite_batch.Stored:
+        """What ``sqlite_batch.plan`` needs from the file, in two statements (more past 1,000 keys)."""
+        stored: dict[tuple[str, str], Entry] = {}
+        for chunk in _chunks(list(dict.fromkeys((n.target, n.idempotency_key) for n in entries)), 1000):
+            cursor = db.cursor()
+            cursor.row_factory = None  # tuples in ENTRY_COLUMNS order, for _entries
+            rows = cursor.execute(f"SELECT {', '.join('e.' + c for c in ENTRY_COLUMNS.split(', '))} FROM"
+                                  f" (VALUES {', '.join(['(?, ?)'] * len(chunk))}) AS k JOIN entries e"
+                                  " ON e.target = k.column1 AND e.idempotency_key = k.column2",
+                                  [v for pair in chunk for v in pair]).fetchall()
+            stored.update(((e.target, e.idempotency_key), e) for e in _entries(rows))
+        kinds = list(dict.fromkeys((n.target, n.item, n.location, n.kind if n.coalesce else None) for n in entries))
+        found, last = [], 0
+        for chunk in _chunks(kinds, 1000):
+            got, last = db.execute(KEYS_SQL.format(values=", ".join(["(?, ?, ?, ?)"] * len(chunk))),
+                                   [v for k in chunk for v in k]).fetchone()
+            found += json.loads(got)
+        return sqlite_batch.Stored(
+            entries=stored, open={tuple(f[:3]) for f in found if f[4]}, last_id=last,
+            markers={(tuple(f[:3]), f[3]): (f[5], float(f[6]), f[7]) for f in found if f[5] is not None})
 
     def _enqueue_plain(self, db: sqlite3.Connection, run: list[NewEntry], now: float) -> list[Entry]:
         """Non-coalescing entries: one executemany; the head is decided row by row as before (each
