@@ -112,19 +112,25 @@ BATCH_INSERT = (
 BATCH_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 #: per (target, item, location, kind of a coalescing entry or NULL) of a batch: whether the key
-#: has an unfinished entry, and the newest pending coalescing entry a new one would replace (the
-#: ``state IN`` repeats entries_open's predicate, so both walk only the key's open entries); and
-#: the last id given (the CASE: a plain entry's key, often a backlog of sales, is not walked for
-#: a marker). One row, the keys as a JSON array: one step, one GIL hand-over (issue 15);
+#: has an unfinished entry, and the newest pending coalescing entry a new one would replace, with
+#: its head flag and whether it is the key's only unfinished entry (the ``state IN`` repeats
+#: entries_open's predicate, so these walk only the key's open entries; the CASE: a plain entry's
+#: key, often a backlog of sales, is not walked for a marker, nor for the head's neighbours unless
+#: a head is replaced); the batch's idempotency keys stored
+#: already (ids); the last id given. One row, JSON arrays: one step, one GIL hand-over (issue 15);
 #: available_at as text of 17 digits (JSON's numbers keep 15, which moves a backoff's end).
 KEYS_SQL = (
     "SELECT json_group_array(json_array(k.column1, k.column2, k.column3, k.column4,"
     " EXISTS (SELECT 1 FROM entries o WHERE o.target = k.column1 AND o.item = k.column2"
     " AND o.location = k.column3 AND o.state IN ('pending', 'leased')), r.id, printf('%!.17g', r.available_at),"
-    " r.quantity)),"
+    " r.quantity, r.head, CASE WHEN r.head THEN NOT EXISTS (SELECT 1 FROM entries o WHERE o.target = k.column1"
+    " AND o.item = k.column2 AND o.location = k.column3 AND o.state IN ('pending', 'leased') AND o.id <> r.id)"
+    " ELSE 0 END)),"
+    " (SELECT json_group_array(e.id) FROM (VALUES {pairs}) AS d JOIN entries e"
+    " ON e.target = d.column1 AND e.idempotency_key = d.column2),"
     " max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'entries'), 0),"
     " coalesce((SELECT max(id) FROM entries), 0))"
-    " FROM (VALUES {values}) AS k LEFT JOIN entries r ON r.id = CASE WHEN k.column4 IS NOT NULL THEN"
+    " FROM (VALUES {keys}) AS k LEFT JOIN entries r ON r.id = CASE WHEN k.column4 IS NOT NULL THEN"
     " (SELECT id FROM entries e WHERE e.target = k.column1 AND e.item = k.column2 AND e.location = k.column3"
     " AND e.state IN ('pending', 'leased') AND e.state = 'pending' AND e.kind = k.column4"
     " AND e.coalescing = 1 ORDER BY id DESC LIMIT 1) END")
@@ -261,7 +267,7 @@ class SQLiteQueue:
             return out
 
     def _enqueue_batch(self, db: sqlite3.Connection, entries: list[NewEntry], now: float) -> list[Entry]:
-        """What entry-by-entry enqueues would store, in about six statements whatever the batch."""
+        """What entry-by-entry enqueues would store, in four or five statements whatever the batch."""
         plan = sqlite_batch.plan(entries, now, _at(now), self._before(db, entries))
         for chunk in _chunks(plan.rows, 500):  # 15 parameters a row, under SQLite's bound
             db.execute(BATCH_INSERT + ", ".join([BATCH_ROW] * len(chunk)),
@@ -281,25 +287,31 @@ class SQLiteQueue:
         return plan.out
 
     def _before(self, db: sqlite3.Connection, entries: list[NewEntry]) -> sqlite_batch.Stored:
-        """What ``sqlite_batch.plan`` needs from the file, in two statements (more past 1,000 keys)."""
-        stored: dict[tuple[str, str], Entry] = {}
-        for chunk in _chunks(list(dict.fromkeys((n.target, n.idempotency_key) for n in entries)), 1000):
+        """What ``sqlite_batch.plan`` needs from the file: one statement per 1,000 entries, and one
+        more when some of their idempotency keys are stored already (duplicates are rare)."""
+        found, stored_ids, last = [], [], 0
+        for chunk in _chunks(entries, 1000):  # 6 parameters an entry at most, under SQLite's bound
+            pairs = list(dict.fromkeys((n.target, n.idempotency_key) for n in chunk))
+            keys = list(dict.fromkeys((n.target, n.item, n.location, n.kind if n.coalesce else None) for n in chunk))
+            got, ids, last = db.execute(
+                KEYS_SQL.format(pairs=", ".join(["(?, ?)"] * len(pairs)), keys=", ".join(["(?, ?, ?, ?)"] * len(keys))),
+                [*(v for p in pairs for v in p), *(v for k in keys for v in k)]).fetchone()
+            found += json.loads(got)
+            stored_ids += json.loads(ids)
+        return sqlite_batch.Stored(
+            entries={(e.target, e.idempotency_key): e for e in self._entries_by_id(db, stored_ids)},
+            open={tuple(f[:3]) for f in found if f[4]}, last_id=last,
+            markers={(tuple(f[:3]), f[3]): sqlite_batch.Marker(f[5], float(f[6]), f[7], bool(f[8]), bool(f[9]))
+                     for f in found if f[5] is not None})
+
+    def _entries_by_id(self, db: sqlite3.Connection, ids: list[int]) -> list[Entry]:
+        out: list[Entry] = []
+        for chunk in _chunks(sorted(set(ids)), 500):
             cursor = db.cursor()
             cursor.row_factory = None  # tuples in ENTRY_COLUMNS order, for _entries
-            rows = cursor.execute(f"SELECT {', '.join('e.' + c for c in ENTRY_COLUMNS.split(', '))} FROM"
-                                  f" (VALUES {', '.join(['(?, ?)'] * len(chunk))}) AS k JOIN entries e"
-                                  " ON e.target = k.column1 AND e.idempotency_key = k.column2",
-                                  [v for pair in chunk for v in pair]).fetchall()
-            stored.update(((e.target, e.idempotency_key), e) for e in _entries(rows))
-        kinds = list(dict.fromkeys((n.target, n.item, n.location, n.kind if n.coalesce else None) for n in entries))
-        found, last = [], 0
-        for chunk in _chunks(kinds, 1000):
-            got, last = db.execute(KEYS_SQL.format(values=", ".join(["(?, ?, ?, ?)"] * len(chunk))),
-                                   [v for k in chunk for v in k]).fetchone()
-            found += json.loads(got)
-        return sqlite_batch.Stored(
-            entries=stored, open={tuple(f[:3]) for f in found if f[4]}, last_id=last,
-            markers={(tuple(f[:3]), f[3]): (f[5], float(f[6]), f[7]) for f in found if f[5] is not None})
+            out += _entries(cursor.execute(f"SELECT {ENTRY_COLUMNS} FROM entries WHERE id IN"
+                                           f" ({', '.join('?' * len(chunk))})", chunk).fetchall())
+        return out
 
     def _enqueue_plain(self, db: sqlite3.Connection, run: list[NewEntry], now: float) -> list[Entry]:
         """Non-coalescing entries: one executemany; the head is decided row by row as before (each

@@ -59,22 +59,31 @@ class Plan:
     rows: list[Row] = field(default_factory=list)
     replaced: list[Replaced] = field(default_factory=list)
     out: list[Entry] = field(default_factory=list)
-
-    @property
-    def promote(self) -> set[Key]:
-        """Keys whose stored marker was replaced: their head may have to move (SQL, after the rows)."""
-        return {(r.new.target, r.new.item, r.new.location) for r in self.replaced}
+    #: keys whose head was a stored marker now replaced, beside other stored unfinished entries:
+    #: the queue promotes their oldest unfinished entry after the rows are written
+    promote: set[Key] = field(default_factory=set)
 
 
 @dataclass
 class Stored:
     """What the queue read before planning. ``open``: ordering keys with an unfinished entry;
-    ``markers``: per (key, kind) the newest pending coalescing entry (id, available_at, quantity)."""
+    ``markers``: per (key, kind) the newest pending coalescing entry."""
 
     entries: dict[tuple[str, str], Entry]
     open: set[Key]
-    markers: dict[tuple[Key, str], tuple[int, float, str | None]]
+    markers: dict[tuple[Key, str], Marker]
     last_id: int
+
+
+@dataclass(frozen=True)
+class Marker:
+    """A stored pending coalescing entry; ``alone``: its key's head and only unfinished entry."""
+
+    id: int
+    available_at: float
+    quantity: str | None
+    head: bool
+    alone: bool
 
 
 class _Replay:
@@ -82,7 +91,7 @@ class _Replay:
         self.stored, self.now, self.stamp = stored, now, stamp
         self.plan = Plan(stored.last_id)
         self.open = set(stored.open)
-        self.markers: dict[tuple[Key, str], Row | tuple[int, float, str | None]] = dict(stored.markers)
+        self.markers: dict[tuple[Key, str], Row | Marker] = dict(stored.markers)
         self.by_key: dict[tuple[str, str], Row] = {}
         self.unfinished: dict[Key, list[Row]] = {}  # the batch's open rows per key, oldest first
         self.done: dict[int, int] = {}  # stored id -> the id that superseded it in this batch
@@ -99,7 +108,7 @@ class _Replay:
     def _insert(self, new: NewEntry) -> Row:
         ordering = (new.target, new.item, new.location)
         replaced = self.markers.get((ordering, new.kind)) if new.coalesce else None
-        available_at = max(self.now, _available_at(replaced)) if replaced else self.now
+        available_at = max(self.now, replaced.available_at) if replaced else self.now
         row_id = self.plan.last_id
         row = Row(row_id, new, ordering not in self.open, available_at,
                   _entry(row_id, new, self.stamp, None if available_at == self.now else available_at))
@@ -113,17 +122,22 @@ class _Replay:
             self._supersede(replaced, row)
         return row
 
-    def _supersede(self, replaced: Row | tuple[int, float, str | None], by: Row) -> None:
-        if not isinstance(replaced, Row):  # stored before the batch: the queue updates it
-            self.plan.replaced.append(Replaced(replaced[0], by.id, by.new, replaced[2]))
-            self.done[replaced[0]] = by.id
-            return
-        replaced.superseded_by = by.id
-        rows = self.unfinished[replaced.key]
-        rows.remove(replaced)
-        if replaced.head:  # the entry-by-entry path promotes the key's oldest unfinished entry
-            replaced.head = False
-            rows[0].head = True  # ``by`` at least is unfinished
+    def _supersede(self, replaced: Row | Marker, by: Row) -> None:
+        """``replaced`` is done. If it was its key's head, the entry-by-entry path promoted the
+        key's oldest unfinished entry: one of this batch (``by`` at least) when nothing stored is
+        left unfinished, else the queue finds it after writing the rows (``plan.promote``)."""
+        if isinstance(replaced, Marker):  # stored before the batch: the queue updates it
+            self.plan.replaced.append(Replaced(replaced.id, by.id, by.new, replaced.quantity))
+            self.done[replaced.id] = by.id
+            if replaced.head and not replaced.alone:
+                self.plan.promote.add(by.key)
+            head_here = replaced.alone
+        else:
+            replaced.superseded_by = by.id
+            self.unfinished[by.key].remove(replaced)
+            head_here, replaced.head = replaced.head, False
+        if head_here:
+            self.unfinished[by.key][0].head = True
 
     def _now(self, row: Row) -> Entry:
         """A duplicate of a row of this batch: that row as it stands now."""
@@ -143,10 +157,6 @@ def plan(entries: list[NewEntry], now: float, stamp: datetime, stored: Stored) -
     for new in entries:
         replay.add(new)
     return replay.plan
-
-
-def _available_at(replaced: Row | tuple[int, float, str | None]) -> float:
-    return replaced.available_at if isinstance(replaced, Row) else replaced[1]
 
 
 def _entry(entry_id: int, new: NewEntry, stamp: datetime, available_at: float | None) -> Entry:
