@@ -19,7 +19,9 @@ Each round runs, one after the other, with the same wrk command and the same pre
 
 The rounds alternate (bridge, bare, bridge, bare, ...) so both see the same machine; the table
 gives the median of the rounds and the load average before each. The bridge's figure is the lower
-of its 2xx answers/s and its decrements really stored/s. Targets: >= 1,000 deliveries/s, p99 <
+of its 2xx answers/s and its decrements really stored/s. Beside each run: the server's CPU per
+answered request (all its threads; of it, its main thread's, the event loop), from /proc: on a
+shared machine a steadier comparison than the rates, though not the target. Targets: >= 1,000 deliveries/s, p99 <
 50 ms, and >= 0.5 of the bare app.
 """
 from __future__ import annotations
@@ -59,6 +61,8 @@ class Run:
     non_2xx: int
     errors: str
     stored: int | None = None
+    cpu_us: float = 0.0  # the server process's CPU per answered request (all threads)
+    loop_us: float = 0.0  # of which its main thread's (the event loop)
 
 
 # --- the ceiling: same stack, HMAC only -----------------------------------------------------------
@@ -150,6 +154,32 @@ def _latency(out: str, pct: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
 
 
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(all threads, main thread) CPU seconds of ``pid`` so far, from /proc."""
+    def of(stat: str) -> float:
+        fields = stat[stat.rindex(")") + 2:].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    main = of(Path(f"/proc/{pid}/task/{pid}/stat").read_text())  # /proc/{pid}/stat sums the threads
+    threads = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            threads += of((task / "stat").read_text())
+        except FileNotFoundError:  # a thread that ended meanwhile
+            pass
+    return threads, main
+
+
+def measured(proc: subprocess.Popen, port: int, lua: Path, args, kind: str) -> Run:
+    """wrk against the server, with the server's CPU per answered request beside its figures."""
+    load = load_average()
+    before = cpu_seconds(proc.pid)
+    run = parse_wrk(wrk(port, lua, args.seconds, args.connections), kind, load)
+    after = cpu_seconds(proc.pid)
+    answered = run.answered * args.seconds
+    run.cpu_us, run.loop_us = ((a - b) / answered * 1e6 if answered else 0.0 for a, b in zip(after, before))
+    return run
+
+
 def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
@@ -186,9 +216,8 @@ def run_bridge(tmp: Path, lua: Path, args) -> Run:
     if args.bridge_src:  # another checkout's erp_bridge package, e.g. the commit before a change
         env["PYTHONPATH"] = str(Path(args.bridge_src).resolve())
     proc = start(cmd, env, port)
-    load = load_average()
     try:
-        run = parse_wrk(wrk(port, lua, args.seconds, args.connections), "bridge", load)
+        run = measured(proc, port, lua, args, "bridge")
     finally:
         proc.terminate()
         proc.wait(60)
@@ -204,9 +233,8 @@ def run_bare(lua: Path, args) -> Run:
 
     port = free_port()
     proc = start([sys.executable, __file__, "--serve-bare", str(port)], dict(os.environ), port)
-    load = load_average()
     try:
-        return parse_wrk(wrk(port, lua, args.seconds, args.connections), "bare", load)
+        return measured(proc, port, lua, args, "bare")
     finally:
         proc.terminate()
         proc.wait(60)
@@ -216,14 +244,14 @@ def run_bare(lua: Path, args) -> Run:
 def row(run: Run, ratio: str = "") -> str:
     stored = "" if run.stored is None else str(run.stored)
     return (f"| {run.kind} | {run.load} | {run.rate:,.0f} | {run.p50_ms:.1f} | {run.p99_ms:.1f} | {run.non_2xx} "
-            f"| {stored} | {run.errors} | {ratio} |")
+            f"| {stored} | {run.cpu_us:.0f} | {run.loop_us:.0f} | {run.errors} | {ratio} |")
 
 
 def report(bridge: list[Run], bare: list[Run], args) -> None:
     print(f"\nwrk -t2 -c{args.connections} -d{args.seconds}s, {args.skus} SKU(s), {len(bridge)} rounds, "
           f"{os.cpu_count()} cores\n")
-    print("| run | load avg before | 2xx/s | p50 ms | p99 ms | non-2xx | decrements stored | socket errors | "
-          "bridge/bare |\n|---|---|---:|---:|---:|---:|---:|---|---:|")
+    print("| run | load avg before | 2xx/s | p50 ms | p99 ms | non-2xx | decrements stored | CPU us/req | "
+          "of it the loop's | socket errors | bridge/bare |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|")
     for b, c in zip(bridge, bare):
         print(row(b, f"{b.rate / c.rate:.2f}" if c.rate else "n/a"))
         print(row(c))
@@ -232,7 +260,9 @@ def report(bridge: list[Run], bare: list[Run], args) -> None:
     ceiling = statistics.median(r.rate for r in bare)
     ratio = statistics.median(b.rate / c.rate if c.rate else 0.0 for b, c in zip(bridge, bare))
     print(f"\nmedian of {len(bridge)} rounds: bridge {rate:,.0f}/s (p99 {p99:.1f} ms), "
-          f"bare {ceiling:,.0f}/s (p99 {statistics.median(r.p99_ms for r in bare):.1f} ms)\n")
+          f"bare {ceiling:,.0f}/s (p99 {statistics.median(r.p99_ms for r in bare):.1f} ms); server CPU per request: "
+          f"bridge {statistics.median(r.cpu_us for r in bridge):.0f} us (loop {statistics.median(r.loop_us for r in bridge):.0f}), "
+          f"bare {statistics.median(r.cpu_us for r in bare):.0f} us (loop {statistics.median(r.loop_us for r in bare):.0f})\n")
     refused = sum(r.non_2xx for r in bridge + bare)
     if refused:
         print(f"WARNING: {refused} answers were not 2xx (a 401 means the bodies and signatures do not match): "
