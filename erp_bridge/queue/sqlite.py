@@ -104,51 +104,6 @@ PLAIN_INSERT = (
     " ON CONFLICT (target, idempotency_key) DO NOTHING")
 
 
-#: a batch's rows, ids and heads decided by sqlite_batch.plan (no ON CONFLICT: it left out every
-#: idempotency key stored already, so a conflict is a bug and fails the whole commit)
-BATCH_INSERT = (
-    "INSERT INTO entries (id, target, kind, item, location, idempotency_key, payload, quantity, coalescing,"
-    " state, head, available_at, created_at, updated_at, superseded_by) VALUES ")
-BATCH_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-
-#: per (target, item, location, kind of a coalescing entry or NULL) of a batch: whether the key
-#: has an unfinished entry, and the newest pending coalescing entry a new one would replace, with
-#: its head flag and whether it is the key's only unfinished entry (the ``state IN`` repeats
-#: entries_open's predicate, so these walk only the key's open entries; the CASE: a plain entry's
-#: key, often a backlog of sales, is not walked for a marker, nor for the head's neighbours unless
-#: a head is replaced); the batch's idempotency keys stored
-#: already (ids); the last id given. One row, JSON arrays: one step, one GIL hand-over (issue 15);
-#: available_at as text of 17 digits (JSON's numbers keep 15, which moves a backoff's end).
-KEYS_SQL = (
-    "SELECT json_group_array(json_array(k.column1, k.column2, k.column3, k.column4,"
-    " EXISTS (SELECT 1 FROM entries o WHERE o.target = k.column1 AND o.item = k.column2"
-    " AND o.location = k.column3 AND o.state IN ('pending', 'leased')), r.id, printf('%!.17g', r.available_at),"
-    " r.quantity, r.head, CASE WHEN r.head THEN NOT EXISTS (SELECT 1 FROM entries o WHERE o.target = k.column1"
-    " AND o.item = k.column2 AND o.location = k.column3 AND o.state IN ('pending', 'leased') AND o.id <> r.id)"
-    " ELSE 0 END)),"
-    " (SELECT json_group_array(e.id) FROM (VALUES {pairs}) AS d JOIN entries e"
-    " ON e.target = d.column1 AND e.idempotency_key = d.column2),"
-    " max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'entries'), 0),"
-    " coalesce((SELECT max(id) FROM entries), 0))"
-    " FROM (VALUES {keys}) AS k LEFT JOIN entries r ON r.id = CASE WHEN k.column4 IS NOT NULL THEN"
-    " (SELECT id FROM entries e WHERE e.target = k.column1 AND e.item = k.column2 AND e.location = k.column3"
-    " AND e.state IN ('pending', 'leased') AND e.state = 'pending' AND e.kind = k.column4"
-    " AND e.coalescing = 1 ORDER BY id DESC LIMIT 1) END")
-
-
-def _text(quantity: Decimal | None) -> str | None:
-    return None if quantity is None else str(quantity)
-
-
-def _batch_row(row: sqlite_batch.Row, now: float) -> tuple:
-    """BATCH_ROW's values."""
-    n = row.new
-    return (row.id, n.target, n.kind, n.item, n.location, n.idempotency_key, _dumps(n.payload),
-            _text(n.quantity), int(n.coalesce),
-            "pending" if row.superseded_by is None else "done", int(row.head), row.available_at, now, now,
-            row.superseded_by)
-
-
 #: in-place upgrade of a file an older version created (SCHEMA adds what is new): the wide
 #: (target, state) index was written by every state change, three times per delivered entry; the
 #: partial entries_done_key and entries_dead answer what it served (stats, dead letters, purge).
@@ -270,8 +225,8 @@ class SQLiteQueue:
         """What entry-by-entry enqueues would store, in four or five statements whatever the batch."""
         plan = sqlite_batch.plan(entries, now, _at(now), self._before(db, entries))
         for chunk in _chunks(plan.rows, 500):  # 15 parameters a row, under SQLite's bound
-            db.execute(BATCH_INSERT + ", ".join([BATCH_ROW] * len(chunk)),
-                       [v for row in chunk for v in _batch_row(row, now)])
+            db.execute(sqlite_batch.INSERT + ", ".join([sqlite_batch.ROW] * len(chunk)),
+                       [v for row in chunk for v in sqlite_batch.values(row, now)])
         if not plan.rows or plan.rows[-1].id < plan.last_id:  # it ended with duplicates: their ids are taken
             db.execute("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'entries'", (plan.last_id,))
         for chunk in _chunks(plan.replaced, 500):
@@ -279,8 +234,8 @@ class SQLiteQueue:
                        f" FROM (VALUES {', '.join(['(?, ?)'] * len(chunk))}) AS v WHERE entries.id = v.column1",
                        [now, *(v for r in chunk for v in (r.id, r.by))])
         # a row superseded within the batch added and took away its quantity: neither is written
-        sums.sqlite_add(db, [(r.new.target, r.new.item, r.new.location, r.new.kind, _text(r.new.quantity))
-                             for r in plan.rows if r.superseded_by is None], 1)
+        sums.sqlite_add(db, [(r.new.target, r.new.item, r.new.location, r.new.kind,
+                              sqlite_batch.text(r.new.quantity)) for r in plan.rows if r.superseded_by is None], 1)
         sums.sqlite_add(db, [(r.new.target, r.new.item, r.new.location, r.new.kind, r.quantity)
                              for r in plan.replaced], -1)
         self._promote_keys(db, plan.promote)
@@ -294,7 +249,7 @@ class SQLiteQueue:
             pairs = list(dict.fromkeys((n.target, n.idempotency_key) for n in chunk))
             keys = list(dict.fromkeys((n.target, n.item, n.location, n.kind if n.coalesce else None) for n in chunk))
             got, ids, last = db.execute(
-                KEYS_SQL.format(pairs=", ".join(["(?, ?)"] * len(pairs)), keys=", ".join(["(?, ?, ?, ?)"] * len(keys))),
+                sqlite_batch.KEYS_SQL.format(pairs=", ".join(["(?, ?)"] * len(pairs)), keys=", ".join(["(?, ?, ?, ?)"] * len(keys))),
                 [*(v for p in pairs for v in p), *(v for k in keys for v in k)]).fetchone()
             found += json.loads(got)
             stored_ids += json.loads(ids)

@@ -4,17 +4,19 @@ Entry by entry, a batch of webhooks cost about six statements per webhook on a h
 the sale and its sum; for the availability marker a lookup, an insert, the superseded update and
 the head promotion). In the intake each statement also gave the GIL to the event loop and waited
 up to the switch interval to get it back, so a commit of eight webhooks took about 6 ms for
-0.4 ms of fsync. Here the queue reads what the batch needs in two statements (which of its
-idempotency keys are stored already; per ordering key whether it has an unfinished entry and the
-pending marker a new one would replace, and the last id given), ``plan`` works out every row as
+0.4 ms of fsync. Here the queue reads what the batch needs in one statement (KEYS_SQL: which of
+its idempotency keys are stored already; per ordering key whether it has an unfinished entry and
+the pending marker a new one would replace; the last id given), ``plan`` works out every row as
 the entry-by-entry path would have left it, and the queue writes them in one multi-row insert,
-one update of the stored markers replaced, the sums and the head promotion of those keys.
+one update of the stored markers replaced, the sums, and a head promotion only where the plan
+cannot know the head (sqlite.py, ``_enqueue_batch``). SQLite only: PostgreSQL has its own enqueue.
 
 ``plan`` is what the entry-by-entry path does, replayed in memory: ids in order from the last one
-given (the write lock is held, nobody else inserts; a duplicate takes one as well), the head for the first unfinished entry of a
-key, a coalescing entry replacing the newest pending coalescing entry of its key and kind (stored
-before the batch, or earlier in it) and keeping its backoff, a duplicate answered with the entry
-as it stands at that point. tests/unit/test_queue_sqlite_batch.py compares both paths row by row.
+given (the write lock is held, nobody else inserts; a duplicate takes one as well), the head for
+the first unfinished entry of a key, a coalescing entry replacing the newest pending coalescing
+entry of its key and kind (stored before the batch, or earlier in it) and keeping its backoff, a
+duplicate answered with the entry as it stands at that point. tests/unit/test_queue_sqlite_batch.py
+compares both paths row by row.
 """
 from __future__ import annotations
 
@@ -23,8 +25,52 @@ from datetime import datetime
 from decimal import Decimal
 
 from .base import Entry, NewEntry, State, built_entry
+from .sqlite_rows import dumps
 
 Key = tuple[str, str, str]
+
+#: a batch's rows, ids and heads decided by sqlite_batch.plan (no ON CONFLICT: it left out every
+#: idempotency key stored already, so a conflict is a bug and fails the whole commit)
+INSERT = (
+    "INSERT INTO entries (id, target, kind, item, location, idempotency_key, payload, quantity, coalescing,"
+    " state, head, available_at, created_at, updated_at, superseded_by) VALUES ")
+ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+#: per (target, item, location, kind of a coalescing entry or NULL) of a batch: whether the key
+#: has an unfinished entry, and the newest pending coalescing entry a new one would replace, with
+#: its head flag and whether it is the key's only unfinished entry (the ``state IN`` repeats
+#: entries_open's predicate, so these walk only the key's open entries; the CASE: a plain entry's
+#: key, often a backlog of sales, is not walked for a marker, nor for the head's neighbours unless
+#: a head is replaced); the batch's idempotency keys stored already (ids); the last id given. One row, JSON arrays: one step, one GIL hand-over (issue 15);
+#: available_at as text of 17 digits (JSON's numbers keep 15, which moves a backoff's end).
+KEYS_SQL = (
+    "SELECT json_group_array(json_array(k.column1, k.column2, k.column3, k.column4,"
+    " EXISTS (SELECT 1 FROM entries o WHERE o.target = k.column1 AND o.item = k.column2"
+    " AND o.location = k.column3 AND o.state IN ('pending', 'leased')), r.id, printf('%!.17g', r.available_at),"
+    " r.quantity, r.head, CASE WHEN r.head THEN NOT EXISTS (SELECT 1 FROM entries o WHERE o.target = k.column1"
+    " AND o.item = k.column2 AND o.location = k.column3 AND o.state IN ('pending', 'leased') AND o.id <> r.id)"
+    " ELSE 0 END)),"
+    " (SELECT json_group_array(e.id) FROM (VALUES {pairs}) AS d JOIN entries e"
+    " ON e.target = d.column1 AND e.idempotency_key = d.column2),"
+    " max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'entries'), 0),"
+    " coalesce((SELECT max(id) FROM entries), 0))"
+    " FROM (VALUES {keys}) AS k LEFT JOIN entries r ON r.id = CASE WHEN k.column4 IS NOT NULL THEN"
+    " (SELECT id FROM entries e WHERE e.target = k.column1 AND e.item = k.column2 AND e.location = k.column3"
+    " AND e.state IN ('pending', 'leased') AND e.state = 'pending' AND e.kind = k.column4"
+    " AND e.coalescing = 1 ORDER BY id DESC LIMIT 1) END")
+
+
+def text(quantity: Decimal | None) -> str | None:
+    return None if quantity is None else str(quantity)
+
+
+def values(row: Row, now: float) -> tuple:
+    """ROW's values."""
+    n = row.new
+    return (row.id, n.target, n.kind, n.item, n.location, n.idempotency_key, dumps(n.payload),
+            text(n.quantity), int(n.coalesce),
+            "pending" if row.superseded_by is None else "done", int(row.head), row.available_at, now, now,
+            row.superseded_by)
 
 
 @dataclass
