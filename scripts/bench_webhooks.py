@@ -2,7 +2,7 @@
 """Webhook intake against its ceiling, in one run (issue 15). Prints figures; asserts nothing.
 
   .venv/bin/python scripts/bench_webhooks.py [--rounds 3] [--seconds 10] [--connections 16] [--skus 1]
-                                             [--bridge-src DIR] [--profile FILE.pstats]
+                                             [--bridge-src DIR] [--before-src DIR] [--profile FILE.pstats]
 
 Each round runs, one after the other, with the same wrk command and the same pre-signed Shopify
 ``orders/create`` bodies (wrk, Debian package ``wrk``):
@@ -19,7 +19,9 @@ Each round runs, one after the other, with the same wrk command and the same pre
 
 The rounds alternate (bridge, bare, bridge, bare, ...) so both see the same machine; the table
 gives the median of the rounds and the load average before each. The bridge's figure is the lower
-of its 2xx answers/s and its decrements really stored/s. Targets: >= 1,000 deliveries/s, p99 <
+of its 2xx answers/s and its decrements really stored/s. Beside each run: the server's CPU per
+answered request (all its threads; of it, its main thread's, the event loop), from /proc: on a
+shared machine a steadier comparison than the rates, though not the target. Targets: >= 1,000 deliveries/s, p99 <
 50 ms, and >= 0.5 of the bare app.
 """
 from __future__ import annotations
@@ -59,6 +61,8 @@ class Run:
     non_2xx: int
     errors: str
     stored: int | None = None
+    cpu_us: float = 0.0  # the server process's CPU per answered request (all threads)
+    loop_us: float = 0.0  # of which its main thread's (the event loop)
 
 
 # --- the ceiling: same stack, HMAC only -----------------------------------------------------------
@@ -150,6 +154,32 @@ def _latency(out: str, pct: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
 
 
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(all threads, main thread) CPU seconds of ``pid`` so far, from /proc."""
+    def of(stat: str) -> float:
+        fields = stat[stat.rindex(")") + 2:].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    main = of(Path(f"/proc/{pid}/task/{pid}/stat").read_text())  # /proc/{pid}/stat sums the threads
+    threads = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            threads += of((task / "stat").read_text())
+        except FileNotFoundError:  # a thread that ended meanwhile
+            pass
+    return threads, main
+
+
+def measured(proc: subprocess.Popen, port: int, lua: Path, args, kind: str) -> Run:
+    """wrk against the server, with the server's CPU per answered request beside its figures."""
+    load = load_average()
+    before = cpu_seconds(proc.pid)
+    run = parse_wrk(wrk(port, lua, args.seconds, args.connections), kind, load)
+    after = cpu_seconds(proc.pid)
+    answered = run.answered * args.seconds
+    run.cpu_us, run.loop_us = ((a - b) / answered * 1e6 if answered else 0.0 for a, b in zip(after, before))
+    return run
+
+
 def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
@@ -173,7 +203,8 @@ def _up(port: int) -> bool:
         return False
 
 
-def run_bridge(tmp: Path, lua: Path, args) -> Run:
+def run_bridge(tmp: Path, lua: Path, args, src: str | None = None, kind: str = "bridge") -> Run:
+    """``src``: another checkout's erp_bridge package, e.g. the commit before a change."""
     from tests.integration.odoo.server import free_port
 
     port = free_port()
@@ -183,12 +214,11 @@ def run_bridge(tmp: Path, lua: Path, args) -> Run:
     if args.profile:
         cmd = [sys.executable, __file__, "--profiled-serve", args.profile, str(config)]
     env = {**os.environ, **SECRETS}
-    if args.bridge_src:  # another checkout's erp_bridge package, e.g. the commit before a change
-        env["PYTHONPATH"] = str(Path(args.bridge_src).resolve())
+    if src:
+        env["PYTHONPATH"] = str(Path(src).resolve())
     proc = start(cmd, env, port)
-    load = load_average()
     try:
-        run = parse_wrk(wrk(port, lua, args.seconds, args.connections), "bridge", load)
+        run = measured(proc, port, lua, args, kind)
     finally:
         proc.terminate()
         proc.wait(60)
@@ -204,9 +234,8 @@ def run_bare(lua: Path, args) -> Run:
 
     port = free_port()
     proc = start([sys.executable, __file__, "--serve-bare", str(port)], dict(os.environ), port)
-    load = load_average()
     try:
-        return parse_wrk(wrk(port, lua, args.seconds, args.connections), "bare", load)
+        return measured(proc, port, lua, args, "bare")
     finally:
         proc.terminate()
         proc.wait(60)
@@ -216,23 +245,32 @@ def run_bare(lua: Path, args) -> Run:
 def row(run: Run, ratio: str = "") -> str:
     stored = "" if run.stored is None else str(run.stored)
     return (f"| {run.kind} | {run.load} | {run.rate:,.0f} | {run.p50_ms:.1f} | {run.p99_ms:.1f} | {run.non_2xx} "
-            f"| {stored} | {run.errors} | {ratio} |")
+            f"| {stored} | {run.cpu_us:.0f} | {run.loop_us:.0f} | {run.errors} | {ratio} |")
 
 
-def report(bridge: list[Run], bare: list[Run], args) -> None:
+def report(bridge: list[Run], bare: list[Run], args, before: list[Run]) -> None:
     print(f"\nwrk -t2 -c{args.connections} -d{args.seconds}s, {args.skus} SKU(s), {len(bridge)} rounds, "
           f"{os.cpu_count()} cores\n")
-    print("| run | load avg before | 2xx/s | p50 ms | p99 ms | non-2xx | decrements stored | socket errors | "
-          "bridge/bare |\n|---|---|---:|---:|---:|---:|---:|---|---:|")
-    for b, c in zip(bridge, bare):
+    print("| run | load avg before | 2xx/s | p50 ms | p99 ms | non-2xx | decrements stored | CPU us/req | "
+          "of it the loop's | socket errors | bridge/bare |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+    for n, (b, c) in enumerate(zip(bridge, bare)):
         print(row(b, f"{b.rate / c.rate:.2f}" if c.rate else "n/a"))
+        if before:
+            print(row(before[n], f"{before[n].rate / c.rate:.2f}" if c.rate else "n/a"))
         print(row(c))
+    if before:
+        print(f"\nbefore ({args.before_src}), median of the same rounds: "
+              f"{statistics.median(r.rate for r in before):,.0f}/s, ratio "
+              f"{statistics.median(p.rate / c.rate if c.rate else 0.0 for p, c in zip(before, bare)):.2f}; server CPU "
+              f"{statistics.median(r.cpu_us for r in before):.0f} us/request (loop {statistics.median(r.loop_us for r in before):.0f})")
     rate = statistics.median(r.rate for r in bridge)
     p99 = statistics.median(r.p99_ms for r in bridge)
     ceiling = statistics.median(r.rate for r in bare)
     ratio = statistics.median(b.rate / c.rate if c.rate else 0.0 for b, c in zip(bridge, bare))
     print(f"\nmedian of {len(bridge)} rounds: bridge {rate:,.0f}/s (p99 {p99:.1f} ms), "
-          f"bare {ceiling:,.0f}/s (p99 {statistics.median(r.p99_ms for r in bare):.1f} ms)\n")
+          f"bare {ceiling:,.0f}/s (p99 {statistics.median(r.p99_ms for r in bare):.1f} ms); server CPU per request: "
+          f"bridge {statistics.median(r.cpu_us for r in bridge):.0f} us (loop {statistics.median(r.loop_us for r in bridge):.0f}), "
+          f"bare {statistics.median(r.cpu_us for r in bare):.0f} us (loop {statistics.median(r.loop_us for r in bare):.0f})\n")
     refused = sum(r.non_2xx for r in bridge + bare)
     if refused:
         print(f"WARNING: {refused} answers were not 2xx (a 401 means the bodies and signatures do not match): "
@@ -259,6 +297,9 @@ def main() -> None:
     parser.add_argument("--bridge-src", metavar="DIR",
                         help="run the bridge from the erp_bridge package in DIR instead of this checkout "
                              "(e.g. `git archive <commit> erp_bridge | tar -x -C DIR`); the ceiling stays this one")
+    parser.add_argument("--before-src", metavar="DIR",
+                        help="also run, in every round between the bridge and the ceiling, the erp_bridge package in "
+                             "DIR (e.g. the commit before a change): a before/after comparison measured interleaved")
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--profiled-serve", nargs=2, metavar=("OUT", "CONFIG"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -266,7 +307,7 @@ def main() -> None:
         return serve_bare(args.serve_bare)
     if args.profiled_serve:
         return serve_profiled(*args.profiled_serve)
-    bridge, bare = [], []
+    bridge, bare, before = list[Run](), list[Run](), list[Run]()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         # distinct orders: a round that sends more than this repeats some, stored once (rightly), and
@@ -274,10 +315,12 @@ def main() -> None:
         # app's too, was a 401 (a signature not matching its body; not investigated, likely wrk's Lua)
         lua_script(tmp / "orders.lua", 60_000, args.skus)
         for n in range(args.rounds):
-            bridge.append(run_bridge(tmp, tmp / "orders.lua", args))
+            bridge.append(run_bridge(tmp, tmp / "orders.lua", args, args.bridge_src))
+            if args.before_src:
+                before.append(run_bridge(tmp, tmp / "orders.lua", args, args.before_src, "before"))
             bare.append(run_bare(tmp / "orders.lua", args))
-            print(f"round {n + 1}: {row(bridge[-1])}\n         {row(bare[-1])}", flush=True)
-    report(bridge, bare, args)
+            print(f"round {n + 1}: " + "\n         ".join(row(r[-1]) for r in (bridge, before, bare) if r), flush=True)
+    report(bridge, bare, args, before)
 
 
 if __name__ == "__main__":

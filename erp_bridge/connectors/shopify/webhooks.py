@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from ...domain import Decrement, Increment
-from ..runtime.webhooks import WebhookRejected, header
+from ..runtime.webhooks import WebhookRejected
 
 #: Shopify's headers, by the name it has used longest (``X-Shopify-*``); the same header without
 #: the ``X-`` prefix (``Shopify-Hmac-Sha256``, as newer deliveries send it) is accepted as well
@@ -42,9 +42,19 @@ class Delivery:
     payload: dict[str, Any]
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    """``X-Shopify-Foo`` or the current ``Shopify-Foo``, case-insensitive."""
-    return header(headers, name) or header(headers, name.lower().removeprefix("x-"))
+def _lowered(headers: Mapping[str, str]) -> dict[str, str]:
+    """The headers by lower-case name, the first of a repeated one (as ``runtime.webhooks.header`` finds it): each
+    lookup below is then one dict read, not a walk decoding every header (twice for an absent
+    one, e.g. the shop domain when a delivery does not send it)."""
+    lowered: dict[str, str] = {}
+    for name, value in headers.items():
+        lowered.setdefault(name.lower(), value)
+    return lowered
+
+
+def _header(lowered: Mapping[str, str], name: str) -> str | None:
+    """``X-Shopify-Foo`` or the current ``Shopify-Foo``, case-insensitive (``lowered``: ``_lowered``)."""
+    return lowered.get(name) or lowered.get(name.removeprefix("x-"))
 
 
 def verify(secret: str, headers: Mapping[str, str], body: bytes, shop_domain: str | None = None) -> Delivery:
@@ -52,6 +62,7 @@ def verify(secret: str, headers: Mapping[str, str], body: bytes, shop_domain: st
     parse. 401 for a missing, malformed or wrong signature; 403 for a delivery from another shop
     than ``shop_domain`` (the app's secret may sign for several shops); 400 for a body that is
     not UTF-8 JSON, or is nested deeper than MAX_DEPTH."""
+    headers = _lowered(headers)
     given = _header(headers, SIGNATURE_HEADER)
     if not given:
         raise WebhookRejected(401, "missing X-Shopify-Hmac-Sha256 header")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from decimal import Decimal
 
 import pytest
@@ -71,6 +72,28 @@ def test_deliveries_on_the_loop_share_a_commit_and_each_hears_only_after_it(tmp_
     assert q.calls == [2, 16]  # the eight were stored in one transaction
     assert answered["k3"] == ["k3", "k3b"]
     assert q.queue.stats()[0].depth[State.PENDING] == 18
+    q.queue.close()
+
+
+def test_an_idle_committer_takes_every_delivery_the_loop_has_ready_in_one_commit(tmp_path):
+    """It is woken after the loop ran what was ready, not by the first delivery of the burst."""
+    q = GatedQueue(tmp_path / "q.db")
+    q.gate.set()
+    intake = Intake(q.enqueue)
+
+    async def burst() -> list[list[str]]:
+        await intake.store([new("first")])  # the committer runs, then waits for work
+        wait_for(lambda: intake._thread is not None and intake._cond._waiters)  # type: ignore[attr-defined]
+        answers = await asyncio.gather(*(deliver(n) for n in range(5)))
+        return [[e.idempotency_key for e in stored] for stored in answers]
+
+    async def deliver(n: int) -> list:
+        time.sleep(0.01)  # the loop is busy with this request (the GIL free, as in a parse or a send)
+        return await intake.store([new(f"k{n}")])
+
+    assert asyncio.run(burst()) == [[f"k{n}"] for n in range(5)]
+    intake.close()
+    assert q.calls == [1, 5]
     q.queue.close()
 
 
