@@ -243,7 +243,10 @@ class SQLiteQueue:
     def enqueue(self, entries: Sequence[NewEntry]) -> list[Entry]:
         with self._tx() as db:
             now = self._clock()
-            if len(entries) > 1:  # a few statements for the whole batch (sqlite_batch.py)
+            # Markers among several entries (the intake's sales and refreshes): a few statements for
+            # the whole batch (sqlite_batch.py) instead of about five per marker. Plain entries
+            # only: one executemany, 10.5 against the batch path's 15.4 us per entry (64 keys).
+            if len(entries) > 1 and any(new.coalesce for new in entries):
                 return self._enqueue_batch(db, list(entries), now)
             out: list[Entry] = []
             for coalesce, run in groupby(entries, key=lambda new: new.coalesce):
