@@ -24,8 +24,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 
-from .base import Entry, NewEntry, State, built_entry
-from .sqlite_rows import dumps
+from .base import Entry, NewEntry, State
+from .sqlite_rows import at, dumps, new_entry
 
 Key = tuple[str, str, str]
 
@@ -157,7 +157,7 @@ class _Replay:
         available_at = max(self.now, replaced.available_at) if replaced else self.now
         row_id = self.plan.last_id
         row = Row(row_id, new, ordering not in self.open, available_at,
-                  _entry(row_id, new, self.stamp, None if available_at == self.now else available_at))
+                  _entry(row_id, new, self.stamp, available_at, self.now))
         self.plan.rows.append(row)
         self.by_key[(new.target, new.idempotency_key)] = row
         self.open.add(ordering)
@@ -205,14 +205,9 @@ def plan(entries: list[NewEntry], now: float, stamp: datetime, stored: Stored) -
     return replay.plan
 
 
-def _entry(entry_id: int, new: NewEntry, stamp: datetime, available_at: float | None) -> Entry:
-    """What the entry-by-entry path returns for a row it just inserted (pending, no attempt);
-    ``available_at`` None: due at ``stamp``."""
-    quantity = new.quantity
-    due = stamp if available_at is None else datetime.fromtimestamp(available_at, stamp.tzinfo)
-    return built_entry(dict(
-        id=entry_id, target=new.target, kind=new.kind, item=new.item, location=new.location,
-        idempotency_key=new.idempotency_key, payload=new.payload,
-        quantity=quantity if quantity is None or isinstance(quantity, Decimal) else Decimal(str(quantity)),
-        state=State.PENDING, attempts=0, available_at=due, created_at=stamp, updated_at=stamp,
-        lease_owner=None, lease_until=None, last_error=None, superseded_by=None))
+
+def _entry(entry_id: int, new: NewEntry, stamp: datetime, available_at: float, now: float) -> Entry:
+    """What the entry-by-entry path returns for a row it just inserted: ``new_entry``, due at
+    ``available_at`` when a replaced marker's backoff kept it later than now."""
+    entry = new_entry(entry_id, new, stamp)
+    return entry if available_at == now else replace(entry, available_at=at(available_at))

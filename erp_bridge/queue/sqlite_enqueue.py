@@ -114,7 +114,7 @@ def _enqueue_plain(db: sqlite3.Connection, run: list[NewEntry], now: float) -> l
     """Non-coalescing entries: one executemany; the head is decided row by row as before (each
     row's NOT EXISTS sees the rows of the run inserted before it), duplicates are skipped."""
     rows = [(n.target, n.kind, n.item, n.location, n.idempotency_key, _dumps(n.payload),
-             None if n.quantity is None else str(n.quantity), now) for n in run]
+             sqlite_batch.text(n.quantity), now) for n in run]
     if len(rows) == 1:  # one statement rather than three
         got = db.execute(PLAIN_INSERT + " RETURNING id", rows[0]).fetchone()
         if got is None:
@@ -159,7 +159,7 @@ def _enqueue_one(db: sqlite3.Connection, new: NewEntry, now: float) -> Entry:
         " AND state IN ('pending', 'leased'))) ON CONFLICT (target, idempotency_key) DO NOTHING"
         " RETURNING *",
         (new.target, new.kind, new.item, new.location, new.idempotency_key,
-         json.dumps(new.payload, default=str), None if new.quantity is None else str(new.quantity),
+         _dumps(new.payload), sqlite_batch.text(new.quantity),
          int(new.coalesce), available_at, now)).fetchone()
     if row is None:  # a duplicate
         return _duplicate(db, new)
