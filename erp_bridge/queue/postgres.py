@@ -52,6 +52,7 @@ from . import sums
 from .base import SALE_KINDS, Attempt, Entry, NewEntry, Outcome, RetryPolicy, State, TargetStats
 from .postgres_sql import (
     ACK,
+    ATTEMPTS,
     EXPIRED,
     INSERT_MANY,
     LEASE,
@@ -291,8 +292,7 @@ class PostgresQueue:
         if not entry_ids:
             return
         ids, now = list(entry_ids), self._clock()
-        args = {"now": now, "ids": id_array(ids), "worker": worker, "started": now - duration_s,
-                "duration": duration_s}
+        args = {"now": now, "ids": id_array(ids), "worker": worker, "duration": duration_s}
         acked = self._tx(lambda conn: self._ack(conn, args), pipeline=True)  # one round trip
         done = {r["entry_id"] for r in acked.fetchall()}
         if len(done) < len(ids):
@@ -382,7 +382,7 @@ class PostgresQueue:
         return entry_of(rows[0]) if rows else None
 
     def attempts(self, entry_id: int) -> list[Attempt]:
-        rows = self._read("SELECT * FROM bridge_attempts WHERE entry_id = %s ORDER BY id", (entry_id,))
+        rows = self._read(ATTEMPTS, {"id": entry_id})
         return [Attempt(entry_id=r["entry_id"], number=r["number"], worker=r["worker"],
                         outcome=Outcome(r["outcome"]), started_at=at(r["started_at"]),
                         duration_s=r["duration_s"], error=r["error"]) for r in rows]

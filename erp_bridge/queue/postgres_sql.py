@@ -135,17 +135,27 @@ LEASE = f"WITH {_DUE} {_LEASED}"
 LEASE_OR_EXPIRED = (f"WITH {_DUE}, leased AS ({_LEASED}) SELECT l.*, x.expired FROM (SELECT EXISTS (SELECT"
                     f" FROM bridge_entries WHERE state = 'leased' AND lease_until <= %(now)s AND {TARGETS})"
                     f" AS expired, {RELAXED} AS relaxed) x LEFT JOIN leased l ON true")
-# Ack, attempt rows and promotion in one statement. A leased entry is its key's head, so once it is
+# Ack and promotion in one statement. A leased entry is its key's head, so once it is
 # done the key has none: its oldest other unfinished entry (in this statement's snapshot, taken
 # after the key locks) is promoted. No other entry of the key can be in the batch (one head per key).
 # ``lease_owner`` is set exactly while an entry is leased (every way out of 'leased' clears it), so
 # it alone says "leased by this worker": naming ``state`` too would let the planner pick the lease
 # index, which keeps an entry per lease ever taken until vacuum, over the primary key.
+# The delivered attempt stays in the row (delivered_by, delivered_s; migration 6), as on SQLite:
+# no attempts row (ATTEMPTS reads it back; it started at updated_at - delivered_s).
 ACK = ("WITH done AS (UPDATE bridge_entries SET state = 'done', head = false, attempts = attempts + 1,"
-       " updated_at = %(now)s, lease_owner = NULL, lease_until = NULL WHERE id = ANY(%(ids)s::bigint[])"
-       " AND lease_owner = %(worker)s RETURNING id, attempts, target, item, location),"
+       " updated_at = %(now)s, lease_owner = NULL, lease_until = NULL, delivered_by = %(worker)s,"
+       " delivered_s = %(duration)s WHERE id = ANY(%(ids)s::bigint[]) AND lease_owner = %(worker)s"
+       " RETURNING id, target, item, location),"
        " promoted AS (UPDATE bridge_entries e SET head = true FROM done d CROSS JOIN LATERAL (SELECT o.id FROM"
        " bridge_entries o WHERE o.target = d.target AND o.item = d.item AND o.location = d.location"
        f" AND o.{OPEN} AND o.id <> d.id ORDER BY o.id LIMIT 1) first WHERE e.id = first.id)"
-       " INSERT INTO bridge_attempts (entry_id, number, worker, outcome, started_at, duration_s)"
-       " SELECT id, attempts, %(worker)s, 'delivered', %(started)s, %(duration)s FROM done RETURNING entry_id")
+       " SELECT id AS entry_id FROM done")
+#: an entry's attempts: its attempts rows (retries, expired leases, releases, dead letters,
+#: discards; and the delivered attempts of rows acked before migration 6, or by an older
+#: version), then the delivered attempt its row keeps, in the order they happened
+ATTEMPTS = (
+    "SELECT 0 AS part, id, entry_id, number, worker, outcome, started_at, duration_s, error FROM bridge_attempts"
+    " WHERE entry_id = %(id)s UNION ALL SELECT 1, id, id, attempts, delivered_by, 'delivered',"
+    " updated_at - delivered_s, delivered_s, NULL FROM bridge_entries WHERE id = %(id)s AND delivered_by IS NOT NULL"
+    " ORDER BY part, id")

@@ -88,6 +88,13 @@ CREATE INDEX bridge_inbox_references_done ON bridge_inbox_references (system, do
 CREATE INDEX bridge_inbox_keys_age ON bridge_inbox_keys (system, kind, created_at);
 """
 
+#: the delivered attempt in the entry row (as SQLite's entries since issue 15's third round): an
+#: ack writes no bridge_attempts row and no index entry of it. Columns added, nothing rewritten
+#: (ADD COLUMN without a default is a catalogue change); rows acked before keep their attempts
+#: rows, which PostgresQueue.attempts still reads. A process of an older version still running
+#: during a rolling upgrade keeps writing attempts rows, which are read the same way.
+DELIVERED_IN_ROW = "ALTER TABLE bridge_entries ADD COLUMN delivered_by text, ADD COLUMN delivered_s double precision;"
+
 #: (version, description, SQL)
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "queue: entries and attempts", QUEUE),
@@ -95,4 +102,5 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     (3, "connector ledgers", LEDGER),
     (4, "channel inboxes: references, keys, cursors", INBOX),
     (5, "queue: running sums of unapplied quantities per key (pending_quantity in O(1))", PENDING_SUMS),
+    (6, "queue: the delivered attempt kept in the entry row (an ack writes no attempt row)", DELIVERED_IN_ROW),
 ]

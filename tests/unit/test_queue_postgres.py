@@ -118,8 +118,9 @@ def test_migrations_run_once_and_are_recorded(pg_url):  # noqa: F811
 
 
 def test_migration_5_fills_the_running_sums_from_the_rows_already_there(pg_url, clock, monkeypatch):  # noqa: F811
-    monkeypatch.setattr(pg, "MIGRATIONS", [m for m in pg.MIGRATIONS if m[0] < 5])
-    old = PostgresQueue(pg_url, clock=clock)  # a database an older version made and filled
+    # a database an older version made and filled (with migration 6: this version's ack needs it)
+    monkeypatch.setattr(pg, "MIGRATIONS", [m for m in pg.MIGRATIONS if m[0] != 5])
+    old = PostgresQueue(pg_url, clock=clock)
     since = clock()
     ids, keys = every_state(old, clock)
     old.close()
@@ -129,6 +130,35 @@ def test_migration_5_fills_the_running_sums_from_the_rows_already_there(pg_url, 
         assert 5 in pg.versions(conn)
     for key in keys:
         check(upgraded, ids, key, since)
+    upgraded.close()
+
+
+def test_migration_6_keeps_the_delivered_attempts_acked_before_it(pg_url, clock, monkeypatch):  # noqa: F811
+    """Before migration 6 an ack wrote an attempts row; after it, the entry row keeps the delivered
+    attempt. Both read back as the same Attempt, and a process of an older version still running
+    during a rolling upgrade (attempts rows) is read the same way."""
+    monkeypatch.setattr(pg, "MIGRATIONS", [m for m in pg.MIGRATIONS if m[0] < 6])
+    old = PostgresQueue(pg_url, clock=clock)
+    old.enqueue([new("a", item="A"), new("b", item="B")])
+    leased = old.lease("w-old", 10, LEASE_S)
+    with psycopg.connect(pg_url) as conn:  # the ack as versions before migration 6 wrote it
+        conn.execute("UPDATE bridge_entries SET state = 'done', head = false, attempts = attempts + 1,"
+                     " updated_at = %s, lease_owner = NULL, lease_until = NULL WHERE id = %s", (clock(), leased[0].id))
+        conn.execute("INSERT INTO bridge_attempts (entry_id, number, worker, outcome, started_at, duration_s)"
+                     " VALUES (%s, 1, 'w-old', 'delivered', %s, 0.25)", (leased[0].id, clock() - 0.25))
+    old.close()
+    monkeypatch.undo()
+    upgraded = PostgresQueue(pg_url, clock=clock)
+    with psycopg.connect(pg_url, row_factory=psycopg.rows.dict_row) as conn:
+        assert 6 in pg.versions(conn)
+    upgraded.ack([leased[1].id], "w-old", duration_s=0.5)
+    before, after = upgraded.attempts(leased[0].id), upgraded.attempts(leased[1].id)
+    assert [(a.number, a.worker, a.outcome.value, a.duration_s) for a in before] == [(1, "w-old", "delivered", 0.25)]
+    assert [(a.number, a.worker, a.outcome.value, a.duration_s) for a in after] == [(1, "w-old", "delivered", 0.5)]
+    assert after[0].started_at.timestamp() == pytest.approx(clock() - 0.5)
+    with psycopg.connect(pg_url) as conn:  # the new ack wrote no attempts row
+        assert conn.execute("SELECT count(*) FROM bridge_attempts WHERE entry_id = %s",
+                            (leased[1].id,)).fetchone()[0] == 0
     upgraded.close()
 
 
