@@ -52,7 +52,7 @@ def cycle(conn: psycopg.Connection, first: int, batch: int, now: float) -> dict[
         "now": now, "targets": None, "limit": batch, "worker": "w", "until": now + 30})
     ids = [r[0] for r in conn.execute("SELECT id FROM bridge_entries WHERE state = 'leased'")]
     out["ack: key locks"] = explain(conn, LOCK_IDS, (ids,))
-    out["ack: ACK"] = explain(conn, ACK, {"now": now, "ids": ids, "worker": "w", "started": now, "duration": 0.0})
+    out["ack: ACK"] = explain(conn, ACK, {"now": now, "ids": ids, "worker": "w", "duration": 0.0})
     return out
 
 
