@@ -25,7 +25,10 @@ The load average is printed before and after each row: compare runs only at simi
 
     .venv/bin/pip install -e '.[bench]'   # pgqueuer
     .venv/bin/python scripts/bench_pg_queue.py [--url postgresql:///erp_bridge_test] [--events 4096]
-        [--rounds 7] [--batches 1,64]
+        [--rounds 7] [--batches 1,64] [--without-sums]
+
+``--without-sums`` adds a diagnosis, not a contender: the same queue with migration 5's triggers
+disabled in its schema (its pull answers would be wrong), to show what the running sums cost.
 """
 from __future__ import annotations
 
@@ -65,8 +68,11 @@ def entries(start: int, n: int) -> list[NewEntry]:
                      quantity=Decimal(-1)) for i in range(start, start + n)]
 
 
-def bridge(url: str, batch: int, events: int) -> float:
+def bridge(url: str, batch: int, events: int, sums: bool = True) -> float:
     queue = PostgresQueue(url)
+    if not sums:  # --without-sums: a diagnosis of what the running sums cost, not the product
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("ALTER TABLE bridge_entries DISABLE TRIGGER USER")
     spent = 0.0
     for c in range(events // batch):
         todo = entries(c * batch, batch)
@@ -78,6 +84,10 @@ def bridge(url: str, batch: int, events: int) -> float:
         assert len(leased) == batch
     queue.close()
     return events // batch * batch / spent
+
+
+def bridge_without_sums(url: str, batch: int, events: int) -> float:
+    return bridge(url, batch, events, sums=False)
 
 
 def raw(url: str, batch: int, events: int) -> float:
@@ -156,10 +166,12 @@ def load() -> str:
     return Path("/proc/loadavg").read_text().split()[0]
 
 
-def run_rounds(url: str, batch: int, events: int, rounds: int) -> dict[str, list[float]]:
+def run_rounds(url: str, batch: int, events: int, rounds: int, without_sums: bool = False) -> dict[str, list[float]]:
     """Every contender once per round, the order rotated each round, so a burst of load from
     elsewhere lands on each of them in turn; a round's ratios compare runs seconds apart."""
     contenders = [("erp-bridge", bridge), ("raw", raw), ("pgqueuer", pgqueuer), ("pgqueuer own", pgqueuer_own)]
+    if without_sums:
+        contenders.append(("no sums", bridge_without_sums))
     rates: dict[str, list[float]] = {name: [] for name, _ in contenders}
     for r in range(rounds):
         turn = r % len(contenders)
@@ -168,8 +180,8 @@ def run_rounds(url: str, batch: int, events: int, rounds: int) -> dict[str, list
     return rates
 
 
-def ratios(rates: dict[str, list[float]], ceiling: str) -> list[float]:
-    return [b / c for b, c in zip(rates["erp-bridge"], rates[ceiling], strict=True)]
+def ratios(rates: dict[str, list[float]], ceiling: str, who: str = "erp-bridge") -> list[float]:
+    return [b / c for b, c in zip(rates[who], rates[ceiling], strict=True)]
 
 
 def row(batch: int, rates: dict[str, list[float]]) -> str:
@@ -181,7 +193,9 @@ def row(batch: int, rates: dict[str, list[float]]) -> str:
             f"{med['pgqueuer own']:>10.0f} {statistics.median(ratios(rates, 'raw')):>7.2f} "
             f"{statistics.median(vs_pgq):>11.2f} {min(vs_pgq):>5.2f}-{max(vs_pgq):<5.2f} "
             f"{statistics.median(ratios(rates, 'pgqueuer own')):>7.2f} "
-            f"{'-' if target is None else f'>= {target:.1f}':>7} {met:>7}  (load {load()})")
+            f"{'-' if target is None else f'>= {target:.1f}':>7} {met:>7}  (load {load()})"
+            + (f"\n      diagnosis: the same queue with the sums' triggers disabled {med['no sums']:.0f}/s,"
+               f" {statistics.median(ratios(rates, 'pgqueuer', 'no sums')):.2f} of pgqueuer" if "no sums" in rates else ""))
 
 
 def main() -> int:
@@ -190,6 +204,9 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=4096)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--batches", default="1,64")
+    parser.add_argument("--without-sums", action="store_true",
+                        help="diagnosis: also run the queue with its running sums' triggers disabled (pull answers would "
+                             "then be wrong: not the product), to show what the sums cost against the ceilings")
     args = parser.parse_args()
     with psycopg.connect(args.url) as conn:
         server = conn.execute("SHOW server_version").fetchone()[0]
@@ -203,7 +220,7 @@ def main() -> int:
           f"{'vs pgqueuer':>11} {'range':>11} {'vs own':>7} {'target':>7} {'met?':>7}")
     for batch in (int(b) for b in args.batches.split(",")):
         events = args.events if batch > 1 else max(64, args.events // 16)
-        print(row(batch, run_rounds(args.url, batch, events, args.rounds)), flush=True)
+        print(row(batch, run_rounds(args.url, batch, events, args.rounds, args.without_sums)), flush=True)
     return 0
 
 if __name__ == "__main__":
