@@ -35,6 +35,7 @@ a busy moment hits all of them), several rounds, the median round is reported.
     .venv/bin/python scripts/bench_queue.py [--events 4096] [--rounds 5] [--batches 1,8,64] [--db DIR]
     .venv/bin/python scripts/bench_queue.py --no-fsync    # diagnostic: CPU only, no commit fsyncs
     .venv/bin/python scripts/bench_queue.py --rivals-page-size 2048   # huey, litequeue with our pages
+    .venv/bin/python scripts/bench_queue.py --without-sums   # diagnosis: also the queue without its sums
 """
 from __future__ import annotations
 
@@ -57,6 +58,7 @@ from erp_bridge.connectors.base import Capability
 from erp_bridge.dispatch.dispatcher import Dispatcher
 from erp_bridge.dispatch.routing import entry_for
 from erp_bridge.domain import Decrement, Delivered
+from erp_bridge.queue import sums
 from erp_bridge.queue.base import NewEntry
 from erp_bridge.queue.sqlite import ENQUEUE_SYNCHRONOUS, LEASE_SYNCHRONOUS, PAGE_SIZE, SQLiteQueue
 
@@ -99,20 +101,33 @@ def new_entries(start: int, n: int) -> list[NewEntry]:
 Cycles = Iterator[float]
 
 
-def bridge(path: Path, batch: int) -> Cycles:
+def bridge(path: Path, batch: int, keep_sums: bool = True) -> Cycles:
     queue = SQLiteQueue(path, synchronous=LEVELS[0])
     held: list[int] = []
+    add = sums.sqlite_add
     try:
         for c in count():
             todo = new_entries(c * batch, batch)
+            if not keep_sums:  # --without-sums, this contender's cycles only (they take turns)
+                sums.sqlite_add = _add_nothing
             t0 = time.perf_counter()
             queue.enqueue(todo)
             leased = queue.ack_and_lease(held, "bench", 0.0, batch, 30.0)  # acks the previous batch
             yield time.perf_counter() - t0
+            sums.sqlite_add = add
             assert len(leased) == batch, len(leased)
             held = [e.id for e in leased]
     finally:
+        sums.sqlite_add = add
         queue.close()
+
+
+def _add_nothing(*_args) -> None:
+    """In place of the running sums' upserts (``--without-sums``: a diagnosis, not the product)."""
+
+
+def bridge_without_sums(path: Path, batch: int) -> Cycles:
+    return bridge(path, batch, keep_sums=False)
 
 
 def bridge3(path: Path, batch: int) -> Cycles:
@@ -342,6 +357,9 @@ def main() -> int:
     parser.add_argument("--no-fsync", action="store_true",
                         help="every commit of every contender at synchronous=OFF: the CPU-bound ratio, which a "
                              "disk with very cheap fsync approaches (a diagnostic, not the targets' setting)")
+    parser.add_argument("--without-sums", action="store_true",
+                        help="diagnosis: add 'no sums', erp-bridge without its running sums' upserts (pull answers "
+                             "would then be wrong: not the product), to show what the sums cost against the ceilings")
     parser.add_argument("--rivals-page-size", type=int, default=0,
                         help="page size of huey's and litequeue's files (default: their own, 4096); the raw "
                              f"ceilings always have the product's ({PAGE_SIZE})")
@@ -349,6 +367,8 @@ def main() -> int:
     if args.no_fsync:
         LEVELS[:] = ["OFF", "OFF"]
     PAGE_SIZES["rivals"] = args.rivals_page_size
+    if args.without_sums:
+        CONTENDERS["no sums"] = bridge_without_sums
     import huey as huey_pkg
     import litequeue as litequeue_pkg
 
@@ -377,6 +397,9 @@ def main() -> int:
                   + f" {m['erp-bridge'] / m['raw 2 commits']:>11.2f}"
                   f" {m['erp-bridge 3 commits'] / m['raw']:>11.2f} {m['erp-bridge'] / m['huey']:>6.2f}"
                   f" {m['erp-bridge'] / m['litequeue']:>10.2f}  {loadavg()}")
+            if "no sums" in m:
+                print(f"      diagnosis, no sums: /raw2 {m['no sums'] / m['raw 2 commits']:.2f}, /huey"
+                      f" {m['no sums'] / m['huey']:.2f}, /litequeue {m['no sums'] / m['litequeue']:.2f}")
     report(medians)
     print(f"\nRSS peak (VmHWM) of this process: {rss_mb('VmHWM'):.1f} MB; load average at the end {loadavg()}")
     return 0
