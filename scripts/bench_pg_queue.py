@@ -18,9 +18,12 @@ dequeue and ``RESET`` before its enqueue, outside the timed phases (they cost it
 each, which the product does not pay). The target is judged against ``pgqueuer``; the ratio to
 ``pgqueuer own`` is printed next to it (the fairness adjustment's effect).
 
-Each contender runs in a schema of its own, rounds interleaved with the order rotated (the machine
-is shared); rates are medians over rounds, ratios are medians of each round's own ratio (with their
-range), and the last columns say whether issue 15's target (batch 64: >= 1.0 of pgqueuer) is met.
+Each contender runs in a schema of its own; within a round the contenders take turns cycle by
+cycle, the first one rotating (as bench_queue.py does), so a slow moment of the shared server
+falls on all of them alike (whole runs one after the other moved the ratio by 0.15-0.3 between
+invocations). Rates are medians over rounds, ratios are medians of each round's own ratio (with
+their range), and the last columns say whether issue 15's target (batch 64: >= 1.0 of pgqueuer) is
+met.
 The load average is printed before and after each row: compare runs only at similar load.
 
     .venv/bin/pip install -e '.[bench]'   # pgqueuer
@@ -39,9 +42,10 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from decimal import Decimal
+from itertools import count
 from pathlib import Path
 from urllib.parse import quote
 
@@ -68,36 +72,41 @@ def entries(start: int, n: int) -> list[NewEntry]:
                      quantity=Decimal(-1)) for i in range(start, start + n)]
 
 
-def bridge(url: str, batch: int, events: int, sums: bool = True) -> float:
+# Each contender is a generator: set up in its own fresh schema, then per ``next()`` one cycle
+# (enqueue a batch, lease it, ack it), yielding the seconds it took; closing it closes its
+# connections (the schema is dropped by ``contender``).
+Cycles = Iterator[float]
+
+
+def bridge(url: str, batch: int, sums: bool = True) -> Cycles:
     queue = PostgresQueue(url)
     if not sums:  # --without-sums: a diagnosis of what the running sums cost, not the product
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("ALTER TABLE bridge_entries DISABLE TRIGGER USER")
-    spent = 0.0
-    for c in range(events // batch):
-        todo = entries(c * batch, batch)
-        t0 = time.perf_counter()
-        queue.enqueue(todo)
-        leased = queue.lease("bench", batch, 30.0)
-        queue.ack([e.id for e in leased], "bench")
-        spent += time.perf_counter() - t0
-        assert len(leased) == batch
-    queue.close()
-    return events // batch * batch / spent
+    try:
+        for c in count():
+            todo = entries(c * batch, batch)
+            t0 = time.perf_counter()
+            queue.enqueue(todo)
+            leased = queue.lease("bench", batch, 30.0)
+            queue.ack([e.id for e in leased], "bench")
+            yield time.perf_counter() - t0
+            assert len(leased) == batch
+    finally:
+        queue.close()
 
 
-def bridge_without_sums(url: str, batch: int, events: int) -> float:
-    return bridge(url, batch, events, sums=False)
+def bridge_without_sums(url: str, batch: int) -> Cycles:
+    return bridge(url, batch, sums=False)
 
 
-def raw(url: str, batch: int, events: int) -> float:
+def raw(url: str, batch: int) -> Cycles:
     from psycopg.types.json import Jsonb
 
     with psycopg.connect(url) as conn:
         with conn.transaction():
             conn.execute(RAW_SCHEMA)
-        spent = 0.0
-        for c in range(events // batch):
+        for c in count():
             payloads = [Jsonb({"order": f"o{i}", "quantity": "-1"}) for i in range(c * batch, (c + 1) * batch)]
             t0 = time.perf_counter()
             with conn.transaction():
@@ -109,32 +118,34 @@ def raw(url: str, batch: int, events: int) -> float:
                     " RETURNING id", (batch,))]
             with conn.transaction():
                 conn.execute(f"UPDATE raw_q SET state = 'done' FROM (SELECT {RELAXED}) s WHERE id = ANY(%s)", (ids,))
-            spent += time.perf_counter() - t0
-        return events // batch * batch / spent
+            yield time.perf_counter() - t0
 
 
-def pgqueuer(url: str, batch: int, events: int) -> float:
-    return asyncio.run(_pgqueuer(url, batch, events, relaxed=True))
+def pgqueuer(url: str, batch: int) -> Cycles:
+    return _pgqueuer(url, batch, relaxed=True)
 
 
-def pgqueuer_own(url: str, batch: int, events: int) -> float:
-    return asyncio.run(_pgqueuer(url, batch, events, relaxed=False))
+def pgqueuer_own(url: str, batch: int) -> Cycles:
+    return _pgqueuer(url, batch, relaxed=False)
 
 
-async def _pgqueuer(url: str, batch: int, events: int, relaxed: bool) -> float:
+def _pgqueuer(url: str, batch: int, relaxed: bool) -> Cycles:
+    """pgqueuer is asyncio: its own event loop, run one cycle at a time."""
     from pgqueuer.queries import EntrypointExecutionParameter, Queries
 
-    conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
+    loop = asyncio.new_event_loop()
+    conn = loop.run_until_complete(psycopg.AsyncConnection.connect(url, autocommit=True))
     queries = Queries.from_psycopg_connection(conn)
-    await queries.install(create_schema=False)
-    manager, spent = uuid.uuid4(), 0.0
-    for c in range(events // batch):
+    loop.run_until_complete(queries.install(create_schema=False))
+    manager = uuid.uuid4()
+
+    async def cycle(c: int) -> float:
         payloads = [f'{{"order": "o{i}", "quantity": "-1"}}'.encode() for i in range(c * batch, (c + 1) * batch)]
         if relaxed:  # outside the timed phases: the product pays no statement for its setting
             await conn.execute("RESET synchronous_commit")
         t0 = time.perf_counter()
         await queries.enqueue(["bench"] * batch, payloads, [0] * batch)
-        spent += time.perf_counter() - t0
+        spent = time.perf_counter() - t0
         if relaxed:
             await conn.execute("SET synchronous_commit = off")
         t0 = time.perf_counter()
@@ -143,17 +154,26 @@ async def _pgqueuer(url: str, batch: int, events: int, relaxed: bool) -> float:
         await queries.log_jobs([(job, "successful", None) for job in jobs])
         spent += time.perf_counter() - t0
         assert len(jobs) == batch, len(jobs)
-    await conn.close()
-    return events // batch * batch / spent
+        return spent
+
+    try:
+        for c in count():
+            yield loop.run_until_complete(cycle(c))
+    finally:
+        loop.run_until_complete(conn.close())
+        loop.close()
 
 
-def measure(url: str, name: str, run: Callable[[str, int, int], float], batch: int, events: int) -> float:
-    schema = f"bench_{name}_{uuid.uuid4().hex[:8]}"
+def contender(url: str, name: str, run: Callable[[str, int], Cycles], batch: int) -> Cycles:
+    """``run`` in a schema of its own, dropped when the generator is closed."""
+    schema = f"bench_{name.replace('-', '_').replace(' ', '_')}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(url, autocommit=True) as admin:
         admin.execute(f"CREATE SCHEMA {schema}")
+    cycles = run(in_schema(url, schema), batch)
     try:
-        return run(in_schema(url, schema), batch, events)
+        yield from cycles
     finally:
+        cycles.close()
         with psycopg.connect(url, autocommit=True) as admin:
             admin.execute(f"DROP SCHEMA {schema} CASCADE")
 
@@ -167,16 +187,29 @@ def load() -> str:
 
 
 def run_rounds(url: str, batch: int, events: int, rounds: int, without_sums: bool = False) -> dict[str, list[float]]:
-    """Every contender once per round, the order rotated each round, so a burst of load from
-    elsewhere lands on each of them in turn; a round's ratios compare runs seconds apart."""
+    """Events/s per contender and round. Within a round every contender has its own fresh schema
+    and they take turns cycle by cycle, the first one rotating (as bench_queue.py), so a slow
+    moment of the shared server (a checkpoint, autovacuum, another process) falls on all of them
+    alike; each one's first cycle is a warm-up, not counted."""
     contenders = [("erp-bridge", bridge), ("raw", raw), ("pgqueuer", pgqueuer), ("pgqueuer own", pgqueuer_own)]
     if without_sums:
         contenders.append(("no sums", bridge_without_sums))
     rates: dict[str, list[float]] = {name: [] for name, _ in contenders}
-    for r in range(rounds):
-        turn = r % len(contenders)
-        for name, run in contenders[turn:] + contenders[:turn]:
-            rates[name].append(measure(url, name.replace("-", "_").replace(" ", "_"), run, batch, events))
+    names = [name for name, _ in contenders]
+    for _ in range(rounds):
+        runs = {name: contender(url, name, run, batch) for name, run in contenders}
+        try:
+            for cycles in runs.values():
+                next(cycles)
+            spent = dict.fromkeys(names, 0.0)
+            for c in range(events // batch):
+                for name in names[c % len(names):] + names[:c % len(names)]:
+                    spent[name] += next(runs[name])
+        finally:
+            for cycles in runs.values():
+                cycles.close()
+        for name in names:
+            rates[name].append(events // batch * batch / spent[name])
     return rates
 
 
