@@ -48,7 +48,9 @@ def shop():
 
 @pytest.fixture
 def connector(shop, tmp_path):
-    c = connector_for(shop, tmp_path / "mappings")
+    # 10 s: on a loaded machine the fake's answer took over the fakes' 0.5 s once in CI; the
+    # timeout test below builds its own connector with 0.5 s
+    c = connector_for(shop, tmp_path / "mappings", timeout_s=10.0)
     yield c
     c.close()
 
@@ -162,7 +164,8 @@ def test_figure_equal_to_what_this_connector_set_is_not_pushed_again(shop, conne
     assert len(shop.mutations()) == 1
 
 
-def test_retry_after_a_timeout_reuses_the_idempotent_key_and_shopify_applies_once(shop, connector):
+def test_retry_after_a_timeout_reuses_the_idempotent_key_and_shopify_applies_once(shop, tmp_path):
+    connector = connector_for(shop, tmp_path / "fast", timeout_s=0.5)
     shop.fail_next(Fault(200, hang_s=1.0, applied=True))  # Shopify applies it; the answer is lost
     [lost] = connector.push_availability([figure("chair-blue", 5, previous=3)])
     assert isinstance(lost, RetryableError) and "timed out" in str(lost)
@@ -171,6 +174,7 @@ def test_retry_after_a_timeout_reuses_the_idempotent_key_and_shopify_applies_onc
     assert first["variables"]["key"] == retry["variables"]["key"]
     assert first["variables"] == retry["variables"]
     assert len(shop.adjustments) == 1 and shop.levels[(BLUE, LOCATION)] == 5
+    connector.close()
 
 
 def test_a_key_whose_first_request_is_still_running_is_retried_not_dead_lettered(shop, connector):
