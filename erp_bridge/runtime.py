@@ -47,7 +47,8 @@ class Runtime:
         from .logs import Redactor
         from .sync.intake import Intake
 
-        self.intake = Intake(self.queue.enqueue)
+        # SQLite: a webhook's statements on the event loop, its commit on a thread (sync/intake.py)
+        self.intake = Intake(self.queue.enqueue, begin=getattr(self.queue, "begin_enqueue", None))
         if self.redact is None:
             self.redact = Redactor(self.settings.secret_values())
 

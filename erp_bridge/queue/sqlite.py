@@ -28,7 +28,14 @@ leased. Every transition that finishes an entry promotes the next one in the sam
 leasing never scans entries queued behind a busy or backing-off key.
 
 Threads share one connection behind a lock; other processes (a CLI, a second worker) wait for the
-write lock through ``busy_timeout``.
+write lock through ``busy_timeout``. The lock is a plain one, not reentrant: ``begin_enqueue`` takes
+it on one thread (the event loop) and the commit releases it on another.
+
+``begin_enqueue`` is the enqueue in two steps for the webhook intake (sync/intake.py): the
+statements now, on the caller's thread, without ever waiting (None when the connection or the
+file's write lock is taken), and the commit, the step that waits for the disk, later on another
+thread. On the event loop that saved the GIL hand-over that each of the committer thread's
+statements cost (issue 15).
 """
 from __future__ import annotations
 
@@ -39,6 +46,7 @@ import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +97,8 @@ class SQLiteQueue:
         self.path = str(path)
         self.policy = policy or RetryPolicy()
         self._clock = clock
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()
+        self._busy_timeout_ms = int(busy_timeout_s * 1000)
         self._db = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None,
                                    check_same_thread=False)
         self._db.row_factory = sqlite3.Row
@@ -135,6 +144,54 @@ class SQLiteQueue:
     def enqueue(self, entries: Sequence[NewEntry]) -> list[Entry]:
         with self._tx() as db:
             return sqlite_enqueue.enqueue(db, entries, self._clock())
+
+    def begin_enqueue(self, entries: Sequence[NewEntry]) -> Callable[[], list[Entry]] | None:
+        """``enqueue``'s statements in a transaction left open, and the commit to call (on any
+        thread: it waits for the disk) that returns what ``enqueue`` would have; or None at once
+        if this queue's connection or the file's write lock is taken now (``enqueue`` would wait).
+        Until the commit returns, the queue is locked: the caller must call it. A statement that
+        fails rolls back and raises here, a commit that fails rolls back and raises there, as in
+        ``enqueue``."""
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            self._commit_at(self._durable)
+            self._db.execute("PRAGMA busy_timeout = 0")  # another process writing: do not wait
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                begun = True
+            except sqlite3.OperationalError:  # SQLITE_BUSY: another process holds the write lock
+                begun = False
+            finally:
+                self._db.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+        except BaseException:
+            self._lock.release()
+            raise
+        if not begun:
+            self._lock.release()
+            return None
+        try:
+            stored = sqlite_enqueue.enqueue(self._db, entries, self._clock())
+        except BaseException:
+            self._end("ROLLBACK")
+            raise
+        return partial(self._commit_begun, stored)
+
+    def _commit_begun(self, entries: list[Entry]) -> list[Entry]:
+        self._end("COMMIT")
+        return entries
+
+    def _end(self, statement: str) -> None:
+        """COMMIT or ROLLBACK ``begin_enqueue``'s transaction, then unlock: a COMMIT that fails is
+        rolled back (nothing of it is stored) and raises."""
+        try:
+            self._db.execute(statement)
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+        finally:
+            self._lock.release()
 
 
 

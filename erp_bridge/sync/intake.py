@@ -12,6 +12,15 @@ reaches every caller it held, so durability is what it was with one commit per d
 - Not stored (the store failed, or the bridge is shutting down) is a ``RetryableError`` saying
   why: a webhook is then answered 503 and the platform delivers it again; nothing is lost.
 
+On the event loop, with a queue that can begin an enqueue without waiting (``begin``: the SQLite
+queue's ``begin_enqueue``), the loop itself runs the transaction's statements for what its
+requests brought, and only the commit, the step that waits for the disk, runs on a thread
+(``_LoopCommits``). While that commit runs, the loop gathers the next requests. The committer
+thread's statements each gave the GIL to the loop and waited to get it back (several per commit,
+a few milliseconds under a burst of webhooks); on the loop they cost none. When the queue cannot
+begin at once (a worker thread or another process is writing), the batch goes to the committer
+thread, which waits its turn: the loop never waits for a lock or an fsync.
+
 Why not the leader/follower group commit this replaced (``queue/groupcommit.py``): there each
 waiting request held a threadpool thread and every commit woke all of them (``notify_all``) to find
 the ones it had answered; under a burst of webhooks those wake-ups took the GIL from the event loop
@@ -21,10 +30,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
 
 from ..errors import BridgeError, RetryableError
 from ..queue.base import Entry, NewEntry
@@ -37,10 +48,27 @@ class _Slot:
     loop: asyncio.AbstractEventLoop | None = None  # set when ``future`` belongs to an event loop
 
 
+#: at most this many entries' statements run on the event loop in one go (a few ms of the loop);
+#: more waiting take the next commit
+LOOP_BATCH_ENTRIES = 256
+
+
+@dataclass
+class _LoopCommits:
+    """One event loop's requests waiting for their commit, and whether one is under way."""
+
+    waiting: list[_Slot] = field(default_factory=list)
+    busy: bool = False
+
+
 class Intake:
-    def __init__(self, enqueue: Callable[[Sequence[NewEntry]], list[Entry]], max_entries: int = 2000):
+    def __init__(self, enqueue: Callable[[Sequence[NewEntry]], list[Entry]], max_entries: int = 2000,
+                 begin: Callable[[Sequence[NewEntry]], Callable[[], list[Entry]] | None] | None = None):
         self._enqueue = enqueue
+        self._begin = begin
         self._max = max_entries
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopCommits] = weakref.WeakKeyDictionary()
+        self._committer: ThreadPoolExecutor | None = None  # the loop's commits (only when ``begin``)
         self._cond = threading.Condition()
         self._pending: deque[_Slot] = deque()
         self._thread: threading.Thread | None = None
@@ -57,14 +85,74 @@ class Intake:
         """``accept`` for the event loop: the loop serves other requests while this one waits.
         An idle committer is woken once the loop has run what is ready now (``_kick``), not by
         the first of them: the requests a burst brings then share that commit instead of waiting
-        for the next (issue 15: fewer commits, each a GIL hand-over per statement)."""
+        for the next (issue 15: fewer commits, each a GIL hand-over per statement). With ``begin``
+        the same, the statements run on the loop (``_begin_on_loop``)."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
+        if self._begin is not None:
+            return await self._store_on_loop(_Slot(entries, future, loop))
         self._submit(_Slot(entries, future, loop), wake=False)
         if loop not in self._kicks:
             self._kicks.add(loop)
             loop.call_soon(self._kick, loop)
         return await future
+
+    async def _store_on_loop(self, slot: _Slot) -> list[Entry]:
+        assert slot.loop is not None and isinstance(slot.future, asyncio.Future)
+        with self._cond:
+            if self._closed:
+                raise RetryableError("not stored: the bridge is shutting down; retry", after=1)
+            if self._committer is None:
+                self._committer = ThreadPoolExecutor(1, thread_name_prefix="intake-loop-commit")
+        state = self._loops.setdefault(slot.loop, _LoopCommits())
+        state.waiting.append(slot)
+        if not state.busy:  # after what the loop has ready now: a burst shares the commit
+            state.busy = True
+            slot.loop.call_soon(self._begin_on_loop, slot.loop, state)
+        return await slot.future
+
+    def _begin_on_loop(self, loop: asyncio.AbstractEventLoop, state: _LoopCommits) -> None:
+        """Run the waiting requests' statements here and their commit on the committer; if the
+        queue cannot begin now, their whole enqueue there (it waits for the queue, not the loop)."""
+        batch: list[_Slot] = []
+        size = 0
+        while state.waiting and (not batch or size + len(state.waiting[0].entries) <= LOOP_BATCH_ENTRIES):
+            batch.append(state.waiting.pop(0))
+            size += len(batch[-1].entries)
+        if not batch:
+            state.busy = False
+            return
+        if self._closed:
+            error = RetryableError("not stored: the bridge is shutting down; retry", after=1)
+            _settle_all([(slot, None, error) for slot in batch + state.waiting])
+            state.waiting, state.busy = [], False
+            return
+        entries = [e for slot in batch for e in slot.entries]
+        try:
+            begun = self._begin(entries)  # type: ignore[misc]
+        except BaseException as exc:  # not stored: every caller in the batch learns why
+            _settle_all([(slot, None, _not_stored(exc)) for slot in batch])
+            loop.call_soon(self._begin_on_loop, loop, state)
+            return
+        work = partial(self._enqueue, entries) if begun is None else begun  # begun: the commit, on the committer
+        try:
+            done = loop.run_in_executor(self._committer, work)
+        except RuntimeError:  # the committer was shut down (close) since: finish here (the queue is held)
+            done = loop.create_future()
+            try:
+                done.set_result(work())
+            except BaseException as exc:
+                done.set_exception(exc)
+        done.add_done_callback(lambda d: self._committed(loop, state, batch, d))
+
+    def _committed(self, loop: asyncio.AbstractEventLoop, state: _LoopCommits, batch: list[_Slot],
+                   done: asyncio.Future) -> None:
+        error = done.exception()
+        if error is not None:
+            _settle_all([(slot, None, _not_stored(error)) for slot in batch])
+        else:
+            _settle_all(_split(batch, done.result()))
+        self._begin_on_loop(loop, state)
 
     def _kick(self, loop: asyncio.AbstractEventLoop) -> None:
         self._kicks.discard(loop)
@@ -78,6 +166,8 @@ class Intake:
             self._cond.notify()
         if self._thread is not None:
             self._thread.join()
+        if self._committer is not None:  # a loop's commit under way finishes (it holds the queue)
+            self._committer.shutdown(wait=True)
 
     def _submit(self, slot: _Slot, wake: bool = True) -> None:
         with self._cond:
@@ -112,14 +202,19 @@ class Intake:
         except BaseException as exc:  # every caller in the batch learns it was not stored, and why
             _answer([(slot, None, _not_stored(exc)) for slot in batch])
             return
-        start, answers = 0, list[Answer]()
-        for slot in batch:
-            answers.append((slot, stored[start:start + len(slot.entries)], None))
-            start += len(slot.entries)
-        _answer(answers)
+        _answer(_split(batch, stored))
 
 
 Answer = tuple[_Slot, list[Entry] | None, BaseException | None]
+
+
+def _split(batch: list[_Slot], stored: list[Entry]) -> list[Answer]:
+    """Each caller's own entries of a commit's."""
+    start, answers = 0, list[Answer]()
+    for slot in batch:
+        answers.append((slot, stored[start:start + len(slot.entries)], None))
+        start += len(slot.entries)
+    return answers
 
 
 def _not_stored(exc: BaseException) -> BaseException:

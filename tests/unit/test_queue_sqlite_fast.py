@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import sqlite3
+import threading
+import time
 
 import pytest
 
@@ -302,3 +304,69 @@ def test_the_hot_statements_never_walk_all_entries_of_a_target(tmp_path, clock):
         plan = " | ".join(r[3] for r in q._db.execute("EXPLAIN QUERY PLAN " + sql))
         assert "sqlite_autoindex_entries_1 (target=?)" not in plan, (sql, plan)
         assert "SCAN entries" not in plan, (sql, plan)
+
+
+# -- begin_enqueue: the intake's enqueue in two steps (statements on the event loop, commit on a thread)
+
+def test_a_begun_enqueue_stores_what_enqueue_would_once_committed_at_full(tmp_path, clock):
+    begun_q, plain_q = _seeded(tmp_path / "begun.db", clock), _seeded(tmp_path / "plain.db", clock)
+    reader = sqlite3.connect(tmp_path / "begun.db")
+    count = "SELECT count(*) FROM entries"
+    stored_before = reader.execute(count).fetchone()[0]
+    got: list[Entry] = []
+
+    def both_steps() -> None:
+        commit = begun_q.begin_enqueue(BATCH)
+        assert commit is not None
+        assert reader.execute(count).fetchone()[0] == stored_before  # nobody sees it before the commit
+        got.extend(commit())
+
+    assert _commits(begun_q, both_steps) == ["FULL"]  # a webhook's entries survive a power cut once answered
+    assert got == plain_q.enqueue(BATCH)
+    assert _rows(begun_q) == _rows(plain_q)
+    assert reader.execute(count).fetchone()[0] > stored_before
+    for q in (begun_q, plain_q):
+        q.close()
+    reader.close()
+
+
+def test_begin_enqueue_never_waits_for_another_writer(tmp_path, clock):
+    """None at once while another process holds the file's write lock, or another thread this
+    queue's connection; then it works again."""
+    q = _seeded(tmp_path / "q.db", clock)
+    writer = sqlite3.connect(tmp_path / "q.db", isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    started = time.perf_counter()
+    assert q.begin_enqueue([new("a")]) is None
+    assert time.perf_counter() - started < 1  # not the 30 s busy timeout
+    writer.execute("ROLLBACK")
+    assert q._db.execute("PRAGMA busy_timeout").fetchone()[0] == 30_000  # other statements still wait
+    inside, leave = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with q._tx():
+            inside.set()
+            leave.wait(5)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    inside.wait(5)
+    assert q.begin_enqueue([new("a")]) is None
+    leave.set()
+    holder.join(5)
+    commit = q.begin_enqueue([new("a")])
+    assert commit is not None and [e.idempotency_key for e in commit()] == ["a"]
+    q.close()
+    writer.close()
+
+
+def test_a_begun_enqueue_whose_statements_fail_stores_nothing_and_unlocks(tmp_path, clock):
+    q = _seeded(tmp_path / "q.db", clock)
+    before = _rows(q)
+    with pytest.raises(sqlite3.Error):  # a value SQLite cannot bind: the statements fail, as enqueue's would
+        q.begin_enqueue([new("a"), dataclasses.replace(new("b"), location=object())])
+    assert _rows(q) == before and not q._db.in_transaction
+    commit = q.begin_enqueue([new("c")])
+    assert commit is not None and [e.idempotency_key for e in commit()] == ["c"]
+    assert [e.idempotency_key for e in q.enqueue([new("d")])] == ["d"]
+    q.close()

@@ -4,6 +4,7 @@ holds its entries, gets its own entries, and learns of a failed commit; close dr
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 import time
 from decimal import Decimal
@@ -185,4 +186,134 @@ def test_a_request_whose_client_went_away_is_stored_all_the_same(tmp_path):
     assert asyncio.run(run()) == ["stays"]
     intake.close()
     assert sorted(k for keys in q.committed for k in keys) == ["gone", "stays"]
+    q.queue.close()
+
+
+# -- on the event loop with a queue that begins an enqueue without waiting (SQLite's begin_enqueue):
+# the statements on the loop, the commit on the committer's thread
+
+class GatedBegin(GatedQueue):
+    """GatedQueue's queue begun on the loop; its commits wait for ``gate`` on the committer thread."""
+
+    def __init__(self, path):
+        super().__init__(path)
+        self.commit_threads: list[str] = []
+        self.fail: Exception | None = None
+
+    def begin(self, entries):
+        self.calls.append(len(entries))
+        commit = self.queue.begin_enqueue(entries)
+        if commit is None:
+            return None
+
+        def gated():
+            self.commit_threads.append(threading.current_thread().name)
+            self.gate.wait(5)
+            if self.fail is not None:  # the commit fails (e.g. the disk is full): nothing is stored
+                self.queue._end("ROLLBACK")
+                raise self.fail
+            stored = commit()
+            self.committed.append([e.idempotency_key for e in stored])
+            return stored
+        return gated
+
+
+def test_on_the_loop_a_burst_shares_one_commit_made_off_the_loop_and_each_hears_only_after_it(tmp_path):
+    q = GatedBegin(tmp_path / "q.db")
+    intake = Intake(q.enqueue, begin=q.begin)
+    answered: dict[str, list[str]] = {}
+
+    async def deliver(key: str) -> None:
+        stored = await intake.store([new(key), new(f"{key}b")])
+        assert any(key in keys for keys in q.committed), "answered before its commit finished"
+        answered[key] = [e.idempotency_key for e in stored]
+
+    async def burst() -> None:
+        first = asyncio.ensure_future(deliver("k0"))
+        while not q.commit_threads:
+            await asyncio.sleep(0.01)  # the loop runs on while the commit waits at the gate
+        others = [asyncio.ensure_future(deliver(f"k{n}")) for n in range(1, 9)]
+        await asyncio.sleep(0.3)
+        assert answered == {}
+        q.gate.set()
+        await asyncio.gather(first, *others)
+
+    asyncio.run(burst())
+    intake.close()
+    assert q.calls == [2, 16]  # the eight were stored in one transaction
+    assert answered["k3"] == ["k3", "k3b"]
+    assert set(q.commit_threads) == {q.commit_threads[0]} and q.commit_threads[0].startswith("intake-loop-commit")
+    assert intake._thread is None  # the committer thread of the threads' callers was never needed
+    assert q.queue.stats()[0].depth[State.PENDING] == 18
+    q.queue.close()
+
+
+def test_on_the_loop_a_queue_another_process_writes_takes_the_batch_on_the_committer_and_the_loop_runs_on(tmp_path):
+    q = GatedBegin(tmp_path / "q.db")
+    q.gate.set()
+    intake = Intake(q.enqueue, begin=q.begin)
+    other = sqlite3.connect(tmp_path / "q.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process (a CLI, a worker) holds the write lock
+
+    async def run() -> tuple[list[str], int]:
+        storing = asyncio.ensure_future(intake.store([new("a")]))
+        ticks = 0
+        for _ in range(20):  # the loop is not held while the queue waits for the lock
+            await asyncio.sleep(0.01)
+            ticks += 1
+        assert not storing.done()
+        other.execute("ROLLBACK")
+        return [e.idempotency_key for e in await storing], ticks
+
+    assert asyncio.run(run()) == (["a"], 20)
+    assert q.commit_threads == []  # not begun on the loop: the whole enqueue ran on the committer
+    assert q.calls == [1, 1]  # begun (refused at once), then enqueued
+    assert q.committed == [["a"]]
+    intake.close()
+    other.close()
+    assert q.queue.stats()[0].depth[State.PENDING] == 1
+    q.queue.close()
+
+
+def test_on_the_loop_a_failed_commit_reaches_every_caller_it_held_and_the_next_commit_works(tmp_path):
+    q = GatedBegin(tmp_path / "q.db")
+    q.gate.set()
+    q.fail = OSError("disk full")
+    intake = Intake(q.enqueue, begin=q.begin)
+
+    async def two() -> list:
+        return await asyncio.gather(intake.store([new("a")]), intake.store([new("b")]), return_exceptions=True)
+
+    answers = asyncio.run(two())
+    assert [str(r) for r in answers] == ["not stored: disk full", "not stored: disk full"]
+    assert all(isinstance(r, RetryableError) for r in answers), answers
+    q.fail = None
+    assert [[e.idempotency_key for e in r] for r in asyncio.run(two())] == [["a"], ["b"]]
+    intake.close()
+    assert q.queue.stats()[0].depth[State.PENDING] == 2  # nothing reported stored that was not
+    q.queue.close()
+
+
+def test_close_waits_for_the_loops_commit_under_way_then_refuses(tmp_path):
+    q = GatedBegin(tmp_path / "q.db")
+    intake = Intake(q.enqueue, begin=q.begin)
+    results: list = []
+
+    async def on_loop() -> None:
+        results.append(await intake.store([new("a")]))
+        with pytest.raises(RetryableError, match="shutting down"):
+            await intake.store([new("late")])
+
+    loop_thread = threading.Thread(target=lambda: asyncio.run(on_loop()))
+    loop_thread.start()
+    wait_for(lambda: q.commit_threads)
+    closing = threading.Thread(target=intake.close)
+    closing.start()
+    closing.join(0.3)
+    assert closing.is_alive()  # the commit holds the queue: close waits for it
+    q.gate.set()
+    closing.join(10)
+    loop_thread.join(10)
+    assert [e.idempotency_key for e in results[0]] == ["a"]
+    assert q.committed == [["a"]]
     q.queue.close()
