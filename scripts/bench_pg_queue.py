@@ -53,6 +53,8 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench_queue import take_turns
+
 from erp_bridge.queue.base import NewEntry
 from erp_bridge.queue.postgres import PostgresQueue
 from erp_bridge.queue.postgres_sql import RELAXED
@@ -199,12 +201,7 @@ def run_rounds(url: str, batch: int, events: int, rounds: int, without_sums: boo
     for _ in range(rounds):
         runs = {name: contender(url, name, run, batch) for name, run in contenders}
         try:
-            for cycles in runs.values():
-                next(cycles)
-            spent = dict.fromkeys(names, 0.0)
-            for c in range(events // batch):
-                for name in names[c % len(names):] + names[:c % len(names)]:
-                    spent[name] += next(runs[name])
+            spent = take_turns(runs, events // batch)
         finally:
             for cycles in runs.values():
                 cycles.close()

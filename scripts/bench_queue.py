@@ -299,6 +299,20 @@ def rss_mb(field: str) -> float:
     return float("nan")
 
 
+def take_turns(runs: dict[str, Cycles], cycles: int) -> dict[str, float]:
+    """Seconds each contender spent in ``cycles`` cycles, taking turns cycle by cycle, the first
+    one rotating, after one cycle each not counted (files or schemas created, statements
+    compiled). bench_pg_queue.py measures the same way."""
+    for each in runs.values():
+        next(each)
+    spent = dict.fromkeys(runs, 0.0)
+    names = list(runs)
+    for c in range(cycles):
+        for name in names[c % len(names):] + names[:c % len(names)]:
+            spent[name] += next(runs[name])
+    return spent
+
+
 def measure(directory: Path, rounds: int, batch: int, events: int) -> dict[str, list[float]]:
     """Events/s per contender and round. Within a round every contender has its own fresh file and
     they take turns cycle by cycle (the starting one rotates), so a busy moment of the shared
@@ -307,13 +321,7 @@ def measure(directory: Path, rounds: int, batch: int, events: int) -> dict[str, 
     for r in range(rounds):
         paths = {name: directory / f"{name.replace(' ', '-')}-{batch}-{r}.db" for name in CONTENDERS}
         runs = {name: run(paths[name], batch) for name, run in CONTENDERS.items()}
-        for cycles in runs.values():
-            next(cycles)  # a first cycle, not counted: files created, statements compiled
-        spent = dict.fromkeys(CONTENDERS, 0.0)
-        names = list(CONTENDERS)
-        for c in range(events // batch):
-            for name in names[c % len(names):] + names[:c % len(names)]:
-                spent[name] += next(runs[name])
+        spent = take_turns(runs, events // batch)
         for name, cycles in runs.items():
             cycles.close()
             got[name].append(events // batch * batch / spent[name])
