@@ -307,7 +307,7 @@ def _handler(fake: FakeAmazon) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def example_mapping_set(directory, url: str, timeout_s: float = 0.5, with_sor: str | None = None):
+def example_mapping_set(directory, url: str, timeout_s: float = 5.0, with_sor: str | None = None):
     """mappings/amazon_sp.yaml copied to ``directory`` with the fake's URLs and seller id (the tests
     run the mapping that ships); ``with_sor``: an http_json system of record at that URL."""
     import re

@@ -271,7 +271,7 @@ def stocked_store(**options: Any) -> FakeBigCommerce:
     return store
 
 
-def write_mapping(directory: Path, url: str, timeout_s: float = 0.5, batch_size: int | None = None) -> Path:
+def write_mapping(directory: Path, url: str, timeout_s: float = 5.0, batch_size: int | None = None) -> Path:
     source = Path(__file__).resolve().parents[2] / "mappings" / "bigcommerce.yaml"
     directory.mkdir(parents=True, exist_ok=True)
     text = re.sub(r"base_url: \S+", f"base_url: {url}", source.read_text(encoding="utf-8"))

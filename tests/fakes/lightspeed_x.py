@@ -223,7 +223,7 @@ def stocked_store(**options: Any) -> FakeLightspeedX:
     return store
 
 
-def write_mapping(directory: Path, url: str, timeout_s: float = 0.5) -> Path:
+def write_mapping(directory: Path, url: str, timeout_s: float = 5.0) -> Path:
     source = Path(__file__).resolve().parents[2] / "mappings" / "lightspeed_x.yaml"
     directory.mkdir(parents=True, exist_ok=True)
     text = re.sub(r"base_url: \S+", f"base_url: {url}", source.read_text(encoding="utf-8"))

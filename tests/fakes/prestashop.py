@@ -199,7 +199,7 @@ def wait_a_second() -> None:
     time.sleep(1.05)
 
 
-def example_mapping_set(directory, url: str, timeout_s: float = 0.5, with_odoo: bool = False,
+def example_mapping_set(directory, url: str, timeout_s: float = 5.0, with_odoo: bool = False,
                         extra_items: dict[str, str] | None = None):
     """mappings/prestashop.yaml and its table, copied to ``directory`` with the double's URL: the
     tests run the mapping that ships (``with_odoo``: plus the Odoo mapping, the system of record)."""

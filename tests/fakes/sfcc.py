@@ -217,7 +217,7 @@ def _json(raw: bytes) -> Any:
         return None
 
 
-def example_mapping_set(directory, url: str, timeout_s: float = 0.5, batch_size: int | None = None,
+def example_mapping_set(directory, url: str, timeout_s: float = 5.0, batch_size: int | None = None,
                         with_odoo: bool = False):
     """mappings/sfcc.yaml, copied to ``directory`` with the fake's URL for every host it names
     (``with_odoo``: plus the Odoo mapping, the system of record)."""

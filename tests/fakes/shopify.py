@@ -332,7 +332,7 @@ def stocked_shop(blue: int = 3, red: int = 7):
         yield shop
 
 
-def example_mapping_set(directory, url: str, timeout_s: float = 0.5, batch_size: int | None = None,
+def example_mapping_set(directory, url: str, timeout_s: float = 5.0, batch_size: int | None = None,
                         extra_items: dict[str, str] | None = None):
     """mappings/shopify.yaml and its lookup table, copied to ``directory`` with the fake's URL
     (``extra_items``: more SKU -> numeric inventory item id rows for the table)."""

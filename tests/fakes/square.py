@@ -334,7 +334,7 @@ def _handler(square: FakeSquare):
 NOTIFICATION_URL = "https://bridge.example.com/webhooks/square"
 
 
-def example_mapping_set(directory, url: str, timeout_s: float = 0.5, batch_size: int | None = None,
+def example_mapping_set(directory, url: str, timeout_s: float = 5.0, batch_size: int | None = None,
                         extra_items: dict[str, str] | None = None, with_odoo: bool = False):
     """mappings/square.yaml and its lookup table, copied to ``directory`` with the fake's URL: the
     tests run the mapping that ships (``with_odoo``: plus the Odoo mapping, the system of record)."""

@@ -248,7 +248,7 @@ def stocked_shop() -> FakeWooCommerce:
     return shop
 
 
-def write_mapping(directory, url: str, timeout_s: float = 0.5, batch_size: int | None = None,
+def write_mapping(directory, url: str, timeout_s: float = 5.0, batch_size: int | None = None,
                   extra_items: dict[str, str] | None = None):
     """mappings/woocommerce.yaml and its table, copied to ``directory`` with the fake's URL."""
     import shutil

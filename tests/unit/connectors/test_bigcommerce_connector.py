@@ -86,7 +86,8 @@ def test_batches_follow_the_mapping_and_a_spent_quota_waits_for_the_window_reset
 ], ids=["5xx", "timeout"])
 def test_down_or_hanging_is_retryable_and_stops_the_rest(store, build, fault, expected):
     store.faults.append(fault)
-    first, second = build(batch_size=1).push_availability([figure("chair-blue", "1"), figure("chair-red", "1")])
+    connector = build(batch_size=1, timeout_s=0.5)  # shorter than the hang
+    first, second = connector.push_availability([figure("chair-blue", "1"), figure("chair-red", "1")])
     assert isinstance(first, RetryableError) and expected in str(first)
     assert isinstance(second, NotAttempted)
     assert store.stock[("chair-blue", 1)] == 5
@@ -94,7 +95,7 @@ def test_down_or_hanging_is_retryable_and_stops_the_rest(store, build, fault, ex
 
 def test_a_lost_answer_is_settled_by_sending_the_same_absolute_adjustment_again(store, build):
     store.faults.append(Fault(200, hang_s=2.0, applied=True))
-    connector = build()
+    connector = build(timeout_s=0.5)  # shorter than the hang
     [lost] = connector.push_availability([figure("chair-blue", "4")])
     assert isinstance(lost, RetryableError) and store.stock[("chair-blue", 1)] == 4
     assert connector.push_availability([figure("chair-blue", "4")]) == [Delivered("set")]

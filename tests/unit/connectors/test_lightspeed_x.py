@@ -67,9 +67,11 @@ def test_a_spent_window_is_a_429_that_waits_for_its_retry_after_date_and_stops_t
     (ls.Fault(503, {"Content-Type": "application/json"}, b'{"error": "Service Unavailable"}'), "Service Unavailable"),
     (ls.Fault(200, hang_s=1.5), "timed out"),
 ], ids=["5xx", "timeout"])
-def test_down_or_hanging_is_retryable(store, connector, fault, expected):
+def test_down_or_hanging_is_retryable(store, tmp_path, fault, expected):
     store.faults.append(fault)
+    connector = ls.connector_for(store.url, tmp_path / "m", tmp_path / "queue.sqlite3", timeout_s=0.5)  # < the hang
     first, second = connector.push_availability([figure("CHAIR-BLUE", "1"), figure("CHAIR-RED", "1")])
+    connector.close()
     assert isinstance(first, RetryableError) and expected in str(first) and isinstance(second, NotAttempted)
 
 

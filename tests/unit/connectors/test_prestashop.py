@@ -222,10 +222,12 @@ def test_a_lost_answer_is_retried_and_finds_the_quantity_already_set(shop, conne
     assert shop.puts == 1
 
 
-def test_a_hanging_shop_times_out_as_retryable(shop, connector):
+def test_a_hanging_shop_times_out_as_retryable(shop, tmp_path):
     shop.add_stock(12, 0, 4)
     shop.served.fail_next(Fault(hang_s=1.5, status=200))
+    connector = connector_for(shop, tmp_path, timeout_s=0.5)  # shorter than the hang
     [result] = connector.push_availability([figure("chair-blue", "2")])
+    connector.close()
     assert isinstance(result, RetryableError) and "timed out" in str(result)
     assert shop.quantity(12) == 4
 
