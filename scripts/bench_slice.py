@@ -19,7 +19,6 @@ import hashlib
 import hmac
 import json
 import os
-import re
 import sqlite3
 import statistics
 import subprocess
@@ -30,6 +29,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from tests.integration.intake_world import intake_config  # noqa: E402  (bench_webhooks.py, bench_intake_cpu.py import it from here)
 
 WEBHOOK_SECRET = "shpss_bench_secret"
 
@@ -64,27 +65,6 @@ request = function()
     ["X-Shopify-Webhook-Id"] = tostring(i)}, row[1])
 end
 """)
-
-
-def intake_config(tmp: Path, port: int, skus: int = 1) -> Path:
-    maps = tmp / "mappings"
-    maps.mkdir()
-    (maps / "odoo.yaml").write_text("""version: 1
-system: odoo
-connector: odoo
-role: system_of_record
-connection: {base_url: "http://127.0.0.1:9", database: odoo, timeout_s: 2,
-             auth: {kind: session_login, secrets: {username: odoo_user, password: odoo_password}}}
-locations: {map: [{internal: WH/Stock, code: WH/Stock}]}
-""")
-    shop = (REPO / "mappings" / "shopify.yaml").read_text()
-    shop = shop.replace("https://example-store.myshopify.com", "http://127.0.0.1:9")
-    shop = re.sub(r"    - internal: WH2/Stock\n      code: gid://shopify/Location/61234567\n", "", shop)
-    (maps / "shopify.yaml").write_text(shop)
-    (maps / "shopify_items.csv").write_text("sku,inventory_item_id\n" + "".join(f"BENCH-{n},{n}\n" for n in range(1, skus + 1)))
-    (tmp / "bridge.yaml").write_text(f"data_dir: data\nmappings_dir: mappings\nhttp: {{port: {port}}}\n"
-                                     "log_level: WARNING\nretry: {base_s: 30, cap_s: 600}\n")
-    return tmp / "bridge.yaml"
 
 
 def run_webhooks(seconds: int, connections: int, skus: int) -> None:

@@ -10,7 +10,6 @@ import hashlib
 import hmac
 import json
 import os
-import re
 import signal
 import sqlite3
 import subprocess
@@ -22,40 +21,17 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.integration.intake_world import intake_config
 from tests.integration.odoo.server import free_port
 
 ERP_BRIDGE = str(Path(sys.executable).with_name("erp-bridge"))
-REPO = Path(__file__).resolve().parents[2]
 SECRET = "intake-kill9-secret"
 SENDERS = 8
 
 
-def configure(tmp_path: Path, port: int) -> Path:
-    """The shipped Shopify mapping as the channel and an Odoo system of record, both unreachable
-    (nothing is delivered while the test runs: the entries stay in the queue to be counted)."""
-    maps = tmp_path / "mappings"
-    maps.mkdir()
-    (maps / "odoo.yaml").write_text("""version: 1
-system: odoo
-connector: odoo
-role: system_of_record
-connection: {base_url: "http://127.0.0.1:9", database: odoo, timeout_s: 2,
-             auth: {kind: session_login, secrets: {username: odoo_user, password: odoo_password}}}
-locations: {map: [{internal: WH/Stock, code: WH/Stock}]}
-""")
-    shop = (REPO / "mappings" / "shopify.yaml").read_text()
-    shop = shop.replace("https://example-store.myshopify.com", "http://127.0.0.1:9")
-    shop = re.sub(r"    - internal: WH2/Stock\n      code: gid://shopify/Location/61234567\n", "", shop)
-    (maps / "shopify.yaml").write_text(shop)
-    (maps / "shopify_items.csv").write_text("sku,inventory_item_id\n" + "".join(f"SKU-{n},{n}\n" for n in range(1, 6)))
-    (tmp_path / "bridge.yaml").write_text(f"data_dir: data\nmappings_dir: mappings\nhttp: {{port: {port}}}\n"
-                                          "log_level: WARNING\nretry: {base_s: 30, cap_s: 600}\n")
-    return tmp_path / "bridge.yaml"
-
-
 def order(n: int) -> tuple[bytes, dict[str, str]]:
     body = json.dumps({"id": n, "location_id": None, "line_items": [
-        {"id": n * 10 + 1, "sku": f"SKU-{n % 5 + 1}", "variant_id": 1, "quantity": 1, "gift_card": False}]}).encode()
+        {"id": n * 10 + 1, "sku": f"BENCH-{n % 5 + 1}", "variant_id": 1, "quantity": 1, "gift_card": False}]}).encode()
     sig = base64.b64encode(hmac.new(SECRET.encode(), body, hashlib.sha256).digest()).decode()
     return body, {"Content-Type": "application/json", "X-Shopify-Topic": "orders/create",
                   "X-Shopify-Hmac-Sha256": sig, "X-Shopify-Webhook-Id": f"w{n}"}
@@ -124,7 +100,7 @@ def burst_then_kill(proc: subprocess.Popen, url: str, first: int, answers: int) 
 def test_every_order_answered_200_survives_a_kill_9_mid_burst_and_is_stored_once(tmp_path):
     """Killed four times, each mid-burst at another moment; then everything sent again."""
     port = free_port()
-    config = configure(tmp_path, port)
+    config = intake_config(tmp_path, port, skus=5)
     url = f"http://127.0.0.1:{port}/webhooks/shopify"
     db = tmp_path / "data" / "queue.sqlite3"
     sent: list[int] = []
