@@ -14,12 +14,13 @@ reaches every caller it held, so durability is what it was with one commit per d
 
 On the event loop, with a queue that can begin an enqueue without waiting (``begin``: the SQLite
 queue's ``begin_enqueue``), the loop itself runs the transaction's statements for what its
-requests brought, and only the commit, the step that waits for the disk, runs on a thread
-(``_LoopCommits``). While that commit runs, the loop gathers the next requests. The committer
-thread's statements each gave the GIL to the loop and waited to get it back (several per commit,
-a few milliseconds under a burst of webhooks); on the loop they cost none. When the queue cannot
-begin at once (a worker thread or another process is writing), the batch goes to the committer
-thread, which waits its turn: the loop never waits for a lock or an fsync.
+requests brought, and only the commit, the step that waits for the disk, runs on a thread (one
+executor thread per Intake). While that commit runs, the loop gathers the next requests. The
+committer thread's statements each gave the GIL to the loop and waited to get it back (several
+per commit, a few milliseconds under a burst of webhooks); on the loop they cost none. A batch
+of more than LOOP_ENTRIES entries, or one the queue cannot begin at once (a worker thread or
+another process is writing), has its whole enqueue run on that thread instead, which waits its
+turn: the loop never waits for a lock or an fsync.
 
 Why not the leader/follower group commit this replaced (``queue/groupcommit.py``): there each
 waiting request held a threadpool thread and every commit woke all of them (``notify_all``) to find
@@ -48,9 +49,13 @@ class _Slot:
     loop: asyncio.AbstractEventLoop | None = None  # set when ``future`` belongs to an event loop
 
 
-#: at most this many entries' statements run on the event loop in one go (a few ms of the loop);
-#: more waiting take the next commit
-LOOP_BATCH_ENTRIES = 256
+#: a batch of at most this many entries runs its statements on the event loop; a bigger one's
+#: whole enqueue runs on the committer's thread. A small batch's cost is the GIL hand-over at each
+#: statement, which the loop saves; in a big one SQLite's own work (done without the GIL) dominates
+#: and overlaps the loop's on the other core. Measured with 16 and 64 concurrent senders (issue 15,
+#: BENCHMARKS.md "sixth round"): statements on the loop were faster at 16 (about 8 webhooks, 24
+#: entries, per commit) and slower at 64 (20-30 webhooks per commit) than on the thread.
+LOOP_ENTRIES = 48
 
 
 @dataclass
@@ -112,11 +117,12 @@ class Intake:
         return await slot.future
 
     def _begin_on_loop(self, loop: asyncio.AbstractEventLoop, state: _LoopCommits) -> None:
-        """Run the waiting requests' statements here and their commit on the committer; if the
-        queue cannot begin now, their whole enqueue there (it waits for the queue, not the loop)."""
+        """Run the waiting requests' statements here and their commit on the committer; if they
+        are more than LOOP_ENTRIES, or the queue cannot begin now, their whole enqueue there (it
+        waits for the queue, not the loop)."""
         batch: list[_Slot] = []
         size = 0
-        while state.waiting and (not batch or size + len(state.waiting[0].entries) <= LOOP_BATCH_ENTRIES):
+        while state.waiting and (not batch or size + len(state.waiting[0].entries) <= self._max):
             batch.append(state.waiting.pop(0))
             size += len(batch[-1].entries)
         if not batch:
@@ -129,7 +135,7 @@ class Intake:
             return
         entries = [e for slot in batch for e in slot.entries]
         try:
-            begun = self._begin(entries)  # type: ignore[misc]
+            begun = self._begin(entries) if len(entries) <= LOOP_ENTRIES else None  # type: ignore[misc]
         except BaseException as exc:  # not stored: every caller in the batch learns why
             _settle_all([(slot, None, _not_stored(exc)) for slot in batch])
             loop.call_soon(self._begin_on_loop, loop, state)

@@ -14,6 +14,7 @@ import pytest
 from erp_bridge.errors import RetryableError
 from erp_bridge.queue import open_queue
 from erp_bridge.queue.base import NewEntry, RetryPolicy, State
+from erp_bridge.sync import intake as intake_module
 from erp_bridge.sync.intake import Intake
 
 
@@ -220,6 +221,36 @@ def test_deliveries_on_the_loop_share_a_commit_and_each_hears_only_after_it(tmp_
     if begun:
         assert len(set(q.commit_threads)) == 1 and q.commit_threads[0].startswith("intake-loop-commit")
         assert intake._thread is None  # the committer thread of the threads' callers was not needed
+    assert q.queue.stats()[0].depth[State.PENDING] == 18
+    q.queue.close()
+
+
+def test_on_the_loop_a_batch_over_loop_entries_is_enqueued_whole_on_the_committers_thread(tmp_path, monkeypatch):
+    """A big batch's statements overlap the loop there (SQLite works without the GIL)."""
+    monkeypatch.setattr(intake_module, "LOOP_ENTRIES", 4)
+    q = GatedBegin(tmp_path / "q.db")
+    enqueued_on: list[str] = []
+
+    def enqueue(entries):
+        enqueued_on.append(threading.current_thread().name)
+        return q.enqueue(entries)
+
+    intake = Intake(enqueue, begin=q.begin)
+
+    async def burst() -> list[list[str]]:
+        first = asyncio.ensure_future(intake.store([new("k0"), new("k0b")]))
+        while not q.commit_threads:
+            await asyncio.sleep(0.01)
+        others = [asyncio.ensure_future(intake.store([new(f"k{n}"), new(f"k{n}b")])) for n in range(1, 9)]
+        await asyncio.sleep(0.05)
+        q.gate.set()
+        return [[e.idempotency_key for e in stored] for stored in await asyncio.gather(first, *others)]
+
+    answers = asyncio.run(burst())
+    intake.close()
+    assert answers[4] == ["k4", "k4b"]
+    assert q.calls == [2, 16] and len(q.commit_threads) == 1  # the first begun on the loop, then 16 entries
+    assert len(enqueued_on) == 1 and enqueued_on[0].startswith("intake-loop-commit")  # ... enqueued there whole
     assert q.queue.stats()[0].depth[State.PENDING] == 18
     q.queue.close()
 
