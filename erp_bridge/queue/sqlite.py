@@ -126,7 +126,8 @@ class SQLiteQueue:
             try:
                 yield self._db
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:  # not after an error SQLite rolled back itself: that error stands
+                    self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
 
@@ -183,9 +184,11 @@ class SQLiteQueue:
 
     def _end(self, statement: str) -> None:
         """COMMIT or ROLLBACK ``begin_enqueue``'s transaction, then unlock: a COMMIT that fails is
-        rolled back (nothing of it is stored) and raises."""
+        rolled back (nothing of it is stored) and raises. A ROLLBACK after an error SQLite rolled
+        back itself (a full disk, an I/O error) has nothing to do, and the caller's error stands."""
         try:
-            self._db.execute(statement)
+            if statement == "COMMIT" or self._db.in_transaction:
+                self._db.execute(statement)
         except BaseException:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")

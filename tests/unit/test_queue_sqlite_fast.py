@@ -370,3 +370,18 @@ def test_a_begun_enqueue_whose_statements_fail_stores_nothing_and_unlocks(tmp_pa
     assert commit is not None and [e.idempotency_key for e in commit()] == ["c"]
     assert [e.idempotency_key for e in q.enqueue([new("d")])] == ["d"]
     q.close()
+
+
+def test_an_error_sqlite_rolled_back_itself_reaches_the_caller_as_it_was(tmp_path, clock):
+    """A full disk or an I/O error ends the transaction inside SQLite; the queue's own ROLLBACK
+    would then fail with "no transaction is active" and hide what went wrong."""
+    q = _seeded(tmp_path / "q.db", clock)
+    q._db.execute("CREATE TEMP TRIGGER refuse BEFORE INSERT ON entries BEGIN SELECT RAISE(ROLLBACK, 'disk is full'); END")
+    with pytest.raises(sqlite3.IntegrityError, match="disk is full"):
+        q.enqueue([new("a"), new("b")])
+    with pytest.raises(sqlite3.IntegrityError, match="disk is full"):
+        q.begin_enqueue([new("a"), new("b")])
+    q._db.execute("DROP TRIGGER refuse")
+    commit = q.begin_enqueue([new("a")])  # unlocked, no transaction left open
+    assert commit is not None and [e.idempotency_key for e in commit()] == ["a"]
+    q.close()
