@@ -106,7 +106,7 @@ class Intake:
         assert slot.loop is not None and isinstance(slot.future, asyncio.Future)
         with self._cond:
             if self._closed:
-                raise RetryableError("not stored: the bridge is shutting down; retry", after=1)
+                raise _shutting_down()
             if self._committer is None:
                 self._committer = ThreadPoolExecutor(1, thread_name_prefix="intake-loop-commit")
         state = self._loops.setdefault(slot.loop, _LoopCommits())
@@ -129,8 +129,7 @@ class Intake:
             state.busy = False
             return
         if self._closed:
-            error = RetryableError("not stored: the bridge is shutting down; retry", after=1)
-            _settle_all([(slot, None, error) for slot in batch + state.waiting])
+            _settle_all([(slot, None, _shutting_down()) for slot in batch + state.waiting])
             state.waiting, state.busy = [], False
             return
         entries = [e for slot in batch for e in slot.entries]
@@ -178,7 +177,7 @@ class Intake:
     def _submit(self, slot: _Slot, wake: bool = True) -> None:
         with self._cond:
             if self._closed:
-                raise RetryableError("not stored: the bridge is shutting down; retry", after=1)
+                raise _shutting_down()
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="intake-commit", daemon=True)
                 self._thread.start()
@@ -212,6 +211,10 @@ class Intake:
 
 
 Answer = tuple[_Slot, list[Entry] | None, BaseException | None]
+
+
+def _shutting_down() -> RetryableError:
+    return RetryableError("not stored: the bridge is shutting down; retry", after=1)
 
 
 def _split(batch: list[_Slot], stored: list[Entry]) -> list[Answer]:

@@ -49,9 +49,9 @@ def test_every_request_the_connector_sends_follows_the_reference(tmp_path):
     with stocked_shop() as shop:
         for n in range(120):
             shop.add_product(1000 + n, f"sku-{n}", 0)
-        # not a timeout test: a batch of 100 may take longer than the fakes' 0.5 s on a loaded CI machine
-        # (once in CI only the first batch arrived: most likely its answer timed out, and the connector
-        # rightly sent no more)
+        # not a timeout test: a batch of 100 is the heaviest request of the suite, given twice the fakes'
+        # 5 s (when they had 0.5 s, once in CI only the first batch arrived: its answer timed out, and
+        # the connector rightly sent no more)
         connector = connector_for(shop.url, tmp_path / "m", extra_items=items, timeout_s=10.0)
         figures = [Figure(sku, "WH/Stock", Decimal("2.7")) for sku in (*items, "chair-blue", "mug-s", "mug-l")]
         connector.push_availability(figures)

@@ -48,9 +48,7 @@ def shop():
 
 @pytest.fixture
 def connector(shop, tmp_path):
-    # 10 s: on a loaded machine the fake's answer took over the fakes' 0.5 s once in CI; the
-    # timeout test below builds its own connector with 0.5 s
-    c = connector_for(shop, tmp_path / "mappings", timeout_s=10.0)
+    c = connector_for(shop, tmp_path / "mappings")  # the fakes' 5 s; the timeout test builds its own
     yield c
     c.close()
 
