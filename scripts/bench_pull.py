@@ -15,6 +15,12 @@ head retrying with backoff). In each phase, rounds interleaved: the ceiling (the
 of an item with nothing pending (BOND-CHAIR). "flat": the p99 with N pending is at most 1.25
 times the p99 with none (the ceiling's own drift between the phases is printed beside it).
 
+With ``--webhooks RATE`` a third phase runs the same cases with the backlog while a second wrk
+sends signed Shopify ``orders/create`` deliveries of the busy item to ``/webhooks/shopify`` at
+about RATE/s (16 connections, Poisson waits; every order distinct, so each is verified, stored
+and answered 200 after its commit): the pull's latency while the same event loop takes in a
+stream of sales. The webhook stream's own rate, p99 and refusals are printed beside it.
+
 Modes: "paced" (each of 50 connections waits after each answer so the total offered rate is
 about --rate; the target's mode: p99 < 10 ms at 1,000 req/s) and, with ``--max``, "max" (closed loop,
 --connections) for requests/s. Each figure is the median over --rounds rounds; a run with
@@ -29,7 +35,7 @@ takes to answer 50 simultaneous requests (about 50 times one request's CPU time)
     apt-get install -y wrk
     .venv/bin/python scripts/bench_pull.py [--pending 20000] [--rounds 3] [--duration 10]
         [--rate 1000] [--arrivals poisson|lockstep] [--max --connections 32]
-        [--queue-url "postgresql:///erp_bridge_test?options=-csearch_path%3D<an empty schema>"]
+        [--webhooks 500] [--queue-url "postgresql:///erp_bridge_test?options=-csearch_path%3D<an empty schema>"]
 """
 from __future__ import annotations
 
@@ -42,6 +48,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from decimal import Decimal
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,10 +62,15 @@ from tests.fakes.sap_b1 import FakeServiceLayer, sap_error  # noqa: E402
 from tests.unit.pull.harness import TOKEN  # noqa: E402
 from tests.unit.pull.stack import SL_USER, WEBHOOK_SECRET, write_mappings  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "scripts"))
+from bench_slice import lua_script  # noqa: E402
+
 FORM = ".catalog=bench&.code={code}&.id={code}&.quantity=1&.price=49.00"
 #: the item with the backlog, and the one without (both option-less items of yahoo_store.yaml)
 BUSY, IDLE = "CHAIR-BLUE", "BOND-CHAIR"
 BUSY_KEY = ("sap_b1", "chair-blue", "WH/Stock")  # (target, item, location) of the backlog
+BUSY_SHOPIFY_SKU = "chair-blue"  # mappings/shopify_items.csv: the busy item's SKU in the shop
+WEBHOOK_CONNECTIONS = 16
 SHOP_LOCATION = "gid://shopify/Location/61234567"  # mappings/shopify.yaml: sells from WH/Stock
 FLAT = 1.25  # p99 with N pending / p99 with none, at most
 TIMEOUT_S = 2  # wrk's: a request unanswered by then is an error, and the run's p99 counts as this
@@ -151,6 +163,14 @@ def plant(queue_url: str, n: int) -> float:
     return time.perf_counter() - started
 
 
+def pending(queue_url: str) -> Decimal:
+    queue = open_queue(queue_url, RetryPolicy())
+    try:
+        return queue.pending_quantity(*BUSY_KEY, kinds={"decrement"})
+    finally:
+        queue.close()
+
+
 def sale(i: int) -> NewEntry:
     change = Decrement(channel="shopify", order=f"bench-{i}", line="1", item="chair-blue",
                        location=SHOP_LOCATION, quantity=1)
@@ -175,36 +195,79 @@ def run_wrk(url: str, script: str, connections: int, duration: int, work: Path, 
 Case = tuple[str, str, str, str | None, dict[str, str] | None, int, float | None]
 
 
-def cases(base: str, args, backlog: bool) -> list[Case]:
+def cases(base: str, args, backlog: bool, webhooks: bool = False) -> list[Case]:
     """(name, url, method, body, headers, connections, delay_ms) of the runs of one round: before
     the backlog the ceiling and the busy item (nothing queued at all); with it, the same two and
-    the idle item (its key has nothing pending, the target has the backlog)."""
+    the idle item (its key has nothing pending, the target has the backlog); with ``webhooks``
+    (the backlog and the webhook stream), the ceiling and the busy item."""
     paced_c = 50  # each waits 50 ms after an answer: ~1,000 req/s offered at 1 ms answers
     form = {"Content-Type": "application/x-www-form-urlencoded"}
     realtime = f"{base}/realtime/yahoo_store"
-    n = args.pending if backlog else 0
+    n = phase(args, backlog, webhooks)
     endpoints = [(f"healthz (ceiling) [{n}]", f"{base}/healthz", "GET", None, None),
                  (f"realtime, {n} pending", realtime, "POST", FORM.format(code=BUSY), form)]
-    if backlog:
+    if backlog and not webhooks:
         endpoints.append((f"realtime, other item [{n}]", realtime, "POST", FORM.format(code=IDLE), form))
     modes = [(paced_c, 1000.0 * paced_c / args.rate)] + ([(args.connections, None)] if args.max else [])
     return [(f"{name}{'' if delay else ' max'}", url, method, body, hdrs, conns, delay)
             for conns, delay in modes for name, url, method, body, hdrs in endpoints]
 
 
-def measure(base: str, work: Path, args, backlog: bool) -> dict[str, list[dict]]:
-    """--rounds rounds of every case, the order rotated each round (the machine is shared)."""
+def phase(args, backlog: bool, webhooks: bool) -> str:
+    """A phase's label in its cases' names: the pending decrements, and the webhook stream."""
+    n = args.pending if backlog else 0
+    return f"{n} + {args.webhooks} webhooks/s" if webhooks else str(n)
+
+
+def measure(base: str, work: Path, args, backlog: bool, webhooks: bool = False) -> dict[str, list[dict]]:
+    """--rounds rounds of every case, the order rotated each round (the machine is shared). With
+    ``webhooks``, each run has the webhook stream beside it (started a second before, stopped
+    a second after); its figures are kept under the case's name + " (webhooks)"."""
     results: dict[str, list[dict]] = {}
-    todo = cases(base, args, backlog)
+    todo, runs = cases(base, args, backlog, webhooks), 0
     for r in range(args.rounds):
         for name, url, method, body, hdrs, conns, delay in todo[r % len(todo):] + todo[:r % len(todo)]:
             slug = f"run{len(results.get(name, []))}-{abs(hash(name))}"
+            stream = start_webhooks(base, work, args, runs := runs + 1) if webhooks else None
             result = run_wrk(url, lua(method, body, hdrs or {}, delay, args.arrivals), conns, args.duration, work, slug)
             results.setdefault(name, []).append(result)
-            print(f"  round {r + 1} {name:33} {result['rps']:7.0f} req/s  p50 {result['p50_ms']:7.2f} ms"
-                  f"  p99 {result['p99_ms']:8.2f} ms  errors {result['errors']} non-2xx {result['non2xx']}"
-                  f"  load {load()}", flush=True)
+            line = (f"  round {r + 1} {name:33} {result['rps']:7.0f} req/s  p50 {result['p50_ms']:7.2f} ms"
+                    f"  p99 {result['p99_ms']:8.2f} ms  errors {result['errors']} non-2xx {result['non2xx']}")
+            if stream:
+                got = finish_webhooks(stream)
+                results.setdefault(f"{name} (webhooks)", []).append(got)
+                line += (f"  | webhooks {got['rps']:5.0f}/s p99 {got['p99_ms']:6.2f} ms errors {got['errors']}"
+                         f" non-2xx {got['non2xx']}")
+            print(f"{line}  load {load()}", flush=True)
     return results
+
+
+def webhook_script(work: Path, args, run: int) -> Path:
+    """The webhook stream's wrk script for its ``run``-th run: signed orders of the busy item, none
+    sent by an earlier run (so every answered one is a new sale), each of the connections waiting
+    an exponential time after each answer (about --webhooks/s in all)."""
+    path, count = work / f"webhooks-{run}.lua", 2 * args.webhooks * (args.duration + 3)
+    wait_ms = 1000.0 * WEBHOOK_CONNECTIONS / args.webhooks
+    pace = ("function init(args) math.randomseed(os.time() * 7919 + salt) end\n"
+            f"function delay() return -math.log(1 - math.random()) * {wait_ms:.3f} end\n")
+    lua_script(path, count, secret=WEBHOOK_SECRET, sku=BUSY_SHOPIFY_SKU, extra=pace + DONE,
+               first=1_000_000 + run * count)
+    return path
+
+
+def start_webhooks(base: str, work: Path, args, run: int) -> subprocess.Popen:
+    command = ["wrk", "-t2", f"-c{WEBHOOK_CONNECTIONS}", f"-d{args.duration + 2}s", f"--timeout={TIMEOUT_S}s",
+               "-s", str(webhook_script(work, args, run)), base]
+    stream = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    time.sleep(1)
+    return stream
+
+
+def finish_webhooks(stream: subprocess.Popen) -> dict:
+    out, _ = stream.communicate(timeout=60)
+    result = json.loads(out.split("RESULT ", 1)[1].splitlines()[0])
+    result["rps"] = (result["requests"] - result["non2xx"]) / result["seconds"]
+    return result
 
 
 def load() -> str:
@@ -220,6 +283,11 @@ def report(results: dict[str, list[dict]], args) -> None:
     print(f"\n{'case (paced at ' + str(args.rate) + ' req/s offered unless max)':45} {'req/s':>7} {'p50 ms':>8}"
           f" {'p99 ms':>8} {'errors':>6} {'p99/ceiling':>11}")
     for name, runs in results.items():
+        if name.endswith(" (webhooks)"):
+            print(f"{'  beside it: ' + name:45} {median(runs, 'rps'):7.0f} {median(runs, 'p50_ms'):8.2f}"
+                  f" {median(runs, 'p99_ms'):8.2f} {sum(r['errors'] for r in runs):6}"
+                  f"  non-2xx {sum(r['non2xx'] for r in runs)}")
+            continue
         ceiling = median(results[_ceiling(name)], "p99_ms")
         print(f"{name:45} {median(runs, 'rps'):7.0f} {median(runs, 'p50_ms'):8.2f} {median(runs, 'p99_ms'):8.2f}"
               f" {sum(r['errors'] for r in runs):6} {median(runs, 'p99_ms') / ceiling:11.2f}")
@@ -231,13 +299,17 @@ def report(results: dict[str, list[dict]], args) -> None:
           f" (p99 {idle:.2f} ms with nothing pending, {busy:.2f} ms with {args.pending})")
     print(f"target: flat in pending decrements, p99({args.pending}) / p99(0) <= {FLAT}: {'met' if flat else 'NOT met'}"
           f" ({busy / idle:.2f}; the ceiling's own p99 moved x{drift:.2f} between the two phases)")
+    if args.webhooks:
+        during = p99[f"realtime, {phase(args, True, True)} pending"]
+        print(f"target: real-time p99 < 10 ms at an offered {args.rate} req/s while about {args.webhooks} webhooks/s"
+              f" are taken in: {'met' if during < 10 else 'NOT met'} (p99 {during:.2f} ms with {args.pending} pending)")
 
 
 def _ceiling(name: str) -> str:
     """The ceiling run of the same phase and mode as the case ``name``."""
     if name.startswith("healthz"):
         return name
-    n = name.split("[")[1].split("]")[0] if "[" in name else name.split(",")[1].split()[0]
+    n = name.split("[")[1].split("]")[0] if "[" in name else name.split(",", 1)[1].strip().rsplit(" pending", 1)[0]
     return f"healthz (ceiling) [{n}]" + (" max" if name.endswith(" max") else "")
 
 
@@ -254,6 +326,9 @@ def main() -> int:
     parser.add_argument("--max", action="store_true", help="also closed-loop runs (requests/s)")
     parser.add_argument("--connections", type=int, default=32, help="connections of the max runs")
     parser.add_argument("--port", type=int, default=18470)
+    parser.add_argument("--webhooks", type=int, default=0, metavar="RATE",
+                        help="a third phase: the backlog's cases again while Shopify order webhooks of the busy "
+                             "item arrive at about RATE/s (0: no such phase)")
     parser.add_argument("--queue-url", default="", help="the service's queue (default: SQLite in the temp dir)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, FakeServiceLayer(*SL_USER) as sl:
@@ -262,7 +337,8 @@ def main() -> int:
 
 def run(work: Path, sl: FakeServiceLayer, args) -> int:
     base, queue_url = f"http://127.0.0.1:{args.port}", args.queue_url or f"sqlite:///{work}/var/queue.sqlite3"
-    sl.stock("CHAIR-BLUE", "01", args.pending + 6)  # in stock with the backlog: the same answer as the idle item
+    # in stock with the backlog (and, with --webhooks, the stream's sales): available, as the idle item
+    sl.stock("CHAIR-BLUE", "01", args.pending + 6 + (10**7 if args.webhooks else 0))
     sl.stock("A00007", "01", 6)
     # SAP refuses goods issues for the whole run: the backlog stays pending (the head retries, backing off)
     sl.fail_next(*[Fault(status=503, path="InventoryGenExits", body=sap_error(-1, "busy")) for _ in range(1000)])
@@ -276,7 +352,18 @@ def run(work: Path, sl: FakeServiceLayer, args) -> int:
         results = measure(base, work, args, backlog=False)
         took = plant(queue_url, args.pending)
         print(f"planted {args.pending} pending decrements of {BUSY_KEY} in {took:.1f} s")
-        report({**results, **measure(base, work, args, backlog=True)}, args)
+        results.update(measure(base, work, args, backlog=True))
+        if args.webhooks:
+            results.update(measure(base, work, args, backlog=True, webhooks=True))
+            answered = sum(r["requests"] - r["non2xx"] for n, runs in results.items() if n.endswith(" (webhooks)")
+                           for r in runs)
+            # every sale is new and stays pending (SAP refuses goods issues); wrk stops with up to one
+            # request per connection in flight, which may be stored without its answer being read
+            stored, cut = -pending(queue_url) - args.pending, WEBHOOK_CONNECTIONS * args.rounds * 2
+            print(f"webhook sales answered 2xx: {answered}; stored: {stored} (pending now minus the {args.pending} "
+                  f"planted): {'every answered sale stored' if answered <= stored <= answered + cut else 'DIFFER'}"
+                  f" ({stored - answered} more: sent as wrk stopped, at most {cut})")
+        report(results, args)
         print(f"SAP item reads during the run: {sum(1 for x in sl.received if x.path.startswith('Items'))} "
               f"(the warm-up's: every measured answer came from the cache); load average after: {load()}")
     finally:

@@ -35,19 +35,23 @@ from tests.integration.intake_world import intake_config  # noqa: E402  (bench_w
 WEBHOOK_SECRET = "shpss_bench_secret"
 
 
-def signed(order_id: int, skus: int = 1) -> tuple[str, str]:
+def signed(order_id: int, skus: int = 1, secret: str = WEBHOOK_SECRET, sku: str = "BENCH-{n}") -> tuple[str, str]:
+    """An ``orders/create`` body of one line and its signature. The line's SKU is ``sku`` with
+    ``{n}`` the order's SKU number (1 to ``skus``)."""
     body = json.dumps({"id": order_id, "location_id": None, "line_items": [
-        {"id": order_id * 10 + 1, "sku": f"BENCH-{order_id % skus + 1}", "variant_id": 1, "quantity": 1,
+        {"id": order_id * 10 + 1, "sku": sku.format(n=order_id % skus + 1), "variant_id": 1, "quantity": 1,
          "gift_card": False}]})
-    sig = base64.b64encode(hmac.new(WEBHOOK_SECRET.encode(), body.encode(), hashlib.sha256).digest()).decode()
+    sig = base64.b64encode(hmac.new(secret.encode(), body.encode(), hashlib.sha256).digest()).decode()
     return body, sig
 
 
-def lua_script(path: Path, count: int, skus: int = 1) -> None:
-    """A wrk script cycling through ``count`` distinct signed orders (no HMAC in wrk's Lua)."""
+def lua_script(path: Path, count: int, skus: int = 1, secret: str = WEBHOOK_SECRET, sku: str = "BENCH-{n}",
+               extra: str = "", first: int = 1_000_000) -> None:
+    """A wrk script cycling through ``count`` distinct signed orders, numbered from ``first`` (no
+    HMAC in wrk's Lua); ``extra``: more Lua (e.g. a ``delay`` function that paces the connections)."""
     rows = []
     for n in range(count):
-        body, sig = signed(1_000_000 + n, skus)
+        body, sig = signed(first + n, skus, secret, sku)
         rows.append(f"{{{json.dumps(body)},{json.dumps(sig)}}}")
     path.write_text("local r = {" + ",\n".join(rows) + "}\n" + """
 local threads = 0
@@ -64,7 +68,7 @@ request = function()
     ["X-Shopify-Topic"] = "orders/create", ["X-Shopify-Hmac-Sha256"] = row[2],
     ["X-Shopify-Webhook-Id"] = tostring(i)}, row[1])
 end
-""")
+""" + extra)
 
 
 def run_webhooks(seconds: int, connections: int, skus: int) -> None:
