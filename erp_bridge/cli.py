@@ -42,7 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="listen port (overrides http.port)")
     serve.set_defaults(handler=cmd_serve)
 
-    sub.add_parser("worker", help="workers only, no HTTP").set_defaults(handler=cmd_worker)
+    worker = sub.add_parser("worker", help="workers only, no HTTP service")
+    worker.add_argument("--metrics-port", type=int,
+                        help="serve Prometheus /metrics on this port at http.host (overrides workers.metrics_port)")
+    worker.set_defaults(handler=cmd_worker)
 
     status = sub.add_parser("status", help="queue depth, oldest pending age, dead letters per target")
     status.add_argument("--json", action="store_true", help="print JSON")
@@ -158,7 +161,9 @@ def cmd_serve(args) -> int:
 def cmd_worker(args) -> int:
     from .runtime import run_workers
 
-    return run_workers(_settings(args, service=True))
+    port = getattr(args, "metrics_port", None)
+    overrides = {"workers": {"metrics_port": port}} if port is not None else {}
+    return run_workers(_settings(args, service=True, **overrides))
 
 
 def cmd_status(args) -> int:

@@ -444,19 +444,44 @@ def _pollers(runtime: Runtime) -> dict:
 
 
 def run_workers(settings: Settings) -> int:
-    """``erp-bridge worker``: the dispatcher and outbox pollers without HTTP, until SIGTERM/SIGINT."""
-    runtime = build_runtime(settings)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    runtime.start()
-    notify("READY=1")
-    interval = watchdog_interval_s()
-    watchdog = Watchdog(runtime.healthy, interval).start() if interval else None
-    stop.wait()
-    notify("STOPPING=1")
-    if watchdog:
-        watchdog.stop()
-    runtime.stop()
+    """``erp-bridge worker``: the dispatcher and outbox pollers without the HTTP service, until
+    SIGTERM/SIGINT; with ``workers.metrics_port``, Prometheus ``/metrics`` on that port."""
+    exporter = metrics_exporter(settings.http.host, settings.workers.metrics_port)
+    try:
+        runtime = build_runtime(settings)
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        runtime.start()
+        notify("READY=1")
+        interval = watchdog_interval_s()
+        watchdog = Watchdog(runtime.healthy, interval).start() if interval else None
+        stop.wait()
+        notify("STOPPING=1")
+        if watchdog:
+            watchdog.stop()
+        runtime.stop()
+    finally:
+        if exporter:
+            exporter.shutdown()
+            exporter.server_close()
     return 0
+
+
+def metrics_exporter(host: str, port: int | None) -> Any:
+    """prometheus_client's exposition server (a thread) for the process's registry on ``host:port``
+    (every path answers the metrics), or None without a port. A port another process holds is a
+    configuration error, reported before anything starts."""
+    if port is None:
+        return None
+    from prometheus_client import REGISTRY, start_http_server
+
+    try:
+        server, _thread = start_http_server(port, addr=host, registry=REGISTRY)
+    except OSError as exc:
+        raise ConfigError(f"workers.metrics_port {port} at http.host {host}: {exc.strerror or exc}; pick a "
+                          "free port for this worker's /metrics, or leave workers.metrics_port unset "
+                          "(no listener)") from None
+    log.info("metrics at http://%s:%d/metrics", host, port)
+    return server
 

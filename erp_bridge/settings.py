@@ -63,6 +63,9 @@ class WorkerSettings(_Section):
     #: how often a channel's orders or history are polled when no notification wakes the poller
     #: (Square, PrestaShop, SFCC, and the other polled platforms): mind their rate limits
     channel_poll_s: float = Field(30.0, gt=0)
+    #: ``erp-bridge worker`` (no HTTP service) serves Prometheus ``/metrics`` on this port, at
+    #: ``http.host``; unset: the worker listens on nothing. ``serve`` has ``/metrics`` on its own port.
+    metrics_port: int | None = Field(None, ge=1, le=65535)
 
 
 class RetrySettings(_Section):
