@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BridgeError, ConfigError, Problem
-from .queue.base import Queue, RetryPolicy, State
+from .queue.base import SOR_CHANGE_KINDS, Queue, RetryPolicy, State
 from .settings import ENV_PREFIX, Settings
 from .systemd import Watchdog, notify, watchdog_interval_s
 
@@ -367,6 +367,10 @@ def build_runtime(settings: Settings) -> Runtime:
                                           before_ack=lambda target, entries: _invalidate(cache, entries, ACK_HOLD_S),
                                           on_final=lambda *args: _final(runtime, cache, *args))
     queue.subscribe(dispatcher.wake)  # PostgreSQL: work queued by any process wakes idle workers
+    if any("pull_client" in m.role_names() for m in parts.all_mappings.systems.values()):
+        # pull answers come from a cache per process: every process's acks tell all of them
+        queue.announce_applied()
+        queue.subscribe_applied(lambda keys: _applied_elsewhere(cache, keys))
     router = Router(mappings)
     runtime = Runtime(settings, queue, mappings, connectors, dispatcher, router, cache, reader, figures,
                       inactive=inactive)
@@ -416,8 +420,18 @@ def _refresh_after_applied(runtime: Runtime, target: str, entry) -> None:
 def _invalidate(cache, entries, hold_s: float = 0.0) -> None:
     """A change applied to the SoR makes its cached availability stale (see AvailabilityCache)."""
     for entry in entries:
-        if entry.kind in ("decrement", "increment", "count"):
+        if entry.kind in SOR_CHANGE_KINDS:
             cache.invalidate(entry.item, entry.location, hold_s)
+
+
+def _applied_elsewhere(cache, keys: list[tuple[str, str]] | None) -> None:
+    """Another process (or this one) acked changes applied to the SoR (PostgreSQL's NOTIFY): the
+    figures this process cached for those keys may have been read between the apply and that
+    ack, when they already showed a change the queue still counted as pending."""
+    if keys is None:
+        cache.invalidate_all()
+    for item, location in keys or ():
+        cache.invalidate(item, location)
 
 
 def _pollers(runtime: Runtime) -> dict:

@@ -42,6 +42,9 @@ class Outcome(StrEnum):
 #: so a retryable failure never gives up on them (see RetryPolicy.sale_max_attempts), and a dead
 #: one still counts against availability until an operator replays or discards it
 SALE_KINDS = frozenset({"decrement", "increment"})
+#: kinds whose delivery changes the figures a system of record answers (a pull cache of the
+#: key is stale once one is applied)
+SOR_CHANGE_KINDS = SALE_KINDS | {"count"}
 
 
 @dataclass(frozen=True)
@@ -202,6 +205,17 @@ class Queue(Protocol):
     def subscribe(self, callback: Callable[[], Any]) -> None:
         """Call ``callback`` when another process queues work or gives some back (PostgreSQL's
         LISTEN/NOTIFY). One process on SQLite wakes its own workers: nothing to subscribe to."""
+
+    def subscribe_applied(self, callback: Callable[[list[tuple[str, str]] | None], Any]) -> None:
+        """Call ``callback(keys)`` when any process that ``announce_applied`` acked changes
+        (SOR_CHANGE_KINDS) applied to a system of record, with their (item, location) keys;
+        ``None``: any key. PostgreSQL: a NOTIFY sent at the ack's commit, so every host's pull
+        cache forgets what it read while another host was applying a sale. SQLite: nothing (its
+        one process invalidates its own cache)."""
+
+    def announce_applied(self) -> None:
+        """From now on, this queue's acks tell ``subscribe_applied``'s subscribers of every
+        process (a cost per ack, paid only where some process keeps a pull cache)."""
 
     def unfinished(self, target: str, limit: int = 100_000) -> list[Entry]:
         """Pending and leased entries of ``target`` (still on their way), oldest first."""

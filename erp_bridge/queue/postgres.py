@@ -52,6 +52,7 @@ from . import sums
 from .base import SALE_KINDS, Attempt, Entry, NewEntry, Outcome, RetryPolicy, State, TargetStats
 from .postgres_sql import (
     ACK,
+    ACK_ANNOUNCING,
     ATTEMPTS,
     EXPIRED,
     INSERT_MANY,
@@ -92,12 +93,25 @@ class PostgresQueue:
         self._clock = clock
         self._pool = pg.acquire(url, pool_size)
         self._listener: pg.Listener | None = None
+        self._ack_sql = ACK
 
     def subscribe(self, callback: Callable[[], Any]) -> None:
         """Call ``callback`` whenever any process queued work or gave some back."""
+        self._listening().subscribe(callback)
+
+    def subscribe_applied(self, callback: Callable[[list[tuple[str, str]] | None], Any]) -> None:
+        """Call ``callback(keys)`` whenever any process that ``announce_applied`` acked changes
+        applied to a system of record; ``None``: any key."""
+        self._listening().subscribe_applied(callback)
+
+    def announce_applied(self) -> None:
+        """From now on every ack NOTIFYs the keys it applied (ACK_ANNOUNCING), at its commit."""
+        self._ack_sql = ACK_ANNOUNCING
+
+    def _listening(self) -> pg.Listener:
         if self._listener is None:
             self._listener = pg.Listener(self.url)
-        self._listener.subscribe(callback)
+        return self._listener
 
     def _tx(self, work: Callable[[pg.Conn], Any], pipeline: bool = False) -> Any:
         return pg.run(self._pool, work, pipeline=pipeline)
@@ -300,7 +314,7 @@ class PostgresQueue:
 
     def _ack(self, conn: pg.Conn, args: dict[str, Any]) -> pg.Cursor:
         conn.execute(LOCK_IDS_RELAXED, (args["ids"],))  # key locks; the commit relaxed (see above)
-        return conn.execute(ACK, args)
+        return conn.execute(self._ack_sql, args)
 
     def fail(self, entry_id: int, worker: str, error: str, *, retryable: bool,
              retry_after: float | None = None, duration_s: float = 0.0) -> Entry:

@@ -423,6 +423,12 @@ class SQLiteQueue:
     def subscribe(self, callback: Callable[[], Any]) -> None:
         """One process per SQLite file: its own enqueues wake its workers already."""
 
+    def subscribe_applied(self, callback: Callable[[list[tuple[str, str]] | None], Any]) -> None:
+        """One process per SQLite file: its dispatcher invalidates its own cache already."""
+
+    def announce_applied(self) -> None:
+        """One process per SQLite file: nobody else to tell."""
+
     def unfinished(self, target: str, limit: int = 100_000) -> list[Entry]:
         rows = self._read("SELECT * FROM entries WHERE state IN ('pending', 'leased') AND target = ? ORDER BY id"
                           " LIMIT ?", [target, limit])

@@ -7,6 +7,7 @@ database applies what is missing under an advisory lock, every other one finds i
 """
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -28,8 +29,14 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 #: any constant: the advisory lock that serialises migrations across processes
 MIGRATION_LOCK = 0x6272_6964_6765  # "bridge"
-#: one NOTIFY channel: work was queued (idle workers lease instead of waiting for their poll)
+#: NOTIFY channel: work was queued (idle workers lease instead of waiting for their poll)
 CHANNEL = "bridge_queue"
+#: NOTIFY channel: changes were applied to a system of record and acked; the payload is a JSON
+#: array of their [item, location] keys, or "*" (too many for one payload: any key). Every
+#: process's pull cache forgets those keys' figures (postgres_sql.ACK sends it at the ack's commit)
+APPLIED = "bridge_applied"
+#: the longest payload PostgreSQL takes is 8,000 bytes; a longer key list is sent as "*"
+APPLIED_MAX = 7_900
 Conn = psycopg.Connection[DictRow]
 Cursor = psycopg.Cursor[DictRow]
 
@@ -187,19 +194,30 @@ def reading(pool: ConnectionPool[Conn], timeout_s: float | None = None) -> Itera
 
 
 class Listener:
-    """Calls every subscriber when a NOTIFY arrives on ``CHANNEL`` (from any process), on a
-    daemon thread with its own connection; reconnects after a failure. A lost notification
-    only costs a worker its next poll, so nothing depends on delivery."""
+    """Calls the subscribers of a channel when a NOTIFY arrives on it (from any process), on a
+    daemon thread with its own connection; reconnects after a failure. A lost notification only
+    costs a worker its next poll (``CHANNEL``) or a pull cache its freshness: ``APPLIED``'s
+    subscribers hear ``None`` (any key may be stale) at every (re)connection, since what was sent
+    while the connection was down is lost."""
 
     def __init__(self, url: str):
         self._url = url
-        self._callbacks: list[Callable[[], Any]] = []
+        self._callbacks: dict[str, list[Callable[..., Any]]] = {CHANNEL: [], APPLIED: []}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pg-listen", daemon=True)
         self.ready = threading.Event()
 
     def subscribe(self, callback: Callable[[], Any]) -> None:
-        self._callbacks.append(callback)
+        """``callback()`` when work was queued or given back."""
+        self._add(CHANNEL, callback)
+
+    def subscribe_applied(self, callback: Callable[[list[tuple[str, str]] | None], Any]) -> None:
+        """``callback(keys)`` when changes of these (item, location) keys were applied and acked by
+        any process; ``None``: any key's (the list was too long, or notifications may be lost)."""
+        self._add(APPLIED, callback)
+
+    def _add(self, channel: str, callback: Callable[..., Any]) -> None:
+        self._callbacks[channel].append(callback)
         if not self._thread.is_alive():
             self._thread.start()
 
@@ -213,14 +231,31 @@ class Listener:
             try:
                 with psycopg.connect(self._url, autocommit=True, connect_timeout=10) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
+                    conn.execute(f"LISTEN {APPLIED}")
+                    self._fire(APPLIED, None)  # what was sent before this connection listened is lost
                     self.ready.set()
                     while not self._stop.is_set():
-                        for _ in conn.notifies(timeout=0.5, stop_after=1):
-                            self._fire()
+                        for notice in conn.notifies(timeout=0.5, stop_after=1):
+                            if notice.channel == APPLIED:
+                                self._fire(APPLIED, applied_keys(notice.payload))
+                            else:
+                                self._fire(CHANNEL)
             except psycopg.Error as exc:
-                log.warning("storage: LISTEN %s lost (%s); workers poll until it is back", CHANNEL, exc)
+                log.warning("storage: LISTEN lost (%s); workers poll and pull caches age out until it is back", exc)
                 self._stop.wait(1.0)
 
-    def _fire(self) -> None:
-        for callback in list(self._callbacks):
-            callback()
+    def _fire(self, channel: str, *args: Any) -> None:
+        for callback in list(self._callbacks[channel]):
+            try:
+                callback(*args)
+            except Exception:  # one subscriber's failure must not silence the others or the listener
+                log.exception("storage: a %s subscriber failed", channel)
+
+
+def applied_keys(payload: str) -> list[tuple[str, str]] | None:
+    """An ``APPLIED`` payload's keys; None for "*" or anything unreadable (then any key may be stale)."""
+    try:
+        keys = json.loads(payload)
+        return [(str(item), str(location)) for item, location in keys]
+    except (ValueError, TypeError):
+        return None

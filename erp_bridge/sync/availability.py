@@ -39,7 +39,9 @@ class AvailabilityCache:
     worker`), so an answer built on it counts as pending every decrement delivered since the read
     started (``SorReader.pending(..., since=read_started)``): the queue, shared by all processes,
     is the authority. Invalidation (before the dispatcher acks an applied change) only keeps this
-    process from serving a figure it knows is old. Between that invalidation and the ack a read
+    process from serving a figure it knows is old; on PostgreSQL every process also hears of the
+    acks of all processes (``Queue.subscribe_applied``) and forgets the figures it read of those
+    keys, which another host's apply may have reached first. Between that invalidation and the ack a read
     sees the change twice (applied in the SoR, not yet done in the queue): a safe under-report
     for that one answer, which must not be cached, so the key is *held* (nothing is cached for
     it) until the dispatcher invalidates again after the ack, or ``hold_s`` at most.
@@ -49,13 +51,14 @@ class AvailabilityCache:
         self.clock = clock
         self._data: dict[Key, tuple[Availability, float]] = {}
         self._invalidated: dict[Key, float] = {}
+        self._all_invalidated = float("-inf")  # invalidate_all: every key, at once
         self._held: dict[Key, float] = {}  # key -> hold ends (an ack in progress)
         self._lock = threading.Lock()
 
     def put(self, availability: Availability, read_started: float) -> bool:
         key = (availability.item, availability.location)
         with self._lock:
-            if read_started <= self._invalidated.get(key, float("-inf")):
+            if read_started <= max(self._invalidated.get(key, float("-inf")), self._all_invalidated):
                 return False
             if self.clock() < self._held.get(key, float("-inf")):
                 return False
@@ -73,6 +76,12 @@ class AvailabilityCache:
                 self._held[key] = now + hold_s
             else:
                 self._held.pop(key, None)
+
+    def invalidate_all(self) -> None:
+        """Forget every figure, and refuse those of reads that started before now (holds stay)."""
+        with self._lock:
+            self._all_invalidated = self.clock()
+            self._data.clear()
 
     def get(self, item: str, location: str) -> Cached | None:
         with self._lock:

@@ -4,6 +4,8 @@ workers), SAP Business One as the system of record over HTTP (Service Layer fake
 - Shopify retries a webhook to the other host: stored once, applied to SAP once.
 - A sale taken by host A is netted out of the pull answer host B gives at once, even from B's
   cache, because both read the shared queue; no host ever answers more than remains.
+- A figure a host read while another host's worker had applied a sale but not acked it yet
+  (counted twice: low) is forgotten at that ack, on every host (the ack's NOTIFY).
 
 Skipped, with the reason, when no PostgreSQL is reachable (tests/pg.py).
 """
@@ -17,6 +19,7 @@ from fastapi.testclient import TestClient
 from erp_bridge.http.app import create_app
 from erp_bridge.queue.base import State
 from erp_bridge.runtime import build_runtime
+from tests.fakes.http_server import Fault
 from tests.fakes.sap_b1 import FakeServiceLayer
 from tests.pg import pg_url  # noqa: F401 - fixture
 from tests.unit.pull.harness import form
@@ -85,7 +88,32 @@ def test_a_sale_on_one_host_is_netted_out_of_the_other_hosts_cached_answer(sl, h
     assert sl.wait_for(lambda s: s.items["CHAIR-BLUE"]["01"]["InStock"] == 4)
     wait_done(runtime)
     assert available(b) == "5"
-    # A's cache may have been filled after SAP applied the sale but before the ack committed on
-    # another host: A then counts the sale twice until its cache ages out (fresh_s) - low for a
-    # while, never high. Not solved yet (docs/scaling.md, "Known limits").
-    assert int(available(a)) <= 5
+    assert available(a) == "5"
+
+
+def test_a_figure_cached_while_another_host_applied_a_sale_is_forgotten_at_its_ack(sl, hosts):
+    """SAP applies the sale, then its answer is lost (the connection drops 1.5 s later): the sale
+    is in SAP's figure while the queue still holds it pending. Both hosts read SAP then (cold
+    caches) and count it twice: low, never high. The worker retries, finds the document and acks;
+    the ack's NOTIFY makes every host forget the figure it read in that window, so both answer
+    right at once, not after fresh_s (60 s here). Host B's workers are stopped: every delivery,
+    and every SAP read a delivery makes (the availability push's, which would refresh B's cache),
+    happens on host A, so only the NOTIFY can tell B."""
+    (a, b), (runtime, runtime_b) = hosts
+    runtime_b.dispatcher.stop(5)
+    sl.fail_next(Fault(path="InventoryGenExits", drop="after_commit", hang_s=1.5))
+    headers, body = order_webhook("chair-blue", 2)
+    assert a.post("/webhooks/shopify", content=body, headers=headers).status_code == 200
+    assert sl.wait_for(lambda s: s.items["CHAIR-BLUE"]["01"]["InStock"] == 4)
+    assert sap_depth(runtime)[State.DONE] == 0, "acked before the window: the hang did not hold it"
+    for host in (runtime, runtime_b):  # figures read at start-up (pushes) age out now: both read SAP
+        host.cache.invalidate_all()
+    assert available(a) == available(b) == "3"  # 4 + 2 - 2 pending - buffer 1: counted twice, low
+    wait_done(runtime)
+    assert sap_depth(runtime)[State.DONE] == 1
+    assert len([r for r in sl.received if r.method == "POST" and "InventoryGen" in r.path]) <= 2
+    assert sl.items["CHAIR-BLUE"]["01"]["InStock"] == 4  # applied once
+    deadline = time.monotonic() + 5  # the NOTIFY reaches the other host's listener thread
+    while (available(a), available(b)) != ("5", "5") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (available(a), available(b)) == ("5", "5")

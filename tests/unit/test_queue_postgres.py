@@ -18,7 +18,7 @@ from erp_bridge.queue.postgres import PostgresQueue
 from erp_bridge.storage import postgres as pg
 from tests.pg import pg_url  # noqa: F401 - fixture
 from tests.unit.queue_contract import *  # noqa: F403 - the contract suite runs here
-from tests.unit.queue_contract import LEASE_S, new, queue  # noqa: F401 - fixture
+from tests.unit.queue_contract import LEASE_S, marker, new, queue  # noqa: F401 - fixture
 from tests.unit.queue_contract_sums import check, every_state
 
 pytestmark = pytest.mark.postgres
@@ -170,6 +170,50 @@ def test_notify_wakes_a_subscriber_in_another_process(pg_url):  # noqa: F811
     producer.enqueue([new("k")])
     assert woken.wait(10)
     listening.close(), producer.close()
+
+
+def test_an_ack_tells_every_process_which_keys_it_applied(pg_url):  # noqa: F811
+    """Once announcing, the ack of sales and counts NOTIFYs their (item, location) keys at its
+    commit; an availability push's ack (nothing applied to a system of record) sends nothing; a
+    key list over PostgreSQL's 8,000-byte payload is sent as "any key" (None). A queue that does
+    not announce (no pull client configured) sends nothing."""
+    listening, heard = PostgresQueue(pg_url), []
+    arrived = threading.Condition()
+
+    def hear(keys):
+        with arrived:
+            heard.append(keys)
+            arrived.notify_all()
+
+    listening.subscribe_applied(hear)
+    assert listening._listener.ready.wait(10)
+    assert heard == [None]  # at (re)connection: whatever was sent before is lost, any key may be stale
+    acker = PostgresQueue(pg_url + "&application_name=acker")
+    quiet = PostgresQueue(pg_url + "&application_name=quiet")
+    quiet.enqueue([new("q1", item="stool")])
+    quiet.ack([e.id for e in quiet.lease("w", 10, LEASE_S)], "w")
+    acker.announce_applied()
+
+    def deliver(entries) -> None:
+        acker.enqueue(entries)
+        leased = acker.lease("w", 1000, LEASE_S)
+        assert len(leased) == len(entries)
+        acker.ack([e.id for e in leased], "w")
+
+    def next_heard(timeout_s: float = 10) -> list | None:
+        with arrived:
+            assert arrived.wait_for(lambda: len(heard) > 1, timeout_s), "no notification"
+            return heard.pop(1)
+
+    deliver([new("s1", item="chair", location="WH"), new("s2", item="desk", location="WH2"),
+             new("c1", item="lamp", location="WH", kind="count", quantity="5")])
+    assert sorted(next_heard()) == [("chair", "WH"), ("desk", "WH2"), ("lamp", "WH")]  # not the stool
+    deliver([marker("m1", target="web", item="chair")])
+    deliver([new("s3", item="sofa", location="WH")])
+    assert next_heard() == [("sofa", "WH")]  # the marker's ack came between and sent nothing
+    deliver([new(f"b{n}", item="x" * 200 + str(n), location="WH") for n in range(40)])
+    assert next_heard() is None
+    listening.close(), acker.close(), quiet.close()
 
 
 def test_open_queue_postgres_url(pg_url):  # noqa: F811

@@ -162,3 +162,18 @@ def test_a_read_during_an_ack_is_not_cached_so_the_next_answer_is_exact(tmp_path
     h.cache.invalidate(*KEY)  # the dispatcher's after the ack: the hold ends
     assert service.readings([KEY], 60, 1)[KEY].source == "live"
     assert service.readings([KEY], 60, 1)[KEY].source == "cache"
+
+
+def test_invalidate_all_forgets_every_figure_and_refuses_reads_started_before_it(tmp_path):
+    """What a process does when its LISTEN connection comes back (the acks it missed are lost)."""
+    h = make_app(tmp_path)
+    h.sor.free[KEY] = Decimal(3)
+    service = PullService(h.runtime.reader, h.cache)
+    assert service.readings([KEY], 60, 1)[KEY].source == "live"
+    assert service.readings([KEY], 60, 1)[KEY].source == "cache"
+    started = h.cache.clock()
+    h.cache.invalidate_all()
+    assert h.cache.get(*KEY) is None
+    figure = Availability(item=KEY[0], location=KEY[1], on_hand=Decimal(3), free=Decimal(3))
+    assert not h.cache.put(figure, read_started=started)  # read before the invalidation: not cached
+    assert h.cache.put(figure, read_started=h.cache.clock() + 0.001)
