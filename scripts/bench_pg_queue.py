@@ -28,10 +28,12 @@ The load average is printed before and after each row: compare runs only at simi
 
     .venv/bin/pip install -e '.[bench]'   # pgqueuer
     .venv/bin/python scripts/bench_pg_queue.py [--url postgresql:///erp_bridge_test] [--events 4096]
-        [--rounds 7] [--batches 1,64] [--without-sums]
+        [--rounds 7] [--batches 1,64] [--without-sums] [--announce]
 
 ``--without-sums`` adds a diagnosis, not a contender: the same queue with migration 5's triggers
 disabled in its schema (its pull answers would be wrong), to show what the running sums cost.
+``--announce`` adds the queue as where a pull client is configured (each ack NOTIFYs the keys it
+applied, docs/scaling.md), to show what that costs.
 """
 from __future__ import annotations
 
@@ -80,8 +82,11 @@ def entries(start: int, n: int) -> list[NewEntry]:
 Cycles = Iterator[float]
 
 
-def bridge(url: str, batch: int, sums: bool = True) -> Cycles:
+def bridge(url: str, batch: int, sums: bool = True, announce: bool = False) -> Cycles:
     queue = PostgresQueue(url)
+    if announce:  # --announce: as where a pull client is configured, a listener included
+        queue.announce_applied()
+        queue.subscribe_applied(lambda keys: None)
     if not sums:  # --without-sums: a diagnosis of what the running sums cost, not the product
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("ALTER TABLE bridge_entries DISABLE TRIGGER USER")
@@ -100,6 +105,10 @@ def bridge(url: str, batch: int, sums: bool = True) -> Cycles:
 
 def bridge_without_sums(url: str, batch: int) -> Cycles:
     return bridge(url, batch, sums=False)
+
+
+def bridge_announcing(url: str, batch: int) -> Cycles:
+    return bridge(url, batch, announce=True)
 
 
 def raw(url: str, batch: int) -> Cycles:
@@ -188,7 +197,8 @@ def load() -> str:
     return Path("/proc/loadavg").read_text().split()[0]
 
 
-def run_rounds(url: str, batch: int, events: int, rounds: int, without_sums: bool = False) -> dict[str, list[float]]:
+def run_rounds(url: str, batch: int, events: int, rounds: int, without_sums: bool = False,
+               announce: bool = False) -> dict[str, list[float]]:
     """Events/s per contender and round. Within a round every contender has its own fresh schema
     and they take turns cycle by cycle, the first one rotating (as bench_queue.py), so a slow
     moment of the shared server (a checkpoint, autovacuum, another process) falls on all of them
@@ -196,6 +206,8 @@ def run_rounds(url: str, batch: int, events: int, rounds: int, without_sums: boo
     contenders = [("erp-bridge", bridge), ("raw", raw), ("pgqueuer", pgqueuer), ("pgqueuer own", pgqueuer_own)]
     if without_sums:
         contenders.append(("no sums", bridge_without_sums))
+    if announce:
+        contenders.append(("announcing", bridge_announcing))
     rates: dict[str, list[float]] = {name: [] for name, _ in contenders}
     names = [name for name, _ in contenders]
     for _ in range(rounds):
@@ -225,7 +237,11 @@ def row(batch: int, rates: dict[str, list[float]]) -> str:
             f"{statistics.median(ratios(rates, 'pgqueuer own')):>7.2f} "
             f"{'-' if target is None else f'>= {target:.1f}':>7} {met:>7}  (load {load()})"
             + (f"\n      diagnosis: the same queue with the sums' triggers disabled {med['no sums']:.0f}/s,"
-               f" {statistics.median(ratios(rates, 'pgqueuer', 'no sums')):.2f} of pgqueuer" if "no sums" in rates else ""))
+               f" {statistics.median(ratios(rates, 'pgqueuer', 'no sums')):.2f} of pgqueuer" if "no sums" in rates else "")
+            + (f"\n      with pull clients configured (each ack NOTIFYs the keys it applied, a listener subscribed):"
+               f" {med['announcing']:.0f}/s, {statistics.median(ratios(rates, 'pgqueuer', 'announcing')):.2f} of pgqueuer,"
+               f" {statistics.median(ratios(rates, 'erp-bridge', 'announcing')):.2f} of the queue without"
+               if "announcing" in rates else ""))
 
 
 def main() -> int:
@@ -237,6 +253,9 @@ def main() -> int:
     parser.add_argument("--without-sums", action="store_true",
                         help="diagnosis: also run the queue with its running sums' triggers disabled (pull answers would "
                              "then be wrong: not the product), to show what the sums cost against the ceilings")
+    parser.add_argument("--announce", action="store_true",
+                        help="also run the queue as where a pull client is configured: every ack NOTIFYs the keys it "
+                             "applied (PostgresQueue.announce_applied), with a listener subscribed")
     args = parser.parse_args()
     with psycopg.connect(args.url) as conn:
         server = conn.execute("SHOW server_version").fetchone()[0]
@@ -250,7 +269,7 @@ def main() -> int:
           f"{'vs pgqueuer':>11} {'range':>11} {'vs own':>7} {'target':>7} {'met?':>7}")
     for batch in (int(b) for b in args.batches.split(",")):
         events = args.events if batch > 1 else max(64, args.events // 16)
-        print(row(batch, run_rounds(args.url, batch, events, args.rounds, args.without_sums)), flush=True)
+        print(row(batch, run_rounds(args.url, batch, events, args.rounds, args.without_sums, args.announce)), flush=True)
     return 0
 
 if __name__ == "__main__":
