@@ -498,4 +498,3 @@ def metrics_exporter(host: str, port: int | None) -> Any:
                           "(no listener)") from None
     log.info("metrics at http://%s:%d/metrics", host, port)
     return server
-

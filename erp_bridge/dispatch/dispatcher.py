@@ -42,12 +42,17 @@ class TargetLimits:
         return cls(concurrency=limits.concurrency, rate_per_s=limits.rate_per_s, burst=limits.burst)
 
 
-class Gate:
-    """Concurrency slots and a token bucket for one target (one token per entry)."""
+#: a target's token bucket from its name, rate and burst (TokenBucket: this process's own)
+Buckets = Callable[[str, float, "float | None"], TokenBucket]
 
-    def __init__(self, limits: TargetLimits):
+
+class Gate:
+    """Concurrency slots (this process's) and a token bucket for one target (one token per
+    entry; ``bucket``: e.g. one every process shares, ratelimit.SharedTokenBucket)."""
+
+    def __init__(self, limits: TargetLimits, bucket: TokenBucket | None = None):
         self._slots = threading.BoundedSemaphore(limits.concurrency)
-        self._bucket = TokenBucket(limits.rate_per_s, limits.burst) if limits.rate_per_s else None
+        self._bucket = bucket or (TokenBucket(limits.rate_per_s, limits.burst) if limits.rate_per_s else None)
 
     @contextmanager
     def enter(self, n: int, give_up: threading.Event) -> Iterator[bool]:
@@ -60,6 +65,11 @@ class Gate:
             yield self._bucket.take(n, give_up) if self._bucket else True
         finally:
             self._slots.release()
+
+
+def _gate(target: str, limits: TargetLimits, buckets: Buckets | None) -> Gate:
+    shared = buckets(target, limits.rate_per_s, limits.burst) if buckets and limits.rate_per_s else None
+    return Gate(limits, shared)
 
 
 @dataclass(frozen=True)
@@ -101,13 +111,15 @@ class Dispatcher:
                  prepare: Callable[[Any], Any] | None = None, pusher: Pusher | None = None,
                  before_ack: Callable[[str, list[Entry]], None] | None = None,
                  on_final: Callable[[str, Entry, State, str | None], None] | None = None,
-                 redact: Callable[[str | None], str | None] | None = None):
+                 redact: Callable[[str | None], str | None] | None = None, buckets: Buckets | None = None):
         """``redact``: removes secret values from an error before it is stored, logged or
         reported (an upstream error may echo the request, credentials included); ``prepare``: event -> event ready for the target (e.g. channel ids -> internal ids),
         raising BridgeError for one that cannot be; ``pusher``: the whole availability push
         (resolve at dispatch time, skip unchanged, push, remember; sync.availability);
         ``before_ack(target, delivered entries)``: runs before they are acked (cache invalidation);
-        ``on_final(target, entry, state, error)``: after an entry ended done or dead (reporting)."""
+        ``on_final(target, entry, state, error)``: after an entry ended done or dead (reporting);
+        ``buckets``: the token buckets of targets with a ``rate_per_s`` (default: this process's own;
+        a PostgreSQL queue's ``rate_bucket``: one per target that every process shares)."""
         self._queue = queue
         self._connectors = dict(connectors)
         self._prepare = prepare or (lambda event: event)
@@ -116,7 +128,7 @@ class Dispatcher:
         self._on_final = on_final or (lambda target, entry, state, error: None)
         self._redact = redact or (lambda text: text)
         limits = limits or {}
-        self._gates = {t: Gate(limits.get(t, TargetLimits())) for t in self._connectors}
+        self._gates = {t: _gate(t, limits.get(t, TargetLimits()), buckets) for t in self._connectors}
         self._workers, self._batch_size, self._lease_s, self._poll_s = workers, batch_size, lease_s, poll_s
         self._metrics = metrics or default_metrics()
         self._metrics.watch(queue)
@@ -142,7 +154,8 @@ class Dispatcher:
         return cls(queue, connectors, limits=limits, workers=settings.workers.count, batch_size=settings.queue.batch_size,
                    lease_s=settings.queue.lease_s, poll_s=settings.workers.poll_interval_s,
                    metrics=metrics, prepare=prepare, pusher=pusher, before_ack=before_ack,
-                   on_final=on_final, redact=Redactor(settings.secret_values()))
+                   on_final=on_final, redact=Redactor(settings.secret_values()),
+                   buckets=getattr(queue, "rate_bucket", None))
 
     # -- lifecycle ----------------------------------------------------------------------------
 

@@ -47,6 +47,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from ..dispatch.ratelimit import SharedTokenBucket
 from ..storage import postgres as pg
 from . import sums
 from .base import SALE_KINDS, Attempt, Entry, NewEntry, Outcome, RetryPolicy, State, TargetStats
@@ -107,6 +108,10 @@ class PostgresQueue:
     def announce_applied(self) -> None:
         """From now on every ack NOTIFYs the keys it applied (ACK_ANNOUNCING), at its commit."""
         self._ack_sql = ACK_ANNOUNCING
+
+    def rate_bucket(self, target: str, rate_per_s: float, burst: float | None = None) -> SharedTokenBucket:
+        """``target``'s token bucket, shared by every process on this database (migration 7)."""
+        return SharedTokenBucket(self._pool, target, rate_per_s, burst)
 
     def _listening(self) -> pg.Listener:
         if self._listener is None:

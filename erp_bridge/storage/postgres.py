@@ -33,7 +33,7 @@ MIGRATION_LOCK = 0x6272_6964_6765  # "bridge"
 CHANNEL = "bridge_queue"
 #: NOTIFY channel: changes were applied to a system of record and acked; the payload is a JSON
 #: array of their [item, location] keys, or "*" (too many for one payload: any key). Every
-#: process's pull cache forgets those keys' figures (postgres_sql.ACK sends it at the ack's commit)
+#: process's pull cache forgets those keys' figures (postgres_sql.ACK_ANNOUNCING sends it at the ack's commit)
 APPLIED = "bridge_applied"
 #: the longest payload PostgreSQL takes is 8,000 bytes; a longer key list is sent as "*"
 APPLIED_MAX = 7_900

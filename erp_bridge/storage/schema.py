@@ -95,6 +95,14 @@ CREATE INDEX bridge_inbox_keys_age ON bridge_inbox_keys (system, kind, created_a
 #: during a rolling upgrade keeps writing attempts rows, which are read the same way.
 DELIVERED_IN_ROW = "ALTER TABLE bridge_entries ADD COLUMN delivered_by text, ADD COLUMN delivered_s double precision;"
 
+#: the token bucket of each target's ``limits.rate_per_s``, shared by every process
+#: (dispatch.ratelimit.SharedTokenBucket): tokens at ``at``, epoch seconds of the server's clock
+RATE_BUCKETS = """
+CREATE TABLE bridge_rate_buckets (
+    target text PRIMARY KEY, tokens double precision NOT NULL, at double precision NOT NULL
+);
+"""
+
 #: (version, description, SQL)
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "queue: entries and attempts", QUEUE),
@@ -103,4 +111,5 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     (4, "channel inboxes: references, keys, cursors", INBOX),
     (5, "queue: running sums of unapplied quantities per key (pending_quantity in O(1))", PENDING_SUMS),
     (6, "queue: the delivered attempt kept in the entry row (an ack writes no attempt row)", DELIVERED_IN_ROW),
+    (7, "targets' rate limits: one token bucket per target for every process", RATE_BUCKETS),
 ]

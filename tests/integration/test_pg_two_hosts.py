@@ -117,3 +117,13 @@ def test_a_figure_cached_while_another_host_applied_a_sale_is_forgotten_at_its_a
     while (available(a), available(b)) != ("5", "5") and time.monotonic() < deadline:
         time.sleep(0.05)
     assert (available(a), available(b)) == ("5", "5")
+
+
+def test_the_hosts_share_a_targets_rate_limit(hosts):
+    """Shopify's mapping allows 10 calls/s, 20 at once: the hosts' dispatchers take from one
+    bucket in the database, so both hosts together get 20 at once, not 40."""
+    _, (runtime_a, runtime_b) = hosts
+    gate_a, gate_b = (r.dispatcher._gates["shopify"] for r in (runtime_a, runtime_b))
+    assert gate_a._bucket.reserve(15) == 0
+    assert gate_b._bucket.reserve(5) == 0
+    assert gate_b._bucket.reserve(5) > 0 and gate_a._bucket.reserve(5) > 0

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
 from erp_bridge.dispatch.dispatcher import Gate, TargetLimits
 from erp_bridge.dispatch.ratelimit import TokenBucket
 from tests.fakes.clock import FakeClock
+from tests.pg import pg_url  # noqa: F401 - fixture
 
 
 @pytest.mark.parametrize("rate, burst, takes, expected_waits", [
@@ -60,3 +62,55 @@ def test_gate_admits_no_more_than_its_concurrency():
     assert first is True and result == [False]
     with gate.enter(1, never) as again:
         assert again is True
+
+
+# -- one bucket for every process (PostgreSQL) ---------------------------------------------------
+
+@pytest.mark.postgres
+def test_two_processes_share_one_bucket_per_target(pg_url):  # noqa: F811
+    """Two processes' buckets for one target (separate pools, as two hosts have) take from one
+    row: together they take what one bucket allows, not twice that; another target has its own."""
+    from erp_bridge.dispatch.ratelimit import SharedTokenBucket
+    from erp_bridge.storage import postgres as pg
+
+    urls = [pg_url + f"&application_name=host-{n}" for n in "ab"]
+    pools = [pg.acquire(url) for url in urls]
+    try:
+        a, b = (SharedTokenBucket(pool, "shop", 20, 4) for pool in pools)
+        assert [a.reserve(1) for _ in range(2)] + [b.reserve(1) for _ in range(2)] == [0, 0, 0, 0]  # the burst
+        assert a.reserve(1) > 0 and b.reserve(1) > 0  # empty for both
+        assert SharedTokenBucket(pools[1], "other", 20, 4).reserve(4) == 0
+        taken, stop = [0, 0], threading.Event()
+
+        def take(n: int, bucket: SharedTokenBucket) -> None:
+            while bucket.take(1, stop) and not stop.is_set():
+                taken[n] += 1
+
+        threads = [threading.Thread(target=take, args=(n, bucket)) for n, bucket in enumerate((a, b))]
+        started = time.monotonic()
+        for thread in threads:
+            thread.start()
+        time.sleep(1.0)
+        stop.set()
+        for thread in threads:
+            thread.join(5)
+        elapsed = time.monotonic() - started
+        assert sum(taken) <= 20 * elapsed + 2, taken  # one bucket's rate (each alone would allow this much)
+        assert sum(taken) >= 20 * 0.5 and min(taken) > 0, taken  # both got some, the rate was not starved
+    finally:
+        for url in urls:
+            pg.release(url)
+
+
+@pytest.mark.postgres
+def test_a_shared_bucket_whose_database_is_gone_stands_in_with_its_own(pg_url, caplog):  # noqa: F811
+    from erp_bridge.dispatch.ratelimit import SharedTokenBucket
+    from erp_bridge.storage import postgres as pg
+
+    url = pg_url + "&application_name=closing"
+    bucket = SharedTokenBucket(pg.acquire(url), "shop", 10, 2)
+    assert bucket.reserve(1) == 0
+    pg.release(url)  # the pool is closed: every take now fails to reach the database
+    assert [bucket.reserve(1) == 0 for _ in range(3)] == [True, True, False]  # this process's own 2
+    assert [r.message for r in caplog.records].count(
+        next(r.message for r in caplog.records if "cannot be read" in r.message)) == 1  # said once
