@@ -52,14 +52,16 @@ class TokenBucket:
 
 
 #: one statement: the bucket's level now (refilled on the server's clock, so hosts' clocks need
-#: not agree), and the tokens taken if it covers them; the row lock orders concurrent takers
+#: not agree), and the tokens taken if it covers them; the row lock orders concurrent takers. Its
+#: commit does not wait for the WAL flush (a bucket lost in a server crash only starts full again)
 SHARED_RESERVE = """
 WITH cur AS (SELECT tokens, at, extract(epoch FROM clock_timestamp()) AS now FROM bridge_rate_buckets
              WHERE target = %(target)s FOR UPDATE),
 lvl AS (SELECT least(%(burst)s, tokens + greatest(0, now - at) * %(rate)s) AS level, now FROM cur),
 upd AS (UPDATE bridge_rate_buckets b SET tokens = CASE WHEN lvl.level >= %(need)s THEN lvl.level - %(n)s
         ELSE lvl.level END, at = lvl.now FROM lvl WHERE b.target = %(target)s RETURNING b.tokens)
-SELECT level, level >= %(need)s AS taken FROM lvl, (SELECT count(*) FROM upd) u
+SELECT level, level >= %(need)s AS taken, set_config('synchronous_commit', 'off', true) AS relaxed
+FROM lvl, (SELECT count(*) FROM upd) u
 """
 SHARED_CREATE = ("INSERT INTO bridge_rate_buckets (target, tokens, at) VALUES (%(target)s, %(burst)s,"
                  " extract(epoch FROM clock_timestamp())) ON CONFLICT (target) DO NOTHING")
@@ -83,15 +85,12 @@ class SharedTokenBucket(TokenBucket):
 
         args = {"target": self._target, "rate": self.rate, "burst": self.burst, "n": n, "need": min(n, self.burst)}
 
-        def work(conn: pg.Conn) -> Any:
-            row = conn.execute(SHARED_RESERVE, args).fetchone()
-            if row is None:  # the target's first take: its bucket starts full
-                conn.execute(SHARED_CREATE, args)
+        try:  # each statement on its own (the pool's connections autocommit): one round trip
+            with pg.reading(self._pool) as conn:
                 row = conn.execute(SHARED_RESERVE, args).fetchone()
-            return row
-
-        try:
-            row = pg.run(self._pool, work)
+                if row is None:  # the target's first take: its bucket starts full
+                    conn.execute(SHARED_CREATE, args)
+                    row = conn.execute(SHARED_RESERVE, args).fetchone()
         except psycopg.Error as exc:  # the pool's timeout included
             if not self._failing:
                 log.warning("rate limit of %s: the shared bucket cannot be read (%s); this process's own "
@@ -101,4 +100,6 @@ class SharedTokenBucket(TokenBucket):
         if self._failing:
             log.info("rate limit of %s: the shared bucket answers again", self._target)
             self._failing = False
+        if row is None:  # its row deleted between the insert and the take (by hand): ours, this once
+            return super().reserve(n)
         return 0.0 if row["taken"] else (args["need"] - row["level"]) / self.rate
