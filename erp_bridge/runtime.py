@@ -370,7 +370,7 @@ def build_runtime(settings: Settings) -> Runtime:
     if any("pull_client" in m.role_names() for m in parts.all_mappings.systems.values()):
         # pull answers come from a cache per process: every process's acks tell all of them
         queue.announce_applied()
-        queue.subscribe_applied(lambda keys: _applied_elsewhere(cache, keys))
+        queue.subscribe_applied(cache.forget)
     router = Router(mappings)
     runtime = Runtime(settings, queue, mappings, connectors, dispatcher, router, cache, reader, figures,
                       inactive=inactive)
@@ -422,16 +422,6 @@ def _invalidate(cache, entries, hold_s: float = 0.0) -> None:
     for entry in entries:
         if entry.kind in SOR_CHANGE_KINDS:
             cache.invalidate(entry.item, entry.location, hold_s)
-
-
-def _applied_elsewhere(cache, keys: list[tuple[str, str]] | None) -> None:
-    """Another process (or this one) acked changes applied to the SoR (PostgreSQL's NOTIFY): the
-    figures this process cached for those keys may have been read between the apply and that
-    ack, when they already showed a change the queue still counted as pending."""
-    if keys is None:
-        cache.invalidate_all()
-    for item, location in keys or ():
-        cache.invalidate(item, location)
 
 
 def _pollers(runtime: Runtime) -> dict:

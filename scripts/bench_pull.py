@@ -157,13 +157,14 @@ def plant(queue_url: str, n: int) -> float:
     queue, started = open_queue(queue_url, RetryPolicy()), time.perf_counter()
     for first in range(0, n, 1000):
         queue.enqueue([sale(i) for i in range(first, min(n, first + 1000))])
-    pending = queue.pending_quantity(*BUSY_KEY, kinds={"decrement"})
     queue.close()
-    assert pending <= -n, f"planted {n} decrements but {pending} are pending"
-    return time.perf_counter() - started
+    took, now = time.perf_counter() - started, pending(queue_url)
+    assert now <= -n, f"planted {n} decrements but {now} are pending"
+    return took
 
 
 def pending(queue_url: str) -> Decimal:
+    """The busy key's decrements not yet applied (<= 0)."""
     queue = open_queue(queue_url, RetryPolicy())
     try:
         return queue.pending_quantity(*BUSY_KEY, kinds={"decrement"})
@@ -183,8 +184,7 @@ def run_wrk(url: str, script: str, connections: int, duration: int, work: Path, 
     path = work / f"{name}.lua"
     path.write_text(script)
     command = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", f"--timeout={TIMEOUT_S}s", "-s", str(path), url]
-    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    result = json.loads(out.split("RESULT ", 1)[1].splitlines()[0])
+    result = wrk_result(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
     result["rps"] = result["requests"] / result["seconds"]
     if result["errors"] or not result["requests"]:  # timed out (wrk keeps no latency for those)
         result["p99_ms"] = max(result["p99_ms"], TIMEOUT_S * 1000.0)
@@ -263,9 +263,13 @@ def start_webhooks(base: str, work: Path, args, run: int) -> subprocess.Popen:
     return stream
 
 
+def wrk_result(out: str) -> dict:
+    """The figures the Lua ``done`` hook (DONE) printed."""
+    return json.loads(out.split("RESULT ", 1)[1].splitlines()[0])
+
+
 def finish_webhooks(stream: subprocess.Popen) -> dict:
-    out, _ = stream.communicate(timeout=60)
-    result = json.loads(out.split("RESULT ", 1)[1].splitlines()[0])
+    result = wrk_result(stream.communicate(timeout=60)[0])
     result["rps"] = (result["requests"] - result["non2xx"]) / result["seconds"]
     return result
 
@@ -355,11 +359,11 @@ def run(work: Path, sl: FakeServiceLayer, args) -> int:
         results.update(measure(base, work, args, backlog=True))
         if args.webhooks:
             results.update(measure(base, work, args, backlog=True, webhooks=True))
-            answered = sum(r["requests"] - r["non2xx"] for n, runs in results.items() if n.endswith(" (webhooks)")
-                           for r in runs)
+            streams = [r for n, runs in results.items() if n.endswith(" (webhooks)") for r in runs]
+            answered = sum(r["requests"] - r["non2xx"] for r in streams)
             # every sale is new and stays pending (SAP refuses goods issues); wrk stops with up to one
             # request per connection in flight, which may be stored without its answer being read
-            stored, cut = -pending(queue_url) - args.pending, WEBHOOK_CONNECTIONS * args.rounds * 2
+            stored, cut = -pending(queue_url) - args.pending, WEBHOOK_CONNECTIONS * len(streams)
             print(f"webhook sales answered 2xx: {answered}; stored: {stored} (pending now minus the {args.pending} "
                   f"planted): {'every answered sale stored' if answered <= stored <= answered + cut else 'DIFFER'}"
                   f" ({stored - answered} more: sent as wrk stopped, at most {cut})")

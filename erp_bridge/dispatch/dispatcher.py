@@ -47,12 +47,13 @@ Buckets = Callable[[str, float, "float | None"], TokenBucket]
 
 
 class Gate:
-    """Concurrency slots (this process's) and a token bucket for one target (one token per
-    entry; ``bucket``: e.g. one every process shares, ratelimit.SharedTokenBucket)."""
+    """Concurrency slots (this process's) and, with a ``rate_per_s``, a token bucket for one
+    target (one token per entry), made by ``buckets`` (default: this process's own)."""
 
-    def __init__(self, limits: TargetLimits, bucket: TokenBucket | None = None):
+    def __init__(self, limits: TargetLimits, target: str = "", buckets: Buckets | None = None):
         self._slots = threading.BoundedSemaphore(limits.concurrency)
-        self._bucket = bucket or (TokenBucket(limits.rate_per_s, limits.burst) if limits.rate_per_s else None)
+        make = buckets or (lambda _target, rate, burst: TokenBucket(rate, burst))
+        self._bucket = make(target, limits.rate_per_s, limits.burst) if limits.rate_per_s else None
 
     @contextmanager
     def enter(self, n: int, give_up: threading.Event) -> Iterator[bool]:
@@ -65,11 +66,6 @@ class Gate:
             yield self._bucket.take(n, give_up) if self._bucket else True
         finally:
             self._slots.release()
-
-
-def _gate(target: str, limits: TargetLimits, buckets: Buckets | None) -> Gate:
-    shared = buckets(target, limits.rate_per_s, limits.burst) if buckets and limits.rate_per_s else None
-    return Gate(limits, shared)
 
 
 @dataclass(frozen=True)
@@ -128,7 +124,7 @@ class Dispatcher:
         self._on_final = on_final or (lambda target, entry, state, error: None)
         self._redact = redact or (lambda text: text)
         limits = limits or {}
-        self._gates = {t: _gate(t, limits.get(t, TargetLimits()), buckets) for t in self._connectors}
+        self._gates = {t: Gate(limits.get(t, TargetLimits()), t, buckets) for t in self._connectors}
         self._workers, self._batch_size, self._lease_s, self._poll_s = workers, batch_size, lease_s, poll_s
         self._metrics = metrics or default_metrics()
         self._metrics.watch(queue)

@@ -47,8 +47,8 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from ..dispatch.ratelimit import SharedTokenBucket
 from ..storage import postgres as pg
+from ..storage.rate import SharedTokenBucket
 from . import sums
 from .base import SALE_KINDS, Attempt, Entry, NewEntry, Outcome, RetryPolicy, State, TargetStats
 from .postgres_sql import (

@@ -96,7 +96,7 @@ CREATE INDEX bridge_inbox_keys_age ON bridge_inbox_keys (system, kind, created_a
 DELIVERED_IN_ROW = "ALTER TABLE bridge_entries ADD COLUMN delivered_by text, ADD COLUMN delivered_s double precision;"
 
 #: the token bucket of each target's ``limits.rate_per_s``, shared by every process
-#: (dispatch.ratelimit.SharedTokenBucket): tokens at ``at``, epoch seconds of the server's clock
+#: (storage.rate.SharedTokenBucket): tokens at ``at``, epoch seconds of the server's clock
 RATE_BUCKETS = """
 CREATE TABLE bridge_rate_buckets (
     target text PRIMARY KEY, tokens double precision NOT NULL, at double precision NOT NULL

@@ -51,7 +51,7 @@ class AvailabilityCache:
         self.clock = clock
         self._data: dict[Key, tuple[Availability, float]] = {}
         self._invalidated: dict[Key, float] = {}
-        self._all_invalidated = float("-inf")  # invalidate_all: every key, at once
+        self._all_invalidated = float("-inf")  # forget(None): every key, at once
         self._held: dict[Key, float] = {}  # key -> hold ends (an ack in progress)
         self._lock = threading.Lock()
 
@@ -77,11 +77,19 @@ class AvailabilityCache:
             else:
                 self._held.pop(key, None)
 
-    def invalidate_all(self) -> None:
-        """Forget every figure, and refuse those of reads that started before now (holds stay)."""
+    def forget(self, keys: Iterable[Key] | None) -> None:
+        """What another process's ack makes stale (Queue.subscribe_applied): forget these keys'
+        figures (``None``: every key's) and refuse those of reads that started before now. A
+        hold stays: only this process's own dispatcher ends it, after its own ack."""
         with self._lock:
-            self._all_invalidated = self.clock()
-            self._data.clear()
+            now = self.clock()
+            if keys is None:
+                self._all_invalidated = now
+                self._data.clear()
+                return
+            for key in keys:
+                self._invalidated[key] = now
+                self._data.pop(key, None)
 
     def get(self, item: str, location: str) -> Cached | None:
         with self._lock:

@@ -70,8 +70,8 @@ def test_gate_admits_no_more_than_its_concurrency():
 def test_two_processes_share_one_bucket_per_target(pg_url):  # noqa: F811
     """Two processes' buckets for one target (separate pools, as two hosts have) take from one
     row: together they take what one bucket allows, not twice that; another target has its own."""
-    from erp_bridge.dispatch.ratelimit import SharedTokenBucket
     from erp_bridge.storage import postgres as pg
+    from erp_bridge.storage.rate import SharedTokenBucket
 
     urls = [pg_url + f"&application_name=host-{n}" for n in "ab"]
     pools = [pg.acquire(url) for url in urls]
@@ -104,8 +104,8 @@ def test_two_processes_share_one_bucket_per_target(pg_url):  # noqa: F811
 
 @pytest.mark.postgres
 def test_a_shared_bucket_whose_database_is_gone_stands_in_with_its_own(pg_url, caplog):  # noqa: F811
-    from erp_bridge.dispatch.ratelimit import SharedTokenBucket
     from erp_bridge.storage import postgres as pg
+    from erp_bridge.storage.rate import SharedTokenBucket
 
     url = pg_url + "&application_name=closing"
     bucket = SharedTokenBucket(pg.acquire(url), "shop", 10, 2)

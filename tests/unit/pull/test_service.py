@@ -164,7 +164,7 @@ def test_a_read_during_an_ack_is_not_cached_so_the_next_answer_is_exact(tmp_path
     assert service.readings([KEY], 60, 1)[KEY].source == "cache"
 
 
-def test_invalidate_all_forgets_every_figure_and_refuses_reads_started_before_it(tmp_path):
+def test_forgetting_every_key_refuses_reads_started_before_it(tmp_path):
     """What a process does when its LISTEN connection comes back (the acks it missed are lost)."""
     h = make_app(tmp_path)
     h.sor.free[KEY] = Decimal(3)
@@ -172,8 +172,25 @@ def test_invalidate_all_forgets_every_figure_and_refuses_reads_started_before_it
     assert service.readings([KEY], 60, 1)[KEY].source == "live"
     assert service.readings([KEY], 60, 1)[KEY].source == "cache"
     started = h.cache.clock()
-    h.cache.invalidate_all()
+    h.cache.forget(None)
     assert h.cache.get(*KEY) is None
     figure = Availability(item=KEY[0], location=KEY[1], on_hand=Decimal(3), free=Decimal(3))
     assert not h.cache.put(figure, read_started=started)  # read before the invalidation: not cached
     assert h.cache.put(figure, read_started=h.cache.clock() + 0.001)
+
+
+def test_another_process_s_ack_forgets_a_key_but_leaves_this_process_s_hold(tmp_path):
+    """The notification of another process's ack must not end the hold this process's own
+    dispatcher set before its ack: a read in that window would be cached counting the sale twice."""
+    h = make_app(tmp_path)
+    h.sor.free[KEY] = Decimal(3)
+    service = PullService(h.runtime.reader, h.cache)
+    assert service.readings([KEY], 60, 1)[KEY].source == "live"
+    h.cache.invalidate(*KEY, hold_s=30)  # this process's dispatcher, before its ack
+    h.cache.forget([KEY])  # another process's ack of the same key (say, to a mirror)
+    assert h.cache.get(*KEY) is None
+    assert service.readings([KEY], 60, 1)[KEY].source == "live"
+    assert service.readings([KEY], 60, 1)[KEY].source == "live"  # still held: nothing cached
+    h.cache.invalidate(*KEY)  # this process's own ack: the hold ends
+    assert service.readings([KEY], 60, 1)[KEY].source == "live"
+    assert service.readings([KEY], 60, 1)[KEY].source == "cache"
