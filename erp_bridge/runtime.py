@@ -365,7 +365,7 @@ def build_runtime(settings: Settings) -> Runtime:
                                           prepare=lambda event: prepare(mappings, event),
                                           pusher=AvailabilityPush(mappings, reader, figures),
                                           before_ack=lambda target, entries: _invalidate(cache, entries, ACK_HOLD_S),
-                                          on_final=lambda *args: _final(runtime, cache, *args))
+                                          on_final=lambda target, finals: _final(runtime, cache, target, finals))
     queue.subscribe(dispatcher.wake)  # PostgreSQL: work queued by any process wakes idle workers
     if any("pull_client" in m.role_names() for m in parts.all_mappings.systems.values()):
         # pull answers come from a cache per process: every process's acks tell all of them
@@ -390,30 +390,40 @@ def _report(runtime: Runtime, target: str, entry, state, error) -> None:
 ACK_HOLD_S = 30.0
 
 
-def _final(runtime: Runtime, cache, target: str, entry, state, error) -> None:
-    """After the ack: invalidate again and end the hold (a read that started between the first
-    invalidation and the ack shows the change and counts it a second time), then report."""
-    if state is State.DONE:
-        _invalidate(cache, [entry])
-        _refresh_after_applied(runtime, target, entry)
-    _report(runtime, target, entry, state, error)
+def _final(runtime: Runtime, cache, target: str, finals: list) -> None:
+    """After a call's ack: invalidate again and end the hold (a read that started between the
+    first invalidation and the ack shows the change and counts it a second time), refresh the
+    channels of what the system of record applied, then report each result."""
+    done = [f.entry for f in finals if f.state is State.DONE]
+    if done:
+        _invalidate(cache, done)
+        _refresh_after_applied(runtime, target, done)
+    for final in finals:
+        try:
+            _report(runtime, target, final.entry, final.state, final.error)
+        except Exception:  # one outbox's report must not keep the others from theirs
+            log.exception("reporting the result of %s failed", final.entry.idempotency_key)
 
 
-def _refresh_after_applied(runtime: Runtime, target: str, entry) -> None:
-    """A channel sale or return the system of record just applied: the channels' figures are
-    read again. A push that read the SoR between the apply and the ack counted the sale twice
+def _refresh_after_applied(runtime: Runtime, target: str, entries: list) -> None:
+    """Channel sales and returns the system of record just applied: the channels' figures are
+    read again. A push that read the SoR between the apply and the ack counted a sale twice
     (safe, but low); a SoR with an outbox (Odoo) says so itself, the others (SAP, NetSuite, D365,
-    Zoho) need this. Coalesced per key, and an unchanged figure is not pushed."""
+    Zoho) need this. Coalesced per key, an unchanged figure is not pushed, and a call's refreshes
+    are stored in one commit (one per entry made a worker wait for a commit per sale)."""
     from .connectors.base import Capability
 
     connector = runtime.connectors.get(target)
-    if entry.kind not in ("decrement", "increment") or connector is None \
-            or Capability.OUTBOX in connector.capabilities:
+    if connector is None or Capability.OUTBOX in connector.capabilities:
         return
-    try:
-        refresh = runtime.router.availability(target, entry.item, entry.location, cause=f"applied:{entry.id}")
-    except BridgeError:
-        return  # a location without channels, or not this SoR's: nothing to refresh
+    refresh = []
+    for entry in entries:
+        if entry.kind not in ("decrement", "increment"):
+            continue
+        try:
+            refresh += runtime.router.availability(target, entry.item, entry.location, cause=f"applied:{entry.id}")
+        except BridgeError:
+            continue  # a location without channels, or not this SoR's: nothing to refresh
     runtime.accept(refresh)
 
 

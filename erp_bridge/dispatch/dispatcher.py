@@ -14,14 +14,14 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..connectors.base import Capability, Connector
 from ..domain import Delivered
 from ..errors import BridgeError, ConfigError, NotAttempted, RejectedError, RetryableError
 from ..queue.base import SALE_KINDS, Entry, Queue, State, orphaned_owners
 from .metrics import DispatchMetrics, default_metrics
-from .ratelimit import TokenBucket
+from .ratelimit import Limits, LocalLimits
 from .routing import capability_for, event_of
 
 log = logging.getLogger(__name__)
@@ -42,30 +42,29 @@ class TargetLimits:
         return cls(concurrency=limits.concurrency, rate_per_s=limits.rate_per_s, burst=limits.burst)
 
 
-#: a target's token bucket from its name, rate and burst (TokenBucket: this process's own)
-Buckets = Callable[[str, float, "float | None"], TokenBucket]
-
-
 class Gate:
-    """Concurrency slots (this process's) and, with a ``rate_per_s``, a token bucket for one
-    target (one token per entry), made by ``buckets`` (default: this process's own)."""
+    """A target's concurrency slots and, with a ``rate_per_s``, its token bucket (one token per
+    entry), made by ``shared`` (default: this process's own; a PostgreSQL queue's are every
+    process's). A slot is held ``hold_s`` at most when its holder vanishes."""
 
-    def __init__(self, limits: TargetLimits, target: str = "", buckets: Buckets | None = None):
-        self._slots = threading.BoundedSemaphore(limits.concurrency)
-        make = buckets or (lambda _target, rate, burst: TokenBucket(rate, burst))
-        self._bucket = make(target, limits.rate_per_s, limits.burst) if limits.rate_per_s else None
+    def __init__(self, limits: TargetLimits, target: str = "", shared: Limits | None = None, hold_s: float = 30.0):
+        shared = shared or LocalLimits()
+        self._slots = shared.slots(target, limits.concurrency, hold_s)
+        self._bucket = shared.bucket(target, limits.rate_per_s, limits.burst) if limits.rate_per_s else None
 
     @contextmanager
     def enter(self, n: int, give_up: threading.Event) -> Iterator[bool]:
         """Yields True once inside, False if ``give_up`` was set while waiting."""
-        while not self._slots.acquire(timeout=0.1):
-            if give_up.is_set():
-                yield False
-                return
-        try:
-            yield self._bucket.take(n, give_up) if self._bucket else True
-        finally:
-            self._slots.release()
+        with self._slots.hold(give_up) as inside:
+            yield inside and (self._bucket.take(n, give_up) if self._bucket else True)
+
+
+class Final(NamedTuple):
+    """An entry that ended (done or dead), with the error that ended it."""
+
+    entry: Entry
+    state: State
+    error: str | None
 
 
 @dataclass(frozen=True)
@@ -106,25 +105,26 @@ class Dispatcher:
                  metrics: DispatchMetrics | None = None, name: str | None = None,
                  prepare: Callable[[Any], Any] | None = None, pusher: Pusher | None = None,
                  before_ack: Callable[[str, list[Entry]], None] | None = None,
-                 on_final: Callable[[str, Entry, State, str | None], None] | None = None,
-                 redact: Callable[[str | None], str | None] | None = None, buckets: Buckets | None = None):
+                 on_final: Callable[[str, list[Final]], None] | None = None,
+                 redact: Callable[[str | None], str | None] | None = None, shared: Limits | None = None):
         """``redact``: removes secret values from an error before it is stored, logged or
         reported (an upstream error may echo the request, credentials included); ``prepare``: event -> event ready for the target (e.g. channel ids -> internal ids),
         raising BridgeError for one that cannot be; ``pusher``: the whole availability push
         (resolve at dispatch time, skip unchanged, push, remember; sync.availability);
         ``before_ack(target, delivered entries)``: runs before they are acked (cache invalidation);
-        ``on_final(target, entry, state, error)``: after an entry ended done or dead (reporting);
-        ``buckets``: the token buckets of targets with a ``rate_per_s`` (default: this process's own;
-        a PostgreSQL queue's ``rate_bucket``: one per target that every process shares)."""
+        ``on_final(target, finals)``: after a call's entries ended done or dead, once per call with
+        each one's (entry, state, error) (reporting, refreshing what they changed);
+        ``shared``: makes the targets' concurrency slots and token buckets (default: this process's
+        own; ``queue.shared_limits()``: as every process on the queue's storage shares them)."""
         self._queue = queue
         self._connectors = dict(connectors)
         self._prepare = prepare or (lambda event: event)
         self._pusher = pusher
         self._before_ack = before_ack or (lambda target, entries: None)
-        self._on_final = on_final or (lambda target, entry, state, error: None)
+        self._on_final = on_final or (lambda target, finals: None)
         self._redact = redact or (lambda text: text)
         limits = limits or {}
-        self._gates = {t: Gate(limits.get(t, TargetLimits()), t, buckets) for t in self._connectors}
+        self._gates = {t: Gate(limits.get(t, TargetLimits()), t, shared, lease_s) for t in self._connectors}
         self._workers, self._batch_size, self._lease_s, self._poll_s = workers, batch_size, lease_s, poll_s
         self._metrics = metrics or default_metrics()
         self._metrics.watch(queue)
@@ -141,7 +141,7 @@ class Dispatcher:
                       mappings: Any = None, metrics: DispatchMetrics | None = None, prepare: Callable[[Any], Any] | None = None,
                       pusher: Pusher | None = None,
                       before_ack: Callable[[str, list[Entry]], None] | None = None,
-                      on_final: Callable[[str, Entry, State, str | None], None] | None = None) -> Dispatcher:
+                      on_final: Callable[[str, list[Final]], None] | None = None) -> Dispatcher:
         """Wire from the settings object and a mapping set (``.systems[name].limits``)."""
         systems = getattr(mappings, "systems", {}) or {}
         limits = {name: TargetLimits.of(m.limits) for name, m in systems.items()}
@@ -151,7 +151,7 @@ class Dispatcher:
                    lease_s=settings.queue.lease_s, poll_s=settings.workers.poll_interval_s,
                    metrics=metrics, prepare=prepare, pusher=pusher, before_ack=before_ack,
                    on_final=on_final, redact=Redactor(settings.secret_values()),
-                   buckets=getattr(queue, "rate_bucket", None))
+                   shared=queue.shared_limits())
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -284,7 +284,7 @@ class Dispatcher:
         if delivered:
             self._before_ack(target, delivered)
             self._ack(worker, [e.id for e in delivered], duration, chain)
-        states = []
+        states, finals = [], []
         for entry, outcome, verdict in tried:
             state = State.DONE if verdict.delivered else self._queue.fail(
                 entry.id, worker, verdict.error or "failed", retryable=verdict.retryable,
@@ -292,7 +292,9 @@ class Dispatcher:
             self._log(entry, target, state, outcome, verdict, duration)
             states.append(state)
             if state in (State.DONE, State.DEAD):
-                self._final(target, entry, state, verdict.error)
+                finals.append(Final(entry, state, verdict.error))
+        if finals:
+            self._final(target, finals)
         if tried:
             self._count(target, delivered, states, duration)
             self._overdue(target, [e for (e, _, _), s in zip(tried, states) if s is State.PENDING])
@@ -317,11 +319,11 @@ class Dispatcher:
         verdict = classify(outcome)
         return replace(verdict, error=self._redact(verdict.error)) if verdict.error else verdict
 
-    def _final(self, target: str, entry: Entry, state: State, error: str | None) -> None:
+    def _final(self, target: str, finals: list[Final]) -> None:
         try:
-            self._on_final(target, entry, state, error)
+            self._on_final(target, finals)
         except Exception:  # reporting must never disturb delivery
-            log.exception("reporting the result of %s failed", entry.idempotency_key)
+            log.exception("reporting the results of %d entries for %s failed", len(finals), target)
 
     def _count(self, target: str, delivered: list[Entry], states: list[State], duration: float) -> None:
         """Metrics once per call (label lookups per batch, not per entry: they cost on a hot path)."""

@@ -1,10 +1,13 @@
-"""Token bucket per target: ``rate_per_s`` on average, up to ``burst`` at once, in one process
-(storage.rate.SharedTokenBucket is the one every process on a PostgreSQL database shares)."""
+"""A target's limits in one process: a token bucket (``rate_per_s`` on average, up to ``burst``
+at once) and concurrency slots (``concurrency`` calls at once). storage.limits.SharedLimits makes
+the ones every process on a PostgreSQL database shares."""
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Protocol
 
 
 class TokenBucket:
@@ -46,3 +49,42 @@ class TokenBucket:
         self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
         self._at = now
 
+
+
+class Slots:
+    """``n`` calls to one target at once in this process."""
+
+    def __init__(self, n: int):
+        self._own = threading.BoundedSemaphore(n)
+
+    @contextmanager
+    def hold(self, give_up: threading.Event) -> Iterator[bool]:
+        """Yields True holding a slot, False if ``give_up`` was set while waiting for one."""
+        while not self._own.acquire(timeout=0.1):
+            if give_up.is_set():
+                yield False
+                return
+        try:
+            yield True
+        finally:
+            self._own.release()
+
+
+class Limits(Protocol):
+    """Makes a target's bucket and slots: this process's own (``LocalLimits``), or shared by
+    every process on one database (storage.limits.SharedLimits)."""
+
+    def bucket(self, target: str, rate_per_s: float, burst: float | None) -> TokenBucket: ...
+
+    def slots(self, target: str, n: int, hold_s: float) -> Slots:
+        """``hold_s``: how long a slot stays taken if its holder vanishes without giving it back."""
+
+
+class LocalLimits:
+    """This process's own limits (SQLite: one process per file)."""
+
+    def bucket(self, target: str, rate_per_s: float, burst: float | None) -> TokenBucket:
+        return TokenBucket(rate_per_s, burst)
+
+    def slots(self, target: str, n: int, hold_s: float) -> Slots:
+        return Slots(n)

@@ -159,6 +159,9 @@ class Connection(Strict):
 
 
 class Limits(Strict):
+    """Calls at once and calls a second to the system: for every process together when the queue
+    is PostgreSQL (docs/scaling.md), for the one process of a SQLite queue."""
+
     concurrency: int = Field(default=4, ge=1, le=256)
     rate_per_s: float | None = Field(default=None, gt=0)
     burst: int | None = Field(default=None, ge=1)

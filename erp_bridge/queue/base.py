@@ -16,7 +16,10 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from ..dispatch.ratelimit import Limits
 
 
 class State(StrEnum):
@@ -216,6 +219,10 @@ class Queue(Protocol):
     def announce_applied(self) -> None:
         """From now on, this queue's acks tell ``subscribe_applied``'s subscribers of every
         process (a cost per ack, paid only where some process keeps a pull cache)."""
+
+    def shared_limits(self) -> Limits:
+        """Makes targets' token buckets and concurrency slots as every process on this storage
+        shares them (PostgreSQL: rows every host takes from; SQLite: the process's own)."""
 
     def unfinished(self, target: str, limit: int = 100_000) -> list[Entry]:
         """Pending and leased entries of ``target`` (still on their way), oldest first."""

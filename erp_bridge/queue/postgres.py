@@ -48,7 +48,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from ..storage import postgres as pg
-from ..storage.rate import SharedTokenBucket
+from ..storage.limits import SharedLimits
 from . import sums
 from .base import SALE_KINDS, Attempt, Entry, NewEntry, Outcome, RetryPolicy, State, TargetStats
 from .postgres_sql import (
@@ -109,9 +109,10 @@ class PostgresQueue:
         """From now on every ack NOTIFYs the keys it applied (ACK_ANNOUNCING), at its commit."""
         self._ack_sql = ACK_ANNOUNCING
 
-    def rate_bucket(self, target: str, rate_per_s: float, burst: float | None = None) -> SharedTokenBucket:
-        """``target``'s token bucket, shared by every process on this database (migration 7)."""
-        return SharedTokenBucket(self._pool, target, rate_per_s, burst)
+    def shared_limits(self) -> SharedLimits:
+        """Targets' token buckets (migration 7) and concurrency slots (migration 8), shared by
+        every process on this database."""
+        return SharedLimits(self._pool)
 
     def _listening(self) -> pg.Listener:
         if self._listener is None:

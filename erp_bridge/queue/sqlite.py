@@ -50,6 +50,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from ..dispatch.ratelimit import LocalLimits
 from . import sqlite_enqueue, sums
 from .base import SALE_KINDS, Attempt, Entry, NewEntry, Outcome, RetryPolicy, State, TargetStats
 from .sqlite_rows import ENTRY_COLUMNS
@@ -428,6 +429,10 @@ class SQLiteQueue:
 
     def announce_applied(self) -> None:
         """One process per SQLite file: nobody else to tell."""
+
+    def shared_limits(self) -> LocalLimits:
+        """This process's own limits: one process uses a queue file."""
+        return LocalLimits()
 
     def unfinished(self, target: str, limit: int = 100_000) -> list[Entry]:
         rows = self._read("SELECT * FROM entries WHERE state IN ('pending', 'leased') AND target = ? ORDER BY id"

@@ -96,10 +96,19 @@ CREATE INDEX bridge_inbox_keys_age ON bridge_inbox_keys (system, kind, created_a
 DELIVERED_IN_ROW = "ALTER TABLE bridge_entries ADD COLUMN delivered_by text, ADD COLUMN delivered_s double precision;"
 
 #: the token bucket of each target's ``limits.rate_per_s``, shared by every process
-#: (storage.rate.SharedTokenBucket): tokens at ``at``, epoch seconds of the server's clock
+#: (storage.limits.SharedTokenBucket): tokens at ``at``, epoch seconds of the server's clock
 RATE_BUCKETS = """
 CREATE TABLE bridge_rate_buckets (
     target text PRIMARY KEY, tokens double precision NOT NULL, at double precision NOT NULL
+);
+"""
+
+#: the slots of each target's ``limits.concurrency``, shared by every process
+#: (storage.limits.SharedSlots): a slot is taken while ``until`` (server clock) is ahead
+CONCURRENCY_SLOTS = """
+CREATE TABLE bridge_concurrency_slots (
+    target text NOT NULL, slot integer NOT NULL, holder text, until double precision,
+    PRIMARY KEY (target, slot)
 );
 """
 
@@ -112,4 +121,5 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     (5, "queue: running sums of unapplied quantities per key (pending_quantity in O(1))", PENDING_SUMS),
     (6, "queue: the delivered attempt kept in the entry row (an ack writes no attempt row)", DELIVERED_IN_ROW),
     (7, "targets' rate limits: one token bucket per target for every process", RATE_BUCKETS),
+    (8, "targets' concurrency: one set of slots per target for every process", CONCURRENCY_SLOTS),
 ]

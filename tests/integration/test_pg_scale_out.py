@@ -40,6 +40,10 @@ def sales(count: int) -> list[Decrement]:
 def setup(tmp_path: Path, target: FakeTarget, url: str, count: int, lease_s: float):
     config = configure(tmp_path, target.url, url)
     config.write_text(config.read_text().replace(f"lease_s: {3.0}", f"lease_s: {lease_s}"))
+    # the processes share the target's concurrency (migration 8): 16 calls at once, as 4 slots
+    # per process gave before, so every worker thread of every process races for the leases
+    with (tmp_path / "mappings" / "shop.yaml").open("a") as mapping:
+        mapping.write("limits: {concurrency: 16}\n")
     (tmp_path / "data").mkdir()
     queue = open_queue(url, RetryPolicy())
     router = Router(load_mappings(tmp_path / "mappings"))

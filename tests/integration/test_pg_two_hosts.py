@@ -11,6 +11,7 @@ Skipped, with the reason, when no PostgreSQL is reachable (tests/pg.py).
 """
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -117,6 +118,22 @@ def test_a_figure_cached_while_another_host_applied_a_sale_is_forgotten_at_its_a
     while (available(a), available(b)) != ("5", "5") and time.monotonic() < deadline:
         time.sleep(0.05)
     assert (available(a), available(b)) == ("5", "5")
+
+
+def test_the_hosts_share_a_targets_concurrency(hosts):
+    """Shopify's mapping allows 2 calls at once: host A's dispatcher holds both slots, so host
+    B's waits (and gives up when told), then enters once A's call ends."""
+    _, (runtime_a, runtime_b) = hosts
+    gate_a, gate_b = (r.dispatcher._gates["shopify"] for r in (runtime_a, runtime_b))
+    never = threading.Event()
+    with gate_a.enter(1, never) as first, gate_a.enter(1, never) as second:
+        assert first is True and second is True
+        give_up = threading.Event()
+        threading.Timer(0.3, give_up.set).start()
+        with gate_b.enter(1, give_up) as third:
+            assert third is False
+    with gate_b.enter(1, never) as again:
+        assert again is True
 
 
 def test_the_hosts_share_a_targets_rate_limit(hosts):

@@ -71,7 +71,7 @@ def test_two_processes_share_one_bucket_per_target(pg_url):  # noqa: F811
     """Two processes' buckets for one target (separate pools, as two hosts have) take from one
     row: together they take what one bucket allows, not twice that; another target has its own."""
     from erp_bridge.storage import postgres as pg
-    from erp_bridge.storage.rate import SharedTokenBucket
+    from erp_bridge.storage.limits import SharedTokenBucket
 
     urls = [pg_url + f"&application_name=host-{n}" for n in "ab"]
     pools = [pg.acquire(url) for url in urls]
@@ -105,7 +105,7 @@ def test_two_processes_share_one_bucket_per_target(pg_url):  # noqa: F811
 @pytest.mark.postgres
 def test_a_shared_bucket_whose_database_is_gone_stands_in_with_its_own(pg_url, caplog):  # noqa: F811
     from erp_bridge.storage import postgres as pg
-    from erp_bridge.storage.rate import SharedTokenBucket
+    from erp_bridge.storage.limits import SharedTokenBucket
 
     url = pg_url + "&application_name=closing"
     bucket = SharedTokenBucket(pg.acquire(url), "shop", 10, 2)
@@ -114,3 +114,154 @@ def test_a_shared_bucket_whose_database_is_gone_stands_in_with_its_own(pg_url, c
     assert [bucket.reserve(1) == 0 for _ in range(3)] == [True, True, False]  # this process's own 2
     assert [r.message for r in caplog.records].count(
         next(r.message for r in caplog.records if "cannot be read" in r.message)) == 1  # said once
+
+
+# -- one set of concurrency slots for every process (PostgreSQL) ----------------------------------
+
+@pytest.fixture
+def two_pools(pg_url):  # noqa: F811
+    """Two connection pools on one database, as two hosts have."""
+    from erp_bridge.storage import postgres as pg
+
+    urls = [pg_url + f"&application_name=host-{n}" for n in "ab"]
+    yield [pg.acquire(url) for url in urls]
+    for url in urls:
+        pg.release(url)
+
+
+def _held(slots, give_up: threading.Event | None = None):
+    """Enter ``slots`` and stay inside until the returned event is set; returns (inside, leave)."""
+    entered, leave, inside = threading.Event(), threading.Event(), []
+
+    def run():
+        with slots.hold(give_up or threading.Event()) as got:
+            inside.append(got)
+            entered.set()
+            leave.wait(10)
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    entered.wait(10)
+    return inside, leave, thread
+
+
+@pytest.mark.postgres
+def test_two_processes_share_a_targets_concurrency(two_pools):
+    """concurrency 2 for two processes: two calls at once in all, not four; a third waits until
+    one ends (or gives up when told); another target has its own slots."""
+    from erp_bridge.storage.limits import SharedSlots
+
+    a, b = (SharedSlots(pool, "shop", 2, 30) for pool in two_pools)
+    (got_a, leave_a, thread_a), (got_b, _, _) = _held(a), _held(b)
+    assert got_a == [True] and got_b == [True]
+    give_up = threading.Event()
+    threading.Timer(0.3, give_up.set).start()
+    started = time.monotonic()
+    with b.hold(give_up) as third:
+        assert third is False and time.monotonic() - started >= 0.25  # waited, then gave up
+    got_other, leave_other, _ = _held(SharedSlots(two_pools[0], "other", 1, 30))
+    assert got_other == [True]
+    entered = threading.Event()
+
+    def fourth():
+        with b.hold(threading.Event()) as inside:
+            if inside:
+                entered.set()
+    thread = threading.Thread(target=fourth)
+    thread.start()
+    assert not entered.wait(0.2)  # still full
+    leave_a.set()
+    thread_a.join(5)
+    assert entered.wait(5)  # a's slot given back: b's waiter gets it
+    thread.join(5)
+    leave_other.set()
+
+
+@pytest.mark.postgres
+def test_never_more_calls_at_once_than_the_shared_concurrency(two_pools):
+    """Two processes with four threads each race for 3 slots for a second: at most 3 inside at
+    once, the 3 used, and both processes get in."""
+    from erp_bridge.storage.limits import SharedSlots
+
+    slots = [SharedSlots(pool, "shop", 3, 30) for pool in two_pools]
+    lock, inside, peak, calls, stop = threading.Lock(), [0], [0], [0, 0], threading.Event()
+
+    def work(n: int) -> None:
+        while not stop.is_set():
+            with slots[n].hold(stop) as got:
+                if not got:
+                    return
+                with lock:
+                    inside[0] += 1
+                    peak[0] = max(peak[0], inside[0])
+                time.sleep(0.01)
+                with lock:
+                    inside[0] -= 1
+                calls[n] += 1
+
+    threads = [threading.Thread(target=work, args=(n % 2,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    time.sleep(1.0)
+    stop.set()
+    for thread in threads:
+        thread.join(5)
+    assert peak[0] == 3, peak
+    assert min(calls) > 0, calls
+
+
+@pytest.mark.postgres
+def test_a_vanished_holder_s_slot_is_free_after_hold_s_and_its_late_give_back_frees_nothing(two_pools):
+    from erp_bridge.storage.limits import SharedSlots
+
+    crashed, other = SharedSlots(two_pools[0], "shop", 1, 0.3), SharedSlots(two_pools[1], "shop", 1, 30)
+    slot = crashed._take(threading.Event())  # taken, never given back: its process was killed
+    assert slot is not None and slot[0] == 0
+    give_up = threading.Event()
+    threading.Timer(0.1, give_up.set).start()
+    with other.hold(give_up) as inside:
+        assert inside is False  # still held
+    started = time.monotonic()
+    got, leave, thread = _held(other)
+    assert got == [True] and time.monotonic() - started < 2  # free at its until
+    crashed._give(*slot)  # the vanished holder's late give-back is not the new holder's
+    give_up = threading.Event()
+    threading.Timer(0.2, give_up.set).start()
+    with SharedSlots(two_pools[0], "shop", 1, 30).hold(give_up) as inside:
+        assert inside is False
+    leave.set()
+    thread.join(5)
+
+
+@pytest.mark.postgres
+def test_a_lowered_concurrency_leaves_the_higher_slots_unused(two_pools):
+    from erp_bridge.storage.limits import SharedSlots
+
+    got, leave, thread = _held(SharedSlots(two_pools[0], "shop", 3, 30))  # made slots 0-2, took 0
+    lowered = SharedSlots(two_pools[1], "shop", 1, 30)
+    give_up = threading.Event()
+    threading.Timer(0.2, give_up.set).start()
+    with lowered.hold(give_up) as inside:
+        assert inside is False  # slot 0 is taken; 1 and 2 are past its concurrency
+    leave.set()
+    thread.join(5)
+
+
+@pytest.mark.postgres
+def test_shared_slots_whose_database_is_gone_stand_in_with_this_process_s_own(pg_url, caplog):  # noqa: F811
+    from erp_bridge.storage import postgres as pg
+    from erp_bridge.storage.limits import SharedSlots
+
+    url = pg_url + "&application_name=closing"
+    slots = SharedSlots(pg.acquire(url), "shop", 1, 30)
+    pg.release(url)  # every take now fails to reach the database
+    got, leave, thread = _held(slots)
+    assert got == [True]  # this process's own slot
+    give_up = threading.Event()
+    give_up.set()
+    with slots.hold(give_up) as second:
+        assert second is False  # its own concurrency (1) still holds
+    leave.set()
+    thread.join(5)
+    with slots.hold(threading.Event()) as again:
+        assert again is True
+    assert sum("cannot be read" in r.message for r in caplog.records) == 1  # said once
