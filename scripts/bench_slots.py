@@ -28,10 +28,10 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from erp_bridge.dispatch.ratelimit import Slots  # noqa: E402
-from erp_bridge.storage import postgres as pg  # noqa: E402
-from erp_bridge.storage.limits import SharedSlots  # noqa: E402
-from scripts.bench_pg_queue import in_schema  # noqa: E402
+from erp_bridge.dispatch.ratelimit import Slots
+from erp_bridge.storage import postgres as pg
+from erp_bridge.storage.limits import SharedSlots
+from scripts.bench_pg_queue import in_schema
 
 
 def calls_per_s(slots: list[Slots], threads: int, call_s: float, seconds: float) -> float:

@@ -79,7 +79,10 @@ class AmazonConnector(WindowPolled):
         self.name, self._base, self._sender, self._inbox = name, base_url.rstrip("/"), sender, inbox
         self._listings, self._rules, self._marketplaces = listings, rules, sorted(set(marketplaces))
         self._window = PollWindow(inbox, RESOURCE, OVERLAP, KEEP_SEEN_S, clock)
-        self._orders_bucket, self._items_bucket = TokenBucket(*plan.orders), TokenBucket(*plan.items)
+        # every process polling this seller takes from the same buckets (PostgreSQL storage)
+        limits = inbox.limits()
+        self._orders_bucket = limits.bucket(f"{name}:getOrders", *plan.orders)
+        self._items_bucket = limits.bucket(f"{name}:getOrderItems", *plan.items)
         self._pages_per_pass, self._sleep = pages_per_pass, sleep
 
     # -- availability out -----------------------------------------------------------------------

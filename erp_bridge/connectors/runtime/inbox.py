@@ -39,8 +39,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from ...dispatch.ratelimit import Limits, LocalLimits
 from ...storage import POSTGRES, engine, sqlite_path
 from ...storage import postgres as pg
+from ...storage.limits import SharedLimits
 
 #: done references are forgotten after this long; platforms stop redelivering well before (BigCommerce: 48 h)
 KEEP_DONE_S = 7 * 86400.0
@@ -154,6 +156,11 @@ class Inbox:
         """Every stored cursor (of ``system``, or of all systems): status reads pollers' progress."""
         return self._store.cursors(system, None)
 
+    def limits(self) -> Limits:
+        """Makes rate buckets as every process on this storage shares them (a connector's own
+        pacing of a vendor's limits beyond its mapping's, e.g. Amazon's per operation)."""
+        return self._store.limits()
+
     def close(self) -> None:
         self._store.close()
 
@@ -173,6 +180,7 @@ class _Store(Protocol):
     def forget(self, system: str, kind: str, cutoff: float) -> int: ...
     def cursors(self, system: str | None, name: str | None) -> dict[tuple[str, str], str]: ...
     def advance(self, system: str, name: str, value: str) -> None: ...
+    def limits(self) -> Limits: ...
     def close(self) -> None: ...
 
 
@@ -257,6 +265,9 @@ class _SQLiteStore:
         with self._lock:
             self._db.execute("INSERT INTO inbox_cursors(system, name, value) VALUES (?, ?, ?) ON CONFLICT"
                              "(system, name) DO UPDATE SET value = excluded.value", (system, name, value))
+
+    def limits(self) -> Limits:
+        return LocalLimits()  # one process per file
 
     def close(self) -> None:
         with self._lock:
@@ -347,6 +358,9 @@ class _PgStore:
         pg.run(self._pool, lambda conn: conn.execute(
             "INSERT INTO bridge_inbox_cursors (system, name, value) VALUES (%s, %s, %s)"
             " ON CONFLICT (system, name) DO UPDATE SET value = excluded.value", (system, name, value)))
+
+    def limits(self) -> Limits:
+        return SharedLimits(self._pool)
 
     def close(self) -> None:
         pg.release(self._url)

@@ -26,6 +26,7 @@ from tests.fakes.amazon import (
     errors,
     example_mapping_set,
 )
+from tests.pg import pg_url  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.skipif(not amazon_spec.available(), reason="../shared/specs/amazon/ is not beside the repo")
 ORDER_A, ORDER_B, ORDER_C = "111-0000001-0000001", "111-0000002-0000002", "111-0000003-0000003"
@@ -310,3 +311,20 @@ def test_a_malformed_order_or_line_is_skipped_not_a_crash(amazon, connector):
     amazon.orders["broken"] = {**amazon.orders[ORDER_A], "AmazonOrderId": ""}
     del amazon.items[ORDER_A][1]["OrderItemId"]
     assert [(c.order, c.item) for c in poll(connector)] == [(ORDER_A, "chair-blue")]
+
+
+@pytest.mark.postgres
+def test_hosts_polling_one_seller_share_its_usage_plan(amazon, tmp_path, pg_url):  # noqa: F811
+    """Two processes (own connection pools) on one PostgreSQL storage take getOrders' and
+    getOrderItems' tokens from the same buckets, so together they keep Amazon's plan, not twice it."""
+    mappings = example_mapping_set(tmp_path, amazon.url)
+    built = [registry.build(mappings.systems["amazon_sp"], SECRETS, storage_url=pg_url + f"&application_name=host-{n}")
+             for n in "ab"]
+    a, b = built
+    try:
+        assert a._orders_bucket.reserve(20) == 0  # the burst of 20, taken by host a
+        assert b._orders_bucket.reserve(1) > 0  # host b waits for the same plan's next token
+        assert b._items_bucket.reserve(30) == 0 and a._items_bucket.reserve(1) > 0
+    finally:
+        for connector in built:
+            connector.close()
