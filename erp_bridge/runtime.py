@@ -397,7 +397,10 @@ def _final(runtime: Runtime, cache, target: str, finals: list) -> None:
     done = [f.entry for f in finals if f.state is State.DONE]
     if done:
         _invalidate(cache, done)
-        _refresh_after_applied(runtime, target, done)
+        try:
+            _refresh_after_applied(runtime, target, done)
+        except Exception:  # the figures stay as they are (low at worst); the reports still go back
+            log.exception("refreshing the channels after %d entries applied to %s failed", len(done), target)
     for final in finals:
         try:
             _report(runtime, target, final.entry, final.state, final.error)

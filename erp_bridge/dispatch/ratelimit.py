@@ -50,7 +50,6 @@ class TokenBucket:
         self._at = now
 
 
-
 class Slots:
     """``n`` calls to one target at once in this process."""
 

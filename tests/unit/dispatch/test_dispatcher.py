@@ -347,3 +347,24 @@ def test_an_ack_that_leased_nothing_leaves_the_next_call_to_lease_afresh(queue, 
     assert d.run_once("w", chain=True) == 1  # its ack found nothing due
     enqueue(queue, "shop", sale(2))
     assert d.run_once("w", chain=True) == 1  # leased now, not skipped
+
+
+def test_on_final_hears_a_calls_ended_entries_at_once_and_a_failure_there_leaves_delivery_alone(queue, metrics):
+    """One on_final per call, with each ended entry (done or dead) and its error; an entry still
+    retried is not there. A failing on_final is logged: the acks stand."""
+    verdicts = {"SKU-1": Delivered(), "SKU-2": RejectedError("HTTP 400: unknown sku"),
+                "SKU-3": RetryableError("HTTP 503"), "SKU-4": Delivered()}
+    entries = enqueue(queue, "shop", *(sale(n, item=f"SKU-{n}") for n in range(1, 5)))
+    heard = []
+    shop = MemorySystem(reply=lambda change: verdicts[change.item])
+    dispatcher(queue, metrics, shop, on_final=lambda target, finals: heard.append((target, finals))).run_once("w")
+    assert len(heard) == 1 and heard[0][0] == "shop"
+    assert [(f.entry.id, f.state, f.error) for f in heard[0][1]] == [
+        (entries[0].id, State.DONE, None), (entries[1].id, State.DEAD, "RejectedError: HTTP 400: unknown sku"),
+        (entries[3].id, State.DONE, None)]
+    def failing(target, finals):
+        raise RuntimeError("report failed")
+
+    more = enqueue(queue, "shop", sale(5, item="SKU-1"))
+    dispatcher(queue, metrics, shop, on_final=failing).run_once("w")
+    assert queue.get(more[0].id).state is State.DONE
