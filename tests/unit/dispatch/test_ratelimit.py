@@ -64,6 +64,18 @@ def test_gate_admits_no_more_than_its_concurrency():
         assert again is True
 
 
+def race(threads: list[threading.Thread], stop: threading.Event, seconds: float = 1.0) -> float:
+    """Run ``threads`` for ``seconds``, then set ``stop`` and wait for them; the seconds it took."""
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    time.sleep(seconds)
+    stop.set()
+    for thread in threads:
+        thread.join(5)
+    return time.monotonic() - started
+
+
 # -- one bucket for every process (PostgreSQL) ---------------------------------------------------
 
 @pytest.mark.postgres
@@ -86,15 +98,7 @@ def test_two_processes_share_one_bucket_per_target(pg_url):  # noqa: F811
             while bucket.take(1, stop) and not stop.is_set():
                 taken[n] += 1
 
-        threads = [threading.Thread(target=take, args=(n, bucket)) for n, bucket in enumerate((a, b))]
-        started = time.monotonic()
-        for thread in threads:
-            thread.start()
-        time.sleep(1.0)
-        stop.set()
-        for thread in threads:
-            thread.join(5)
-        elapsed = time.monotonic() - started
+        elapsed = race([threading.Thread(target=take, args=(n, bucket)) for n, bucket in enumerate((a, b))], stop)
         assert sum(taken) <= 20 * elapsed + 2, taken  # one bucket's rate (each alone would allow this much)
         assert sum(taken) >= 20 * 0.5 and min(taken) > 0, taken  # both got some, the rate was not starved
     finally:
@@ -198,13 +202,7 @@ def test_never_more_calls_at_once_than_the_shared_concurrency(two_pools):
                     inside[0] -= 1
                 calls[n] += 1
 
-    threads = [threading.Thread(target=work, args=(n % 2,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    time.sleep(1.0)
-    stop.set()
-    for thread in threads:
-        thread.join(5)
+    race([threading.Thread(target=work, args=(n % 2,)) for n in range(8)], stop)
     assert peak[0] == 3, peak
     assert min(calls) > 0, calls
 
