@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="serve Prometheus /metrics on this port at http.host (overrides workers.metrics_port)")
     worker.set_defaults(handler=cmd_worker)
 
-    status = sub.add_parser("status", help="queue depth, oldest pending age, dead letters per target")
+    status = sub.add_parser("status", help="queue depth, oldest pending age, dead letters per target; pollers; calls in flight")
     status.add_argument("--json", action="store_true", help="print JSON")
     status.set_defaults(handler=cmd_status)
 
@@ -173,9 +173,10 @@ def cmd_status(args) -> int:
     with open_queue_for(settings, existing=True) as queue:
         rows = [{"target": s.target, **{str(k): v for k, v in s.depth.items()},
                  "oldest_pending_age_s": s.oldest_pending_age_s} for s in queue.stats()]
+        calls = queue.shared_limits().held()  # PostgreSQL: every process's calls in flight
     pollers = _poller_statuses(settings.queue_url)
     if args.json:
-        print(json.dumps({"queue": rows, "pollers": pollers}, indent=2))
+        print(json.dumps({"queue": rows, "pollers": pollers, "calls_in_flight": calls}, indent=2))
         return 0
     if not rows:
         print("queue is empty")
@@ -185,6 +186,8 @@ def cmd_status(args) -> int:
             age = "-" if r["oldest_pending_age_s"] is None else f"{r['oldest_pending_age_s']:.1f}s"
             print(f"{r['target']:<20} {r.get('pending', 0):>8} {r.get('leased', 0):>8} "
                   f"{r.get('done', 0):>10} {r.get('dead', 0):>6}  {age}")
+    for target, holders in calls.items():
+        print(f"calls in flight to {target}: {len(holders)} ({', '.join(holders)})")
     for p in pollers:
         lag = "-" if p["lag_s"] is None else f"{p['lag_s']:.0f}s behind"
         error = f"; last error: {_safe(str(p['last_error']))}" if p["last_error"] else ""

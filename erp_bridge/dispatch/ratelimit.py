@@ -78,6 +78,9 @@ class Limits(Protocol):
     def slots(self, target: str, n: int, hold_s: float) -> Slots:
         """``hold_s``: how long a slot stays taken if its holder vanishes without giving it back."""
 
+    def held(self) -> dict[str, list[str]]:
+        """Target -> the processes (host:pid) holding its slots now, one per call (``status``)."""
+
 
 class LocalLimits:
     """This process's own limits (SQLite: one process per file)."""
@@ -87,3 +90,6 @@ class LocalLimits:
 
     def slots(self, target: str, n: int, hold_s: float) -> Slots:
         return Slots(n)
+
+    def held(self) -> dict[str, list[str]]:
+        return {}  # in this process's memory only: another process (status) cannot see them

@@ -35,6 +35,14 @@ class SharedLimits:
     def slots(self, target: str, n: int, hold_s: float) -> SharedSlots:
         return SharedSlots(self._pool, target, n, hold_s)
 
+    def held(self) -> dict[str, list[str]]:
+        with pg.reading(self._pool) as conn:
+            rows = conn.execute(SLOTS_HELD).fetchall()
+        held: dict[str, list[str]] = {}
+        for row in rows:  # the holder's last part only tells its calls apart
+            held.setdefault(row["target"], []).append(row["holder"].rpartition(":")[0])
+        return held
+
 
 class _StandIn:
     """Says once that the database cannot be reached and this process's own limit stands in, and
@@ -113,6 +121,9 @@ UPDATE bridge_concurrency_slots s SET holder = %(holder)s, until = extract(epoch
 FROM free WHERE s.target = %(target)s AND s.slot = free.slot
 RETURNING s.slot, set_config('synchronous_commit', 'off', true) AS relaxed
 """
+#: the slots taken now (a vanished holder's until it is past), by target
+SLOTS_HELD = ("SELECT target, holder FROM bridge_concurrency_slots"
+              " WHERE until >= extract(epoch FROM clock_timestamp()) ORDER BY target, slot")
 #: only by its holder: a slot that ran past ``until`` may be another's by now
 SLOT_GIVE = ("UPDATE bridge_concurrency_slots SET holder = NULL, until = NULL"
              " WHERE target = %(target)s AND slot = %(slot)s AND holder = %(holder)s"

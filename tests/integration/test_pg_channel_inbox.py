@@ -93,6 +93,31 @@ def test_status_shows_the_pollers_of_every_process_from_the_database(tmp_path, p
     assert poller["last_error"] == "square: HTTP 503 from POST /v2/inventory/changes/batch-retrieve"
 
 
+def test_status_shows_every_process_s_calls_in_flight(tmp_path, pg_url):  # noqa: F811
+    """A target's slots are rows every process takes (migration 8): status on any host shows who
+    holds them, and nothing once they are given back."""
+    import socket
+    import threading
+
+    from erp_bridge.storage import postgres as pg
+    from erp_bridge.storage.limits import SharedSlots
+
+    slots = SharedSlots(pg.acquire(pg_url), "shop", 2, 30)
+    try:
+        with slots.hold(threading.Event()) as inside:
+            assert inside
+            status = cli(tmp_path, pg_url, "status", "--json")
+            text = cli(tmp_path, pg_url, "status")
+        after = cli(tmp_path, pg_url, "status", "--json")
+    finally:
+        pg.release(pg_url)
+    assert status.returncode == 0, status.stderr
+    holder = f"{socket.gethostname()}:{os.getpid()}"
+    assert json.loads(status.stdout)["calls_in_flight"] == {"shop": [holder]}
+    assert f"calls in flight to shop: 1 ({holder})" in text.stdout
+    assert json.loads(after.stdout)["calls_in_flight"] == {}
+
+
 def test_db_migrate_carries_a_sqlite_queues_inboxes_over(tmp_path, pg_url):  # noqa: F811
     old_url = f"sqlite:///{tmp_path}/old/queue.sqlite3"
     old = Inbox(old_url, "woocommerce")
