@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import threading
 
+from ...dispatch.ratelimit import Limits, LocalLimits
 from ...errors import ConfigError
 from ...mapping.binder import Binder
 from ..runtime.context import ConnectorContext
-from ..runtime.pacing import LeakyBucket
+from ..runtime.pacing import BucketPacer, LeakyBucket, Pacer
 from .connector import Cin7CoreConnector, cin7_message, cin7_wait
 
 AUTH_HEADERS = ("api-auth-accountid", "api-auth-applicationkey")
@@ -19,9 +20,12 @@ _pacers: dict[str, LeakyBucket] = {}
 _lock = threading.Lock()
 
 
-def pacer(application: str) -> LeakyBucket:
-    """One pacer per API application in this process (the limit is Cin7's per application)."""
+def pacer(application: str, limits: Limits) -> Pacer:
+    """One pace per API application (the limit is Cin7's per application): in this process on
+    SQLite, for every process together on PostgreSQL (a bucket row keyed by a hash of it)."""
     key = hashlib.sha256(application.encode()).hexdigest()  # not the key itself, even in memory
+    if not isinstance(limits, LocalLimits):
+        return BucketPacer(limits.bucket(f"cin7_core:{key[:32]}", CALLS_PER_MINUTE / 60.0, 1))
     with _lock:
         return _pacers.setdefault(key, LeakyBucket(1.0, CALLS_PER_MINUTE / 60.0))
 
@@ -36,8 +40,9 @@ def from_context(ctx: ConnectorContext) -> Cin7CoreConnector:
     if m.items.lookup is not None and ctx.table is None:
         raise ConfigError(f"{m.system}: items.lookup names {m.items.lookup.file} but the connector got no lookup tables")
     application = next(ctx.secret(name) for header, name in auth.secrets.items() if header.lower() == AUTH_HEADERS[1])
-    sender = ctx.sender(message=cin7_message, wait=cin7_wait, pacer=pacer(application))
-    return Cin7CoreConnector(m, sender, ctx.inbox(), binder=Binder(m, ctx.table))
+    inbox = ctx.inbox()
+    sender = ctx.sender(message=cin7_message, wait=cin7_wait, pacer=pacer(application, inbox.limits()))
+    return Cin7CoreConnector(m, sender, inbox, binder=Binder(m, ctx.table))
 
 
 __all__ = ["Cin7CoreConnector", "from_context"]

@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
+from ...dispatch.ratelimit import TokenBucket
+
 
 class Pacer(Protocol):
     def wait(self, method: str) -> None:
@@ -31,6 +33,21 @@ class Pacer(Protocol):
 class NoPacing:
     def wait(self, method: str) -> None:
         pass
+
+    def observe(self, method: str, headers: Mapping[str, str]) -> None:
+        pass
+
+
+class BucketPacer:
+    """A plain "N calls a second" as a token bucket, one token a request: the same pace as a
+    ``LeakyBucket`` of size 1, but the bucket can be one every process shares
+    (storage.limits.SharedTokenBucket, from ``Inbox.limits()``)."""
+
+    def __init__(self, bucket: TokenBucket):
+        self.bucket = bucket
+
+    def wait(self, method: str) -> None:
+        self.bucket.take(1)
 
     def observe(self, method: str, headers: Mapping[str, str]) -> None:
         pass

@@ -13,6 +13,7 @@ from erp_bridge.domain import Decrement, Delivered, Figure, Increment
 from erp_bridge.errors import ConfigError, RejectedError, RetryableError
 from tests.fakes import cin7_blueprint
 from tests.fakes.cin7_core import ACCOUNT_ID, APPLICATION_KEY, LOCATION, SECRETS, FakeCin7, connector_for
+from tests.pg import pg_url  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.skipif(not cin7_blueprint.available(), reason="../shared/specs/cin7-core is not beside the repo")
 
@@ -161,6 +162,24 @@ def test_the_connector_paces_below_sixty_a_minute_by_default(tmp_path):
         pacer = connector._sender.pacer
         connector.close()
     assert isinstance(pacer, LeakyBucket) and pacer.drip * 60 < 60 and pacer.size == 1
+
+
+@pytest.mark.postgres
+def test_hosts_calling_one_application_share_its_pace(tmp_path, pg_url):  # noqa: F811
+    """On PostgreSQL two processes (own connection pools) take the application's calls from one
+    bucket: after host a's call, host b waits for the next of the 58 a minute."""
+    with FakeCin7() as fake:
+        built = [connector_for(fake, tmp_path / n, storage_url=pg_url + f"&application_name=host-{n}", fast=False)
+                 for n in "ab"]
+        try:
+            a, b = (c._sender.pacer for c in built)
+            started = time.monotonic()
+            a.wait("GET")
+            assert time.monotonic() - started < 0.5  # the first call goes at once
+            assert b.bucket.reserve(1) > 0.9  # host b's next call is about 60/58 s away
+        finally:
+            for connector in built:
+                connector.close()
 
 
 def test_auth_must_name_both_headers(tmp_path):
