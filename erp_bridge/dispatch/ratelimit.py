@@ -44,6 +44,22 @@ class TokenBucket:
                 return False
         return True
 
+    def resize(self, rate_per_s: float, burst: float) -> None:
+        """The vendor stated another rate or size (a pacer learning from its answers)."""
+        if rate_per_s <= 0:
+            raise ValueError("rate_per_s must be positive")
+        with self._lock:
+            self._refill()
+            self.rate, self.burst = rate_per_s, max(1.0, burst)
+            self._tokens = min(self._tokens, self.burst)
+
+    def at_most(self, tokens: float) -> None:
+        """The vendor reports only ``tokens`` left (its own count, with every process's calls in
+        it): the bucket holds no more than that from now on."""
+        with self._lock:
+            self._refill()
+            self._tokens = min(self._tokens, tokens)
+
     def _refill(self) -> None:
         now = self._clock()
         self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)

@@ -106,6 +106,23 @@ class SharedTokenBucket(TokenBucket):
             return super().reserve(n)
         return 0.0 if row["taken"] else (args["need"] - row["level"]) / self.rate
 
+    def at_most(self, tokens: float) -> None:
+        args = {"target": self._target, "rate": self.rate, "burst": self.burst, "left": tokens}
+        try:
+            with pg.reading(self._pool) as conn:
+                conn.execute(SHARED_AT_MOST, args)
+        except psycopg.Error as exc:
+            self._stand_in.failed(exc)
+        super().at_most(tokens)  # the stand-in too
+
+
+#: the vendor's own count of what is left lowers the bucket's level (never raises it)
+SHARED_AT_MOST = """
+UPDATE bridge_rate_buckets SET tokens = least(%(left)s, %(burst)s,
+       tokens + greatest(0, extract(epoch FROM clock_timestamp()) - at) * %(rate)s),
+       at = extract(epoch FROM clock_timestamp())
+WHERE target = %(target)s RETURNING set_config('synchronous_commit', 'off', true) AS relaxed
+"""
 
 #: a target's slots 0..n-1 (a row each, made at its first take; a slot past a lowered n is unused)
 SLOTS_CREATE = ("INSERT INTO bridge_concurrency_slots (target, slot) SELECT %(target)s, generate_series(0, %(n)s - 1)"

@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 import threading
 
+from ...dispatch.ratelimit import Limits
 from ...errors import ConfigError
 from ...mapping.binder import Binder
 from ..runtime.context import ConnectorContext
-from ..runtime.pacing import LeakyBucket
+from ..runtime.pacing import LeakyBucket, SharedLeakyBucket
 from .connector import LightspeedRConnector, lightspeed_message
 
 AUTH_KINDS = ("oauth2_refresh_token", "bearer")
@@ -29,6 +30,14 @@ def bucket(account_url: str) -> LeakyBucket:
             level_header=LEVEL_HEADER, drip_header=DRIP_HEADER, cost_header=COST_HEADER))
 
 
+def pacer(base_url: str, limits: Limits) -> SharedLeakyBucket:
+    """The account's bucket for every process on the storage together (PostgreSQL: one bucket row
+    per account), each process also keeping its own, corrected from the answers' headers."""
+    account = base_url.rstrip("/")
+    own = bucket(account)
+    return SharedLeakyBucket(limits.bucket(f"lightspeed_r:{account}", own.drip, own.size), own)
+
+
 def from_context(ctx: ConnectorContext) -> LightspeedRConnector:
     m = ctx.mapping
     if m.connection.auth.kind not in AUTH_KINDS:
@@ -40,8 +49,9 @@ def from_context(ctx: ConnectorContext) -> LightspeedRConnector:
     if m.items.lookup is not None and ctx.table is None:
         raise ConfigError(f"{m.system}: items.lookup names {m.items.lookup.file} but the connector got no lookup tables")
     auth = ctx.rotating_refresh_token(ctx.auth())  # Lightspeed's refresh tokens are single-use
-    sender = ctx.sender(message=lightspeed_message, auth=auth, pacer=bucket(str(m.connection.base_url).rstrip("/")))
-    return LightspeedRConnector(m, sender, ctx.inbox(), binder=Binder(m, ctx.table))
+    inbox = ctx.inbox()
+    sender = ctx.sender(message=lightspeed_message, auth=auth, pacer=pacer(str(m.connection.base_url), inbox.limits()))
+    return LightspeedRConnector(m, sender, inbox, binder=Binder(m, ctx.table))
 
 
 __all__ = ["LightspeedRConnector", "from_context"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Collection
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -40,6 +41,9 @@ class RefreshTokenStore(Protocol):
     def load(self) -> str: ...
 
     def save(self, token: str) -> None: ...
+
+    def exclusive(self) -> AbstractContextManager[object]:
+        """Held around load, the token request and save, by one process at a time."""
 
     def close(self) -> None: ...
 
@@ -190,15 +194,17 @@ class OAuth2(Renewing):
         self.store: RefreshTokenStore | None = None
 
     def fetch(self) -> tuple[str, float]:
-        if self.store is not None:  # another process may have rotated it since
-            self._refresh_token = self.store.load()
-        try:
+        if self.store is None:
             return self._fetch()
-        except ConfigError:
-            if self.store is None or self.store.load() == self._refresh_token:
-                raise
-            self._refresh_token = self.store.load()  # rotated by another process meanwhile: once more
-            return self._fetch()
+        with self.store.exclusive():  # no other process spends the same refresh token meanwhile
+            self._refresh_token = self.store.load()  # another process may have rotated it since
+            try:
+                return self._fetch()
+            except ConfigError:  # a process of a version without the lock rotated it meanwhile
+                if self.store.load() == self._refresh_token:
+                    raise
+                self._refresh_token = self.store.load()
+                return self._fetch()
 
     def _fetch(self) -> tuple[str, float]:
         client, body = self._request_body()

@@ -18,6 +18,8 @@ Three parts, each used by the pollers in ``sync/``:
   the keys it delivered). A key is recorded only after what it stands for was stored.
 - **cursors** (``cursor`` / ``advance``): how far a poller has read a channel's history
   (sync/channel_poll.ChannelPoller), so nothing between two polls, or during a downtime, is missed.
+  ``exclusive(name)`` holds a lock of that name for every process on the storage, around a read,
+  a vendor call and a write that must not interleave (a rotating refresh token, runtime/tokens.py).
 
 Several processes (serve and worker, or two hosts on PostgreSQL) may run the same channel's
 pollers on one inbox. ``record`` is one transaction that returns only the keys this call stored,
@@ -34,7 +36,8 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -156,6 +159,11 @@ class Inbox:
         """Every stored cursor (of ``system``, or of all systems): status reads pollers' progress."""
         return self._store.cursors(system, None)
 
+    def exclusive(self, name: str) -> AbstractContextManager[object]:
+        """Held by one thread of one process on this storage at a time (SQLite: of this process,
+        one per file; PostgreSQL: a session advisory lock, gone with its holder's connection)."""
+        return self._store.exclusive(self.system, name)
+
     def limits(self) -> Limits:
         """Makes rate buckets as every process on this storage shares them (a connector's own
         pacing of a vendor's limits beyond its mapping's, e.g. Amazon's per operation)."""
@@ -181,7 +189,12 @@ class _Store(Protocol):
     def cursors(self, system: str | None, name: str | None) -> dict[tuple[str, str], str]: ...
     def advance(self, system: str, name: str, value: str) -> None: ...
     def limits(self) -> Limits: ...
+    def exclusive(self, system: str, name: str) -> AbstractContextManager[object]: ...
     def close(self) -> None: ...
+
+
+_locks: dict[tuple[Path, str, str], threading.Lock] = {}
+_locks_lock = threading.Lock()
 
 
 class _SQLiteStore:
@@ -189,6 +202,7 @@ class _SQLiteStore:
 
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._path = path.resolve()
         self._lock = threading.Lock()  # one connection shared by the pollers' threads
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         for pragma in ("journal_mode=WAL", "synchronous=FULL"):
@@ -268,6 +282,10 @@ class _SQLiteStore:
 
     def limits(self) -> Limits:
         return LocalLimits()  # one process per file
+
+    def exclusive(self, system: str, name: str) -> AbstractContextManager[object]:
+        with _locks_lock:  # one process per file: a lock of this process, whichever store asks
+            return _locks.setdefault((self._path, system, name), threading.Lock())
 
     def close(self) -> None:
         with self._lock:
@@ -361,6 +379,16 @@ class _PgStore:
 
     def limits(self) -> Limits:
         return SharedLimits(self._pool)
+
+    @contextmanager
+    def exclusive(self, system: str, name: str) -> Iterator[None]:
+        key = {"space": "erp_bridge.inbox", "name": f"{system}:{name}"}
+        with pg.reading(self._pool) as conn:  # autocommit: a session lock, held across the call
+            conn.execute("SELECT pg_advisory_lock(hashtext(%(space)s), hashtext(%(name)s))", key)
+            try:
+                yield
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(hashtext(%(space)s), hashtext(%(name)s))", key)
 
     def close(self) -> None:
         pg.release(self._url)

@@ -53,6 +53,29 @@ class BucketPacer:
         pass
 
 
+class SharedLeakyBucket:
+    """A vendor's leaky bucket paced for every process on one storage together: ``shared`` (a
+    token bucket holding what is left of it, ``Inbox.limits()``; one row every PostgreSQL process
+    takes from) paces all hosts' calls, and this process's ``own`` ``LeakyBucket``, corrected from
+    each answer's headers, adds what the vendor reports beyond that (another application on the
+    same account). The size and drip the vendor states are passed on to the shared bucket."""
+
+    def __init__(self, shared: TokenBucket, own: LeakyBucket):
+        self.shared, self.own = shared, own
+
+    def wait(self, method: str) -> None:
+        self.shared.take(self.own.cost(method))
+        self.own.wait(method)
+
+    def observe(self, method: str, headers: Mapping[str, str]) -> None:
+        self.own.observe(method, headers)
+        if (self.own.drip, self.own.size) != (self.shared.rate, self.shared.burst):
+            self.shared.resize(self.own.drip, self.own.size)
+        said = fraction(_header(headers, self.own.level_header))
+        if said is not None:  # what the vendor counts as used, every process's calls in it
+            self.shared.at_most(said[1] - said[0])
+
+
 def fraction(value: str | None) -> tuple[float, float] | None:
     """``"used/size"`` -> (used, size); None when the header is absent or not that."""
     if not value or "/" not in value:
@@ -84,7 +107,7 @@ class LeakyBucket:
         if size <= 0 or drip <= 0:
             raise ValueError("a leaky bucket needs a positive size and drip rate")
         self.size, self.drip, self._cost = float(size), float(drip), cost
-        self._level_header, self._drip_header, self._cost_header = level_header, drip_header, cost_header
+        self.level_header, self._drip_header, self._cost_header = level_header, drip_header, cost_header
         self._charged: dict[str, float] = {}  # method -> the cost the vendor last stated
         self._clock, self._sleep = clock, sleep
         self._lock = threading.Lock()
@@ -112,7 +135,7 @@ class LeakyBucket:
         return self._charged.get(method) or self._cost(method)
 
     def observe(self, method: str, headers: Mapping[str, str]) -> None:
-        said = fraction(_header(headers, self._level_header))
+        said = fraction(_header(headers, self.level_header))
         drip = positive(_header(headers, self._drip_header))
         charged = positive(_header(headers, self._cost_header))
         if said is None and drip is None and charged is None:

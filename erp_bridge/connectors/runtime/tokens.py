@@ -10,6 +10,7 @@ an operator re-authorises and configures a new refresh token, the stored one is 
 from __future__ import annotations
 
 import hashlib
+from contextlib import AbstractContextManager
 
 from .inbox import Inbox
 
@@ -29,6 +30,11 @@ class StoredRefreshToken:
         stored = self._inbox.cursor(NAME) or ""
         mark, _, token = stored.partition(" ")
         return token if token and mark == fingerprint(self._configured) else self._configured
+
+    def exclusive(self) -> AbstractContextManager[object]:
+        """Held from ``load`` through the token request to ``save``: two processes refreshing at
+        once would both send the same single-use token, and the second would be refused."""
+        return self._inbox.exclusive(NAME)
 
     def save(self, token: str) -> None:
         self._inbox.advance(NAME, f"{fingerprint(self._configured)} {token}")

@@ -13,6 +13,7 @@ from erp_bridge.domain import Decrement, Delivered, Figure, Increment
 from erp_bridge.errors import ConfigError, RejectedError, RetryableError
 from tests.fakes.http_server import Fault
 from tests.fakes.lightspeed_r import FIRST_REFRESH, FakeLightspeedR, connector_for
+from tests.pg import pg_url  # noqa: F401 - fixture
 
 
 @pytest.fixture
@@ -135,9 +136,9 @@ def test_a_config_that_is_not_an_account_url_is_refused(tmp_path):
             registry.build(broken, SECRETS, mappings.lookups, storage_url=f"sqlite:///{tmp_path}/q.sqlite3")
 
 
-def pushes(connector, n: int) -> None:
+def pushes(connector, n: int, sku: str = "chair-blue") -> None:
     for i in range(n):
-        connector.push_availability([figure("chair-blue", str(10 + i % 2))])
+        connector.push_availability([figure(sku, str(10 + i % 2))])
 
 
 def test_the_bucket_never_overflows_when_paced_by_its_headers(tmp_path):
@@ -161,3 +162,30 @@ def test_without_pacing_the_same_calls_overflow_the_bucket(tmp_path):
         pushes(connector, 8)
         connector.close()
     assert fake.ls.bucket.overflows > 0
+
+
+def test_hosts_writing_to_one_account_share_its_bucket(tmp_path, pg_url):  # noqa: F811
+    """On PostgreSQL two processes (own connection pools, own per-process buckets) writing to one
+    account at once pace their calls from one bucket row: together they never overflow it. Each
+    alone would spend the whole bucket, and learn of the other's calls only from the next answer."""
+    import threading
+
+    from erp_bridge.connectors import lightspeed_r
+    with FakeLightspeedR(bucket_size=25, drip=20) as fake:
+        fake.ls.stock("7", "1", 5)
+        fake.ls.stock("8", "1", 5)
+        built = []
+        for n in "ab":  # each host's process keeps its own LeakyBucket
+            lightspeed_r._buckets.clear()
+            built.append(connector_for(fake, tmp_path / n, storage_url=pg_url + f"&application_name=host-{n}"))
+        try:
+            hosts = [threading.Thread(target=pushes, args=(c, 4, sku)) for c, sku in zip(built, ("chair-blue", "chair-red"))]
+            for host in hosts:
+                host.start()
+            for host in hosts:
+                host.join(30)
+        finally:
+            for connector in built:
+                connector.close()
+            lightspeed_r._buckets.clear()
+    assert len(writes(fake)) == 8 and fake.ls.bucket.overflows == 0 and fake.ls.bucket.peak <= 25

@@ -20,6 +20,7 @@ from erp_bridge.mapping.schema import Auth
 from tests.fakes.clock import FakeClock
 from tests.fakes.sap_b1 import Fault
 from tests.fakes.zoho_inventory import FakeZoho, stocked
+from tests.pg import storage_url  # noqa: F401 - fixture
 
 NAMES = "zoho_client_id, zoho_client_secret, zoho_refresh_token"
 
@@ -241,3 +242,28 @@ def test_a_newly_configured_refresh_token_wins_over_the_stored_one(tmp_path):
     assert StoredRefreshToken(inbox, "configured-1").load() == "rotated-1"
     assert StoredRefreshToken(inbox, "re-authorised-2").load() == "re-authorised-2"
     inbox.close()
+
+
+def test_processes_refreshing_at_once_spend_each_refresh_token_once(storage_url):  # noqa: F811
+    """Six processes (each its own strategy and inbox on one storage) renew at the same moment:
+    the single-use refresh token is spent by one at a time, each next one loading the token the
+    previous one stored, so none is refused."""
+    from tests.fakes.lightspeed_r import FIRST_REFRESH, FakeLightspeedR
+    with FakeLightspeedR() as fake:
+        strategies = [lightspeed_oauth2(fake, storage_url, FIRST_REFRESH) for _ in range(6)]
+        start, errors = threading.Barrier(6), []
+
+        def renew(strategy) -> None:
+            start.wait()
+            try:
+                strategy.current()
+            except Exception as exc:  # what a process would see
+                errors.append(exc)
+        threads = [threading.Thread(target=renew, args=(s,)) for s in strategies]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        for strategy in strategies:
+            strategy.close()
+    assert errors == [] and fake.ls.token_requests == 6 and len(fake.ls.refresh_tokens) == 1
