@@ -37,10 +37,12 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+import psycopg
 
 from ...dispatch.ratelimit import Limits, LocalLimits
 from ...storage import POSTGRES, engine, sqlite_path
@@ -388,7 +390,8 @@ class _PgStore:
             try:
                 yield
             finally:
-                conn.execute("SELECT pg_advisory_unlock(hashtext(%(space)s), hashtext(%(name)s))", key)
+                with suppress(psycopg.Error):  # a connection lost took its lock with it
+                    conn.execute("SELECT pg_advisory_unlock(hashtext(%(space)s), hashtext(%(name)s))", key)
 
     def close(self) -> None:
         pg.release(self._url)
