@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 import threading
 
-from ...dispatch.ratelimit import Limits, LocalLimits
+from ...dispatch.ratelimit import Limits
 from ...errors import ConfigError
 from ...mapping.binder import Binder
 from ..runtime.context import ConnectorContext
-from ..runtime.pacing import BucketPacer, LeakyBucket, Pacer
+from ..runtime.pacing import LeakyBucket, SharedLeakyBucket
 from .connector import Cin7CoreConnector, cin7_message, cin7_wait
 
 AUTH_HEADERS = ("api-auth-accountid", "api-auth-applicationkey")
@@ -20,14 +20,13 @@ _pacers: dict[str, LeakyBucket] = {}
 _lock = threading.Lock()
 
 
-def pacer(application: str, limits: Limits) -> Pacer:
-    """One pace per API application (the limit is Cin7's per application): in this process on
-    SQLite, for every process together on PostgreSQL (a bucket row keyed by a hash of it)."""
+def pacer(application: str, limits: Limits) -> SharedLeakyBucket:
+    """One pace per API application (the limit is Cin7's per application): one bucket for every
+    process on PostgreSQL (a row named by a hash of it), each process also keeping its own."""
     key = hashlib.sha256(application.encode()).hexdigest()  # not the key itself, even in memory
-    if not isinstance(limits, LocalLimits):
-        return BucketPacer(limits.bucket(f"cin7_core:{key[:32]}", CALLS_PER_MINUTE / 60.0, 1))
     with _lock:
-        return _pacers.setdefault(key, LeakyBucket(1.0, CALLS_PER_MINUTE / 60.0))
+        own = _pacers.setdefault(key, LeakyBucket(1.0, CALLS_PER_MINUTE / 60.0))
+    return SharedLeakyBucket.named(limits, f"cin7_core:{key[:32]}", own)
 
 
 def from_context(ctx: ConnectorContext) -> Cin7CoreConnector:

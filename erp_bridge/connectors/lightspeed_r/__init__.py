@@ -34,8 +34,7 @@ def pacer(base_url: str, limits: Limits) -> SharedLeakyBucket:
     """The account's bucket for every process on the storage together (PostgreSQL: one bucket row
     per account), each process also keeping its own, corrected from the answers' headers."""
     account = base_url.rstrip("/")
-    own = bucket(account)
-    return SharedLeakyBucket(limits.bucket(f"lightspeed_r:{account}", own.drip, own.size), own)
+    return SharedLeakyBucket.named(limits, f"lightspeed_r:{account}", bucket(account))
 
 
 def from_context(ctx: ConnectorContext) -> LightspeedRConnector:

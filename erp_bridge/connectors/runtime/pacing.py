@@ -10,7 +10,8 @@ at ``drip`` units per second and must never overflow ``size``. Lightspeed Retail
 both in headers (``X-LS-API-Bucket-Level: used/size``, ``X-LS-API-Drip-Rate``); a vendor with a
 plain "N calls per minute" (Cin7 Core) is a bucket of size 1 draining N/60 per second. One pacer is
 shared by the threads of one sender: a wait *reserves* its slot, so N threads waiting together are
-spread out, not released at once.
+spread out, not released at once. ``SharedLeakyBucket`` adds one bucket for every process on the
+storage (``Inbox.limits()``: a row on PostgreSQL), lowered to the level the vendor reports.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
-from ...dispatch.ratelimit import TokenBucket
+from ...dispatch.ratelimit import Limits, TokenBucket
 
 
 class Pacer(Protocol):
@@ -38,21 +39,6 @@ class NoPacing:
         pass
 
 
-class BucketPacer:
-    """A plain "N calls a second" as a token bucket, one token a request: the same pace as a
-    ``LeakyBucket`` of size 1, but the bucket can be one every process shares
-    (storage.limits.SharedTokenBucket, from ``Inbox.limits()``)."""
-
-    def __init__(self, bucket: TokenBucket):
-        self.bucket = bucket
-
-    def wait(self, method: str) -> None:
-        self.bucket.take(1)
-
-    def observe(self, method: str, headers: Mapping[str, str]) -> None:
-        pass
-
-
 class SharedLeakyBucket:
     """A vendor's leaky bucket paced for every process on one storage together: ``shared`` (a
     token bucket holding what is left of it, ``Inbox.limits()``; one row every PostgreSQL process
@@ -62,6 +48,11 @@ class SharedLeakyBucket:
 
     def __init__(self, shared: TokenBucket, own: LeakyBucket):
         self.shared, self.own = shared, own
+
+    @classmethod
+    def named(cls, limits: Limits, name: str, own: LeakyBucket) -> SharedLeakyBucket:
+        """``own`` shared as bucket ``name`` of ``limits`` (``Inbox.limits()``)."""
+        return cls(limits.bucket(name, own.drip, own.size), own)
 
     def wait(self, method: str) -> None:
         self.shared.take(self.own.cost(method))

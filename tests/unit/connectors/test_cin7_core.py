@@ -161,7 +161,8 @@ def test_the_connector_paces_below_sixty_a_minute_by_default(tmp_path):
         connector = connector_for(fake, tmp_path, fast=False)
         pacer = connector._sender.pacer
         connector.close()
-    assert isinstance(pacer, LeakyBucket) and pacer.drip * 60 < 60 and pacer.size == 1
+    assert isinstance(pacer.own, LeakyBucket) and pacer.own.drip * 60 < 60 and pacer.own.size == 1
+    assert (pacer.shared.rate, pacer.shared.burst) == (pacer.own.drip, 1)
 
 
 @pytest.mark.postgres
@@ -176,7 +177,7 @@ def test_hosts_calling_one_application_share_its_pace(tmp_path, pg_url):  # noqa
             started = time.monotonic()
             a.wait("GET")
             assert time.monotonic() - started < 0.5  # the first call goes at once
-            assert b.bucket.reserve(1) > 0.9  # host b's next call is about 60/58 s away
+            assert b.shared.reserve(1) > 0.9  # host b's next call is about 60/58 s away
         finally:
             for connector in built:
                 connector.close()
