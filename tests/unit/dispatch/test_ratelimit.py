@@ -46,6 +46,20 @@ def test_rate_must_be_positive():
         TokenBucket(0)
 
 
+def test_a_vendor_s_account_lowers_and_resizes_a_bucket_never_raises_it():
+    """What a vendor reports (runtime/pacing.SharedLeakyBucket): ``at_most`` only lowers the
+    level, ``resize`` takes the stated rate and size and keeps the level within it."""
+    clock = FakeClock()
+    bucket = TokenBucket(1, 60, clock=clock)
+    bucket.at_most(5)
+    assert bucket.reserve(5) == 0 and bucket.reserve(1) == pytest.approx(1.0)
+    bucket.at_most(50)  # more than it holds: no change
+    assert bucket.reserve(1) == pytest.approx(1.0)
+    bucket.resize(20, 25)
+    clock.advance(10)  # refilled at the new rate, up to the new size
+    assert bucket.reserve(25) == 0 and bucket.reserve(1) == pytest.approx(0.05)
+
+
 def test_gate_admits_no_more_than_its_concurrency():
     gate = Gate(TargetLimits(concurrency=1))
     never, give_up, result = threading.Event(), threading.Event(), []
@@ -101,6 +115,25 @@ def test_two_processes_share_one_bucket_per_target(pg_url):  # noqa: F811
         elapsed = race([threading.Thread(target=take, args=(n, bucket)) for n, bucket in enumerate((a, b))], stop)
         assert sum(taken) <= 20 * elapsed + 2, taken  # one bucket's rate (each alone would allow this much)
         assert sum(taken) >= 20 * 0.5 and min(taken) > 0, taken  # both got some, the rate was not starved
+    finally:
+        for url in urls:
+            pg.release(url)
+
+
+@pytest.mark.postgres
+def test_a_vendor_s_account_lowers_the_bucket_every_process_shares(pg_url):  # noqa: F811
+    from erp_bridge.storage import postgres as pg
+    from erp_bridge.storage.limits import SharedTokenBucket
+
+    urls = [pg_url + f"&application_name=host-{n}" for n in "ab"]
+    pools = [pg.acquire(url) for url in urls]
+    try:
+        a, b = (SharedTokenBucket(pool, "lightspeed_r:acct", 0.001, 60) for pool in pools)
+        assert a.reserve(1) == 0  # the row is made full: 59 left
+        a.at_most(10)  # an answer to host a: only 10 left at the vendor
+        assert b.reserve(10) == 0 and b.reserve(1) > 0  # host b sees it
+        b.at_most(50)  # never raised
+        assert a.reserve(1) > 0
     finally:
         for url in urls:
             pg.release(url)
