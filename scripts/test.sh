@@ -37,8 +37,8 @@ if [ "$paths" -eq 0 ]; then  # the whole suite: the code is linted and type-chec
     .venv/bin/ruff check erp_bridge tests scripts && .venv/bin/mypy || lint=1
     echo "phase lint (ruff check, mypy on erp_bridge): $((SECONDS - t0)) s, exit $lint"
 fi
-if [ "$odoo" -eq 1 ]; then
-    .venv/bin/python -m pytest "$@" --ignore=tests/integration/odoo
+if [ "$odoo" -eq 1 ]; then  # the whole suite: its slowest tests are listed, to keep CI's time in view
+    .venv/bin/python -m pytest "$@" --ignore=tests/integration/odoo --durations=15
 else
     .venv/bin/python -m pytest "$@"
 fi
