@@ -201,9 +201,10 @@ class OAuth2(Renewing):
             try:
                 return self._fetch()
             except ConfigError:  # a process of a version without the lock rotated it meanwhile
-                if self.store.load() == self._refresh_token:
+                newest = self.store.load()
+                if newest == self._refresh_token:
                     raise
-                self._refresh_token = self.store.load()
+                self._refresh_token = newest
                 return self._fetch()
 
     def _fetch(self) -> tuple[str, float]:

@@ -121,22 +121,15 @@ def test_two_processes_share_one_bucket_per_target(pg_url):  # noqa: F811
 
 
 @pytest.mark.postgres
-def test_a_vendor_s_account_lowers_the_bucket_every_process_shares(pg_url):  # noqa: F811
-    from erp_bridge.storage import postgres as pg
+def test_a_vendor_s_account_lowers_the_bucket_every_process_shares(two_pools):
     from erp_bridge.storage.limits import SharedTokenBucket
 
-    urls = [pg_url + f"&application_name=host-{n}" for n in "ab"]
-    pools = [pg.acquire(url) for url in urls]
-    try:
-        a, b = (SharedTokenBucket(pool, "lightspeed_r:acct", 0.001, 60) for pool in pools)
-        assert a.reserve(1) == 0  # the row is made full: 59 left
-        a.at_most(10)  # an answer to host a: only 10 left at the vendor
-        assert b.reserve(10) == 0 and b.reserve(1) > 0  # host b sees it
-        b.at_most(50)  # never raised
-        assert a.reserve(1) > 0
-    finally:
-        for url in urls:
-            pg.release(url)
+    a, b = (SharedTokenBucket(pool, "lightspeed_r:acct", 0.001, 60) for pool in two_pools)
+    assert a.reserve(1) == 0  # the row is made full: 59 left
+    a.at_most(10)  # an answer to host a: only 10 left at the vendor
+    assert b.reserve(10) == 0 and b.reserve(1) > 0  # host b sees it
+    b.at_most(50)  # never raised
+    assert a.reserve(1) > 0
 
 
 @pytest.mark.postgres
