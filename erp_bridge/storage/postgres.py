@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +20,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg.adapt import Buffer, Loader
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -71,17 +74,29 @@ def release(url: str) -> None:
     pool.close()
 
 
+def named(url: str) -> dict[str, Any]:
+    """Connection arguments that name this process in ``pg_stat_activity.application_name``:
+    ``erp-bridge <host>:<pid>``, the name its worker leases carry, so an operator sees which
+    process holds a connection, a lock or a transaction. A name set in ``url`` is kept."""
+    try:
+        if "application_name" in conninfo_to_dict(url):
+            return {}
+    except psycopg.ProgrammingError:  # a malformed URL: libpq says what is wrong when it connects
+        return {}
+    return {"application_name": f"erp-bridge {socket.gethostname()}:{os.getpid()}"[:63]}
+
+
 def _open(url: str, max_size: int, connect_timeout_s: float) -> ConnectionPool[Conn]:
     timeout = max(1, int(connect_timeout_s))
     try:  # one direct connection first: a refused or misspelt URL fails now, in libpq's words
-        with psycopg.connect(url, row_factory=dict_row, connect_timeout=timeout) as conn:
+        with psycopg.connect(url, row_factory=dict_row, connect_timeout=timeout, **named(url)) as conn:
             migrate(conn)
     except psycopg.OperationalError as exc:
         raise StorageUnavailable(_why(url, exc)) from None
     pool: ConnectionPool[Conn] = ConnectionPool(
         url, min_size=1, max_size=max_size, timeout=30.0, open=False, name="erp-bridge", configure=_configure,
         # autocommit: a read is one round trip, and a transaction is what ``run`` opens explicitly
-        kwargs={"row_factory": dict_row, "connect_timeout": timeout, "autocommit": True})
+        kwargs={"row_factory": dict_row, "connect_timeout": timeout, "autocommit": True, **named(url)})
     pool.open()
     try:
         pool.wait(timeout=connect_timeout_s)
@@ -229,7 +244,7 @@ class Listener:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                with psycopg.connect(self._url, autocommit=True, connect_timeout=10) as conn:
+                with psycopg.connect(self._url, autocommit=True, connect_timeout=10, **named(self._url)) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     conn.execute(f"LISTEN {APPLIED}")
                     self._fire(APPLIED, None)  # what was sent before this connection listened is lost

@@ -5,7 +5,10 @@ concurrent writers, migrations run once, a wrong URL says what to fix without it
 Needs a real PostgreSQL (tests/pg.py): skipped, with the reason, when none is reachable."""
 from __future__ import annotations
 
+import os
+import socket
 import threading
+import time
 from decimal import Decimal
 
 import psycopg
@@ -221,6 +224,25 @@ def test_open_queue_postgres_url(pg_url):  # noqa: F811
     assert q.enqueue([new("k", quantity="-3")])[0].quantity == Decimal("-3")
     assert q.get(1).state is State.PENDING
     q.close()
+
+
+def test_every_session_names_its_process_unless_the_url_names_it(pg_url):  # noqa: F811
+    def names(url: str) -> list[str]:
+        with psycopg.connect(pg_url) as conn:
+            return [r[0] for r in conn.execute("SELECT application_name FROM pg_stat_activity"
+                                               " WHERE datname = current_database() AND pid <> pg_backend_pid()")]
+    mine = f"erp-bridge {socket.gethostname()}:{os.getpid()}"
+    q = open_queue(pg_url, RetryPolicy())
+    q.subscribe(lambda: None)  # the LISTEN connection too
+    assert pg.named(pg_url) == {"application_name": mine}
+    deadline = time.monotonic() + 10
+    while names(pg_url).count(mine) < 2 and time.monotonic() < deadline:  # the pool's and LISTEN's
+        time.sleep(0.05)
+    assert names(pg_url).count(mine) >= 2, names(pg_url)
+    q.close()
+    joiner = "&" if "?" in pg_url else "?"
+    assert pg.named(f"{pg_url}{joiner}application_name=bridge-blue") == {}
+    assert pg.named("host=db port") == {}  # malformed: libpq names the fault when it connects
 
 
 def test_unreachable_server_names_the_cause_and_never_the_password():
