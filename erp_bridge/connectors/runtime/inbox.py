@@ -32,7 +32,10 @@ reference out again, and the counted keys and the queue's idempotency keys make 
 """
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import re
 import sqlite3
 import threading
 import time
@@ -162,8 +165,9 @@ class Inbox:
         return self._store.cursors(system, None)
 
     def exclusive(self, name: str) -> AbstractContextManager[object]:
-        """Held by one thread of one process on this storage at a time (SQLite: of this process,
-        one per file; PostgreSQL: a session advisory lock, gone with its holder's connection)."""
+        """Held by one thread of one process on this storage at a time (SQLite: an ``flock`` on a
+        file beside the database; PostgreSQL: a session advisory lock). A holder that dies takes
+        its lock with it (the kernel closes its file; the server its connection)."""
         return self._store.exclusive(self.system, name)
 
     def limits(self) -> Limits:
@@ -193,10 +197,6 @@ class _Store(Protocol):
     def limits(self) -> Limits: ...
     def exclusive(self, system: str, name: str) -> AbstractContextManager[object]: ...
     def close(self) -> None: ...
-
-
-_locks: dict[tuple[Path, str, str], threading.Lock] = {}
-_locks_lock = threading.Lock()
 
 
 class _SQLiteStore:
@@ -285,9 +285,19 @@ class _SQLiteStore:
     def limits(self) -> Limits:
         return LocalLimits()  # one process per file
 
-    def exclusive(self, system: str, name: str) -> AbstractContextManager[object]:
-        with _locks_lock:  # one process per file: a lock of this process, whichever store asks
-            return _locks.setdefault((self._path, system, name), threading.Lock())
+    @contextmanager
+    def exclusive(self, system: str, name: str) -> Iterator[None]:
+        # not SQLite's write lock: that would hold the whole queue through the holder's vendor call.
+        # flock belongs to the open file, so two threads of one process exclude each other too, and
+        # a CLI command (`erp-bridge reconcile`) the service running on the same file. Read-only:
+        # a file created by another user (root running a command) still takes the lock
+        slug = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{system}.{name}")
+        fd = os.open(self._path.with_name(f"{self._path.name}.lock.{slug}"), os.O_RDONLY | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # and with it the lock
 
     def close(self) -> None:
         with self._lock:

@@ -7,7 +7,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import subprocess
+import sys
 import threading
+import time
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import pytest
@@ -267,3 +270,35 @@ def test_processes_refreshing_at_once_spend_each_refresh_token_once(storage_url)
         for strategy in strategies:
             strategy.close()
     assert errors == [] and fake.ls.token_requests == 6 and len(fake.ls.refresh_tokens) == 1
+
+
+def renew_at(token_url: str, storage: str, configured: str, start_at: float) -> None:
+    """A process of its own (see below): renew once at ``start_at``, print what came of it."""
+    from erp_bridge.connectors.runtime.inbox import Inbox
+    from erp_bridge.connectors.runtime.tokens import StoredRefreshToken
+    from tests.fakes.lightspeed_r import CLIENT_ID, CLIENT_SECRET
+    strategy = OAuth2(token_url, CLIENT_ID, CLIENT_SECRET, refresh_token=configured, timeout_s=5.0)
+    strategy.store = StoredRefreshToken(Inbox(storage, "lightspeed_r"), configured)
+    time.sleep(max(0.0, start_at - time.time()))
+    try:
+        strategy.current()
+        print("renewed")
+    except Exception as exc:  # what the process would see
+        print(f"{type(exc).__name__}: {exc}")
+    strategy.close()
+
+
+def test_a_command_and_the_service_on_one_sqlite_file_renew_one_at_a_time(tmp_path):
+    """Separate OS processes on one SQLite file (the service and `erp-bridge reconcile`, say):
+    the lock is a file lock, not a lock of one process, so neither spends a spent token."""
+    from tests.fakes.lightspeed_r import FIRST_REFRESH, FakeLightspeedR
+    storage = f"sqlite:///{tmp_path}/q.sqlite3"
+    with FakeLightspeedR() as fake:
+        start_at = time.time() + 4  # every process imported and waiting by then
+        code = (f"from tests.unit.connectors.runtime.test_auth import renew_at;"
+                f" renew_at({fake.token_url!r}, {storage!r}, {FIRST_REFRESH!r}, {start_at!r})")
+        processes = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+                     for _ in range(4)]
+        outcomes = [p.communicate(timeout=60)[0].strip() for p in processes]
+    assert outcomes == ["renewed"] * 4
+    assert fake.ls.token_requests == 4 and len(fake.ls.refresh_tokens) == 1
