@@ -42,8 +42,9 @@ class RefreshTokenStore(Protocol):
 
     def save(self, token: str) -> None: ...
 
-    def exclusive(self) -> AbstractContextManager[object]:
-        """Held around load, the token request and save, by one process at a time."""
+    def exclusive(self, wait_s: float) -> AbstractContextManager[object]:
+        """Held around load, the token request and save, by one process at a time; a process
+        that waits longer than ``wait_s`` for it raises a RetryableError."""
 
     def close(self) -> None: ...
 
@@ -196,7 +197,9 @@ class OAuth2(Renewing):
     def fetch(self) -> tuple[str, float]:
         if self.store is None:
             return self._fetch()
-        with self.store.exclusive():  # no other process spends the same refresh token meanwhile
+        # no other process spends the same refresh token meanwhile. Its holder sends at most two
+        # token requests, each bounded by the timeout; longer means it is stuck: retry later
+        with self.store.exclusive(wait_s=max(60.0, 3 * sum(self._timeout))):
             self._refresh_token = self.store.load()  # another process may have rotated it since
             try:
                 return self._fetch()

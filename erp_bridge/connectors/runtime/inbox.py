@@ -46,8 +46,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import psycopg
+from psycopg import errors as pg_errors
 
 from ...dispatch.ratelimit import Limits, LocalLimits
+from ...errors import RetryableError
 from ...storage import POSTGRES, engine, sqlite_path
 from ...storage import postgres as pg
 from ...storage.limits import SharedLimits
@@ -164,11 +166,13 @@ class Inbox:
         """Every stored cursor (of ``system``, or of all systems): status reads pollers' progress."""
         return self._store.cursors(system, None)
 
-    def exclusive(self, name: str) -> AbstractContextManager[object]:
+    def exclusive(self, name: str, wait_s: float = 60.0) -> AbstractContextManager[object]:
         """Held by one thread of one process on this storage at a time (SQLite: an ``flock`` on a
         file beside the database; PostgreSQL: a session advisory lock). A holder that dies takes
-        its lock with it (the kernel closes its file; the server its connection)."""
-        return self._store.exclusive(self.system, name)
+        its lock with it (the kernel closes its file; the server its connection); one that hangs
+        (stopped, or cut off while its session stays open) makes the others wait ``wait_s``, then
+        raise ``LockBusy``, a RetryableError: their work is tried again later, not stuck."""
+        return self._store.exclusive(self.system, name, wait_s)
 
     def limits(self) -> Limits:
         """Makes rate buckets as every process on this storage shares them (a connector's own
@@ -183,6 +187,14 @@ class Inbox:
 Row = tuple[str, str, int, float]
 
 
+class LockBusy(RetryableError):
+    """Another process held ``Inbox.exclusive``'s lock longer than the caller would wait."""
+
+    def __init__(self, system: str, name: str, wait_s: float):
+        super().__init__(f"{system}: another bridge process has held the lock on {name} for over {wait_s:g} s"
+                         " (stopped, or its host cut off?); tried again later", after=wait_s)
+
+
 class _Store(Protocol):
     def add(self, system: str, ref: str, payload: str, now: float) -> bool: ...
     def due(self, system: str, limit: int, now: float, lease_s: float) -> list[Row]: ...
@@ -195,7 +207,7 @@ class _Store(Protocol):
     def cursors(self, system: str | None, name: str | None) -> dict[tuple[str, str], str]: ...
     def advance(self, system: str, name: str, value: str) -> None: ...
     def limits(self) -> Limits: ...
-    def exclusive(self, system: str, name: str) -> AbstractContextManager[object]: ...
+    def exclusive(self, system: str, name: str, wait_s: float) -> AbstractContextManager[object]: ...
     def close(self) -> None: ...
 
 
@@ -286,7 +298,7 @@ class _SQLiteStore:
         return LocalLimits()  # one process per file
 
     @contextmanager
-    def exclusive(self, system: str, name: str) -> Iterator[None]:
+    def exclusive(self, system: str, name: str, wait_s: float) -> Iterator[None]:
         # not SQLite's write lock: that would hold the whole queue through the holder's vendor call.
         # flock belongs to the open file, so two threads of one process exclude each other too, and
         # a CLI command (`erp-bridge reconcile`) the service running on the same file. Read-only:
@@ -294,7 +306,16 @@ class _SQLiteStore:
         slug = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{system}.{name}")
         fd = os.open(self._path.with_name(f"{self._path.name}.lock.{slug}"), os.O_RDONLY | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            deadline, pause = time.monotonic() + wait_s, 0.005
+            while True:  # flock cannot time out by itself; a renewal takes one token request
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise LockBusy(system, name, wait_s) from None
+                    time.sleep(pause)
+                    pause = min(pause * 2, 0.1)
             yield
         finally:
             os.close(fd)  # and with it the lock
@@ -393,10 +414,17 @@ class _PgStore:
         return SharedLimits(self._pool)
 
     @contextmanager
-    def exclusive(self, system: str, name: str) -> Iterator[None]:
-        key = {"space": "erp_bridge.inbox", "name": f"{system}:{name}"}
+    def exclusive(self, system: str, name: str, wait_s: float) -> Iterator[None]:
+        key = {"space": "erp_bridge.inbox", "name": f"{system}:{name}", "wait": f"{max(1, int(wait_s * 1000))}ms"}
         with pg.reading(self._pool) as conn:  # autocommit: a session lock, held across the call
-            conn.execute("SELECT pg_advisory_lock(hashtext(%(space)s), hashtext(%(name)s))", key)
+            try:  # lock_timeout bounds the wait; set and reset in one statement each (autocommit)
+                conn.execute("SELECT set_config('lock_timeout', %(wait)s, false),"
+                             " pg_advisory_lock(hashtext(%(space)s), hashtext(%(name)s))", key)
+            except pg_errors.LockNotAvailable:
+                raise LockBusy(system, name, wait_s) from None
+            finally:
+                with suppress(psycopg.Error):
+                    conn.execute("RESET lock_timeout")
             try:
                 yield
             finally:

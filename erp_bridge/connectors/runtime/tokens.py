@@ -31,10 +31,10 @@ class StoredRefreshToken:
         mark, _, token = stored.partition(" ")
         return token if token and mark == fingerprint(self._configured) else self._configured
 
-    def exclusive(self) -> AbstractContextManager[object]:
+    def exclusive(self, wait_s: float) -> AbstractContextManager[object]:
         """Held from ``load`` through the token request to ``save``: two processes refreshing at
         once would both send the same single-use token, and the second would be refused."""
-        return self._inbox.exclusive(NAME)
+        return self._inbox.exclusive(NAME, wait_s)
 
     def save(self, token: str) -> None:
         self._inbox.advance(NAME, f"{fingerprint(self._configured)} {token}")

@@ -10,13 +10,15 @@ from __future__ import annotations
 import multiprocessing
 import os
 import random
+import time
 from typing import Any
 
 import psycopg
 import pytest
 
-from erp_bridge.connectors.runtime.inbox import Inbox
+from erp_bridge.connectors.runtime.inbox import Inbox, LockBusy
 from erp_bridge.errors import ConfigError
+from erp_bridge.storage import postgres as pg
 from erp_bridge.storage.migrate import carry_inboxes, migrate_storage
 from tests.fakes.clock import FakeClock
 from tests.pg import other_host, pg_url, storage_url  # noqa: F401 - fixtures: SQLite, then PostgreSQL
@@ -139,6 +141,31 @@ def test_two_workers_leasing_one_inbox_resolve_each_reference_once(storage_url):
 
 
 # --- moving from SQLite to PostgreSQL -----------------------------------------------------------
+def test_a_lock_held_too_long_is_a_retryable_error_not_a_hang(storage_url):  # noqa: F811
+    """A holder that hangs (stopped, or cut off with its session open) keeps its lock; the others
+    wait ``wait_s``, then give up with an error that says so, and their work is retried later."""
+    holder, waiter = Inbox(storage_url, "lightspeed_r"), Inbox(storage_url, "lightspeed_r")
+    with holder.exclusive("oauth2:refresh_token"):
+        started = time.monotonic()
+        with pytest.raises(LockBusy, match="lightspeed_r: another bridge process has held the lock on"
+                                           " oauth2:refresh_token for over 0.3 s") as busy:
+            with waiter.exclusive("oauth2:refresh_token", wait_s=0.3):
+                pass
+        waited = time.monotonic() - started
+        with waiter.exclusive("oauth2:other", wait_s=0.3):  # another name is not held
+            pass
+    with waiter.exclusive("oauth2:refresh_token", wait_s=0.3):  # given back: free at once
+        pass
+    assert busy.value.after == 0.3 and 0.3 <= waited < 10
+    if storage_url.startswith("postgresql"):  # the bounded wait stayed off the pooled sessions
+        pool = pg.acquire(storage_url)
+        with pool.connection() as a, pool.connection() as b, pool.connection() as c:  # each idle one
+            assert {conn.execute("SHOW lock_timeout").fetchone()["lock_timeout"] for conn in (a, b, c)} == {"0"}
+        pg.release(storage_url)
+    for inbox in (holder, waiter):
+        inbox.close()
+
+
 @pytest.mark.postgres
 def test_moving_to_postgresql_carries_cursors_keys_and_references_over_once(tmp_path, pg_url):  # noqa: F811
     old_url, clock = f"sqlite:///{tmp_path}/queue.sqlite3", FakeClock(1000.0)
