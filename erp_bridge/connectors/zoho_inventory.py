@@ -26,7 +26,7 @@ import requests
 from ..domain import Availability, Count, Decrement, Increment, Result, StockMove
 from ..errors import BridgeError, ConfigError, RejectedError
 from ..mapping.binder import Binder
-from ..mapping.compile import UnmappedError, compiled
+from ..mapping.compile import compiled
 from ..mapping.lookups import LookupTable
 from ..mapping.schema import SystemMapping
 from .base import Capability
@@ -101,12 +101,7 @@ class ZohoInventoryConnector:
         """Per (SKU, location) from ``/itemdetails``: on_hand = location_stock_on_hand, free =
         location_actual_available_stock (on hand less what sales orders committed). Items and
         locations Zoho does not know are absent."""
-        by_code: dict[str, list[tuple[str, str]]] = {}
-        for sku, location in keys:
-            try:
-                by_code.setdefault(self._binder.item_code(sku), []).append((sku, location))
-            except UnmappedError:
-                continue
+        by_code = self._binder.by_item_code(keys)
         codes, result = list(by_code), {}
         for start in range(0, len(codes), READ_BATCH):
             for item in self._item_details(codes[start:start + READ_BATCH]):

@@ -8,7 +8,7 @@ code; the ``primary`` one takes inbound changes).
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from ..errors import RejectedError
 from .checks import option_key
@@ -27,6 +27,17 @@ class Binder:
     def item_code(self, sku: str) -> str:
         """The system's id for ``sku``; raises UnmappedError when the mapping has none."""
         return item_code(self.mapping, self.table, sku)
+
+    def by_item_code(self, keys: Iterable[tuple[str, str]]) -> dict[str, list[tuple[str, str]]]:
+        """(SKU, location) keys grouped by the system's item id, for one read per item; keys of
+        unmapped SKUs are left out (the system cannot hold them)."""
+        grouped: dict[str, list[tuple[str, str]]] = {}
+        for sku, location in keys:
+            try:
+                grouped.setdefault(self.item_code(sku), []).append((sku, location))
+            except UnmappedError:
+                continue
+        return grouped
 
     def location_code(self, location: str) -> str | None:
         entry = self.mapping.location_entry(location)

@@ -27,7 +27,7 @@ from requests.structures import CaseInsensitiveDict
 from ...domain import Availability, Count, Decrement, Increment, Result, StockMove
 from ...errors import BridgeError, ConfigError, RejectedError, RetryableError
 from ...mapping.binder import Binder
-from ...mapping.compile import UnmappedError, compiled
+from ...mapping.compile import compiled
 from ...mapping.engine import build_requests
 from ...mapping.lookups import LookupTable
 from ...mapping.nodes import Node
@@ -66,7 +66,7 @@ class FinOpsConnector:
         self._binder = Binder(mapping, (lookups or {}).get(mapping.system))
         self._lines = line_keys(mapping)
         settle = settle_s if settle_s is not None else 3 * sender.timeout[1]
-        target = DocumentTarget(self._find, _journal_number, post=self._post, find_all=self._find_all)
+        target = DocumentTarget.searched(self._find_all, _journal_number, post=self._post)
         self._documents = DocumentWriter(mapping, lookups, sender, ledger, target, settle_s=settle, clock=clock)
         self.reference_field = self._documents.reference_field
 
@@ -108,11 +108,6 @@ class FinOpsConnector:
     def audit_documents(self, since: float, limit: int) -> list[tuple[Intent, list[str]]]:
         return self._documents.audit(since, limit)
 
-    def _find(self, intent: Intent) -> str | None:
-        """The JournalNumber of the journal whose reference field carries ``intent``'s key."""
-        found = self._find_all(intent)
-        return found[0] if found else None
-
     def _find_all(self, intent: Intent) -> list[str]:
         """The JournalNumber of every journal whose reference field carries ``intent``'s key."""
         reference = fit(intent.document_key).replace("'", "''")
@@ -129,12 +124,7 @@ class FinOpsConnector:
         """Per (SKU, location) from WarehousesOnHandV2, rows of one warehouse summed: on_hand =
         OnHandQuantity, reserved = ReservedOnHandQuantity, free = AvailableOnHandQuantity, forecast
         = TotalAvailableQuantity, in internal units. Unknown items and locations are absent."""
-        by_code: dict[str, list[tuple[str, str]]] = {}
-        for sku, location in keys:
-            try:
-                by_code.setdefault(self._binder.item_code(sku), []).append((sku, location))
-            except UnmappedError:
-                continue
+        by_code = self._binder.by_item_code(keys)
         result = {}
         for code, wanted in by_code.items():
             totals = self._on_hand(code)

@@ -53,6 +53,12 @@ class DocumentTarget:
     #: None: the target cannot be searched that way, so its documents are not audited
     find_all: Callable[[Intent], list[str]] | None = None
 
+    @classmethod
+    def searched(cls, find_all: Callable[[Intent], list[str]], document_id: DocumentId, **more: Any) -> DocumentTarget:
+        """A target whose search answers every document carrying the key (an OData ``$filter``):
+        ``find`` is its first, and reconciliation audits with the whole list."""
+        return cls(lambda intent: next(iter(find_all(intent)), None), document_id, find_all=find_all, **more)
+
 
 class DocumentWriter:
     def __init__(self, mapping: Any, lookups: Any, sender: Sender, ledger: Ledger, target: DocumentTarget, *,

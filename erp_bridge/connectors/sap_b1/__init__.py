@@ -46,8 +46,7 @@ class SapB1Connector:
         self._binder = Binder(mapping, (lookups or {}).get(mapping.system))
         # long enough for a POST that timed out on our side to have finished inside SL
         settle = settle_s if settle_s is not None else 3 * sender.timeout[1]
-        self._documents = DocumentWriter(mapping, lookups, sender, ledger, DocumentTarget(self._find, _doc_entry,
-                                                                                    find_all=self._find_all),
+        self._documents = DocumentWriter(mapping, lookups, sender, ledger, DocumentTarget.searched(self._find_all, _doc_entry),
                                          settle_s=settle, clock=clock)
 
     def post_moves(self, moves: Sequence[StockMove]) -> list[Result]:
@@ -81,11 +80,6 @@ class SapB1Connector:
 
     def audit_documents(self, since: float, limit: int) -> list[tuple[Intent, list[str]]]:
         return self._documents.audit(since, limit)
-
-    def _find(self, intent: Intent) -> str | None:
-        """The DocEntry of the document that carries ``intent``'s key in the reference field."""
-        found = self._find_all(intent)
-        return found[0] if found else None
 
     def _find_all(self, intent: Intent) -> list[str]:
         """The DocEntry of every document carrying ``intent``'s key in the reference field."""
