@@ -110,7 +110,10 @@ class SQLiteQueue:
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.executescript(SCHEMA + UPGRADE)  # idempotent; runs in its own transaction
         add_columns(self._db)
-        sums.sqlite_install(self._db)  # running sums for pending_quantity (an older file: backfilled)
+        wrong = sums.sqlite_install(self._db)  # running sums for pending_quantity (an older file: backfilled)
+        if wrong:
+            log.warning("queue %s: the running sums of unapplied quantities were wrong for %d key(s) (a process of"
+                        " an older version wrote to this file meanwhile?); rebuilt from the entries", self.path, wrong)
         # pending_quantity's own connection: it never waits behind this one's commits (an fsync)
         self._reads_lock = threading.Lock()
         self._reader = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None,

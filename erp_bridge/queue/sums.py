@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
@@ -101,23 +102,77 @@ CREATE TABLE IF NOT EXISTS pending_sums (
 """
 
 
-def sqlite_install(db: sqlite3.Connection) -> None:
+#: the unapplied entries with a quantity, read through the open and dead entries' partial indexes
+#: (their predicates spelt as the indexes have them), not the done history
+_UNAPPLIED_ROWS = ("SELECT target, item, location, kind, quantity FROM entries WHERE state IN ('pending', 'leased')"
+                   " AND quantity IS NOT NULL UNION ALL SELECT target, item, location, kind, quantity FROM entries"
+                   " WHERE state IN ('dead', 'discarded') AND state = 'dead' AND quantity IS NOT NULL")
+
+
+def sqlite_install(db: sqlite3.Connection) -> int:
     """Create the sums if this file lacks them, filled from the rows, and drop the triggers an
     earlier version kept them with (its sums are right: they continue), in one transaction (a
-    file written before is upgraded in place; writers wait meanwhile)."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'pending_sums'").fetchone():
+    file written before is upgraded in place; writers wait meanwhile).
+
+    Sums the file already has are checked against a recount of its unapplied entries, and rebuilt
+    if they differ: a process of an older version writing to the file while this one ran (its
+    triggers and these statements both counting), or a hand-written change to the entries, would
+    otherwise leave pull answers wrong for good. The check reads a snapshot (WAL: writers go on
+    meanwhile); only a rebuild takes the write lock. Returns how many keys were wrong."""
+    with _immediate(db):
+        created = not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'pending_sums'").fetchone()
+        if created:
             for statement in filter(str.strip, SQLITE_SCHEMA.split(";")):
                 db.execute(statement)
-            sqlite_add(db, db.execute(f"SELECT target, item, location, kind, quantity FROM entries"
-                                      f" WHERE {_counts('entries')}"), 1)
+            sqlite_add(db, db.execute(_UNAPPLIED_ROWS), 1)
         for name in _OLD_TRIGGERS:
             db.execute(f"DROP TRIGGER IF EXISTS {name}")
+    if created:
+        return 0
+    db.execute("BEGIN")  # deferred: one read snapshot of the entries and the sums together
+    try:
+        wrong = _sqlite_wrong_keys(db)
+    finally:
+        db.execute("COMMIT")
+    if wrong:
+        with _immediate(db):
+            if _sqlite_wrong_keys(db):  # still, under the write lock
+                db.execute("DELETE FROM pending_sums")
+                sqlite_add(db, db.execute(_UNAPPLIED_ROWS), 1)
+    return wrong
+
+
+@contextmanager
+def _immediate(db: sqlite3.Connection) -> Iterator[None]:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
     except BaseException:
         db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
+
+
+def _sqlite_wrong_keys(db: sqlite3.Connection) -> int:
+    """Keys whose stored (micro, inexact) differ from a recount. A key summed past 64 bits (its
+    stored sum turned real; the read sums its rows exactly) is not compared."""
+    counted: dict[tuple, list[int]] = {}
+    for *key, quantity in db.execute(_UNAPPLIED_ROWS):
+        got = counted.setdefault(tuple(key), [0, 0])
+        value = micro(quantity)
+        if value is None:
+            got[1] += 1
+        else:
+            got[0] += value
+    stored = {tuple(r[:4]): (r[4], r[5]) for r in db.execute(
+        "SELECT target, item, location, kind, micro, inexact FROM pending_sums")}
+    wrong = 0
+    for key in counted.keys() | stored.keys():
+        want, have = tuple(counted.get(key, (0, 0))), stored.get(key, (0, 0))
+        if isinstance(have[0], float) or not -_INT64 < want[0] < _INT64:
+            continue
+        wrong += want != have
+    return wrong
 
 
 def sqlite_pending(db: sqlite3.Connection, key: tuple[str, str, str], kinds: Collection[str] | None,
