@@ -109,6 +109,29 @@ def test_a_late_ack_of_an_entry_given_back_changes_nothing(queue, pg_url, give_b
         assert conn.execute("SELECT count(*) FROM bridge_entries WHERE (lease_owner IS NOT NULL)"
                             " <> (state = 'leased')").fetchone()[0] == 0
 
+def test_an_ack_a_killed_process_sent_commits_before_its_leases_are_taken_back(queue, pg_url):  # noqa: F811
+    """PostgreSQL still runs what a process sent before it was killed (measured: a transaction
+    sent just before a SIGKILL commits after it). A restarted process taking back its
+    predecessor's leases must wait for that ack, then take back only what stayed leased."""
+    from erp_bridge.queue.postgres_sql import id_array
+    queue.enqueue([new("a", item="SKU-A"), new("b", item="SKU-B")])
+    a, b = queue.lease("host:1/w", 10, LEASE_S)
+    with psycopg.connect(pg_url, row_factory=psycopg.rows.dict_row) as late:  # the dead process's backend
+        late.execute("BEGIN")
+        queue._ack(late, {"now": time.time(), "ids": id_array([a.id]), "worker": "host:1/w", "duration": 0.01})
+        taken: list[int] = []
+        reclaim = threading.Thread(target=lambda: taken.append(queue.reclaim(["host:1/w"])))
+        reclaim.start()
+        reclaim.join(0.5)
+        assert reclaim.is_alive(), "the reclaim waits for the ack in flight"
+        late.execute("COMMIT")
+    reclaim.join(10)
+    assert taken == [1]
+    assert queue.get(a.id).state is State.DONE and queue.get(b.id).state is State.PENDING
+    assert [t.error for t in queue.attempts(a.id) if t.error] == []
+    assert [t.error for t in queue.attempts(b.id)] == ["lease expired: worker host:1/w did not finish"]
+
+
 def test_migrations_run_once_and_are_recorded(pg_url):  # noqa: F811
     first = PostgresQueue(pg_url)
     with psycopg.connect(pg_url, row_factory=psycopg.rows.dict_row) as conn:
