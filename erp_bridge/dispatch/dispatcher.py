@@ -124,7 +124,8 @@ class Dispatcher:
         self._on_final = on_final or (lambda target, finals: None)
         self._redact = redact or (lambda text: text)
         limits = limits or {}
-        self._gates = {t: Gate(limits.get(t, TargetLimits()), t, shared, lease_s) for t in self._connectors}
+        self._shared = shared or LocalLimits()
+        self._gates = {t: Gate(limits.get(t, TargetLimits()), t, self._shared, lease_s) for t in self._connectors}
         self._workers, self._batch_size, self._lease_s, self._poll_s = workers, batch_size, lease_s, poll_s
         self._metrics = metrics or default_metrics()
         self._metrics.watch(queue)
@@ -166,12 +167,23 @@ class Dispatcher:
             thread.start()
 
     def _reclaim_predecessors(self) -> None:
-        """Leases of a crashed predecessor on this host come back now, not after lease_s."""
+        """Leases of a crashed predecessor on this host come back now, not after lease_s; so do
+        the targets' concurrency slots it held (shared by every process on PostgreSQL), which
+        would otherwise keep this process from delivering to a target for up to lease_s."""
         orphans = orphaned_owners(self._queue.lease_owners(), self.name)
         if orphans:
             count = self._queue.reclaim(orphans)
             log.info("dispatcher %s: reclaimed %d leased entries of gone workers %s", self.name, count,
                      ", ".join(orphans))
+        try:
+            holders = {p for processes in self._shared.held().values() for p in processes}
+            gone = orphaned_owners(holders, self.name)
+            if gone:
+                log.info("dispatcher %s: gave back %d concurrency slots of gone processes %s", self.name,
+                         self._shared.free(gone), ", ".join(sorted(gone)))
+        except Exception as exc:  # the database: those slots free themselves after lease_s
+            log.warning("dispatcher %s: the slots of gone processes could not be given back (%s); they free"
+                        " themselves within %.0f s", self.name, exc, self._lease_s)
 
     def stop(self, deadline_s: float) -> None:
         """Stop leasing; in-flight batches finish until the deadline, then what has not reached

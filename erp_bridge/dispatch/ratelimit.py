@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from typing import Protocol
 
@@ -97,6 +97,10 @@ class Limits(Protocol):
     def held(self) -> dict[str, list[str]]:
         """Target -> the processes (host:pid) holding its slots now, one per call (``status``)."""
 
+    def free(self, processes: Collection[str]) -> int:
+        """Give back the slots these processes (host:pid, gone: a crashed predecessor) still hold,
+        before their ``hold_s`` runs out; how many."""
+
 
 class LocalLimits:
     """This process's own limits (SQLite: one process per file)."""
@@ -109,3 +113,6 @@ class LocalLimits:
 
     def held(self) -> dict[str, list[str]]:
         return {}  # in this process's memory only: another process (status) cannot see them
+
+    def free(self, processes: Collection[str]) -> int:
+        return 0  # a process's own slots went with it

@@ -11,7 +11,7 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -42,6 +42,12 @@ class SharedLimits:
         for row in rows:  # the holder's last part only tells its calls apart
             held.setdefault(row["target"], []).append(row["holder"].rpartition(":")[0])
         return held
+
+    def free(self, processes: Collection[str]) -> int:
+        if not processes:
+            return 0
+        with pg.reading(self._pool) as conn:
+            return conn.execute(SLOTS_FREE, {"processes": list(processes)}).rowcount
 
 
 class _StandIn:
@@ -141,6 +147,9 @@ RETURNING s.slot, set_config('synchronous_commit', 'off', true) AS relaxed
 #: the slots taken now (a vanished holder's until it is past), by target
 SLOTS_HELD = ("SELECT target, holder FROM bridge_concurrency_slots"
               " WHERE until >= extract(epoch FROM clock_timestamp()) ORDER BY target, slot")
+#: the slots of gone processes ("host:pid"; a holder is "host:pid:<call>"), given back at once
+SLOTS_FREE = ("UPDATE bridge_concurrency_slots SET holder = NULL, until = NULL WHERE until IS NOT NULL"
+              " AND substring(holder from '^(.*):[^:]*$') = ANY(%(processes)s)")
 #: only by its holder: a slot that ran past ``until`` may be another's by now
 SLOT_GIVE = ("UPDATE bridge_concurrency_slots SET holder = NULL, until = NULL"
              " WHERE target = %(target)s AND slot = %(slot)s AND holder = %(holder)s"

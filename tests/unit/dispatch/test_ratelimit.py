@@ -289,3 +289,30 @@ def test_shared_slots_whose_database_is_gone_stand_in_with_this_process_s_own(pg
     with slots.hold(threading.Event()) as again:
         assert again is True
     assert sum("cannot be read" in r.message for r in caplog.records) == 1  # said once
+
+
+@pytest.mark.postgres
+def test_a_restarted_process_gives_back_the_slots_its_crashed_predecessor_held(two_pools, pg_url):  # noqa: F811
+    """Its leases come back at start (test_queue_reclaim); the target's shared slots it held must
+    too, or the new process waits up to lease_s before it may call that target."""
+    import subprocess
+
+    from erp_bridge.dispatch.dispatcher import Dispatcher
+    from erp_bridge.queue import open_queue
+    from erp_bridge.queue.base import RetryPolicy
+    from erp_bridge.storage.limits import SharedLimits, SharedSlots
+
+    predecessor = subprocess.Popen(["true"])
+    predecessor.wait()  # reaped: its pid names no process
+    crashed, elsewhere = SharedSlots(two_pools[0], "shop", 3, 30), SharedSlots(two_pools[0], "shop", 3, 30)
+    crashed._holder, elsewhere._holder = f"host:{predecessor.pid}", "other-host:4242"
+    assert None not in (crashed._take(threading.Event()), crashed._take(threading.Event()),
+                        elsewhere._take(threading.Event()))
+    shared = SharedLimits(two_pools[1])
+    assert sorted(shared.held()["shop"]) == ["host:" + str(predecessor.pid)] * 2 + ["other-host:4242"]
+    queue = open_queue(pg_url, RetryPolicy())
+    dispatcher = Dispatcher(queue, {}, workers=0, name="host:1", shared=shared)
+    dispatcher.start()
+    assert shared.held() == {"shop": ["other-host:4242"]}  # another host's holder: left to its hold_s
+    dispatcher.stop(0)
+    queue.close()
