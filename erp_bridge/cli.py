@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="serve Prometheus /metrics on this port at http.host (overrides workers.metrics_port)")
     worker.set_defaults(handler=cmd_worker)
 
-    status = sub.add_parser("status", help="queue depth, oldest pending age, dead letters per target; pollers; calls in flight")
+    status = sub.add_parser("status", help="queue depth, oldest pending age, dead letters per target; pollers;"
+                                           " calls in flight; processes on the database")
     status.add_argument("--json", action="store_true", help="print JSON")
     status.set_defaults(handler=cmd_status)
 
@@ -174,9 +175,11 @@ def cmd_status(args) -> int:
         rows = [{"target": s.target, **{str(k): v for k, v in s.depth.items()},
                  "oldest_pending_age_s": s.oldest_pending_age_s} for s in queue.stats()]
         calls = queue.shared_limits().held()  # PostgreSQL: every process's calls in flight
+        processes = queue.processes()  # PostgreSQL: every bridge process connected to the database
     pollers = _poller_statuses(settings.queue_url)
     if args.json:
-        print(json.dumps({"queue": rows, "pollers": pollers, "calls_in_flight": calls}, indent=2))
+        print(json.dumps({"queue": rows, "pollers": pollers, "calls_in_flight": calls, "processes": processes},
+                         indent=2))
         return 0
     if not rows:
         print("queue is empty")
@@ -186,6 +189,9 @@ def cmd_status(args) -> int:
             age = "-" if r["oldest_pending_age_s"] is None else f"{r['oldest_pending_age_s']:.1f}s"
             print(f"{r['target']:<20} {r.get('pending', 0):>8} {r.get('leased', 0):>8} "
                   f"{r.get('done', 0):>10} {r.get('dead', 0):>6}  {age}")
+    if processes:
+        print(f"processes on the database: {len(processes)} (" + ", ".join(
+            f"{p['process']}: {p['sessions']} sessions since {p['since']}" for p in processes) + ")")
     for target, holders in calls.items():
         print(f"calls in flight to {target}: {len(holders)} ({', '.join(holders)})")
     for p in pollers:

@@ -224,6 +224,11 @@ class Queue(Protocol):
         """Makes targets' token buckets and concurrency slots as every process on this storage
         shares them (PostgreSQL: rows every host takes from; SQLite: the process's own)."""
 
+    def processes(self) -> list[dict[str, Any]]:
+        """The bridge processes connected to this storage now, but the caller: ``process``
+        (host:pid), ``sessions`` and ``since`` (ISO time of its oldest session). PostgreSQL reads
+        them from ``pg_stat_activity`` (storage.postgres.named); SQLite has none to show."""
+
     def unfinished(self, target: str, limit: int = 100_000) -> list[Entry]:
         """Pending and leased entries of ``target`` (still on their way), oldest first."""
 

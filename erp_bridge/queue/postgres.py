@@ -114,6 +114,9 @@ class PostgresQueue:
         every process on this database."""
         return SharedLimits(self._pool)
 
+    def processes(self) -> list[dict[str, Any]]:
+        return pg.processes(self._pool)
+
     def _listening(self) -> pg.Listener:
         if self._listener is None:
             self._listener = pg.Listener(self.url)

@@ -437,6 +437,9 @@ class SQLiteQueue:
         """This process's own limits: one process uses a queue file."""
         return LocalLimits()
 
+    def processes(self) -> list[dict[str, Any]]:
+        return []  # one process per file, and SQLite does not say who has it open
+
     def unfinished(self, target: str, limit: int = 100_000) -> list[Entry]:
         rows = self._read("SELECT * FROM entries WHERE state IN ('pending', 'leased') AND target = ? ORDER BY id"
                           " LIMIT ?", [target, limit])

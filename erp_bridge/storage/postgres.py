@@ -86,6 +86,19 @@ def named(url: str) -> dict[str, Any]:
     return {"application_name": f"erp-bridge {socket.gethostname()}:{os.getpid()}"[:63]}
 
 
+#: the bridge processes on this database (their sessions named by ``named``), the caller's own left out
+PROCESSES = ("SELECT substr(application_name, length('erp-bridge ') + 1) AS process, count(*) AS sessions,"
+             " to_char(min(backend_start) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS since"
+             " FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'erp-bridge %'"
+             " AND application_name <> current_setting('application_name') GROUP BY application_name ORDER BY 1")
+
+
+def processes(pool: ConnectionPool[Conn]) -> list[dict[str, Any]]:
+    """``Queue.processes`` on PostgreSQL."""
+    with reading(pool) as conn:
+        return [dict(row) for row in conn.execute(PROCESSES)]
+
+
 def _open(url: str, max_size: int, connect_timeout_s: float) -> ConnectionPool[Conn]:
     timeout = max(1, int(connect_timeout_s))
     try:  # one direct connection first: a refused or misspelt URL fails now, in libpq's words

@@ -115,6 +115,10 @@ def test_status_shows_every_process_s_calls_in_flight(tmp_path, pg_url):  # noqa
     holder = f"{socket.gethostname()}:{os.getpid()}"
     assert json.loads(status.stdout)["calls_in_flight"] == {"shop": [holder]}
     assert f"calls in flight to shop: 1 ({holder})" in text.stdout
+    # every bridge process connected (this one, by its sessions' application_name), not the command itself
+    [process] = json.loads(status.stdout)["processes"]
+    assert process["process"] == holder and process["sessions"] >= 1 and process["since"].endswith("Z")
+    assert f"processes on the database: 1 ({holder}: " in text.stdout
     assert json.loads(after.stdout)["calls_in_flight"] == {}
 
 
