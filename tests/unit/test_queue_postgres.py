@@ -109,6 +109,7 @@ def test_a_late_ack_of_an_entry_given_back_changes_nothing(queue, pg_url, give_b
         assert conn.execute("SELECT count(*) FROM bridge_entries WHERE (lease_owner IS NOT NULL)"
                             " <> (state = 'leased')").fetchone()[0] == 0
 
+
 def test_an_ack_a_killed_process_sent_commits_before_its_leases_are_taken_back(queue, pg_url):  # noqa: F811
     """PostgreSQL still runs what a process sent before it was killed (measured: a transaction
     sent just before a SIGKILL commits after it). A restarted process taking back its

@@ -140,7 +140,6 @@ def test_two_workers_leasing_one_inbox_resolve_each_reference_once(storage_url):
     inbox.close()
 
 
-# --- moving from SQLite to PostgreSQL -----------------------------------------------------------
 def test_a_lock_held_too_long_is_a_retryable_error_not_a_hang(storage_url):  # noqa: F811
     """A holder that hangs (stopped, or cut off with its session open) keeps its lock; the others
     wait ``wait_s``, then give up with an error that says so, and their work is retried later."""
@@ -165,6 +164,7 @@ def test_a_lock_held_too_long_is_a_retryable_error_not_a_hang(storage_url):  # n
         inbox.close()
 
 
+# --- moving from SQLite to PostgreSQL -----------------------------------------------------------
 @pytest.mark.postgres
 def test_moving_to_postgresql_carries_cursors_keys_and_references_over_once(tmp_path, pg_url):  # noqa: F811
     old_url, clock = f"sqlite:///{tmp_path}/queue.sqlite3", FakeClock(1000.0)
