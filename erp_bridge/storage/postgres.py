@@ -74,6 +74,10 @@ def release(url: str) -> None:
     pool.close()
 
 
+#: how a bridge process names its sessions: APP_NAME + "<host>:<pid>"
+APP_NAME = "erp-bridge "
+
+
 def named(url: str) -> dict[str, Any]:
     """Connection arguments that name this process in ``pg_stat_activity.application_name``:
     ``erp-bridge <host>:<pid>``, the name its worker leases carry, so an operator sees which
@@ -83,20 +87,20 @@ def named(url: str) -> dict[str, Any]:
             return {}
     except psycopg.ProgrammingError:  # a malformed URL: libpq says what is wrong when it connects
         return {}
-    return {"application_name": f"erp-bridge {socket.gethostname()}:{os.getpid()}"[:63]}
+    return {"application_name": f"{APP_NAME}{socket.gethostname()}:{os.getpid()}"[:63]}
 
 
 #: the bridge processes on this database (their sessions named by ``named``), the caller's own left out
-PROCESSES = ("SELECT substr(application_name, length('erp-bridge ') + 1) AS process, count(*) AS sessions,"
+PROCESSES = ("SELECT substr(application_name, length(%(prefix)s) + 1) AS process, count(*) AS sessions,"
              " to_char(min(backend_start) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS since"
-             " FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'erp-bridge %'"
+             " FROM pg_stat_activity WHERE datname = current_database() AND starts_with(application_name, %(prefix)s)"
              " AND application_name <> current_setting('application_name') GROUP BY application_name ORDER BY 1")
 
 
 def processes(pool: ConnectionPool[Conn]) -> list[dict[str, Any]]:
     """``Queue.processes`` on PostgreSQL."""
     with reading(pool) as conn:
-        return [dict(row) for row in conn.execute(PROCESSES)]
+        return [dict(row) for row in conn.execute(PROCESSES, {"prefix": APP_NAME})]
 
 
 def _open(url: str, max_size: int, connect_timeout_s: float) -> ConnectionPool[Conn]:
