@@ -2,6 +2,8 @@
 
 - ConfigError / MappingError: an operator or integrator must fix a file; never retried.
 - RetryableError(after=...): network, 429, 5xx, lock conflicts; try again later, honouring ``after``.
+  Throttled (a RetryableError): the target refused the call for its rate limit or quota (429);
+  the entries wait without counting an attempt, the target's calls pause.
 - RejectedError: the target refused the data; dead-letter with its reason.
 """
 from __future__ import annotations
@@ -64,6 +66,13 @@ class RetryableError(BridgeError):
 
 class RejectedError(BridgeError):
     """The target refused this data for good; it goes to the dead-letter state with this reason."""
+
+
+class Throttled(RetryableError):
+    """The target refused the call for its rate limit or quota (HTTP 429), not for this data. The
+    dispatcher pauses the target's calls, for ``after`` or a backoff that grows while it keeps
+    refusing, and gives the entries back without counting an attempt: a quota spent for the rest
+    of the day (Zoho Inventory's per-plan limit) must not dead-letter what waits for it."""
 
 
 class NotAttempted(RetryableError):

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import odoorpc
 
 from ..domain import Availability, Count, Decrement, Delivered, Increment, Result
-from ..errors import BridgeError, ConfigError, RejectedError, RetryableError
+from ..errors import BridgeError, ConfigError, RejectedError, RetryableError, Throttled
 from ..mapping.compile import UnmappedError
 from ..mapping.engine import item_code
 from .base import Capability
@@ -55,7 +55,8 @@ def classify(exc: BaseException, what: str) -> BridgeError:
         return RejectedError(f"Odoo {what} failed: {name or 'error'}: {message}")
     if isinstance(exc, urllib.error.HTTPError):
         after = 30.0 if exc.code in (429, 503) else None
-        return RetryableError(f"Odoo {what}: HTTP {exc.code} {exc.reason}", after=after)
+        kind = Throttled if exc.code == 429 else RetryableError
+        return kind(f"Odoo {what}: HTTP {exc.code} {exc.reason}", after=after)
     if isinstance(exc, (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError,
                         http.client.HTTPException, OSError)):
         return RetryableError(f"Odoo {what}: cannot reach the server: {exc}")

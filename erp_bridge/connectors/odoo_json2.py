@@ -15,7 +15,7 @@ from typing import Any
 import requests
 from pydantic import SecretStr
 
-from ..errors import BridgeError, ConfigError, RejectedError, RetryableError
+from ..errors import BridgeError, ConfigError, RejectedError, RetryableError, Throttled
 
 TRANSIENT = ("psycopg2.errors.SerializationFailure", "psycopg2.errors.LockNotAvailable",
              "psycopg2.errors.DeadlockDetected", "psycopg2.extensions.TransactionRollbackError",
@@ -93,7 +93,8 @@ def classify_json2(exc: BaseException, what: str) -> BridgeError:
             return ConfigError(f"Odoo has no {what} (HTTP 404 {exc.message}): is the module "
                                "stock_sync_bridge installed in this database?")
         if exc.name in TRANSIENT or exc.status in (429, 502, 503, 504):
-            return RetryableError(f"Odoo {what}: transient HTTP {exc.status} {exc.name}: {exc.message}",
+            kind = Throttled if exc.status == 429 else RetryableError
+            return kind(f"Odoo {what}: transient HTTP {exc.status} {exc.name}: {exc.message}",
                                   after=exc.retry_after or (30.0 if exc.status in (429, 503) else 1))
         if exc.status >= 500 and not exc.name.startswith("odoo.exceptions."):
             return RetryableError(f"Odoo {what}: HTTP {exc.status} {exc.name}: {exc.message}")

@@ -18,8 +18,8 @@ from typing import Any, NamedTuple
 
 from ..connectors.base import Capability, Connector
 from ..domain import Delivered
-from ..errors import BridgeError, ConfigError, NotAttempted, RejectedError, RetryableError
-from ..queue.base import SALE_KINDS, Entry, Queue, State, orphaned_owners
+from ..errors import BridgeError, ConfigError, NotAttempted, RejectedError, RetryableError, Throttled
+from ..queue.base import SALE_KINDS, Entry, Queue, RetryPolicy, State, orphaned_owners
 from .metrics import DispatchMetrics, default_metrics
 from .ratelimit import Limits, LocalLimits
 from .routing import capability_for, event_of
@@ -57,6 +57,36 @@ class Gate:
         """Yields True once inside, False if ``give_up`` was set while waiting."""
         with self._slots.hold(give_up) as inside:
             yield inside and (self._bucket.take(n, give_up) if self._bucket else True)
+
+
+class Throttle:
+    """One target's run of refusals for its rate limit or quota (``errors.Throttled``, HTTP 429).
+    While it lasts the target is not called; each refusal in a row lengthens the pause along the
+    retry policy's backoff (its base to its cap, never shorter than the target asked), and a
+    delivery ends the run. The refused entries wait without counting an attempt, so a quota spent
+    for the day (Zoho Inventory) delays work but never dead-letters it."""
+
+    def __init__(self, policy: RetryPolicy, clock: Callable[[], float]):
+        self._policy, self._clock = policy, clock
+        self._lock = threading.Lock()
+        self.refusals = 0
+        self._until = 0.0
+
+    def refused(self, after: float | None) -> float:
+        """One more refusal: the seconds until the target is called again."""
+        with self._lock:
+            self.refusals += 1
+            now = self._clock()
+            self._until = max(self._until, now + self._policy.delay(self.refusals, after))
+            return self._until - now
+
+    def delivered(self) -> None:
+        with self._lock:
+            self.refusals, self._until = 0, 0.0
+
+    def remaining(self) -> float:
+        """Seconds the target's calls still pause (0: call it)."""
+        return max(0.0, self._until - self._clock())
 
 
 class Final(NamedTuple):
@@ -106,7 +136,8 @@ class Dispatcher:
                  prepare: Callable[[Any], Any] | None = None, pusher: Pusher | None = None,
                  before_ack: Callable[[str, list[Entry]], None] | None = None,
                  on_final: Callable[[str, list[Final]], None] | None = None,
-                 redact: Callable[[str | None], str | None] | None = None, shared: Limits | None = None):
+                 redact: Callable[[str | None], str | None] | None = None, shared: Limits | None = None,
+                 clock: Callable[[], float] | None = None):
         """``redact``: removes secret values from an error before it is stored, logged or
         reported (an upstream error may echo the request, credentials included); ``prepare``: event -> event ready for the target (e.g. channel ids -> internal ids),
         raising BridgeError for one that cannot be; ``pusher``: the whole availability push
@@ -115,7 +146,9 @@ class Dispatcher:
         ``on_final(target, finals)``: after a call's entries ended done or dead, once per call with
         each one's (entry, state, error) (reporting, refreshing what they changed);
         ``shared``: makes the targets' concurrency slots and token buckets (default: this process's
-        own; ``queue.shared_limits()``: as every process on the queue's storage shares them)."""
+        own; ``queue.shared_limits()``: as every process on the queue's storage shares them);
+        ``clock``: times the pauses of targets that refuse calls for their rate limit or quota
+        (default: the queue's, in which the paused entries' delays run)."""
         self._queue = queue
         self._connectors = dict(connectors)
         self._prepare = prepare or (lambda event: event)
@@ -126,6 +159,8 @@ class Dispatcher:
         limits = limits or {}
         self._shared = shared or LocalLimits()
         self._gates = {t: Gate(limits.get(t, TargetLimits()), t, self._shared, lease_s) for t in self._connectors}
+        policy = getattr(queue, "policy", None) or RetryPolicy()
+        self._throttles = {t: Throttle(policy, clock or queue.clock) for t in self._connectors}
         self._workers, self._batch_size, self._lease_s, self._poll_s = workers, batch_size, lease_s, poll_s
         self._metrics = metrics or default_metrics()
         self._metrics.watch(queue)
@@ -257,6 +292,11 @@ class Dispatcher:
 
     def _deliver(self, worker: str, target: str, capability: Capability | None,
                  entries: list[Entry], chain: bool = False) -> None:
+        pause = self._throttles[target].remaining()
+        if pause:  # it refused the last call for its rate or quota: these wait too, uncounted
+            self._queue.release([e.id for e in entries], worker, delay_s=pause, error=(
+                f"held back: {target} refused calls for its rate limit or quota; calls resume in {pause:.0f} s"))
+            return
         with self._gates[target].enter(len(entries), self._expired) as inside:
             if not inside:
                 self._queue.release([e.id for e in entries], worker)
@@ -288,10 +328,13 @@ class Dispatcher:
 
     def _settle(self, worker: str, target: str, entries: list[Entry], outcomes: list,
                 duration: float, chain: bool = False) -> None:
-        unsent = [(e, o) for e, o in zip(entries, outcomes) if isinstance(o, NotAttempted)]
-        for entry, outcome in unsent:  # no attempt happened: nothing to count, log or measure
-            self._queue.release([entry.id], worker, delay_s=outcome.after or 0.0)
-        tried = [(e, o, self._verdict(o)) for e, o in zip(entries, outcomes) if not isinstance(o, NotAttempted)]
+        pause = self._throttled(target, entries, outcomes)
+        unsent = [(e, o) for e, o in zip(entries, outcomes) if isinstance(o, (NotAttempted, Throttled))]
+        for entry, outcome in unsent:  # no attempt counted: a refused call is not this entry's fault
+            self._queue.release([entry.id], worker, delay_s=max(outcome.after or 0.0, pause),
+                                error=self._redact(str(outcome)))
+        tried = [(e, o, self._verdict(o)) for e, o in zip(entries, outcomes)
+                 if not isinstance(o, (NotAttempted, Throttled))]
         delivered = [e for e, _, v in tried if v.delivered]
         if delivered:
             self._before_ack(target, delivered)
@@ -310,6 +353,26 @@ class Dispatcher:
         if tried:
             self._count(target, delivered, states, duration)
             self._overdue(target, [e for (e, _, _), s in zip(tried, states) if s is State.PENDING])
+
+    def _throttled(self, target: str, entries: list[Entry], outcomes: list) -> float:
+        """The pause a refusal in ``outcomes`` starts (0 if none), after a delivery in the same
+        call ended the previous run of refusals."""
+        throttle = self._throttles[target]
+        if any(isinstance(o, Delivered) for o in outcomes):
+            throttle.delivered()
+        refusal = next((o for o in outcomes if isinstance(o, Throttled)), None)
+        if refusal is None:
+            return 0.0
+        pause = throttle.refused(refusal.after)
+        n = sum(1 for o in outcomes if isinstance(o, Throttled)
+                or (isinstance(o, NotAttempted) and isinstance(o.cause, Throttled)))
+        self._metrics.throttled.labels(target).inc(n)
+        delivery_log.warning(
+            "delivery %s: throttled, %d entries wait %.0f s without counting an attempt (refusal %d in a"
+            " row): %s", target, n, pause, throttle.refusals, self._redact(str(refusal)), extra={
+                "target": target, "outcome": "throttled", "entries": n, "pause_s": round(pause, 3),
+                "refusals": throttle.refusals, "entry_id": entries[0].id if entries else None})
+        return pause
 
     def _ack(self, worker: str, ids: list[int], duration: float, chain: bool) -> None:
         if chain and not self._stopping.is_set():

@@ -164,6 +164,9 @@ class Queue(Protocol):
     #: ``pending_quantity`` never waits for another connection's commit or for the network (a
     #: read of its own on a local file): the pull may then call it on the event loop
     quick_reads: bool
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The queue's time, seconds since the epoch: ``available_at`` and every delay are in it."""
 
     def enqueue(self, entries: Sequence[NewEntry]) -> list[Entry]:
         """Store entries (one transaction). A duplicate idempotency key returns the stored entry
@@ -187,9 +190,12 @@ class Queue(Protocol):
         """Record a failed attempt: back to pending after the policy's delay, or dead when not
         retryable or the attempts are exhausted. Returns the entry as stored now."""
 
-    def release(self, entry_ids: Sequence[int], worker: str, delay_s: float = 0.0) -> None:
-        """Give leased entries back untouched (shutdown, or not sent because the target is
-        down), without counting an attempt; due again after ``delay_s``."""
+    def release(self, entry_ids: Sequence[int], worker: str, delay_s: float = 0.0,
+                error: str | None = None) -> None:
+        """Give leased entries back untouched (shutdown, not sent because the target is down, or
+        refused for the target's rate limit or quota), without counting an attempt; due again
+        after ``delay_s``. ``error``, why they were not delivered, goes in the released attempt
+        and becomes the entry's ``last_error``."""
 
     def lease_owners(self) -> list[str]:
         """The workers holding unexpired leases now, sorted."""

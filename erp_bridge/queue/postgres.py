@@ -355,22 +355,24 @@ class PostgresQueue:
                          (now + self.policy.delay(attempts, retry_after), now, entry_id))
         return self._stored(conn, entry_id)
 
-    def release(self, entry_ids: Sequence[int], worker: str, delay_s: float = 0.0) -> None:
+    def release(self, entry_ids: Sequence[int], worker: str, delay_s: float = 0.0,
+                error: str | None = None) -> None:
         if entry_ids:
-            self._tx(lambda conn: self._release(conn, list(entry_ids), worker, delay_s))
+            self._tx(lambda conn: self._release(conn, list(entry_ids), worker, delay_s, error))
 
-    def _release(self, conn: pg.Conn, ids: list[int], worker: str, delay_s: float) -> None:
+    def _release(self, conn: pg.Conn, ids: list[int], worker: str, delay_s: float, error: str | None) -> None:
         now = self._clock()
         rows = conn.execute(
             "UPDATE bridge_entries SET state = 'pending', updated_at = %s, lease_owner = NULL, lease_until = NULL,"
-            " available_at = greatest(available_at, %s) WHERE id = ANY(%s) AND state = 'leased'"
-            " AND lease_owner = %s RETURNING id, attempts, leased_at", (now, now + delay_s, ids, worker)).fetchall()
+            " available_at = greatest(available_at, %s), last_error = coalesce(%s, last_error)"
+            " WHERE id = ANY(%s) AND state = 'leased' AND lease_owner = %s RETURNING id, attempts, leased_at",
+            (now, now + delay_s, error, ids, worker)).fetchall()
         if len(rows) < len(ids):
             log.warning("entries %s are not leased by %s; release ignored",
                         sorted(set(ids) - {r["id"] for r in rows}), worker)
         for r in rows:
             started = r["leased_at"] or now
-            self._record(conn, r["id"], r["attempts"] + 1, worker, Outcome.RELEASED, started, now - started, None)
+            self._record(conn, r["id"], r["attempts"] + 1, worker, Outcome.RELEASED, started, now - started, error)
         conn.execute(f"NOTIFY {pg.CHANNEL}")
 
     def _held(self, conn: pg.Conn, entry_id: int, worker: str) -> Row | None:
@@ -485,6 +487,11 @@ class PostgresQueue:
         """Readiness: the database answers a query within 2 s (a pool waiting 30 s would hold the probe)."""
         with pg.reading(self._pool, timeout_s=2.0) as conn:
             conn.execute("SELECT 1")
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The queue's time, seconds since the epoch: ``available_at`` and every delay are in it."""
+        return self._clock
 
     def close(self) -> None:
         if self._listener is not None:

@@ -367,7 +367,8 @@ class SQLiteQueue:
                            " lease_owner = NULL, lease_until = NULL WHERE id = ?", (due, now, entry_id))
             return self._entry_now(db, entry_id)
 
-    def release(self, entry_ids: Sequence[int], worker: str, delay_s: float = 0.0) -> None:
+    def release(self, entry_ids: Sequence[int], worker: str, delay_s: float = 0.0,
+                error: str | None = None) -> None:
         with self._tx() as db:
             now = self._clock()
             for entry_id in entry_ids:
@@ -375,10 +376,11 @@ class SQLiteQueue:
                 if row is None:
                     continue
                 self._record(db, entry_id, row["attempts"] + 1, worker, Outcome.RELEASED,
-                             row["leased_at"] or now, now - (row["leased_at"] or now), None)
+                             row["leased_at"] or now, now - (row["leased_at"] or now), error)
                 db.execute("UPDATE entries SET state = 'pending', updated_at = ?, lease_owner = NULL,"
-                           " lease_until = NULL, available_at = max(available_at, ?) WHERE id = ?",
-                           (now, now + delay_s, entry_id))
+                           " lease_until = NULL, available_at = max(available_at, ?),"
+                           " last_error = coalesce(?, last_error) WHERE id = ?",
+                           (now, now + delay_s, error, entry_id))
 
     def _held(self, db: sqlite3.Connection, entry_id: int, worker: str) -> sqlite3.Row | None:
         row = db.execute("SELECT * FROM entries WHERE id = ? AND state = 'leased' AND lease_owner = ?",
@@ -502,6 +504,11 @@ class SQLiteQueue:
 
     def ping(self) -> None:
         self._read("SELECT 1")
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The queue's time, seconds since the epoch: ``available_at`` and every delay are in it."""
+        return self._clock
 
     def close(self) -> None:
         with self._lock, self._reads_lock:

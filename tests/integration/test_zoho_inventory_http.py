@@ -182,7 +182,8 @@ def test_429_with_retry_after_is_honoured_and_the_rest_of_the_batch_is_not_attem
     after = [queue.get(e.id) for e in entries]
     assert [e.state for e in after[:3]] == [State.DONE] * 3
     throttled, unsent = after[3], after[4:]
-    assert throttled.attempts == 1 and "HTTP 429" in throttled.last_error and "Zoho error 44" in throttled.last_error
+    assert throttled.attempts == 0 and throttled.last_error.startswith("HTTP 429")  # not an attempt
+    assert "Zoho error 44" in throttled.last_error
     assert throttled.available_at.timestamp() >= before + 59  # Retry-After: 60, not the 1 s backoff
     assert all(e.attempts == 0 for e in unsent)  # not attempted: no attempt counted
     settle(dispatcher, queue, clock)
@@ -196,23 +197,33 @@ def test_429_without_retry_after_falls_back_to_the_backoff(zoho, queue, dispatch
     before = clock()
     dispatcher.run_once("w")
     throttled = queue.get(second.id)
-    assert queue.get(first.id).state is State.DONE and throttled.attempts == 1
+    assert queue.get(first.id).state is State.DONE and throttled.attempts == 0
     assert throttled.available_at.timestamp() - before == pytest.approx(1, abs=0.5)  # base_s: no header to honour
     clock.advance(61)
     settle(dispatcher, queue, clock)
     posted_once(zoho, "odoo:move:1", "odoo:move:2")
 
 
-def test_daily_quota_exhausted_retries_later_and_loses_nothing(zoho, queue, dispatcher, clock):
+def test_daily_quota_exhausted_waits_out_the_day_and_loses_nothing(zoho, queue, dispatcher, clock):
+    """A whole day of 429s (the queue's max_attempts is 8) dead-letters nothing: each refusal
+    pauses Zoho's calls for longer, up to the policy's cap, and counts no attempt."""
     zoho.daily = 0
-    [entry] = enqueue(queue, move("1"))
-    dispatcher.run_once("w")
-    assert queue.get(entry.id).state is State.PENDING
+    entries = enqueue(queue, *spread(3))
+    start, refusals = clock(), 0
+    while clock() - start < 24 * 3600:
+        if dispatcher.run_once("w"):
+            refusals += 1
+        clock.advance(60)
+    stored = [queue.get(e.id) for e in entries]
+    assert [(e.state, e.attempts) for e in stored] == [(State.PENDING, 0)] * 3
     expected = "Zoho error 45: You have reached the maximum number of API calls for the day"
-    assert expected in queue.get(entry.id).last_error
+    assert expected in stored[0].last_error
+    refused = [r.status for r in zoho.api_calls(*POST)].count(429)  # (and a 401 when the hour's token expires)
+    assert refusals > 100 and refused == refusals  # one refused call per pause, never the whole batch
     zoho.daily = 10_000
+    clock.advance(600)
     settle(dispatcher, queue, clock)
-    posted_once(zoho, "odoo:move:1")
+    posted_once(zoho, *[f"odoo:move:{n}" for n in range(1, 4)])
 
 
 def test_zoho_down_then_up_every_move_once(zoho, queue, dispatcher, clock):

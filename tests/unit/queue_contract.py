@@ -187,6 +187,17 @@ def test_release_with_a_delay_holds_the_entry_back(queue, clock):
     assert lease_keys(queue) == ["k"]
 
 
+def test_release_with_a_reason_records_it_and_keeps_the_last_one(queue):
+    e = queue.enqueue([new("k")])[0]
+    take(queue, "k")
+    queue.release([e.id], "w1", error="Throttled: HTTP 429 from POST X: daily limit")
+    take(queue, "k")
+    queue.release([e.id], "w1")  # a shutdown says nothing new: the last reason stays
+    stored = queue.get(e.id)
+    assert (stored.attempts, stored.last_error) == (0, "Throttled: HTTP 429 from POST X: daily limit")
+    assert [a.error for a in queue.attempts(e.id)] == ["Throttled: HTTP 429 from POST X: daily limit", None]
+
+
 # -- per-key ordering -------------------------------------------------------------------------
 
 def test_one_lease_per_key_in_enqueue_order(queue):

@@ -19,7 +19,7 @@ import requests
 from urllib3.exceptions import NewConnectionError
 
 from ...domain import Delivered
-from ...errors import BridgeError, RejectedError, RetryableError
+from ...errors import BridgeError, RejectedError, RetryableError, Throttled
 from ...logs import Redactor as Mask
 
 EXCERPT_CHARS = 200
@@ -97,7 +97,8 @@ def classify_response(response: requests.Response, what: str, on_status: Mapping
         after = retry_after_s(response.headers.get("Retry-After"))
         if after is None and wait is not None:
             after = wait(response)
-        return with_status(RetryableError(reason, after=after), status)
+        kind = Throttled if status == 429 else RetryableError
+        return with_status(kind(reason, after=after), status)
     return with_status(RejectedError(reason), status)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import requests
 
-from ...errors import BridgeError, ConfigError, NotAttempted, RejectedError, RetryableError
+from ...errors import BridgeError, ConfigError, NotAttempted, RejectedError, RetryableError, Throttled
 from ...mapping.wire import PLACEHOLDER
 from ..runtime.classify import CONNECT_TIMEOUT_S, Redactor, retry_after_s
 from ..runtime.sessions import ThreadSessions
@@ -63,7 +63,7 @@ def classify(result: requests.Response | requests.RequestException, secret_name:
     if status in (401, 403):
         return ConfigError(f"Shopify rejected the access token (HTTP {status}): check secret {secret_name}")
     if status == 429:
-        return RetryableError("Shopify HTTP 429 (rate limited)", after=retry_after_s(result.headers.get("Retry-After")))
+        return Throttled("Shopify HTTP 429 (rate limited)", after=retry_after_s(result.headers.get("Retry-After")))
     if status >= 500:
         return RetryableError(f"Shopify HTTP {status}: {_excerpt(result.text, redact)}")
     if status != 200:
@@ -81,7 +81,7 @@ def _graphql_errors(payload: Any, redact: tuple[str, ...]) -> BridgeError | None
         return None
     if isinstance(errors, list) and any(_code(e) == "THROTTLED" for e in errors):
         cost = (payload.get("extensions") or {}).get("cost") or {}
-        return RetryableError("Shopify THROTTLED the query (cost budget spent)", after=throttle_wait_s(cost))
+        return Throttled("Shopify THROTTLED the query (cost budget spent)", after=throttle_wait_s(cost))
     messages = [e.get("message", str(e)) if isinstance(e, dict) else str(e)
                 for e in (errors if isinstance(errors, list) else [errors])]
     return RejectedError(f"Shopify GraphQL error: {_excerpt('; '.join(messages), redact)}")

@@ -11,7 +11,7 @@ import pytest
 
 from erp_bridge.connectors.odoo import _outcome, availability_of, classify, rpc_line
 from erp_bridge.domain import Count, Decrement, Delivered, Increment
-from erp_bridge.errors import ConfigError, RejectedError, RetryableError
+from erp_bridge.errors import ConfigError, RejectedError, RetryableError, Throttled
 from erp_bridge.mapping.loader import load_mappings
 
 REPO_MAPPINGS = __import__("pathlib").Path(__file__).resolve().parents[3] / "mappings"
@@ -31,6 +31,8 @@ def rpc_error(name: str, message: str) -> odoorpc.error.RPCError:
                  "odoo.exceptions.UserError: No operation type", id="user-error"),
     pytest.param(urllib.error.HTTPError("http://x", 503, "Service Unavailable", {}, None), RetryableError,
                  "HTTP 503", id="http-503"),
+    pytest.param(urllib.error.HTTPError("http://x", 429, "Too Many Requests", {}, None), Throttled,
+                 "HTTP 429", id="http-429"),
     pytest.param(urllib.error.URLError(ConnectionRefusedError(111, "Connection refused")), RetryableError,
                  "cannot reach the server", id="refused"),
     pytest.param(TimeoutError("timed out"), RetryableError, "cannot reach the server", id="timeout"),
@@ -115,4 +117,6 @@ def test_json2_failures_are_classified_by_what_the_operator_must_do(exc, cls, te
 
 
 def test_json2_honours_retry_after():
-    assert classify_json2(Json2Error(429, {}, retry_after=7), "x").after == 7
+    throttled = classify_json2(Json2Error(429, {}, retry_after=7), "x")
+    assert type(throttled) is Throttled and throttled.after == 7  # the dispatcher pauses Odoo, no attempt
+    assert type(classify_json2(Json2Error(503, {}, retry_after=7), "x")) is RetryableError

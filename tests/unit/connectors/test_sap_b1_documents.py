@@ -6,7 +6,7 @@ import pytest
 
 from erp_bridge.connectors.runtime.ledger import Ledger, document_key, prune
 from erp_bridge.domain import Delivered
-from erp_bridge.errors import NotAttempted, RejectedError, RetryableError
+from erp_bridge.errors import NotAttempted, RejectedError, RetryableError, Throttled
 from tests.fakes.clock import FakeClock
 from tests.fakes.sap_b1 import FakeServiceLayer, Fault, connector_for, move, sap_mapping
 
@@ -93,15 +93,15 @@ def test_server_error_keeps_the_intent_and_a_retry_searches_first(sl, sap, clock
     assert [r.method for r in sl.received if r.path == "InventoryGenExits"] == ["POST", "GET", "POST"]
 
 
-@pytest.mark.parametrize("fault", [
-    Fault(503, {"Retry-After": "9"}, path="InventoryGenExits"),
-    Fault(429, {"Retry-After": "9"}, path="InventoryGenExits"),
+@pytest.mark.parametrize(("fault", "kind"), [
+    (Fault(503, {"Retry-After": "9"}, path="InventoryGenExits"), RetryableError),
+    (Fault(429, {"Retry-After": "9"}, path="InventoryGenExits"), Throttled),
 ], ids=["503", "429"])
-def test_throttled_document_frees_its_moves_and_holds_back_the_rest(sl, tmp_path, fault):
+def test_throttled_document_frees_its_moves_and_holds_back_the_rest(sl, tmp_path, fault, kind):
     sap = connector_for(sl, tmp_path, mapping=sap_mapping(sl.url, batch_size=1), settle_s=30.0)
     sl.fail_next(fault)
     first, second = sap.post_moves([move("1"), move("2")])
-    assert (type(first), first.after, type(second), second.after) == (RetryableError, 9, NotAttempted, 9)
+    assert (type(first), first.after, type(second), second.after) == (kind, 9, NotAttempted, 9)
     assert sap.post_moves([move("1"), move("2")]) == [POSTED] * 2  # no settle wait: nothing was created
 
 

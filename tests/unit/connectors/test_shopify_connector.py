@@ -15,7 +15,7 @@ import requests
 from erp_bridge.connectors.shopify.graphql import CostBudget, classify
 from erp_bridge.connectors.shopify.webhooks import WebhookRejected
 from erp_bridge.domain import Decrement, Delivered, Figure
-from erp_bridge.errors import ConfigError, NotAttempted, RejectedError, RetryableError
+from erp_bridge.errors import ConfigError, NotAttempted, RejectedError, RetryableError, Throttled
 from tests.fakes.shopify import (
     ITEMS,
     LOCATION,
@@ -202,8 +202,8 @@ def test_one_key_twice_in_a_batch_goes_in_two_mutations_each_compared_with_the_l
 
 
 @pytest.mark.parametrize("fault, shop_options, kind, after", [
-    (Fault(429, {"Retry-After": "3"}, {"errors": "Throttled"}), {}, RetryableError, 3.0),
-    (None, {"bucket": 5.0, "restore_rate": 2.0}, RetryableError, (10 - 5) / 2),
+    (Fault(429, {"Retry-After": "3"}, {"errors": "Throttled"}), {}, Throttled, 3.0),
+    (None, {"bucket": 5.0, "restore_rate": 2.0}, Throttled, (10 - 5) / 2),
     (Fault(503, body={"errors": "unavailable"}), {}, RetryableError, None),
 ], ids=["429-retry-after", "throttled-cost", "503"])
 def test_shopify_asking_to_wait_gives_retryable_with_its_delay(tmp_path, fault, shop_options, kind, after):

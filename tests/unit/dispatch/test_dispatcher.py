@@ -15,7 +15,7 @@ from erp_bridge.dispatch.dispatcher import Dispatcher, TargetLimits
 from erp_bridge.dispatch.metrics import DispatchMetrics
 from erp_bridge.dispatch.routing import entry_for
 from erp_bridge.domain import AvailabilityChanged, Count, Decrement, Delivered, Figure, Increment, StockMove
-from erp_bridge.errors import ConfigError, RejectedError, RetryableError
+from erp_bridge.errors import ConfigError, NotAttempted, RejectedError, RetryableError, Throttled
 from erp_bridge.queue.base import Outcome, RetryPolicy, State
 from erp_bridge.queue.sqlite import SQLiteQueue
 from tests.fakes.clock import FakeClock
@@ -368,3 +368,74 @@ def test_on_final_hears_a_calls_ended_entries_at_once_and_a_failure_there_leaves
     more = enqueue(queue, "shop", sale(5, item="SKU-1"))
     dispatcher(queue, metrics, shop, on_final=failing).run_once("w")
     assert queue.get(more[0].id).state is State.DONE
+
+
+def test_a_quota_spent_for_the_day_pauses_the_target_and_never_dead_letters(tmp_path, clock, metrics, caplog):
+    """Zoho Inventory answers 429 for the rest of the day once the plan's calls are spent: a move
+    (not a sale: it could dead-letter) waits through any number of refusals without counting an
+    attempt; the pause doubles from the policy's base to its cap and a delivery ends it."""
+    q = SQLiteQueue(tmp_path / "quota.db", RetryPolicy(max_attempts=3, base_s=1, cap_s=600, jitter=0), clock=clock)
+    refusing = [True]
+    zoho = MemorySystem("zoho", reply=lambda item: Throttled("HTTP 429 from POST X: Zoho error 45: daily limit")
+                        if refusing[0] else Delivered())
+    d = dispatcher(q, metrics, zoho)
+    [entry] = enqueue(q, "zoho", MOVE)
+    pauses = []
+    with caplog.at_level(logging.WARNING, "erp_bridge.delivery"):
+        for _ in range(14):
+            assert d.run_once("w") == 1
+            stored = q.get(entry.id)
+            pauses.append(stored.available_at.timestamp() - clock())
+            clock.advance(pauses[-1])
+    assert pauses == [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 600, 600, 600, 600]
+    assert (stored.state, stored.attempts) == (State.PENDING, 0)  # 14 refusals, max_attempts 3
+    assert stored.last_error == "HTTP 429 from POST X: Zoho error 45: daily limit"
+    assert {a.outcome for a in q.attempts(entry.id)} == {Outcome.RELEASED}
+    assert metrics.registry.get_sample_value("erp_bridge_throttled_total", {"target": "zoho"}) == 14
+    assert metrics.registry.get_sample_value("erp_bridge_retries_total", {"target": "zoho"}) is None
+    assert "delivery zoho: throttled, 1 entries wait 600 s without counting an attempt (refusal 14 in a row)" \
+        in caplog.text
+    refusing[0] = False  # the quota is back the next day
+    d.run_once("w")
+    assert q.get(entry.id).state is State.DONE
+    [second] = enqueue(q, "zoho", MOVE.model_copy(update={"move_id": "m2"}))
+    refusing[0] = True
+    d.run_once("w")
+    assert q.get(second.id).available_at.timestamp() - clock() == 1  # the delivery ended the run
+    q.close()
+
+
+def test_while_a_target_pauses_other_work_for_it_waits_without_a_call(queue, metrics, clock):
+    calls = []
+
+    def reply(item):
+        calls.append(item.order)
+        return Throttled("HTTP 429 from POST X: too many", after=30) if item.order == "o1" else Delivered()
+    shop = MemorySystem(reply=reply)
+    d = dispatcher(queue, metrics, shop)
+    [first] = enqueue(queue, "shop", sale(1))
+    d.run_once("w")
+    [second] = enqueue(queue, "shop", sale(2, item="SKU-2"))  # another key: due at once
+    clock.advance(10)
+    assert d.run_once("w") == 1 and calls == ["o1"]  # leased, given back, the target not called
+    held = queue.get(second.id)
+    assert (held.state, held.attempts, held.available_at.timestamp() - clock()) == (State.PENDING, 0, 20)
+    assert held.last_error == "held back: shop refused calls for its rate limit or quota; calls resume in 20 s"
+    clock.advance(20)
+    d.run_once("w")
+    assert calls == ["o1", "o1", "o2"] and queue.get(second.id).state is State.DONE
+
+
+def test_the_rest_of_a_refused_batch_waits_out_the_whole_pause(queue, metrics, clock):
+    refusal = Throttled("HTTP 429 from POST X: too many")  # no Retry-After: the policy's backoff
+    shop = MemorySystem(reply=lambda item: Delivered())
+    shop.apply_stock_changes = lambda changes: [refusal] + [NotAttempted(refusal, after=1.0)] * (len(changes) - 1)
+    d = dispatcher(queue, metrics, shop)
+    entries = enqueue(queue, "shop", sale(1), sale(2, item="SKU-2"), sale(3, item="SKU-3"))
+    for _ in range(3):  # refusals 1, 2, 3 in a row: pauses 1, 2, 4 s (base 1, no jitter)
+        d.run_once("w")
+        waits = {queue.get(e.id).available_at.timestamp() - clock() for e in entries}
+        clock.advance(max(waits))
+    assert waits == {4} and {queue.get(e.id).attempts for e in entries} == {0}
+    assert queue.get(entries[1].id).last_error == "not sent: HTTP 429 from POST X: too many"
+    assert metrics.registry.get_sample_value("erp_bridge_throttled_total", {"target": "shop"}) == 9

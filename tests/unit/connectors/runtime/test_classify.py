@@ -18,7 +18,7 @@ from erp_bridge.connectors.runtime.classify import (
 )
 from erp_bridge.connectors.runtime.context import ConnectorContext
 from erp_bridge.domain import Delivered
-from erp_bridge.errors import RejectedError, RetryableError
+from erp_bridge.errors import RejectedError, RetryableError, Throttled
 from tests.fakes.zoho_inventory import FakeZoho, zoho_mapping
 
 
@@ -88,8 +88,10 @@ def test_retry_after_in_seconds_and_as_an_http_date():
 def test_a_retry_carries_the_targets_retry_after_and_the_vendors_message():
     answer = response(429, b'{"code": 44, "message": "too many"}', {"Retry-After": "60"})
     outcome = classify_response(answer, "POST X", {}, Redactor(), message=lambda r: "Zoho error 44: too many")
-    assert isinstance(outcome, RetryableError) and outcome.after == 60 and outcome.status == 429
+    assert isinstance(outcome, Throttled) and outcome.after == 60 and outcome.status == 429
     assert str(outcome) == "HTTP 429 from POST X: Zoho error 44: too many"
+    unavailable = classify_response(response(503, b"down", {}), "POST X", {}, Redactor())
+    assert type(unavailable) is RetryableError  # only a 429 says "your rate or quota", not "this data"
 
 
 def test_the_redactor_removes_every_secret_longest_first_and_bounds_the_excerpt():
