@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import NamedTuple
 
 from ..domain import Availability, Delivered, Figure, Result
-from ..errors import BridgeError, ConfigError, RejectedError, RetryableError
+from ..errors import BridgeError, ConfigError, RejectedError, RetryableError, Throttled
 from ..mapping.schema import QuantityPolicy
 from ..queue.base import Entry, Queue
 from .figures import FigureStore
@@ -122,6 +122,8 @@ class SorReader:
         started = self.cache.clock()
         try:
             found = self.connectors[sor].read_availability(keys)
+        except Throttled as exc:  # the SoR's refusal: the dispatcher must not pause the channel for it
+            return {k: RetryableError(f"reading {sor}: {exc}", after=exc.after) for k in keys}
         except BridgeError as exc:
             return {k: exc for k in keys}
         except Exception as exc:  # an unclassified connector failure is worth another try

@@ -9,7 +9,7 @@ import pytest
 
 from erp_bridge.connectors.base import Capability
 from erp_bridge.domain import Availability, Decrement, Delivered, Figure
-from erp_bridge.errors import RejectedError, RetryableError
+from erp_bridge.errors import RejectedError, RetryableError, Throttled
 from erp_bridge.queue import open_queue
 from erp_bridge.queue.base import RetryPolicy
 from erp_bridge.sync.availability import AvailabilityCache, AvailabilityPush, SorReader
@@ -90,6 +90,9 @@ def test_an_unchanged_figure_is_not_pushed_again(rig):
     pytest.param({}, RejectedError("odoo does not know item '007' at 'WH/Stock'"), id="unknown-item-dead-letters"),
     pytest.param(RetryableError("odoo down"), RetryableError("odoo down"), id="sor-down-retries"),
     pytest.param(OSError("socket"), RetryableError("reading odoo: OSError: socket"), id="sor-bug-retries"),
+    # the SoR's 429 is a plain retry of the channel's push: only a target's own refusals pause it
+    pytest.param(Throttled("HTTP 429 from POST x"), RetryableError("reading odoo: HTTP 429 from POST x"),
+                 id="sor-throttled-retries"),
 ])
 def test_when_the_sor_cannot_say(rig, free, error):
     queue, router, make = rig
