@@ -10,7 +10,7 @@ from ...errors import ConfigError
 from ...mapping.binder import Binder
 from ..runtime.context import ConnectorContext
 from ..runtime.pacing import LeakyBucket, SharedLeakyBucket
-from .connector import Cin7CoreConnector, cin7_message, cin7_wait
+from .connector import RATE_LIMITED_STATUS, Cin7CoreConnector, cin7_message, cin7_wait
 
 AUTH_HEADERS = ("api-auth-accountid", "api-auth-applicationkey")
 #: 60 calls a minute per API application (the blueprint): one call every 60/58 s leaves room
@@ -40,7 +40,8 @@ def from_context(ctx: ConnectorContext) -> Cin7CoreConnector:
         raise ConfigError(f"{m.system}: items.lookup names {m.items.lookup.file} but the connector got no lookup tables")
     application = next(ctx.secret(name) for header, name in auth.secrets.items() if header.lower() == AUTH_HEADERS[1])
     inbox = ctx.inbox()
-    sender = ctx.sender(message=cin7_message, wait=cin7_wait, pacer=pacer(application, inbox.limits()))
+    sender = ctx.sender(message=cin7_message, wait=cin7_wait, pacer=pacer(application, inbox.limits()),
+                        throttled_on=(429, RATE_LIMITED_STATUS))
     return Cin7CoreConnector(m, sender, inbox, binder=Binder(m, ctx.table))
 
 

@@ -13,7 +13,7 @@ credential only (no signature over the body), need the Automation add-on, and ar
 after six failed deliveries; polling loses nothing while the bridge is down.
 
 Rate: 60 calls a minute per API application, answered 503 beyond it (the blueprint's status table);
-the sender's pacer keeps calls below that, and a 503 is retried after a minute.
+the sender's pacer keeps calls below that, and a 503 is ``Throttled``: Cin7's calls pause a minute.
 """
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ reach a log line, a stored attempt or a dead letter.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
@@ -84,7 +84,9 @@ def action_for(status: int, on_status: Mapping[str, Action]) -> Action:
 
 def classify_response(response: requests.Response, what: str, on_status: Mapping[str, Action],
                       redact: Redactor, message: VendorMessage | None = None,
-                      wait: VendorWait | None = None) -> Delivered | BridgeError:
+                      wait: VendorWait | None = None, throttled_on: Collection[int] = (429,)) -> Delivered | BridgeError:
+    """``throttled_on``: the statuses by which the system says "over your rate limit or quota"
+    (429; Cin7 Core's 503): retried, they are ``Throttled``, which pauses the target uncounted."""
     status = response.status_code
     if 200 <= status < 300:
         return Delivered()
@@ -97,7 +99,7 @@ def classify_response(response: requests.Response, what: str, on_status: Mapping
         after = retry_after_s(response.headers.get("Retry-After"))
         if after is None and wait is not None:
             after = wait(response)
-        kind = Throttled if status == 429 else RetryableError
+        kind = Throttled if status in throttled_on else RetryableError
         return with_status(kind(reason, after=after), status)
     return with_status(RejectedError(reason), status)
 

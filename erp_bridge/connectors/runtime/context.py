@@ -38,12 +38,14 @@ class ConnectorContext:
     def sender(self, *, message: VendorMessage | None = None, auth: auth_strategies.Strategy | None = None,
                on_status_defaults: Mapping[str, Action] | None = None, realm: str | None = None,
                transient_token_errors: Collection[str] = (), wait: VendorWait | None = None,
-               pacer: Pacer | None = None, renew_on: Collection[int] = (401,)) -> Sender:
+               pacer: Pacer | None = None, renew_on: Collection[int] = (401,),
+               throttled_on: Collection[int] = (429,)) -> Sender:
         """The runtime's sender for this mapping: its timeout, auth, headers and ``on_status``
         (a connector's defaults first, so the integrator's file wins); ``transient_token_errors``:
         the vendor's token-endpoint errors that mean "wait", not "wrong credentials"; ``pacer``: waits
         before each request so the vendor's rate limit is not hit (runtime/pacing.py); ``renew_on``:
-        the statuses after which the credential is renewed once and the request sent again."""
+        the statuses after which the credential is renewed once and the request sent again;
+        ``throttled_on``: the statuses that say "over the rate limit or quota" (a pause, no attempt)."""
         conn = self.mapping.connection
         strategy = auth or auth_strategies.build(conn.auth, self.secret, timeout_s=float(conn.timeout_s), realm=realm,
                                                  transient_token_errors=transient_token_errors)
@@ -51,7 +53,7 @@ class ConnectorContext:
         return Sender(self.system, timeout_s=float(conn.timeout_s), auth=strategy,
                       on_status={**(on_status_defaults or {}), **self.mapping.writes.on_status},
                       message=message, headers=conn.headers, secret_names=f"secrets {names}" if names else "",
-                      wait=wait, pacer=pacer, renew_on=renew_on)
+                      wait=wait, pacer=pacer, renew_on=renew_on, throttled_on=throttled_on)
 
     def rotating_refresh_token(self, strategy: auth_strategies.Strategy) -> auth_strategies.Strategy:
         """For a token endpoint that rotates refresh tokens: keep the newest in the queue's storage

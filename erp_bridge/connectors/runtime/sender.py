@@ -56,8 +56,10 @@ class Sender:
                  on_status: Mapping[str, Action] | None = None, message: VendorMessage | None = None,
                  secret_values: Sequence[str] = (), headers: Mapping[str, str] | None = None,
                  secret_names: str = "", wait: VendorWait | None = None, pacer: Pacer | None = None,
-                 renew_on: Collection[int] = (401,)):
+                 renew_on: Collection[int] = (401,), throttled_on: Collection[int] = (429,)):
         self.system = system
+        #: statuses that mean "over the rate limit or quota" (classify_response: Throttled)
+        self.throttled_on = frozenset(throttled_on)
         #: statuses that mean "this credential is no longer good": renewed once, then sent again
         #: (401; Amazon SP-API answers an expired access token with 403)
         self.renew_on = frozenset(renew_on)
@@ -157,7 +159,7 @@ class Sender:
             return ConfigError(f"{self.system} refused the credentials (HTTP 401 from {what}{self._said(response)}): "
                                f"{check}")
         outcome = classify_response(response, what, on_status or self.on_status, self.redact, self._message,
-                                    self._wait)
+                                    self._wait, self.throttled_on)
         if isinstance(outcome, Delivered):
             return Reply(response.status_code, json_or_none(response), dict(response.headers), outcome.detail,
                          response.content)

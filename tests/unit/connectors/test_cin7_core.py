@@ -10,7 +10,7 @@ import pytest
 
 from erp_bridge.connectors.runtime.pacing import LeakyBucket
 from erp_bridge.domain import Decrement, Delivered, Figure, Increment
-from erp_bridge.errors import ConfigError, RejectedError, RetryableError
+from erp_bridge.errors import ConfigError, RejectedError, Throttled
 from tests.fakes import cin7_blueprint
 from tests.fakes.cin7_core import ACCOUNT_ID, APPLICATION_KEY, LOCATION, SECRETS, FakeCin7, connector_for
 from tests.pg import pg_url  # noqa: F401 - fixture
@@ -143,7 +143,7 @@ def test_over_the_limit_cin7_answers_503_and_the_error_waits_out_the_minute(tmp_
         connector.push_availability([figure("chair-blue", "1")])
         [result] = connector.push_availability([figure("chair-blue", "2")])
         connector.close()
-    assert isinstance(result, RetryableError) and "60 calls per minute" in str(result) and result.after == 60
+    assert isinstance(result, Throttled) and "60 calls per minute" in str(result) and result.after == 60
 
 
 def test_the_pacer_keeps_calls_under_the_limit(tmp_path):

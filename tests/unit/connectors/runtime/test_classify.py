@@ -92,6 +92,8 @@ def test_a_retry_carries_the_targets_retry_after_and_the_vendors_message():
     assert str(outcome) == "HTTP 429 from POST X: Zoho error 44: too many"
     unavailable = classify_response(response(503, b"down", {}), "POST X", {}, Redactor())
     assert type(unavailable) is RetryableError  # only a 429 says "your rate or quota", not "this data"
+    cin7 = classify_response(response(503, b"60 calls per minute", {}), "POST X", {}, Redactor(), throttled_on=(429, 503))
+    assert type(cin7) is Throttled  # unless the system says it its own way (Cin7 Core's 503)
 
 
 def test_the_redactor_removes_every_secret_longest_first_and_bounds_the_excerpt():
