@@ -279,7 +279,7 @@ class Dispatcher:
         the worker's next call delivers instead of leasing."""
         entries = self._carried.pop(worker, None)
         if entries is None:
-            entries = self._queue.lease(worker, self._batch_size, self._lease_s, targets=list(self._connectors))
+            entries = self._queue.lease(worker, self._batch_size, self._lease_s, targets=self._callable())
         groups: dict[tuple[str, Capability | None], list[Entry]] = {}
         for entry in entries:
             groups.setdefault((entry.target, _capability(entry)), []).append(entry)
@@ -290,10 +290,15 @@ class Dispatcher:
                 self._deliver(worker, target, capability, group, chain and n == len(groups))
         return len(entries)
 
+    def _callable(self) -> list[str]:
+        """The targets to lease for: those with a connector and no pause (a paused target's
+        entries stay in the queue, not leased and given back batch after batch)."""
+        return [t for t in self._connectors if not self._throttles[t].remaining()]
+
     def _deliver(self, worker: str, target: str, capability: Capability | None,
                  entries: list[Entry], chain: bool = False) -> None:
         pause = self._throttles[target].remaining()
-        if pause:  # it refused the last call for its rate or quota: these wait too, uncounted
+        if pause:  # leased before it refused a call for its rate or quota: these wait too, uncounted
             self._queue.release([e.id for e in entries], worker, delay_s=pause, error=(
                 f"held back: {target} refused calls for its rate limit or quota; calls resume in {pause:.0f} s"))
             return
@@ -377,7 +382,7 @@ class Dispatcher:
     def _ack(self, worker: str, ids: list[int], duration: float, chain: bool) -> None:
         if chain and not self._stopping.is_set():
             leased = self._queue.ack_and_lease(ids, worker, duration, self._batch_size, self._lease_s,
-                                               list(self._connectors))
+                                               self._callable())
             if leased:  # nothing due now: the next call leases afresh (work may come meanwhile)
                 self._carried[worker] = leased
         else:

@@ -405,25 +405,26 @@ def test_a_quota_spent_for_the_day_pauses_the_target_and_never_dead_letters(tmp_
     q.close()
 
 
-def test_while_a_target_pauses_other_work_for_it_waits_without_a_call(queue, metrics, clock):
-    calls = []
+def test_while_a_target_pauses_nothing_more_is_sent_or_leased_for_it(queue, metrics, clock):
+    calls, refusing = [], [True]
 
     def reply(item):
-        calls.append(item.order)
-        return Throttled("HTTP 429 from POST X: too many", after=30) if item.order == "o1" else Delivered()
-    shop = MemorySystem(reply=reply)
-    d = dispatcher(queue, metrics, shop)
-    [first] = enqueue(queue, "shop", sale(1))
-    d.run_once("w")
-    [second] = enqueue(queue, "shop", sale(2, item="SKU-2"))  # another key: due at once
+        calls.append(getattr(item, "order", None) or item.move_id)
+        return Throttled("HTTP 429 from POST X: too many", after=30) if refusing[0] else Delivered()
+    d = dispatcher(queue, metrics, MemorySystem(reply=reply))
+    other = MOVE.model_copy(update={"item": "SKU-9"})  # another key: one lease, two calls (sale, then move)
+    sold, moved = enqueue(queue, "shop", sale(1), other)
+    assert d.run_once("w") == 2 and calls == ["o1"]  # the move's call was held back
+    held = queue.get(moved.id)
+    assert (held.state, held.attempts, held.available_at.timestamp() - clock()) == (State.PENDING, 0, 30)
+    assert held.last_error == "held back: shop refused calls for its rate limit or quota; calls resume in 30 s"
+    [later] = enqueue(queue, "shop", sale(2, item="SKU-2"))  # due at once, but its target pauses
     clock.advance(10)
-    assert d.run_once("w") == 1 and calls == ["o1"]  # leased, given back, the target not called
-    held = queue.get(second.id)
-    assert (held.state, held.attempts, held.available_at.timestamp() - clock()) == (State.PENDING, 0, 20)
-    assert held.last_error == "held back: shop refused calls for its rate limit or quota; calls resume in 20 s"
+    assert d.run_once("w") == 0 and queue.get(later.id).state is State.PENDING  # not even leased
     clock.advance(20)
-    d.run_once("w")
-    assert calls == ["o1", "o1", "o2"] and queue.get(second.id).state is State.DONE
+    refusing[0] = False
+    assert d.run_once("w") == 3 and calls == ["o1", "o2", "o1", "m1"]  # by due time
+    assert {queue.get(e.id).state for e in (sold, moved, later)} == {State.DONE}
 
 
 def test_the_rest_of_a_refused_batch_waits_out_the_whole_pause(queue, metrics, clock):
