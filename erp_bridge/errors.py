@@ -69,7 +69,8 @@ class RejectedError(BridgeError):
 
 
 class Throttled(RetryableError):
-    """The target refused the call for its rate limit or quota (HTTP 429), not for this data. The
+    """The target refused the call for its rate limit or quota (HTTP 429, or the status a system
+    uses for it: ``Sender(throttled_on=...)``, Cin7 Core's 503), not for this data. The
     dispatcher pauses the target's calls, for ``after`` or a backoff that grows while it keeps
     refusing, and gives the entries back without counting an attempt: a quota spent for the rest
     of the day (Zoho Inventory's per-plan limit) must not dead-letter what waits for it."""
