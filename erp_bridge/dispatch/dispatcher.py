@@ -334,10 +334,13 @@ class Dispatcher:
     def _settle(self, worker: str, target: str, entries: list[Entry], outcomes: list,
                 duration: float, chain: bool = False) -> None:
         pause = self._throttled(target, entries, outcomes)
-        unsent = [(e, o) for e, o in zip(entries, outcomes) if isinstance(o, (NotAttempted, Throttled))]
-        for entry, outcome in unsent:  # no attempt counted: a refused call is not this entry's fault
-            self._queue.release([entry.id], worker, delay_s=max(outcome.after or 0.0, pause),
-                                error=self._redact(str(outcome)))
+        unsent: dict[tuple[float, str | None], list[int]] = {}  # one release per (delay, reason), not per entry
+        for entry, outcome in zip(entries, outcomes):
+            if isinstance(outcome, (NotAttempted, Throttled)):  # no attempt counted: not this entry's fault
+                key = (max(outcome.after or 0.0, pause), self._redact(str(outcome)))
+                unsent.setdefault(key, []).append(entry.id)
+        for (delay, error), ids in unsent.items():
+            self._queue.release(ids, worker, delay_s=delay, error=error)
         tried = [(e, o, self._verdict(o)) for e, o in zip(entries, outcomes)
                  if not isinstance(o, (NotAttempted, Throttled))]
         delivered = [e for e, _, v in tried if v.delivered]
