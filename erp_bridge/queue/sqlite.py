@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from ..dispatch.ratelimit import LocalLimits
+from ..storage import sqlite as sqlite_store
 from . import sqlite_enqueue, sums
 from .base import SALE_KINDS, Attempt, Entry, NewEntry, Outcome, RetryPolicy, State, TargetStats
 from .sqlite_rows import ENTRY_COLUMNS
@@ -100,11 +101,9 @@ class SQLiteQueue:
         self._clock = clock
         self._lock = threading.Lock()
         self._busy_timeout_ms = int(busy_timeout_s * 1000)
-        self._db = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None,
-                                   check_same_thread=False)
+        # page_size before WAL writes a new file's header
+        self._db = sqlite_store.connect(self.path, busy_timeout_s, before_wal=(f"page_size={PAGE_SIZE}",))
         self._db.row_factory = sqlite3.Row
-        self._db.execute(f"PRAGMA page_size={PAGE_SIZE}")  # before WAL writes a new file's header
-        self._db.execute("PRAGMA journal_mode=WAL")
         self._durable = self._sync = synchronous
         self._relaxed = min(synchronous, LEASE_SYNCHRONOUS, key=_LEVELS.index)
         self._db.execute(f"PRAGMA synchronous={synchronous}")

@@ -7,7 +7,6 @@ figure (per key, one delivery is in flight at a time across all hosts: the queue
 """
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -16,6 +15,7 @@ from pathlib import Path
 
 from ..storage import POSTGRES, engine, sqlite_path
 from ..storage import postgres as pg
+from ..storage import sqlite as sqlite_store
 
 UPSERT = ("INSERT INTO {table} (target, item, location, quantity, pushed_at) VALUES ({marks})"
           " ON CONFLICT (target, item, location) DO UPDATE SET quantity = excluded.quantity,"
@@ -53,10 +53,9 @@ class FigureStore:
 class _SQLiteFigures:
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
+        self._db = sqlite_store.connect(path)
         self._lock = threading.Lock()
         with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("CREATE TABLE IF NOT EXISTS pushed (target TEXT, item TEXT, location TEXT, "
                              "quantity TEXT NOT NULL, pushed_at REAL NOT NULL, PRIMARY KEY (target, item, location))")
 

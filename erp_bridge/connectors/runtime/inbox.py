@@ -36,7 +36,6 @@ import fcntl
 import json
 import os
 import re
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -52,6 +51,7 @@ from ...dispatch.ratelimit import Limits, LocalLimits
 from ...errors import RetryableError
 from ...storage import POSTGRES, engine, sqlite_path
 from ...storage import postgres as pg
+from ...storage import sqlite as sqlite_store
 from ...storage.limits import SharedLimits
 
 #: done references are forgotten after this long; platforms stop redelivering well before (BigCommerce: 48 h)
@@ -218,9 +218,8 @@ class _SQLiteStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._path = path.resolve()
         self._lock = threading.Lock()  # one connection shared by the pollers' threads
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-        for pragma in ("journal_mode=WAL", "synchronous=FULL"):
-            self._db.execute(f"PRAGMA {pragma}")
+        self._db = sqlite_store.connect(path)
+        self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
 
     def add(self, system: str, ref: str, payload: str, now: float) -> bool:

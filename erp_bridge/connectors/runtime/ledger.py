@@ -25,6 +25,7 @@ import psycopg
 
 from ...storage import POSTGRES, SQLITE, engine, sqlite_path
 from ...storage import postgres as pg
+from ...storage import sqlite as sqlite_store
 
 #: a single event's key is used as it is (readable in the target) when it is at most this long
 MAX_PLAIN_KEY = 100
@@ -114,8 +115,8 @@ class _SQLiteStore:
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()  # one connection shared by the dispatcher's threads
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-        for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON"):
+        self._db = sqlite_store.connect(path)
+        for pragma in ("synchronous=FULL", "foreign_keys=ON"):
             self._db.execute(f"PRAGMA {pragma}")
         self._db.executescript(SCHEMA)
 
