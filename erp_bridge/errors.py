@@ -73,7 +73,14 @@ class Throttled(RetryableError):
     uses for it: ``Sender(throttled_on=...)``, Cin7 Core's 503), not for this data. The
     dispatcher pauses the target's calls, for ``after`` or a backoff that grows while it keeps
     refusing, and gives the entries back without counting an attempt: a quota spent for the rest
-    of the day (Zoho Inventory's per-plan limit) must not dead-letter what waits for it."""
+    of the day (Zoho Inventory's per-plan limit) must not dead-letter what waits for it.
+
+    ``system``: the system that refused, when it is not the target called (a channel's push that
+    had to read its system of record first): that system pauses, the target does not."""
+
+    def __init__(self, message: str, after: float | None = None, system: str | None = None):
+        super().__init__(message, after=after)
+        self.system = system
 
 
 class NotAttempted(RetryableError):

@@ -60,7 +60,7 @@ class Gate:
 
 
 class Throttle:
-    """One target's run of refusals for its rate limit or quota (``errors.Throttled``, HTTP 429).
+    """One system's run of refusals for its rate limit or quota (``errors.Throttled``, HTTP 429).
     While it lasts the target is not called; each refusal in a row lengthens the pause along the
     retry policy's backoff (its base to its cap, never shorter than the target asked), and a
     delivery ends the run. The refused entries wait without counting an attempt, so a quota spent
@@ -87,6 +87,12 @@ class Throttle:
     def remaining(self) -> float:
         """Seconds the target's calls still pause (0: call it)."""
         return max(0.0, self._until - self._clock())
+
+
+def _refusal(outcome: object) -> Throttled | None:
+    """The refusal for a rate limit or quota an outcome is or was caused by, if any."""
+    cause = outcome.cause if isinstance(outcome, NotAttempted) else outcome
+    return cause if isinstance(cause, Throttled) else None
 
 
 class Final(NamedTuple):
@@ -159,8 +165,8 @@ class Dispatcher:
         limits = limits or {}
         self._shared = shared or LocalLimits()
         self._gates = {t: Gate(limits.get(t, TargetLimits()), t, self._shared, lease_s) for t in self._connectors}
-        policy = getattr(queue, "policy", None) or RetryPolicy()
-        self._throttles = {t: Throttle(policy, clock or queue.clock) for t in self._connectors}
+        self._policy, self._clock = getattr(queue, "policy", None) or RetryPolicy(), clock or queue.clock
+        self._throttles = {t: Throttle(self._policy, self._clock) for t in self._connectors}
         self._workers, self._batch_size, self._lease_s, self._poll_s = workers, batch_size, lease_s, poll_s
         self._metrics = metrics or default_metrics()
         self._metrics.watch(queue)
@@ -333,10 +339,12 @@ class Dispatcher:
 
     def _settle(self, worker: str, target: str, entries: list[Entry], outcomes: list,
                 duration: float, chain: bool = False) -> None:
-        pause = self._throttled(target, entries, outcomes)
+        pauses = self._throttled(target, entries, outcomes)
         unsent: dict[tuple[float, str | None], list[int]] = {}  # one release per (delay, reason), not per entry
         for entry, outcome in zip(entries, outcomes):
             if isinstance(outcome, (NotAttempted, Throttled)):  # no attempt counted: not this entry's fault
+                refusal = _refusal(outcome)
+                pause = pauses.get((refusal and refusal.system) or target, 0.0)
                 key = (max(outcome.after or 0.0, pause), self._redact(str(outcome)))
                 unsent.setdefault(key, []).append(entry.id)
         for (delay, error), ids in unsent.items():
@@ -362,25 +370,35 @@ class Dispatcher:
             self._count(target, delivered, states, duration)
             self._overdue(target, [e for (e, _, _), s in zip(tried, states) if s is State.PENDING])
 
-    def _throttled(self, target: str, entries: list[Entry], outcomes: list) -> float:
-        """The pause a refusal in ``outcomes`` starts (0 if none), after a delivery in the same
-        call ended the previous run of refusals."""
-        throttle = self._throttles[target]
+    def _throttled(self, target: str, entries: list[Entry], outcomes: list) -> dict[str, float]:
+        """The pause each system that refused in ``outcomes`` starts, by system: the target, or
+        the system it had to read first (``Throttled.system``: a channel push's system of record).
+        A delivery in the same call ends the target's previous run of refusals first."""
         if any(isinstance(o, Delivered) for o in outcomes):
-            throttle.delivered()
-        refusal = next((o for o in outcomes if isinstance(o, Throttled)), None)
-        if refusal is None:
-            return 0.0
-        pause = throttle.refused(refusal.after)
-        n = sum(1 for o in outcomes if isinstance(o, Throttled)
-                or (isinstance(o, NotAttempted) and isinstance(o.cause, Throttled)))
-        self._metrics.throttled.labels(target).inc(n)
-        delivery_log.warning(
-            "delivery %s: throttled, %d entries wait %.0f s without counting an attempt (refusal %d in a"
-            " row): %s", target, n, pause, throttle.refusals, self._redact(str(refusal)), extra={
-                "target": target, "outcome": "throttled", "entries": n, "pause_s": round(pause, 3),
-                "refusals": throttle.refusals, "entry_id": entries[0].id if entries else None})
-        return pause
+            self._throttle(target).delivered()
+        refusals: dict[str, list[Throttled]] = {}
+        for refusal in filter(None, map(_refusal, outcomes)):
+            refusals.setdefault(refusal.system or target, []).append(refusal)
+        pauses = {}
+        for system, refused in refusals.items():
+            refusal, throttle = refused[0], self._throttle(system)
+            pauses[system] = pause = throttle.refused(refusal.after)
+            self._metrics.throttled.labels(system).inc(len(refused))
+            via = "" if system == target else f" (read from {system}, which refused)"
+            delivery_log.warning(
+                "delivery %s: throttled%s, %d entries wait %.0f s without counting an attempt (refusal %d in"
+                " a row): %s", target, via, len(refused), pause, throttle.refusals, self._redact(str(refusal)),
+                extra={"target": target, "outcome": "throttled", "refused_by": system, "entries": len(refused),
+                       "pause_s": round(pause, 3), "refusals": throttle.refusals,
+                       "entry_id": entries[0].id if entries else None})
+        return pauses
+
+    def _throttle(self, system: str) -> Throttle:
+        """The run of refusals of a target, or of a system read on a target's behalf."""
+        throttle = self._throttles.get(system)
+        if throttle is None:  # a system of record that is no target of this dispatcher
+            throttle = self._throttles.setdefault(system, Throttle(self._policy, self._clock))
+        return throttle
 
     def _ack(self, worker: str, ids: list[int], duration: float, chain: bool) -> None:
         if chain and not self._stopping.is_set():

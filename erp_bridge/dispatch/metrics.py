@@ -44,8 +44,9 @@ class DispatchMetrics:
         self.deliveries = Counter("erp_bridge_deliveries", "Entries delivered", ["target"], registry=r)
         self.retries = Counter("erp_bridge_retries", "Attempts that will be retried", ["target"], registry=r)
         self.throttled = Counter("erp_bridge_throttled",
-                                 "Entries a target refused for its rate limit or quota (HTTP 429, Cin7's 503); they wait "
-                                 "without counting an attempt while its calls pause", ["target"], registry=r)
+                                 "Entries a system refused for its rate limit or quota (HTTP 429, Cin7's 503), by the system "
+                                 "that refused (the target, or the system of record a push read); they wait without "
+                                 "counting an attempt while its calls pause", ["target"], registry=r)
         self.dead_letters = Counter("erp_bridge_dead_letters", "Entries dead-lettered", ["target"], registry=r)
         self.sales_overdue = Counter("erp_bridge_sale_retries_overdue",
                                      "Retries of channel sales past retry.max_attempts (they never dead-letter "

@@ -122,8 +122,8 @@ class SorReader:
         started = self.cache.clock()
         try:
             found = self.connectors[sor].read_availability(keys)
-        except Throttled as exc:  # the SoR's refusal: the dispatcher must not pause the channel for it
-            return {k: RetryableError(f"reading {sor}: {exc}", after=exc.after) for k in keys}
+        except Throttled as exc:  # the SoR's refusal: the dispatcher pauses the SoR, not the channel
+            return {k: Throttled(f"reading {sor}: {exc}", after=exc.after, system=sor) for k in keys}
         except BridgeError as exc:
             return {k: exc for k in keys}
         except Exception as exc:  # an unclassified connector failure is worth another try

@@ -440,3 +440,38 @@ def test_the_rest_of_a_refused_batch_waits_out_the_whole_pause(queue, metrics, c
     assert waits == {4} and {queue.get(e.id).attempts for e in entries} == {0}
     assert queue.get(entries[1].id).last_error == "not sent: HTTP 429 from POST X: too many"
     assert metrics.registry.get_sample_value("erp_bridge_throttled_total", {"target": "shop"}) == 9
+
+
+def test_a_system_of_records_refusal_pauses_it_not_the_channel_that_read_it(queue, metrics, clock, caplog):
+    """A channel's availability push reads the system of record first; when that read is refused
+    for the SoR's quota, the push waits uncounted for the SoR's pause (it would only be refused
+    again), the SoR's own deliveries pause, and the channel's other work goes on."""
+    refusing = [True]
+
+    def pusher(target, connector, entries):
+        if refusing[0]:
+            return [Throttled("reading zoho: HTTP 429 from GET X: Zoho error 45", system="zoho")] * len(entries)
+        return connector.push_availability([Figure(e.item, e.location, Decimal(3)) for e in entries])
+    shop, zoho = MemorySystem("shop"), MemorySystem("zoho")
+    d = dispatcher(queue, metrics, shop, zoho, pusher=pusher)
+    [push] = enqueue(queue, "shop", AvailabilityChanged(system="zoho", item="SKU-1", location="WH", sequence=1))
+    with caplog.at_level(logging.WARNING, "erp_bridge.delivery"):
+        for expected in (1, 2):  # refusals 1 and 2 in a row: the SoR pauses 1 s, then 2 s
+            assert d.run_once("w") == 1
+            stored = queue.get(push.id)
+            assert (stored.state, stored.attempts) == (State.PENDING, 0)
+            assert stored.available_at.timestamp() - clock() == expected
+            if expected == 1:
+                clock.advance(1)  # the second pause is still on below
+    assert stored.last_error == "reading zoho: HTTP 429 from GET X: Zoho error 45"
+    assert "delivery shop: throttled (read from zoho, which refused), 1 entries wait 2 s" in caplog.text
+    assert metrics.registry.get_sample_value("erp_bridge_throttled_total", {"target": "zoho"}) == 2
+    assert metrics.registry.get_sample_value("erp_bridge_throttled_total", {"target": "shop"}) is None
+    [sold] = enqueue(queue, "shop", sale(1, item="SKU-2"))  # the channel itself is not paused
+    [moved] = enqueue(queue, "zoho", MOVE)  # the SoR is: its quota is spent for writes too
+    assert d.run_once("w") == 1 and queue.get(sold.id).state is State.DONE
+    assert queue.get(moved.id).state is State.PENDING and zoho.calls == []
+    clock.advance(2)
+    refusing[0] = False
+    assert d.run_once("w") == 2
+    assert {queue.get(e.id).state for e in (push, moved)} == {State.DONE}

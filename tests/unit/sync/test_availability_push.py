@@ -90,9 +90,9 @@ def test_an_unchanged_figure_is_not_pushed_again(rig):
     pytest.param({}, RejectedError("odoo does not know item '007' at 'WH/Stock'"), id="unknown-item-dead-letters"),
     pytest.param(RetryableError("odoo down"), RetryableError("odoo down"), id="sor-down-retries"),
     pytest.param(OSError("socket"), RetryableError("reading odoo: OSError: socket"), id="sor-bug-retries"),
-    # the SoR's 429 is a plain retry of the channel's push: only a target's own refusals pause it
-    pytest.param(Throttled("HTTP 429 from POST x"), RetryableError("reading odoo: HTTP 429 from POST x"),
-                 id="sor-throttled-retries"),
+    # the SoR's 429 names the SoR: the dispatcher pauses it, not the channel (test_dispatcher.py)
+    pytest.param(Throttled("HTTP 429 from POST x"), Throttled("reading odoo: HTTP 429 from POST x", system="odoo"),
+                 id="sor-throttled-waits"),
 ])
 def test_when_the_sor_cannot_say(rig, free, error):
     queue, router, make = rig
@@ -100,3 +100,4 @@ def test_when_the_sor_cannot_say(rig, free, error):
     target = Channel()
     [outcome] = make(free)("pos", target, entries)
     assert (type(outcome), str(outcome)) == (type(error), str(error)) and target.pushed == []
+    assert getattr(outcome, "system", None) == getattr(error, "system", None)
