@@ -42,7 +42,8 @@ def hosts(tmp_path, sl, pg_url):  # noqa: F811
     """Host A and host B: own data_dir, own connection pool, one database."""
     clients, runtimes = [], []
     for name in ("a", "b"):
-        settings = settings_for(tmp_path / name, sl.url, fresh_s=60)
+        # live_timeout_s: a slow CI machine once took over the default 0.8 s for host B's SAP read
+        settings = settings_for(tmp_path / name, sl.url, fresh_s=60, live_timeout_s=5)
         url = pg_url + f"&application_name=host-{name}"
         settings = settings.model_copy(update={"queue": settings.queue.model_copy(update={"url": url})})
         runtimes.append(build_runtime(settings))
@@ -93,7 +94,7 @@ def test_a_sale_on_one_host_is_netted_out_of_the_other_hosts_cached_answer(sl, h
 
 
 def test_a_figure_cached_while_another_host_applied_a_sale_is_forgotten_at_its_ack(sl, hosts):
-    """SAP applies the sale, then its answer is lost (the connection drops 1.5 s later): the sale
+    """SAP applies the sale, then its answer is lost (the connection drops 6 s later): the sale
     is in SAP's figure while the queue still holds it pending. Both hosts read SAP then (cold
     caches) and count it twice: low, never high. The worker retries, finds the document and acks;
     the ack's NOTIFY makes every host forget the figure it read in that window, so both answer
@@ -102,7 +103,7 @@ def test_a_figure_cached_while_another_host_applied_a_sale_is_forgotten_at_its_a
     happens on host A, so only the NOTIFY can tell B."""
     (a, b), (runtime, runtime_b) = hosts
     runtime_b.dispatcher.stop(5)
-    sl.fail_next(Fault(path="InventoryGenExits", drop="after_commit", hang_s=1.5))
+    sl.fail_next(Fault(path="InventoryGenExits", drop="after_commit", hang_s=6))  # outlasts both reads
     headers, body = order_webhook("chair-blue", 2)
     assert a.post("/webhooks/shopify", content=body, headers=headers).status_code == 200
     assert sl.wait_for(lambda s: s.items["CHAIR-BLUE"]["01"]["InStock"] == 4)
